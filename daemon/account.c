@@ -1,0 +1,677 @@
+/*
+ * One account's life: obtain a token, keep it on disk and in its files,
+ * refresh it ahead of expiry, back off when the endpoint fails, and never
+ * lose a refresh token.
+ *
+ * The state shown to users (fresh, refreshing, backoff, expired, failed)
+ * is derived from the facts kept here, never stored beside them.
+ */
+#define _GNU_SOURCE
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokend.h"
+
+#define RETRY_AFTER_MAX		(24 * 3600)	/* seconds we honour at most */
+
+struct waiter {
+	account_wait_cb		 cb;
+	void			*arg;
+	TAILQ_ENTRY(waiter)	 entry;
+};
+
+struct account {
+	struct daemon_ctx	*ctx;
+	struct account_conf	*conf;
+
+	struct token		 token;		/* the access token served */
+	char			*refresh_token;	/* secret; NULL: none held */
+	int			 state_unsaved;	/* retry store_save */
+
+	struct timer		 timer;
+	int64_t			 due_wall;	/* wall ms of a refresh-ahead
+						   deadline; 0: a relative one */
+	int64_t			 next_wall;	/* next attempt, for status */
+
+	struct http_request	*req;
+	enum grant		 req_grant;
+	char			*req_refresh_token;	/* secret */
+	int			 unknown_retried;
+
+	int			 failures;	/* in a row */
+	int			 failed;	/* permanent until reload */
+	int			 attempted;	/* first attempt is over */
+	int64_t			 not_before;	/* wall ms; Retry-After */
+	char			 last_error[192];
+	uint64_t		 refreshes;
+	uint64_t		 nfailures;
+
+	TAILQ_HEAD(, waiter)	 waiters;
+};
+
+static void	account_request(struct account *);
+
+static const char *
+grant_name(enum grant g)
+{
+	switch (g) {
+	case GRANT_CLIENT_CREDENTIALS:
+		return "client_credentials";
+	case GRANT_PASSWORD:
+		return "password";
+	case GRANT_REFRESH_TOKEN:
+		return "refresh_token";
+	case GRANT_STATIC:
+		return "static";
+	}
+	return "?";
+}
+
+/* "1h 59m", "12s": how long a delay is, for logs. */
+static void
+fmt_delay(int64_t ms, char *buf, size_t len)
+{
+	int64_t	 s = ms / 1000;
+
+	if (s < 0)
+		s = 0;
+	if (s >= 86400)
+		snprintf(buf, len, "%lldd %lldh", (long long)(s / 86400),
+		    (long long)(s % 86400 / 3600));
+	else if (s >= 3600)
+		snprintf(buf, len, "%lldh %lldm", (long long)(s / 3600),
+		    (long long)(s % 3600 / 60));
+	else if (s >= 60)
+		snprintf(buf, len, "%lldm %llds", (long long)(s / 60),
+		    (long long)(s % 60));
+	else
+		snprintf(buf, len, "%llds", (long long)s);
+}
+
+static void
+account_notify(struct account *a, int ok, const char *error)
+{
+	struct waiter	*w;
+
+	while ((w = TAILQ_FIRST(&a->waiters)) != NULL) {
+		TAILQ_REMOVE(&a->waiters, w, entry);
+		w->cb(a, ok, error, w->arg);
+		free(w);
+	}
+}
+
+/* Run at `wall` (a refresh-ahead deadline) or after `delay` ms. */
+static void
+account_schedule_wall(struct account *a, int64_t wall)
+{
+	int64_t	 now = clock_wall_ms();
+
+	a->due_wall = wall;
+	a->next_wall = wall;
+	timer_set(&a->timer, clock_boot_ms() + (wall > now ? wall - now : 0));
+}
+
+static void
+account_schedule_delay(struct account *a, int64_t delay)
+{
+	a->due_wall = 0;
+	a->next_wall = clock_wall_ms() + delay;
+	timer_set(&a->timer, clock_boot_ms() + delay);
+}
+
+static void
+account_save_state(struct account *a)
+{
+	struct token	 t = a->token;
+	int		 rc;
+
+	t.refresh_token = a->refresh_token;
+	rc = store_save(a->ctx->config->state_dir, a->conf->name, &t);
+	if (rc != 0) {
+		log_account(LOG_LEVEL_ERROR, a->conf->name, "cannot save state "
+		    "in %s: %s; it is kept in memory and saving is retried",
+		    a->ctx->config->state_dir, strerror(-rc));
+		snprintf(a->last_error, sizeof a->last_error, "cannot save "
+		    "state: %s", strerror(-rc));
+		a->state_unsaved = 1;
+	} else
+		a->state_unsaved = 0;
+}
+
+static void
+account_write_sinks(struct account *a)
+{
+	size_t	 i;
+	int	 rc;
+
+	for (i = 0; i < a->conf->nsinks; i++) {
+		rc = sink_write(&a->conf->sinks[i], &a->token, clock_wall_ms());
+		if (rc != 0) {
+			log_account(LOG_LEVEL_ERROR, a->conf->name, "cannot "
+			    "write %s: %s; the previous file is left as it was",
+			    a->conf->sinks[i].path, strerror(-rc));
+			snprintf(a->last_error, sizeof a->last_error, "cannot "
+			    "write %s: %s", a->conf->sinks[i].path,
+			    strerror(-rc));
+		}
+	}
+}
+
+static void
+account_schedule_refresh(struct account *a)
+{
+	char	 in[32];
+	int64_t	 due;
+
+	due = schedule_refresh_at(&a->conf->refresh, a->token.obtained_at,
+	    a->token.expires_at, rng_unit());
+	if (due == 0) {
+		timer_clear(&a->timer);
+		a->due_wall = a->next_wall = 0;
+		return;
+	}
+	fmt_delay(due - clock_wall_ms(), in, sizeof in);
+	log_account(LOG_LEVEL_DEBUG, a->conf->name, "next refresh in %s", in);
+	account_schedule_wall(a, due);
+}
+
+static void
+account_failed(struct account *a, const char *why)
+{
+	char	 in[32];
+
+	a->failed = 1;
+	a->failures++;
+	a->nfailures++;
+	a->attempted = 1;
+	snprintf(a->last_error, sizeof a->last_error, "%s", why);
+	fmt_delay(a->conf->refresh.max_backoff, in, sizeof in);
+	log_account(LOG_LEVEL_ERROR, a->conf->name, "failed: %s; retrying "
+	    "every %s, or at once after a reload", why, in);
+	account_schedule_delay(a, a->conf->refresh.max_backoff);
+	if (a->conf->on_failure != NULL)
+		hooks_run(a->conf->on_failure, a->conf->name,
+		    a->token.expires_at);
+	account_notify(a, 0, a->last_error);
+	daemon_account_changed(a->ctx, a);
+}
+
+/* A transient failure: back off, at least `min_delay` seconds (-1: none). */
+static void
+account_backoff(struct account *a, const char *why, int64_t min_delay)
+{
+	int64_t	 delay, now = clock_wall_ms();
+	char	 in[32];
+
+	a->failures++;
+	a->nfailures++;
+	a->attempted = 1;
+	snprintf(a->last_error, sizeof a->last_error, "%s", why);
+	delay = schedule_backoff(&a->conf->refresh, a->failures, rng_unit());
+	if (min_delay >= 0) {
+		if (min_delay > RETRY_AFTER_MAX)
+			min_delay = RETRY_AFTER_MAX;
+		a->not_before = now + min_delay * 1000;
+		if (min_delay * 1000 > delay)
+			delay = min_delay * 1000;
+	}
+	fmt_delay(delay, in, sizeof in);
+	log_account(LOG_LEVEL_WARNING, a->conf->name, "%s; retrying in %s%s",
+	    why, in, token_valid(&a->token, now) ? " (the current token is "
+	    "still served)" : "");
+	account_schedule_delay(a, delay);
+	account_notify(a, 0, a->last_error);
+	daemon_account_changed(a->ctx, a);
+}
+
+static void
+account_success(struct account *a, struct token *t)
+{
+	int64_t	 now = clock_wall_ms();
+	char	*fp, in[32], when[32];
+
+	/* no refresh token in the answer: the one held stays valid */
+	if (t->refresh_token == NULL && a->refresh_token != NULL)
+		t->refresh_token = xstrdup(a->refresh_token);
+
+	token_clear(&a->token);
+	a->token = *t;
+	freezero_str(a->refresh_token);
+	a->refresh_token = a->token.refresh_token;
+	a->token.refresh_token = NULL;
+	memset(t, 0, sizeof *t);
+
+	/* the refresh token may exist nowhere else: disk comes first */
+	account_save_state(a);
+
+	a->failures = 0;
+	a->failed = 0;
+	a->unknown_retried = 0;
+	a->attempted = 1;
+	a->not_before = 0;
+	a->refreshes++;
+	if (!a->state_unsaved)
+		a->last_error[0] = '\0';
+	account_write_sinks(a);
+
+	fp = fingerprint(a->token.access_token);
+	fmt_delay(a->token.expires_at - now, in, sizeof in);
+	format_rfc3339(a->token.expires_at, when, sizeof when);
+	log_account(LOG_LEVEL_INFO, a->conf->name, "new token %s (grant %s), "
+	    "expires %s (in %s)", fp, grant_name(a->req_grant), when, in);
+	free(fp);
+
+	account_schedule_refresh(a);
+	if (a->conf->on_refresh != NULL)
+		hooks_run(a->conf->on_refresh, a->conf->name,
+		    a->token.expires_at);
+	account_notify(a, 1, NULL);
+	daemon_account_changed(a->ctx, a);
+}
+
+/* The refresh token `used` was refused: drop it, use the own grant. */
+static void
+account_refresh_refused(struct account *a, const char *used, const char *why)
+{
+	if (a->conf->grant == GRANT_REFRESH_TOKEN) {
+		/* keep it: it is all there is, and a human must act */
+		account_failed(a, "the refresh token was refused "
+		    "(invalid_grant); a new refresh token is needed in "
+		    "refresh_token_file");
+		return;
+	}
+	if (a->refresh_token != NULL && used != NULL &&
+	    !strcmp(a->refresh_token, used)) {
+		freezero_str(a->refresh_token);
+		a->refresh_token = NULL;
+		account_save_state(a);
+	}
+	log_account(LOG_LEVEL_WARNING, a->conf->name, "%s: the refresh token "
+	    "was refused; using the %s grant now", why,
+	    grant_name(a->conf->grant));
+	snprintf(a->last_error, sizeof a->last_error, "refresh token refused "
+	    "(%s)", why);
+	account_request(a);
+}
+
+static void
+account_http_done_cb(const struct http_result *res, void *arg)
+{
+	struct account		*a = arg;
+	struct oauth_result	 or;
+	struct token		 t;
+	enum grant		 grant = a->req_grant;
+	char			 why[192], *used;
+	int64_t			 now = clock_wall_ms(), ra;
+
+	/* this answer's refresh token is ours; a retry takes its own copy */
+	a->req = NULL;
+	used = a->req_refresh_token;
+	a->req_refresh_token = NULL;
+
+	if (res->curl_code != 0 || res->truncated) {
+		snprintf(why, sizeof why, "%s", res->error != NULL ?
+		    res->error : "request failed");
+		if (res->sent && !res->truncated &&
+		    grant == GRANT_REFRESH_TOKEN && !a->unknown_retried) {
+			/* the server may have rotated it: ask once more */
+			a->unknown_retried = 1;
+			log_account(LOG_LEVEL_WARNING, a->conf->name, "refresh "
+			    "outcome unknown (%s); retrying once with the same "
+			    "refresh token", why);
+			account_request(a);
+		} else
+			account_backoff(a, why, -1);
+		freezero_str(used);
+		return;
+	}
+	a->unknown_retried = 0;	/* an answer came: the outcome is known */
+
+	if (oauth_response_parse(a->conf, res->status, res->body, res->len,
+	    now, &t, &or) == 0) {
+		account_success(a, &t);
+		freezero_str(used);
+		return;
+	}
+
+	switch (or.outcome) {
+	case OAUTH_INVALID_GRANT:
+		if (grant == GRANT_REFRESH_TOKEN) {
+			account_refresh_refused(a, used, or.error);
+			break;
+		}
+		/* FALLTHROUGH */
+	case OAUTH_PERMANENT:
+		account_failed(a, or.error);
+		break;
+	case OAUTH_RATE_LIMITED:
+		ra = schedule_retry_after(res->retry_after_raw, now);
+		account_backoff(a, or.error, ra);
+		break;
+	default:
+		account_backoff(a, or.error, -1);
+		break;
+	}
+	freezero_str(used);
+}
+
+static void
+account_request(struct account *a)
+{
+	struct oauth_request	 or;
+	struct http_post	 p;
+	char			*cause = NULL;
+	enum grant		 grant;
+
+	if (a->req != NULL || a->conf->grant == GRANT_STATIC)
+		return;
+	if (a->refresh_token != NULL)
+		grant = GRANT_REFRESH_TOKEN;
+	else if (a->conf->grant == GRANT_REFRESH_TOKEN) {
+		account_failed(a, "no refresh token is held; a new refresh "
+		    "token is needed in refresh_token_file");
+		return;
+	} else
+		grant = a->conf->grant;
+	if (a->state_unsaved)
+		account_save_state(a);
+
+	if (oauth_request_build(a->conf, grant, a->refresh_token, &or,
+	    &cause) != 0) {
+		account_failed(a, cause);
+		free(cause);
+		return;
+	}
+	memset(&p, 0, sizeof p);
+	p.url = or.url;
+	p.body = or.body;
+	p.authorization = or.authorization;
+	p.ca_file = a->conf->ca_file;
+	p.timeout = a->conf->timeout;
+	p.allow_http = a->conf->allow_http;
+
+	a->req_grant = grant;
+	freezero_str(a->req_refresh_token);
+	a->req_refresh_token = a->refresh_token != NULL ?
+	    xstrdup(a->refresh_token) : NULL;
+	log_account(LOG_LEVEL_DEBUG, a->conf->name, "requesting a token "
+	    "(grant %s)", grant_name(grant));
+	timer_clear(&a->timer);
+	a->due_wall = 0;
+	a->next_wall = clock_wall_ms();
+	a->req = http_post(a->ctx->http, &p, account_http_done_cb, a);
+	oauth_request_clear(&or);
+	daemon_account_changed(a->ctx, a);
+}
+
+static void
+account_timer_cb(void *arg)
+{
+	struct account	*a = arg;
+
+	a->due_wall = 0;
+	account_request(a);
+}
+
+struct account *
+account_new(struct daemon_ctx *ctx, struct account_conf *conf)
+{
+	struct account	*a;
+
+	a = xcalloc(1, sizeof *a);
+	a->ctx = ctx;
+	a->conf = conf;
+	a->timer.cb = account_timer_cb;
+	a->timer.arg = a;
+	TAILQ_INIT(&a->waiters);
+	return a;
+}
+
+static void
+account_start_static(struct account *a)
+{
+	token_clear(&a->token);
+	a->token.access_token = xstrdup(a->conf->static_token);
+	a->token.token_type = xstrdup("Bearer");
+	a->token.obtained_at = clock_wall_ms();
+	a->token.expires_at = 0;
+	a->attempted = 1;
+	a->refreshes++;
+	account_write_sinks(a);
+	log_account(LOG_LEVEL_INFO, a->conf->name, "serving a static token "
+	    "that does not expire");
+	daemon_account_changed(a->ctx, a);
+}
+
+/* Pick up where the state file left off, or ask for a first token. */
+void
+account_start(struct account *a)
+{
+	struct token	 t;
+	char		*path, *aside, in[32];
+	int64_t		 now = clock_wall_ms();
+	int		 rc;
+
+	if (a->conf->grant == GRANT_STATIC) {
+		account_start_static(a);
+		return;
+	}
+	rc = store_load(a->ctx->config->state_dir, a->conf->name, &t);
+	if (rc == -EBADMSG) {
+		/* keep it for a human: it may hold the only refresh token */
+		path = store_path(a->ctx->config->state_dir, a->conf->name);
+		xasprintf(&aside, "%s.corrupt", path);
+		if (rename(path, aside) == 0)
+			log_account(LOG_LEVEL_ERROR, a->conf->name, "state file "
+			    "%s is corrupt; kept as %s", path, aside);
+		free(aside);
+		free(path);
+	} else if (rc != 0 && rc != -ENOENT)
+		log_account(LOG_LEVEL_ERROR, a->conf->name, "cannot read "
+		    "state: %s", strerror(-rc));
+	if (rc == 0) {
+		a->refresh_token = t.refresh_token;
+		t.refresh_token = NULL;
+		if (token_valid(&t, now + 1000)) {
+			a->token = t;
+			memset(&t, 0, sizeof t);
+			a->attempted = 1;
+			fmt_delay(a->token.expires_at - now, in, sizeof in);
+			log_account(LOG_LEVEL_INFO, a->conf->name, "resuming "
+			    "with the saved token (expires in %s)", in);
+			account_write_sinks(a);
+			account_schedule_refresh(a);
+			daemon_account_changed(a->ctx, a);
+		}
+		token_clear(&t);
+	}
+	if (a->refresh_token == NULL && a->conf->refresh_token != NULL)
+		a->refresh_token = xstrdup(a->conf->refresh_token);
+	if (!timer_pending(&a->timer))
+		account_request(a);
+}
+
+/*
+ * A reload changed this account's file. Its tokens, refresh token and any
+ * request in flight carry over; a failed account tries again at once.
+ */
+void
+account_replace_conf(struct account *a, struct account_conf *conf)
+{
+	struct account_conf	*old = a->conf;
+	int64_t			 now = clock_wall_ms();
+
+	a->conf = conf;
+	if (conf->refresh_token != NULL && (old->refresh_token == NULL ||
+	    strcmp(conf->refresh_token, old->refresh_token) != 0)) {
+		log_account(LOG_LEVEL_INFO, conf->name, "using the refresh "
+		    "token newly configured in refresh_token_file");
+		freezero_str(a->refresh_token);
+		a->refresh_token = xstrdup(conf->refresh_token);
+		account_save_state(a);
+	}
+	config_account_free(old);
+	if (token_valid(&a->token, now))
+		account_write_sinks(a);
+	if (a->failed || a->failures > 0 || !token_valid(&a->token, now)) {
+		a->failed = 0;
+		a->failures = 0;
+		a->not_before = 0;
+		account_request(a);
+	} else if (a->req == NULL)
+		account_schedule_refresh(a);
+	daemon_account_changed(a->ctx, a);
+}
+
+void
+account_free(struct account *a)
+{
+	if (a == NULL)
+		return;
+	if (a->req != NULL)
+		http_cancel(a->req);
+	timer_clear(&a->timer);
+	account_notify(a, 0, "the account was removed");
+	token_clear(&a->token);
+	freezero_str(a->refresh_token);
+	freezero_str(a->req_refresh_token);
+	config_account_free(a->conf);
+	free(a);
+}
+
+const char *
+account_name(const struct account *a)
+{
+	return a->conf->name;
+}
+
+const struct account_conf *
+account_conf(const struct account *a)
+{
+	return a->conf;
+}
+
+enum account_state
+account_state(const struct account *a, int64_t now)
+{
+	if (a->failed)
+		return ACCOUNT_FAILED;
+	if (a->req != NULL || !a->attempted)
+		return ACCOUNT_REFRESHING;
+	if (!token_valid(&a->token, now))
+		return ACCOUNT_EXPIRED;
+	if (a->failures > 0)
+		return ACCOUNT_BACKOFF;
+	return ACCOUNT_FRESH;
+}
+
+const char *
+account_state_name(enum account_state s)
+{
+	static const char *const names[] = {
+		"fresh", "refreshing", "backoff", "expired", "failed"
+	};
+
+	return names[s];
+}
+
+/* The token if it is valid at `now`, else NULL. */
+const struct token *
+account_token(const struct account *a, int64_t now)
+{
+	return token_valid(&a->token, now) ? &a->token : NULL;
+}
+
+const struct token *
+account_current_token(const struct account *a)
+{
+	return &a->token;
+}
+
+int64_t
+account_next_refresh(const struct account *a)
+{
+	return timer_pending(&a->timer) || a->req != NULL ? a->next_wall : 0;
+}
+
+const char *
+account_last_error(const struct account *a)
+{
+	return a->last_error;
+}
+
+uint64_t
+account_refreshes(const struct account *a)
+{
+	return a->refreshes;
+}
+
+uint64_t
+account_failures(const struct account *a)
+{
+	return a->nfailures;
+}
+
+int
+account_has_attempted(const struct account *a)
+{
+	return a->attempted;
+}
+
+/*
+ * Refresh now and call cb with the outcome. -1 with *cause when it cannot
+ * start: a static token, or the endpoint's Retry-After still running.
+ */
+int
+account_refresh_now(struct account *a, account_wait_cb cb, void *arg,
+    char **cause)
+{
+	struct waiter	*w;
+	int64_t		 now = clock_wall_ms();
+
+	if (a->conf->grant == GRANT_STATIC) {
+		*cause = xstrdup("a static token is not refreshed");
+		return -1;
+	}
+	if (a->not_before > now) {
+		xasprintf(cause, "the token endpoint asked to wait %lld more "
+		    "seconds (Retry-After)", (long long)((a->not_before - now +
+		    999) / 1000));
+		return -1;
+	}
+	if (cb != NULL) {
+		w = xcalloc(1, sizeof *w);
+		w->cb = cb;
+		w->arg = arg;
+		TAILQ_INSERT_TAIL(&a->waiters, w, entry);
+	}
+	if (a->req == NULL)
+		account_request(a);
+	return 0;
+}
+
+void
+account_cancel_waiter(struct account *a, account_wait_cb cb, void *arg)
+{
+	struct waiter	*w, *next;
+
+	for (w = TAILQ_FIRST(&a->waiters); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->cb == cb && w->arg == arg) {
+			TAILQ_REMOVE(&a->waiters, w, entry);
+			free(w);
+		}
+	}
+}
+
+/* The wall clock was set: move a refresh-ahead deadline to match it. */
+void
+account_clock_jumped(struct account *a)
+{
+	if (a->due_wall != 0 && timer_pending(&a->timer))
+		account_schedule_wall(a, a->due_wall);
+}

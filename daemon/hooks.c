@@ -1,0 +1,185 @@
+/*
+ * on_refresh / on_failure programs: spawned without a shell, with
+ * TOKEND_ACCOUNT and TOKEND_EXPIRES_AT in a small clean environment,
+ * reaped from the event loop, killed when they outlive their time limit.
+ * The loop never waits for them.
+ */
+#define _GNU_SOURCE
+#include <sys/queue.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "tokend.h"
+
+#define HOOK_TIME_LIMIT		30	/* seconds */
+#define HOOKS_MAX		64	/* running at once */
+
+struct hook {
+	pid_t			 pid;
+	char			*account;
+	char			*program;
+	struct event		*timeout;
+	int			 killed;
+	LIST_ENTRY(hook)	 entry;
+};
+
+static struct event_base	*hooks_base;
+static struct event		*hooks_sigchld;
+static LIST_HEAD(, hook)	 hooks = LIST_HEAD_INITIALIZER(hooks);
+static int			 hooks_running;
+
+static void
+hook_free(struct hook *h)
+{
+	LIST_REMOVE(h, entry);
+	hooks_running--;
+	event_free(h->timeout);
+	free(h->account);
+	free(h->program);
+	free(h);
+}
+
+static void
+hooks_sigchld_cb(evutil_socket_t sig, short events, void *arg)
+{
+	struct hook	*h, *next;
+	pid_t		 pid;
+	int		 status;
+
+	(void)sig;
+	(void)events;
+	(void)arg;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (h = LIST_FIRST(&hooks); h != NULL; h = next) {
+			next = LIST_NEXT(h, entry);
+			if (h->pid != pid)
+				continue;
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+				log_account(LOG_LEVEL_DEBUG, h->account, "hook "
+				    "%s exited 0", h->program);
+			else if (WIFEXITED(status))
+				log_account(LOG_LEVEL_WARNING, h->account,
+				    "hook %s exited %d", h->program,
+				    WEXITSTATUS(status));
+			else
+				log_account(LOG_LEVEL_WARNING, h->account,
+				    "hook %s killed by signal %d%s", h->program,
+				    WTERMSIG(status), h->killed ? " after its "
+				    "time limit" : "");
+			hook_free(h);
+		}
+	}
+}
+
+static void
+hook_timeout_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct hook	*h = arg;
+
+	(void)fd;
+	(void)events;
+	h->killed = 1;
+	kill(h->pid, SIGKILL);
+}
+
+void
+hooks_init(struct event_base *base)
+{
+	hooks_base = base;
+	hooks_sigchld = evsignal_new(base, SIGCHLD, hooks_sigchld_cb, NULL);
+	event_add(hooks_sigchld, NULL);
+}
+
+void
+hooks_shutdown(void)
+{
+	struct hook	*h;
+
+	while ((h = LIST_FIRST(&hooks)) != NULL) {
+		kill(h->pid, SIGKILL);
+		waitpid(h->pid, NULL, 0);
+		hook_free(h);
+	}
+	if (hooks_sigchld != NULL)
+		event_free(hooks_sigchld);
+	hooks_sigchld = NULL;
+}
+
+void
+hooks_run(char **argv, const char *account, int64_t expires_at)
+{
+	posix_spawn_file_actions_t	 fa;
+	posix_spawnattr_t		 attr;
+	sigset_t			 none;
+	struct timeval			 tv = { HOOK_TIME_LIMIT, 0 };
+	struct hook			*h;
+	char				*env[5], *path_env;
+	pid_t				 pid;
+	int				 rc;
+
+	if (hooks_base == NULL)
+		return;
+	if (hooks_running >= HOOKS_MAX) {
+		log_account(LOG_LEVEL_WARNING, account, "hook %s not run: %d "
+		    "hooks are still running", argv[0], hooks_running);
+		return;
+	}
+	xasprintf(&env[0], "TOKEND_ACCOUNT=%s", account);
+	xasprintf(&env[1], "TOKEND_EXPIRES_AT=%lld",
+	    (long long)(expires_at / 1000));
+	path_env = getenv("PATH");
+	xasprintf(&env[2], "PATH=%s", path_env != NULL ? path_env :
+	    "/usr/local/bin:/usr/bin:/bin");
+	env[3] = NULL;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
+	    O_RDONLY, 0);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+	    POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+	{
+		sigset_t	 def;
+
+		sigemptyset(&def);
+		sigaddset(&def, SIGPIPE);
+		sigaddset(&def, SIGCHLD);
+		sigaddset(&def, SIGHUP);
+		sigaddset(&def, SIGTERM);
+		sigaddset(&def, SIGINT);
+		posix_spawnattr_setsigdefault(&attr, &def);
+	}
+	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	free(env[0]);
+	free(env[1]);
+	free(env[2]);
+	if (rc != 0) {
+		log_account(LOG_LEVEL_WARNING, account, "cannot run hook %s: "
+		    "%s", argv[0], strerror(rc));
+		return;
+	}
+	h = xcalloc(1, sizeof *h);
+	h->pid = pid;
+	h->account = xstrdup(account);
+	h->program = xstrdup(argv[0]);
+	h->timeout = evtimer_new(hooks_base, hook_timeout_cb, h);
+	evtimer_add(h->timeout, &tv);
+	LIST_INSERT_HEAD(&hooks, h, entry);
+	hooks_running++;
+	log_account(LOG_LEVEL_DEBUG, account, "hook %s started (pid %d)",
+	    argv[0], (int)pid);
+}

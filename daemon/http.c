@@ -1,0 +1,486 @@
+/*
+ * HTTPS POSTs on libcurl's multi interface driven by libevent, as in
+ * curl's hiperfifo example: one CURLM, a persistent event per curl socket,
+ * one libevent timer for curl's timeouts. Nothing here knows OAuth.
+ *
+ * Requests wait in a FIFO until both the global limit and the limit per
+ * host allow them to start, so a start-up storm of thousands of accounts
+ * never has more than max_requests in flight, nor more than
+ * max_requests_per_host against one endpoint. An easy handle is only made
+ * when its request starts, which keeps queued requests small; the one
+ * multi handle keeps connections alive between requests.
+ */
+#define _GNU_SOURCE
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "tokend.h"
+
+struct http_host {
+	char			*key;		/* scheme://host:port */
+	int			 running;
+	TAILQ_ENTRY(http_host)	 entry;
+};
+
+struct http_request {
+	struct http		*http;
+	CURL			*easy;
+	struct curl_slist	*headers;
+	char			*url;
+	char			*body;		/* secret */
+	size_t			 body_len;
+	char			*authorization;	/* secret */
+	char			*ca_file;
+	int64_t			 timeout;
+	int			 allow_http;
+	struct http_host	*host;
+	int			 running;
+
+	char			*buf;
+	size_t			 len;
+	size_t			 cap;
+	int			 truncated;
+	char			 errbuf[CURL_ERROR_SIZE];
+
+	http_done_cb		 cb;
+	void			*arg;
+	TAILQ_ENTRY(http_request) entry;
+};
+
+struct http {
+	struct event_base	*base;
+	CURLM			*multi;
+	struct event		*timer_ev;
+	int			 max_requests;
+	int			 max_per_host;
+	size_t			 running;
+	size_t			 queued;
+	TAILQ_HEAD(, http_request) queue;
+	TAILQ_HEAD(, http_host)	 hosts;
+};
+
+struct http_sock {
+	struct event		*ev;
+	struct http		*http;
+};
+
+static void	http_pump(struct http *);
+static void	http_check_done(struct http *);
+
+static void
+http_event_cb(evutil_socket_t fd, short kind, void *arg)
+{
+	struct http	*http = arg;
+	int		 action = 0, still;
+
+	if (kind & EV_READ)
+		action |= CURL_CSELECT_IN;
+	if (kind & EV_WRITE)
+		action |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(http->multi, fd, action, &still);
+	http_check_done(http);
+}
+
+static void
+http_timer_cb(evutil_socket_t fd, short kind, void *arg)
+{
+	struct http	*http = arg;
+	int		 still;
+
+	(void)fd;
+	(void)kind;
+	curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+	http_check_done(http);
+}
+
+/* CURLMOPT_TIMERFUNCTION: re-arm our one timer; never call into curl. */
+static int
+http_multi_timer_cb(CURLM *multi, long timeout_ms, void *arg)
+{
+	struct http	*http = arg;
+	struct timeval	 tv;
+
+	(void)multi;
+	if (timeout_ms < 0) {
+		evtimer_del(http->timer_ev);
+		return 0;
+	}
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	evtimer_add(http->timer_ev, &tv);
+	return 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: one persistent event per curl socket. */
+static int
+http_multi_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg,
+    void *sockp)
+{
+	struct http	 *http = arg;
+	struct http_sock *hs = sockp;
+	short		  kind;
+
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		if (hs != NULL) {
+			event_free(hs->ev);
+			free(hs);
+			curl_multi_assign(http->multi, s, NULL);
+		}
+		return 0;
+	}
+	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
+	    ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+	if (hs == NULL) {
+		hs = xcalloc(1, sizeof *hs);
+		hs->http = http;
+		curl_multi_assign(http->multi, s, hs);
+	} else
+		event_free(hs->ev);
+	hs->ev = event_new(http->base, s, kind, http_event_cb, http);
+	event_add(hs->ev, NULL);
+	return 0;
+}
+
+static size_t
+http_write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct http_request	*req = arg;
+	size_t			 n = size * nmemb;
+
+	/* CURLOPT_MAXFILESIZE does not stop a chunked body; this does */
+	if (req->len + n > RESPONSE_MAX) {
+		req->truncated = 1;
+		return 0;
+	}
+	if (req->len + n + 1 > req->cap) {
+		while (req->len + n + 1 > req->cap)
+			req->cap = req->cap ? req->cap * 2 : 4096;
+		req->buf = xreallocarray(req->buf, req->cap, 1);
+	}
+	memcpy(req->buf + req->len, data, n);
+	req->len += n;
+	req->buf[req->len] = '\0';
+	return n;
+}
+
+struct http *
+http_new(struct event_base *base, int max_requests, int max_per_host)
+{
+	struct http	*http;
+
+	http = xcalloc(1, sizeof *http);
+	http->base = base;
+	TAILQ_INIT(&http->queue);
+	TAILQ_INIT(&http->hosts);
+	http->max_requests = max_requests;
+	http->max_per_host = max_per_host;
+	if ((http->multi = curl_multi_init()) == NULL)
+		fatalx("curl_multi_init failed");
+	http->timer_ev = evtimer_new(base, http_timer_cb, http);
+	curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION,
+	    http_multi_sock_cb);
+	curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http);
+	curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION,
+	    http_multi_timer_cb);
+	curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http);
+	curl_multi_setopt(http->multi, CURLMOPT_PIPELINING,
+	    (long)CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS,
+	    (long)max_requests);
+	return http;
+}
+
+void
+http_set_limits(struct http *http, int max_requests, int max_per_host)
+{
+	http->max_requests = max_requests;
+	http->max_per_host = max_per_host;
+	curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS,
+	    (long)max_requests);
+	http_pump(http);
+}
+
+static void
+wipe_slist(struct curl_slist *l)
+{
+	for (; l != NULL; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+}
+
+static void
+http_request_free(struct http_request *req)
+{
+	if (req->easy != NULL) {
+		curl_multi_remove_handle(req->http->multi, req->easy);
+		curl_easy_cleanup(req->easy);
+	}
+	wipe_slist(req->headers);
+	curl_slist_free_all(req->headers);
+	free(req->url);
+	freezero_str(req->body);
+	freezero_str(req->authorization);
+	free(req->ca_file);
+	if (req->buf != NULL) {
+		explicit_bzero(req->buf, req->len);
+		free(req->buf);
+	}
+	free(req);
+}
+
+static char *
+http_host_key(const char *url)
+{
+	CURLU	*u;
+	char	*scheme = NULL, *host = NULL, *port = NULL, *key;
+
+	if ((u = curl_url()) == NULL)
+		fatalx("curl_url");
+	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) ==
+	    CURLUE_OK) {
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+		curl_url_get(u, CURLUPART_HOST, &host, 0);
+		curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+	}
+	xasprintf(&key, "%s://%s:%s", scheme ? scheme : "?",
+	    host ? host : "?", port ? port : "?");
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return key;
+}
+
+static struct http_host *
+http_host_get(struct http *http, const char *url)
+{
+	struct http_host	*h;
+	char			*key = http_host_key(url);
+
+	TAILQ_FOREACH(h, &http->hosts, entry)
+		if (!strcasecmp(h->key, key)) {
+			free(key);
+			return h;
+		}
+	h = xcalloc(1, sizeof *h);
+	h->key = key;
+	TAILQ_INSERT_TAIL(&http->hosts, h, entry);
+	return h;
+}
+
+static int
+http_start(struct http *http, struct http_request *req)
+{
+	CURL	*e;
+	char	*auth;
+
+	if ((e = req->easy = curl_easy_init()) == NULL)
+		return -ENOMEM;
+	req->headers = curl_slist_append(req->headers,
+	    "Content-Type: application/x-www-form-urlencoded");
+	req->headers = curl_slist_append(req->headers,
+	    "Accept: application/json");
+	req->headers = curl_slist_append(req->headers, "Expect:");
+	if (req->authorization != NULL) {
+		xasprintf(&auth, "Authorization: %s", req->authorization);
+		req->headers = curl_slist_append(req->headers, auth);
+		freezero_str(auth);
+	}
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)req->body_len);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, req->allow_http ?
+	    "https,http" : "https");
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->timeout);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
+	    (curl_off_t)RESPONSE_MAX);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "tokend/" TOKEND_VERSION);
+	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (req->ca_file != NULL)
+		curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+	if (curl_multi_add_handle(http->multi, e) != CURLM_OK)
+		return -EIO;
+	req->running = 1;
+	req->host->running++;
+	http->running++;
+	return 0;
+}
+
+/* Start queued requests while the limits allow, oldest first. */
+static void
+http_pump(struct http *http)
+{
+	struct http_request	*req, *next;
+	struct http_result	 res;
+
+	for (req = TAILQ_FIRST(&http->queue); req != NULL; req = next) {
+		next = TAILQ_NEXT(req, entry);
+		if (http->running >= (size_t)http->max_requests)
+			break;
+		if (req->host->running >= http->max_per_host)
+			continue;
+		TAILQ_REMOVE(&http->queue, req, entry);
+		http->queued--;
+		if (http_start(http, req) != 0) {
+			memset(&res, 0, sizeof res);
+			res.curl_code = CURLE_OUT_OF_MEMORY;
+			res.retry_after = -1;
+			res.error = "cannot start the request";
+			req->cb(&res, req->arg);
+			http_request_free(req);
+			next = TAILQ_FIRST(&http->queue);	/* cb may queue */
+		}
+	}
+}
+
+static void
+http_finish(struct http *http, struct http_request *req, CURLcode code)
+{
+	struct http_result	 res;
+	struct curl_header	*h = NULL;
+	curl_off_t		 up = 0;
+	long			 status = 0, reqsize = 0;
+
+	memset(&res, 0, sizeof res);
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(req->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+	curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &reqsize);
+	res.curl_code = code;
+	res.status = code == CURLE_OK ? status : 0;
+	res.body = req->buf != NULL ? req->buf : "";
+	res.len = req->len;
+	res.truncated = req->truncated;
+	res.retry_after = -1;
+	if (curl_easy_header(req->easy, "Retry-After", 0, CURLH_HEADER, -1,
+	    &h) == CURLHE_OK && h != NULL && h->value != NULL)
+		res.retry_after_raw = h->value;
+	/* the whole request left us: its outcome is unknown if no answer */
+	res.sent = reqsize > 0 && up >= (curl_off_t)req->body_len;
+	if (req->truncated)
+		res.error = "response larger than 1 MiB";
+	else if (code != CURLE_OK)
+		res.error = req->errbuf[0] != '\0' ? req->errbuf :
+		    curl_easy_strerror(code);
+
+	req->running = 0;
+	req->host->running--;
+	http->running--;
+	req->cb(&res, req->arg);
+	http_request_free(req);
+}
+
+static void
+http_check_done(struct http *http)
+{
+	struct http_request	*req;
+	CURLMsg			*msg;
+	int			 left;
+
+	while ((msg = curl_multi_info_read(http->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		req = NULL;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &req);
+		if (req != NULL)
+			http_finish(http, req, msg->data.result);
+	}
+	http_pump(http);
+}
+
+/*
+ * Queue a POST. The callback runs exactly once, from the event loop,
+ * unless the request is cancelled first.
+ */
+struct http_request *
+http_post(struct http *http, const struct http_post *p, http_done_cb cb,
+    void *arg)
+{
+	struct http_request	*req;
+
+	req = xcalloc(1, sizeof *req);
+	req->http = http;
+	req->url = xstrdup(p->url);
+	req->body = xstrdup(p->body);
+	req->body_len = strlen(p->body);
+	if (p->authorization != NULL)
+		req->authorization = xstrdup(p->authorization);
+	if (p->ca_file != NULL)
+		req->ca_file = xstrdup(p->ca_file);
+	req->timeout = p->timeout;
+	req->allow_http = p->allow_http;
+	req->host = http_host_get(http, p->url);
+	req->cb = cb;
+	req->arg = arg;
+	TAILQ_INSERT_TAIL(&http->queue, req, entry);
+	http->queued++;
+	http_pump(http);
+	return req;
+}
+
+void
+http_cancel(struct http_request *req)
+{
+	struct http	*http = req->http;
+
+	if (req->running) {
+		req->host->running--;
+		http->running--;
+	} else {
+		TAILQ_REMOVE(&http->queue, req, entry);
+		http->queued--;
+	}
+	http_request_free(req);
+	http_pump(http);
+}
+
+size_t
+http_in_flight(const struct http *http)
+{
+	return http->running;
+}
+
+size_t
+http_queued(const struct http *http)
+{
+	return http->queued;
+}
+
+void
+http_free(struct http *http)
+{
+	struct http_request	*req;
+	struct http_host	*h;
+
+	if (http == NULL)
+		return;
+	while ((req = TAILQ_FIRST(&http->queue)) != NULL) {
+		TAILQ_REMOVE(&http->queue, req, entry);
+		http_request_free(req);
+	}
+	curl_multi_cleanup(http->multi);
+	event_free(http->timer_ev);
+	while ((h = TAILQ_FIRST(&http->hosts)) != NULL) {
+		TAILQ_REMOVE(&http->hosts, h, entry);
+		free(h->key);
+		free(h);
+	}
+	free(http);
+}

@@ -1,0 +1,625 @@
+/*
+ * OAuth 2.0 without I/O: build a token request (RFC 6749 sections 4.3, 4.4
+ * and 6, client authentication per 2.3.1), and turn a token endpoint's
+ * answer into a struct token through the account's JSON pointers
+ * (RFC 6901). Time is a parameter.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "tokend.h"
+
+#define JSON_DEPTH_MAX		32
+#define LIFETIME_MAX		(10LL * 366 * 86400)	/* seconds */
+#define TOKEN_TYPE_MAX		32
+
+/* ---- encodings ---- */
+
+/* application/x-www-form-urlencoded, as the WHATWG URL standard has it. */
+char *
+oauth_form_encode(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char		*out, *w;
+	unsigned char	 c;
+
+	w = out = xcalloc(1, strlen(s) * 3 + 1);
+	for (; *s != '\0'; s++) {
+		c = (unsigned char)*s;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '*' || c == '-' ||
+		    c == '.' || c == '_')
+			*w++ = (char)c;
+		else if (c == ' ')
+			*w++ = '+';
+		else {
+			*w++ = '%';
+			*w++ = hex[c >> 4];
+			*w++ = hex[c & 15];
+		}
+	}
+	*w = '\0';
+	return out;
+}
+
+char *
+oauth_base64(const unsigned char *in, size_t len)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char		*out, *w;
+	size_t		 i;
+	uint32_t	 v;
+
+	w = out = xcalloc(1, (len + 2) / 3 * 4 + 1);
+	for (i = 0; i + 2 < len; i += 3) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		*w++ = tab[v >> 18];
+		*w++ = tab[(v >> 12) & 63];
+		*w++ = tab[(v >> 6) & 63];
+		*w++ = tab[v & 63];
+	}
+	if (i < len) {
+		v = (uint32_t)in[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		*w++ = tab[v >> 18];
+		*w++ = tab[(v >> 12) & 63];
+		*w++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+		*w++ = '=';
+	}
+	*w = '\0';
+	return out;
+}
+
+/* base64url without padding (JWT), into a NUL-terminated buffer. */
+static int
+base64url_decode(const char *in, size_t len, char **out, size_t *outlen)
+{
+	unsigned char	*buf;
+	uint32_t	 acc = 0;
+	size_t		 i, n = 0;
+	int		 bits = 0, v;
+	char		 c;
+
+	buf = xcalloc(1, len * 3 / 4 + 2);
+	for (i = 0; i < len; i++) {
+		c = in[i];
+		if (c >= 'A' && c <= 'Z')
+			v = c - 'A';
+		else if (c >= 'a' && c <= 'z')
+			v = c - 'a' + 26;
+		else if (c >= '0' && c <= '9')
+			v = c - '0' + 52;
+		else if (c == '-' || c == '+')
+			v = 62;
+		else if (c == '_' || c == '/')
+			v = 63;
+		else if (c == '=')
+			break;
+		else {
+			free(buf);
+			return -EINVAL;
+		}
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			buf[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	buf[n] = '\0';
+	*out = (char *)buf;
+	*outlen = n;
+	return 0;
+}
+
+/* ---- requests ---- */
+
+struct form {
+	char	*buf;
+	size_t	 len;
+};
+
+static void
+form_add(struct form *f, const char *name, const char *value)
+{
+	char	*ev, *next;
+
+	if (value == NULL)
+		return;
+	ev = oauth_form_encode(value);
+	xasprintf(&next, "%s%s%s=%s", f->buf != NULL ? f->buf : "",
+	    f->buf != NULL ? "&" : "", name, ev);
+	freezero_str(ev);
+	freezero_str(f->buf);
+	f->buf = next;
+}
+
+/*
+ * Build the request for `grant` (GRANT_REFRESH_TOKEN uses refresh_token,
+ * which must then be set). The body and the Authorization header hold
+ * secrets: oauth_request_clear wipes them.
+ */
+int
+oauth_request_build(const struct account_conf *ac, enum grant grant,
+    const char *refresh_token, struct oauth_request *out, char **cause)
+{
+	struct form	 f = { NULL, 0 };
+	char		*id, *secret, *pair;
+	size_t		 i;
+
+	memset(out, 0, sizeof *out);
+	switch (grant) {
+	case GRANT_CLIENT_CREDENTIALS:
+		form_add(&f, "grant_type", "client_credentials");
+		break;
+	case GRANT_PASSWORD:
+		form_add(&f, "grant_type", "password");
+		form_add(&f, "username", ac->username);
+		form_add(&f, "password", ac->password);
+		break;
+	case GRANT_REFRESH_TOKEN:
+		if (refresh_token == NULL) {
+			*cause = xstrdup("no refresh token is held");
+			return -1;
+		}
+		form_add(&f, "grant_type", "refresh_token");
+		form_add(&f, "refresh_token", refresh_token);
+		break;
+	case GRANT_STATIC:
+		*cause = xstrdup("a static token is never requested");
+		return -1;
+	}
+
+	switch (ac->client_auth) {
+	case CLIENT_AUTH_BASIC:
+		/* RFC 6749 2.3.1: each half form-encoded before base64 */
+		id = oauth_form_encode(ac->client_id != NULL ? ac->client_id :
+		    "");
+		secret = oauth_form_encode(ac->client_secret != NULL ?
+		    ac->client_secret : "");
+		xasprintf(&pair, "%s:%s", id, secret);
+		freezero_str(id);
+		freezero_str(secret);
+		secret = oauth_base64((unsigned char *)pair, strlen(pair));
+		freezero_str(pair);
+		xasprintf(&out->authorization, "Basic %s", secret);
+		freezero_str(secret);
+		break;
+	case CLIENT_AUTH_POST:
+		form_add(&f, "client_id", ac->client_id);
+		form_add(&f, "client_secret", ac->client_secret);
+		break;
+	case CLIENT_AUTH_NONE:
+		form_add(&f, "client_id", ac->client_id);
+		break;
+	}
+
+	/* a refresh keeps the scope it was granted (RFC 6749 section 6) */
+	if (grant != GRANT_REFRESH_TOKEN)
+		form_add(&f, "scope", ac->scope);
+	form_add(&f, "audience", ac->audience);
+	form_add(&f, "resource", ac->resource);
+	for (i = 0; i < ac->nparams; i++)
+		form_add(&f, ac->params[i].name, ac->params[i].value);
+
+	out->url = grant == GRANT_REFRESH_TOKEN ? ac->refresh_url :
+	    ac->token_url;
+	out->body = f.buf != NULL ? f.buf : xstrdup("");
+	return 0;
+}
+
+void
+oauth_request_clear(struct oauth_request *r)
+{
+	freezero_str(r->body);
+	freezero_str(r->authorization);
+	memset(r, 0, sizeof *r);
+}
+
+/* ---- responses ---- */
+
+/*
+ * Resolve an RFC 6901 pointer in a json-c document. 0 and *out set, or
+ * -ENOENT when it leads nowhere, -EINVAL when the pointer is malformed.
+ */
+int
+oauth_json_pointer(const char *ptr, const void *root, const void **out)
+{
+	struct json_object	*cur = (struct json_object *)root, *next;
+	char			 tok[256];
+	const char		*p = ptr, *end;
+	size_t			 n, i;
+	unsigned long		 idx;
+	char			*e;
+
+	if (*p == '\0') {
+		*out = cur;
+		return 0;
+	}
+	if (*p != '/')
+		return -EINVAL;
+	while (*p == '/') {
+		p++;
+		end = p + strcspn(p, "/");
+		for (n = 0; p < end; p++) {
+			if (n + 1 >= sizeof tok)
+				return -EINVAL;
+			if (*p == '~') {
+				if (p + 1 >= end || (p[1] != '0' && p[1] != '1'))
+					return -EINVAL;
+				tok[n++] = p[1] == '0' ? '~' : '/';
+				p++;
+			} else
+				tok[n++] = *p;
+		}
+		tok[n] = '\0';
+		if (json_object_is_type(cur, json_type_object)) {
+			if (!json_object_object_get_ex(cur, tok, &next))
+				return -ENOENT;
+		} else if (json_object_is_type(cur, json_type_array)) {
+			if (n == 0 || (n > 1 && tok[0] == '0'))
+				return -ENOENT;
+			for (i = 0; i < n; i++)
+				if (tok[i] < '0' || tok[i] > '9')
+					return -ENOENT;
+			errno = 0;
+			idx = strtoul(tok, &e, 10);
+			if (errno != 0 || idx >= json_object_array_length(cur))
+				return -ENOENT;
+			next = json_object_array_get_idx(cur, idx);
+		} else
+			return -ENOENT;
+		cur = next;
+	}
+	*out = cur;
+	return 0;
+}
+
+/* Look a pointer up; NULL when unset, absent or JSON null. */
+static struct json_object *
+lookup(const char *ptr, struct json_object *root)
+{
+	const void	*v;
+
+	if (ptr == NULL || oauth_json_pointer(ptr, root, &v) != 0)
+		return NULL;
+	return (struct json_object *)v;
+}
+
+/* An error code safe to log: [A-Za-z0-9_.-], at most 64 characters. */
+static void
+sanitize_code(const char *in, char *out, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; in[i] != '\0' && i + 1 < len && i < 64; i++) {
+		char c = in[i];
+		out[i] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		    c == '-') ? c : '?';
+	}
+	out[i] = '\0';
+}
+
+static struct json_object *
+parse_json(const char *body, size_t len, const char **why)
+{
+	struct json_tokener	*tok;
+	struct json_object	*obj;
+	size_t			 end;
+
+	if (len > RESPONSE_MAX) {
+		*why = "body larger than 1 MiB";
+		return NULL;
+	}
+	if ((tok = json_tokener_new_ex(JSON_DEPTH_MAX)) == NULL) {
+		*why = "out of memory";
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+	    JSON_TOKENER_VALIDATE_UTF8);
+	obj = json_tokener_parse_ex(tok, body, (int)len);
+	if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+		*why = json_tokener_get_error(tok) == json_tokener_error_depth ?
+		    "JSON nested too deeply" : "not valid JSON";
+		json_object_put(obj);
+		json_tokener_free(tok);
+		return NULL;
+	}
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	while (end < len && (body[end] == ' ' || body[end] == '\t' ||
+	    body[end] == '\r' || body[end] == '\n'))
+		end++;
+	if (end != len) {
+		*why = "trailing bytes after the JSON value";
+		json_object_put(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+/*
+ * A whole number of seconds from a JSON number or a string of digits.
+ * json_object_get_int64 would read "3600abc" as 3600 and null as 0.
+ */
+static int
+json_seconds(struct json_object *v, int64_t *out)
+{
+	const char	*s;
+	double		 d;
+	int64_t		 n = 0;
+
+	switch (json_object_get_type(v)) {
+	case json_type_int:
+		errno = 0;
+		n = json_object_get_int64(v);
+		if (errno != 0 || n == INT64_MAX)
+			return -ERANGE;
+		break;
+	case json_type_double:
+		d = json_object_get_double(v);
+		if (!isfinite(d) || d < -1e15 || d > 1e15)
+			return -ERANGE;
+		n = (int64_t)d;
+		break;
+	case json_type_string:
+		s = json_object_get_string(v);
+		if (*s == '\0' || strlen(s) > 15)
+			return -EINVAL;
+		for (; *s != '\0'; s++) {
+			if (*s < '0' || *s > '9')
+				return -EINVAL;
+			n = n * 10 + (*s - '0');
+		}
+		break;
+	default:
+		return -EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+/* The exp claim of a JWT, in wall ms; 0 when it is not a JWT with one. */
+int64_t
+oauth_jwt_exp(const char *token)
+{
+	const char		*dot1, *dot2, *why;
+	struct json_object	*obj, *exp;
+	char			*payload;
+	size_t			 len;
+	int64_t			 secs = 0;
+
+	if ((dot1 = strchr(token, '.')) == NULL ||
+	    (dot2 = strchr(dot1 + 1, '.')) == NULL || strchr(dot2 + 1, '.'))
+		return 0;
+	if (base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &payload,
+	    &len) != 0)
+		return 0;
+	if ((obj = parse_json(payload, len, &why)) != NULL) {
+		if (json_object_is_type(obj, json_type_object) &&
+		    json_object_object_get_ex(obj, "exp", &exp) &&
+		    (json_object_is_type(exp, json_type_int) ||
+		    json_object_is_type(exp, json_type_double)) &&
+		    json_seconds(exp, &secs) != 0)
+			secs = 0;
+		json_object_put(obj);
+	}
+	free(payload);
+	return secs > 0 ? secs * 1000 : 0;
+}
+
+static int
+take_token(struct json_object *v, char **out)
+{
+	const char	*s;
+
+	if (v == NULL || !json_object_is_type(v, json_type_string))
+		return -EINVAL;
+	s = json_object_get_string(v);
+	if (*s == '\0' || (size_t)json_object_get_string_len(v) > TOKEN_MAX ||
+	    strlen(s) != (size_t)json_object_get_string_len(v) ||
+	    !str_is_printable(s))
+		return -EINVAL;
+	*out = xstrdup(s);
+	return 0;
+}
+
+static int
+fail(struct oauth_result *res, enum oauth_outcome outcome, const char *fmt,
+    ...)
+{
+	va_list	 ap;
+
+	res->outcome = outcome;
+	va_start(ap, fmt);
+	vsnprintf(res->error, sizeof res->error, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Classify an error answer: 4xx with an RFC 6749 5.2 error code, or not. */
+static int
+parse_error(long status, const char *body, size_t len,
+    struct oauth_result *res)
+{
+	static const char *const permanent[] = {
+		"invalid_client", "unauthorized_client",
+		"unsupported_grant_type", "invalid_scope", "invalid_request",
+		NULL
+	};
+	struct json_object	*obj, *err;
+	const char		*why;
+	char			 code[72];
+	int			 i;
+
+	if (status == 429 || status == 503)
+		return fail(res, OAUTH_RATE_LIMITED, "HTTP %ld", status);
+	if (status >= 300 && status < 400)
+		return fail(res, OAUTH_RETRY, "HTTP %ld: redirects are not "
+		    "followed", status);
+	if (status != 400 && status != 401)
+		return fail(res, OAUTH_RETRY, "HTTP %ld", status);
+	if ((obj = parse_json(body, len, &why)) == NULL)
+		return fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth error",
+		    status);
+	if (!json_object_is_type(obj, json_type_object) ||
+	    !json_object_object_get_ex(obj, "error", &err) ||
+	    !json_object_is_type(err, json_type_string)) {
+		json_object_put(obj);
+		return fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth error",
+		    status);
+	}
+	sanitize_code(json_object_get_string(err), code, sizeof code);
+	json_object_put(obj);
+	if (!strcmp(code, "invalid_grant"))
+		return fail(res, OAUTH_INVALID_GRANT, "HTTP %ld invalid_grant",
+		    status);
+	for (i = 0; permanent[i] != NULL; i++)
+		if (!strcmp(code, permanent[i]))
+			return fail(res, OAUTH_PERMANENT, "HTTP %ld %s", status,
+			    code);
+	return fail(res, OAUTH_RETRY, "HTTP %ld %s", status, code);
+}
+
+/*
+ * Turn an answer into a token. 0: *out holds a usable token (its
+ * refresh_token NULL when the answer carried none). -1: res says why and
+ * what to do; out is untouched. Error texts never hold response values.
+ */
+int
+oauth_response_parse(const struct account_conf *ac, long status,
+    const char *body, size_t len, int64_t now, struct token *out,
+    struct oauth_result *res)
+{
+	const struct response_conf *rc = &ac->response;
+	struct json_object	*obj, *v;
+	struct token		 t;
+	const char		*why, *s;
+	int64_t			 secs, lifetime = 0, at;
+
+	memset(res, 0, sizeof *res);
+	if (status < 200 || status > 299)
+		return parse_error(status, body, len, res);
+	if ((obj = parse_json(body, len, &why)) == NULL)
+		return fail(res, OAUTH_RETRY, "malformed response: %s", why);
+
+	memset(&t, 0, sizeof t);
+	if (take_token(lookup(rc->access_token, obj), &t.access_token) != 0) {
+		json_object_put(obj);
+		return fail(res, OAUTH_RETRY, "malformed response: no usable "
+		    "access token at %s", rc->access_token);
+	}
+	if ((v = lookup(rc->refresh_token, obj)) != NULL &&
+	    take_token(v, &t.refresh_token) != 0) {
+		token_clear(&t);
+		json_object_put(obj);
+		return fail(res, OAUTH_RETRY, "malformed response: refresh "
+		    "token at %s is not a token", rc->refresh_token);
+	}
+
+	if ((v = lookup(rc->token_type, obj)) != NULL) {
+		if (!json_object_is_type(v, json_type_string) ||
+		    (s = json_object_get_string(v))[0] == '\0' ||
+		    strlen(s) > TOKEN_TYPE_MAX || !str_is_printable(s)) {
+			token_clear(&t);
+			json_object_put(obj);
+			return fail(res, OAUTH_RETRY, "malformed response: "
+			    "bad token_type");
+		}
+		t.token_type = xstrdup(strcasecmp(s, "bearer") ? s : "Bearer");
+	} else
+		t.token_type = xstrdup("Bearer");
+
+	if ((v = lookup(rc->expires_in, obj)) != NULL) {
+		if (json_seconds(v, &secs) != 0 || secs <= 0 ||
+		    secs > LIFETIME_MAX) {
+			token_clear(&t);
+			json_object_put(obj);
+			return fail(res, OAUTH_RETRY, "malformed response: "
+			    "expires_in is not a positive number of seconds");
+		}
+		lifetime = secs * 1000;
+	} else if ((v = lookup(rc->expires_at, obj)) != NULL) {
+		if (json_object_is_type(v, json_type_string) &&
+		    parse_rfc3339(json_object_get_string(v), &at) == 0)
+			;
+		else if (json_seconds(v, &secs) == 0 && secs > 0 &&
+		    secs < INT64_MAX / 1000)
+			at = secs * 1000;
+		else {
+			token_clear(&t);
+			json_object_put(obj);
+			return fail(res, OAUTH_RETRY, "malformed response: "
+			    "expires_at is neither epoch seconds nor RFC 3339");
+		}
+		lifetime = at - now;
+		if (lifetime <= 0 || lifetime > LIFETIME_MAX * 1000) {
+			token_clear(&t);
+			json_object_put(obj);
+			return fail(res, OAUTH_RETRY, "malformed response: "
+			    "expires_at is in the past or absurdly far");
+		}
+	} else if ((at = oauth_jwt_exp(t.access_token)) != 0) {
+		lifetime = at - now;
+		if (lifetime <= 0) {
+			token_clear(&t);
+			json_object_put(obj);
+			return fail(res, OAUTH_RETRY, "malformed response: the "
+			    "token's JWT exp is in the past");
+		}
+		if (lifetime > LIFETIME_MAX * 1000)
+			lifetime = LIFETIME_MAX * 1000;
+	} else
+		lifetime = rc->default_lifetime;
+	json_object_put(obj);
+
+	t.obtained_at = now;
+	t.expires_at = now + lifetime;
+	*out = t;
+	res->outcome = OAUTH_OK;
+	return 0;
+}
+
+/* ---- tokens ---- */
+
+void
+token_clear(struct token *t)
+{
+	freezero_str(t->access_token);
+	freezero_str(t->refresh_token);
+	free(t->token_type);
+	memset(t, 0, sizeof *t);
+}
+
+int
+token_copy(struct token *dst, const struct token *src)
+{
+	memset(dst, 0, sizeof *dst);
+	if (src->access_token != NULL)
+		dst->access_token = xstrdup(src->access_token);
+	if (src->refresh_token != NULL)
+		dst->refresh_token = xstrdup(src->refresh_token);
+	if (src->token_type != NULL)
+		dst->token_type = xstrdup(src->token_type);
+	dst->expires_at = src->expires_at;
+	dst->obtained_at = src->obtained_at;
+	return 0;
+}
+
+/* Usable at `now`: present and not expired (expires_at 0: never). */
+int
+token_valid(const struct token *t, int64_t now)
+{
+	return t->access_token != NULL &&
+	    (t->expires_at == 0 || t->expires_at > now);
+}

@@ -1,0 +1,123 @@
+/*
+ * Time arithmetic for refreshes and retries. No I/O and no clock of its
+ * own: the time and the random share are parameters, so tests can drive
+ * every case.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "tokend.h"
+
+/* A token is never refreshed sooner than this after it was obtained. */
+#define SCHEDULE_FLOOR		(1 * MSEC_PER_SEC)
+
+/*
+ * When to refresh a token obtained at `obtained` (wall ms) that expires at
+ * `expires_at`: at min(ratio * L, L - margin) into its lifetime L, moved
+ * earlier by rnd * jitter * L, never before the floor. 0: never.
+ */
+int64_t
+schedule_refresh_at(const struct refresh_conf *rc, int64_t obtained,
+    int64_t expires_at, double rnd)
+{
+	int64_t	 lifetime, by_ratio, by_margin, due;
+
+	if (expires_at == 0)
+		return 0;
+	lifetime = expires_at - obtained;
+	if (lifetime <= SCHEDULE_FLOOR)
+		return obtained + (lifetime > 0 ? lifetime : 0);
+	by_ratio = (int64_t)(rc->ratio * (double)lifetime);
+	by_margin = lifetime - rc->margin;
+	due = obtained + (by_ratio < by_margin ? by_ratio : by_margin);
+	due -= (int64_t)(rnd * rc->jitter * (double)lifetime);
+	if (due < obtained + SCHEDULE_FLOOR)
+		due = obtained + SCHEDULE_FLOOR;
+	return due;
+}
+
+/*
+ * The delay before retry after the n-th failure in a row (n >= 1): uniform
+ * in [lo, hi] where hi = min(max_backoff, min_backoff * 2^n) and
+ * lo = max(min_backoff, hi / 2). The first retry comes between one and two
+ * min_backoff, each later one about twice as late, spread so that accounts
+ * that failed together do not retry together.
+ */
+int64_t
+schedule_backoff(const struct refresh_conf *rc, int n, double rnd)
+{
+	int64_t	 hi = rc->min_backoff, lo;
+	int	 i;
+
+	for (i = 0; i < n && hi < rc->max_backoff; i++)
+		hi *= 2;
+	if (hi > rc->max_backoff)
+		hi = rc->max_backoff;
+	lo = hi / 2;
+	if (lo < rc->min_backoff)
+		lo = rc->min_backoff;
+	if (lo > hi)
+		lo = hi;
+	return lo + (int64_t)(rnd * (double)(hi - lo));
+}
+
+static int
+parse_http_date(const char *s, time_t *out)
+{
+	static const char *const formats[] = {
+		"%a, %d %b %Y %H:%M:%S GMT",	/* IMF-fixdate */
+		"%A, %d-%b-%y %H:%M:%S GMT",	/* obsolete RFC 850 */
+		"%a %b %e %H:%M:%S %Y",		/* asctime */
+		NULL
+	};
+	struct tm	 tm;
+	const char	*end;
+	int		 i;
+
+	for (i = 0; formats[i] != NULL; i++) {
+		memset(&tm, 0, sizeof tm);
+		end = strptime(s, formats[i], &tm);
+		if (end != NULL && *end == '\0') {
+			*out = timegm(&tm);
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/*
+ * A Retry-After value (RFC 9110 10.2.3: delay-seconds or HTTP-date) as a
+ * delay in seconds from `now` (wall ms); past dates give 0. -1 when the
+ * value is absent or malformed, so that plain backoff applies.
+ */
+int64_t
+schedule_retry_after(const char *value, int64_t now)
+{
+	const char	*p;
+	int64_t		 v = 0;
+	time_t		 t;
+
+	if (value == NULL)
+		return -1;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (*value >= '0' && *value <= '9') {
+		for (p = value; *p >= '0' && *p <= '9'; p++) {
+			if (v > 100000000)	/* years: clamp, no overflow */
+				v = 100000000;
+			else
+				v = v * 10 + (*p - '0');
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		return *p == '\0' ? v : -1;
+	}
+	if (parse_http_date(value, &t) != 0)
+		return -1;
+	v = (int64_t)t - now / 1000;
+	return v > 0 ? v : 0;
+}

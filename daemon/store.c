@@ -1,0 +1,137 @@
+/*
+ * The state file, state_dir/NAME.json (0600): what a restart needs to go
+ * on without a new grant, above all a rotating refresh token that exists
+ * nowhere else.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "tokend.h"
+
+#define STATE_VERSION	1
+
+char *
+store_path(const char *state_dir, const char *name)
+{
+	char	*path;
+
+	xasprintf(&path, "%s/%s.json", state_dir, name);
+	return path;
+}
+
+static int
+get_string(struct json_object *obj, const char *key, char **out)
+{
+	struct json_object	*v;
+	const char		*s;
+
+	if (!json_object_object_get_ex(obj, key, &v) ||
+	    json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -EINVAL;
+	s = json_object_get_string(v);
+	if (*s == '\0' || strlen(s) > TOKEN_MAX || !str_is_printable(s))
+		return -EINVAL;
+	*out = xstrdup(s);
+	return 0;
+}
+
+static int
+get_seconds(struct json_object *obj, const char *key, int64_t *out)
+{
+	struct json_object	*v;
+	int64_t			 n;
+
+	if (!json_object_object_get_ex(obj, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int))
+		return -EINVAL;
+	n = json_object_get_int64(v);
+	if (n < 0 || n > INT64_MAX / 1000)
+		return -EINVAL;
+	*out = n * 1000;
+	return 0;
+}
+
+/*
+ * Load NAME's state into t. 0: loaded (t->access_token or
+ * t->refresh_token may be NULL); -ENOENT: no state yet; another negative
+ * errno: unreadable or corrupt (the file is left alone for a human).
+ */
+int
+store_load(const char *state_dir, const char *name, struct token *t)
+{
+	struct json_object	*obj;
+	struct json_tokener	*tok;
+	char			*path, *buf;
+	size_t			 len;
+	int			 rc;
+
+	memset(t, 0, sizeof *t);
+	path = store_path(state_dir, name);
+	rc = read_file_capped(path, 4 * TOKEN_MAX, &buf, &len);
+	free(path);
+	if (rc != 0)
+		return rc;
+	tok = json_tokener_new_ex(8);
+	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	json_tokener_free(tok);
+	explicit_bzero(buf, len);
+	free(buf);
+	if (obj == NULL || !json_object_is_type(obj, json_type_object)) {
+		json_object_put(obj);
+		return -EBADMSG;
+	}
+	if (get_string(obj, "access_token", &t->access_token) != 0 ||
+	    get_string(obj, "refresh_token", &t->refresh_token) != 0 ||
+	    get_string(obj, "token_type", &t->token_type) != 0 ||
+	    get_seconds(obj, "expires_at", &t->expires_at) != 0 ||
+	    get_seconds(obj, "obtained_at", &t->obtained_at) != 0) {
+		json_object_put(obj);
+		token_clear(t);
+		return -EBADMSG;
+	}
+	json_object_put(obj);
+	if (t->token_type == NULL)
+		t->token_type = xstrdup("Bearer");
+	if (t->access_token != NULL && t->expires_at == 0) {
+		/* an access token without an expiry is not trusted */
+		freezero_str(t->access_token);
+		t->access_token = NULL;
+	}
+	return 0;
+}
+
+/* Save t atomically with mode 0600. 0 or a negative errno. */
+int
+store_save(const char *state_dir, const char *name, const struct token *t)
+{
+	char	*path, *at = NULL, *rt = NULL, *tt, *buf;
+	int	 n, rc;
+
+	if (t->access_token != NULL)
+		at = json_quote(t->access_token);
+	if (t->refresh_token != NULL)
+		rt = json_quote(t->refresh_token);
+	tt = json_quote(t->token_type != NULL ? t->token_type : "Bearer");
+	n = xasprintf(&buf, "{\"version\":%d,\"access_token\":%s,"
+	    "\"refresh_token\":%s,\"token_type\":%s,\"expires_at\":%lld,"
+	    "\"obtained_at\":%lld}\n", STATE_VERSION, at ? at : "null",
+	    rt ? rt : "null", tt, (long long)(t->expires_at / 1000),
+	    (long long)(t->obtained_at / 1000));
+	freezero_str(at);
+	freezero_str(rt);
+	free(tt);
+	path = store_path(state_dir, name);
+	rc = file_write_atomic(path, buf, (size_t)n, 0600, (uid_t)-1,
+	    (gid_t)-1);
+	free(path);
+	freezero_str(buf);
+	return rc;
+}

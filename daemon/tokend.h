@@ -1,0 +1,385 @@
+/*
+ * tokend: keeps OAuth2 access tokens fresh for the programs of one machine.
+ *
+ * Shared types and the prototypes of every file, one section per file.
+ * Structs that only one file needs stay private to that file.
+ */
+#ifndef TOKEND_H
+#define TOKEND_H
+
+#include <sys/types.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TOKEND_VERSION		"0.1.0"
+
+#define DEFAULT_CONFIG_FILE	"/etc/tokend/tokend.conf"
+#define DEFAULT_ACCOUNTS_DIR	"/etc/tokend/accounts.d"
+#define DEFAULT_STATE_DIR	"/var/lib/tokend"
+#define DEFAULT_SOCKET		"/run/tokend/tokend.sock"
+
+#define ACCOUNT_NAME_MAX	64
+#define SECRET_FILE_MAX		(64 * 1024)	/* a secret or token file */
+#define CONFIG_FILE_MAX		(1024 * 1024)	/* one INI file */
+#define RESPONSE_MAX		(1024 * 1024)	/* a token endpoint's body */
+#define TOKEN_MAX		(64 * 1024)	/* one access or refresh token */
+
+/* Times are int64_t milliseconds: wall clock since the epoch ("wall")
+ * or CLOCK_BOOTTIME ("boot"), which keeps counting through suspend. */
+#define MSEC_PER_SEC		1000LL
+
+enum grant {
+	GRANT_CLIENT_CREDENTIALS,
+	GRANT_PASSWORD,
+	GRANT_REFRESH_TOKEN,
+	GRANT_STATIC,
+};
+
+enum client_auth {
+	CLIENT_AUTH_BASIC,
+	CLIENT_AUTH_POST,
+	CLIENT_AUTH_NONE,
+};
+
+enum sink_format {
+	SINK_RAW,
+	SINK_JSON,
+	SINK_ENV,
+	SINK_HEADER,
+};
+
+enum log_level {
+	LOG_LEVEL_ERROR,
+	LOG_LEVEL_WARNING,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+struct form_param {
+	char			*name;
+	char			*value;
+};
+
+struct sink_conf {
+	char			*path;
+	enum sink_format	 format;
+	mode_t			 mode;
+	uid_t			 uid;		/* (uid_t)-1: leave as is */
+	gid_t			 gid;		/* (gid_t)-1: leave as is */
+	int			 line;
+};
+
+struct refresh_conf {
+	int64_t			 margin;	/* ms */
+	double			 ratio;
+	double			 jitter;
+	int64_t			 min_backoff;	/* ms */
+	int64_t			 max_backoff;	/* ms */
+};
+
+struct response_conf {
+	char			*access_token;	/* RFC 6901 pointers; NULL: unused */
+	char			*refresh_token;
+	char			*expires_in;
+	char			*expires_at;
+	char			*token_type;
+	int64_t			 default_lifetime;	/* ms */
+};
+
+struct account_conf {
+	char			*name;
+	char			*file;		/* the .conf it came from */
+
+	enum grant		 grant;
+	char			*token_url;
+	char			*refresh_url;	/* never NULL after load */
+	char			*client_id;
+	char			*client_secret;	/* secret */
+	enum client_auth	 client_auth;
+	char			*username;
+	char			*password;	/* secret */
+	char			*refresh_token;	/* secret: the first one */
+	char			*static_token;	/* secret: grant = static */
+	char			*scope;
+	char			*audience;
+	char			*resource;
+	struct form_param	*params;
+	size_t			 nparams;
+	char			*ca_file;
+	int64_t			 timeout;	/* ms */
+	int			 allow_http;
+
+	struct response_conf	 response;
+	struct refresh_conf	 refresh;
+
+	struct sink_conf	*sinks;
+	size_t			 nsinks;
+
+	uid_t			*users;
+	size_t			 nusers;
+	gid_t			*groups;
+	size_t			 ngroups;
+
+	char		       **on_refresh;	/* argv, NULL-terminated, or NULL */
+	char		       **on_failure;
+
+	/* Everything the account was built from, secrets included, so a
+	 * reload can tell an unchanged account from a changed one. */
+	char			*identity;
+	size_t			 identity_len;
+};
+
+struct config {
+	char			*file;		/* NULL: built-in defaults */
+	char			*accounts_dir;
+	char			*state_dir;
+	char			*socket_path;
+	enum log_level		 log_level;
+	int			 max_requests;
+	int			 max_requests_per_host;
+
+	struct account_conf    **accounts;	/* sorted by name */
+	size_t			 naccounts;
+};
+
+/* Problems found while loading configuration, each "FILE:LINE: message". */
+struct diag {
+	char		       **errors;
+	size_t			 nerrors;
+	char		       **warnings;
+	size_t			 nwarnings;
+};
+
+/* A token as obtained from an endpoint, or loaded from the state file. */
+struct token {
+	char			*access_token;	/* secret */
+	char			*refresh_token;	/* secret; NULL: none */
+	char			*token_type;	/* "Bearer" unless told otherwise */
+	int64_t			 expires_at;	/* wall ms; 0: never expires */
+	int64_t			 obtained_at;	/* wall ms */
+};
+
+/* util.c */
+void		*xcalloc(size_t, size_t);
+void		*xreallocarray(void *, size_t, size_t);
+char		*xstrdup(const char *);
+char		*xstrndup(const char *, size_t);
+int		 xasprintf(char **, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+void		 freezero_str(char *);
+int64_t		 clock_wall_ms(void);
+int64_t		 clock_boot_ms(void);
+int		 read_file_capped(const char *, size_t, char **, size_t *);
+int		 str_is_printable(const char *);
+void		 rng_seed(uint64_t);
+double		 rng_unit(void);
+char		*fingerprint(const char *);
+int		 format_rfc3339(int64_t, char *, size_t);
+int		 parse_rfc3339(const char *, int64_t *);
+char		*json_quote(const char *);
+
+/* log.c */
+void		 log_init(enum log_level, int);
+void		 log_set_level(enum log_level);
+enum log_level	 log_get_level(void);
+void		 log_warn(const char *, ...)
+		    __attribute__((format(printf, 1, 2)));
+void		 log_warnx(const char *, ...)
+		    __attribute__((format(printf, 1, 2)));
+void		 log_info(const char *, ...)
+		    __attribute__((format(printf, 1, 2)));
+void		 log_debug(const char *, ...)
+		    __attribute__((format(printf, 1, 2)));
+void		 log_account(enum log_level, const char *, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+void		 fatal(const char *, ...)
+		    __attribute__((format(printf, 1, 2), noreturn));
+void		 fatalx(const char *, ...)
+		    __attribute__((format(printf, 1, 2), noreturn));
+
+/* ini.c */
+struct ini_handler {
+	int		(*section)(void *, const char *, int);
+	int		(*value)(void *, const char *, const char *,
+			    const char *, int);
+	void		(*error)(void *, int, const char *);
+};
+int		 ini_parse_buffer(const char *, size_t,
+		    const struct ini_handler *, void *);
+
+/* config.c */
+int		 config_parse_duration(const char *, int64_t *);
+int		 config_parse_mode(const char *, mode_t *);
+int		 config_parse_argv(const char *, char ***);
+int		 config_account_name_valid(const char *);
+struct config	*config_load(const char *, const char *, struct diag *);
+struct account_conf *config_account_load(const char *, const char *,
+		    struct diag *);
+void		 config_free(struct config *);
+void		 config_account_free(struct account_conf *);
+int		 config_account_equal(const struct account_conf *,
+		    const struct account_conf *);
+void		 diag_error(struct diag *, const char *, int, const char *, ...)
+		    __attribute__((format(printf, 4, 5)));
+void		 diag_warning(struct diag *, const char *, int, const char *,
+		    ...) __attribute__((format(printf, 4, 5)));
+void		 diag_clear(struct diag *);
+
+/* schedule.c */
+int64_t		 schedule_refresh_at(const struct refresh_conf *, int64_t,
+		    int64_t, double);
+int64_t		 schedule_backoff(const struct refresh_conf *, int, double);
+int64_t		 schedule_retry_after(const char *, int64_t);
+
+/* oauth.c */
+enum oauth_outcome {
+	OAUTH_OK,		/* a usable token */
+	OAUTH_RETRY,		/* transient: back off and retry */
+	OAUTH_RATE_LIMITED,	/* 429/503: back off at least Retry-After */
+	OAUTH_INVALID_GRANT,	/* the grant (or refresh token) is dead */
+	OAUTH_PERMANENT,	/* invalid_client and kin: failed */
+};
+
+struct oauth_request {
+	char			*url;		/* borrowed from the conf */
+	char			*body;		/* secret */
+	char			*authorization;	/* secret; NULL: none */
+};
+
+struct oauth_result {
+	enum oauth_outcome	 outcome;
+	char			 error[128];	/* safe to log: no secrets */
+};
+
+char		*oauth_form_encode(const char *);
+char		*oauth_base64(const unsigned char *, size_t);
+int		 oauth_request_build(const struct account_conf *, enum grant,
+		    const char *, struct oauth_request *, char **);
+void		 oauth_request_clear(struct oauth_request *);
+int		 oauth_json_pointer(const char *, const void *, const void **);
+int		 oauth_response_parse(const struct account_conf *, long,
+		    const char *, size_t, int64_t, struct token *,
+		    struct oauth_result *);
+int64_t		 oauth_jwt_exp(const char *);
+void		 token_clear(struct token *);
+int		 token_copy(struct token *, const struct token *);
+int		 token_valid(const struct token *, int64_t);
+
+/* timer.c: deadlines on CLOCK_BOOTTIME, plus wall-clock jump detection */
+struct timer {
+	size_t			 idx;		/* place in the heap; 0: unset */
+	int64_t			 when;		/* boot ms */
+	void			(*cb)(void *);
+	void			*arg;
+};
+struct event_base;
+int		 timer_init(struct event_base *, void (*)(void *), void *);
+void		 timer_shutdown(void);
+void		 timer_set(struct timer *, int64_t);
+void		 timer_clear(struct timer *);
+int		 timer_pending(const struct timer *);
+size_t		 timer_count(void);
+
+/* http.c: libcurl multi <-> libevent */
+struct http;
+struct http_request;
+struct http_result {
+	int			 curl_code;	/* CURLE_OK or an error */
+	long			 status;	/* 0: no HTTP answer */
+	const char		*body;
+	size_t			 len;
+	int			 truncated;	/* hit RESPONSE_MAX */
+	int64_t			 retry_after;	/* seconds; -1: none */
+	const char		*retry_after_raw;
+	int			 sent;		/* the whole request left us */
+	const char		*error;		/* safe to log */
+};
+struct http_post {
+	const char		*url;
+	const char		*body;
+	const char		*authorization;
+	const char		*ca_file;
+	int64_t			 timeout;	/* ms */
+	int			 allow_http;
+};
+typedef void	(*http_done_cb)(const struct http_result *, void *);
+struct http	*http_new(struct event_base *, int, int);
+void		 http_free(struct http *);
+void		 http_set_limits(struct http *, int, int);
+struct http_request *http_post(struct http *, const struct http_post *,
+		    http_done_cb, void *);
+void		 http_cancel(struct http_request *);
+size_t		 http_in_flight(const struct http *);
+size_t		 http_queued(const struct http *);
+
+/* file.c */
+int		 file_write_atomic(const char *, const void *, size_t, mode_t,
+		    uid_t, gid_t);
+void		 file_remove_stale_temps(const char *);
+
+/* store.c */
+int		 store_load(const char *, const char *, struct token *);
+int		 store_save(const char *, const char *, const struct token *);
+char		*store_path(const char *, const char *);
+
+/* sink.c */
+char		*sink_render(enum sink_format, const struct token *, int64_t,
+		    size_t *);
+int		 sink_write(const struct sink_conf *, const struct token *,
+		    int64_t);
+
+/* account.c */
+enum account_state {
+	ACCOUNT_FRESH,
+	ACCOUNT_REFRESHING,
+	ACCOUNT_BACKOFF,
+	ACCOUNT_EXPIRED,
+	ACCOUNT_FAILED,
+};
+struct account;
+struct daemon_ctx;
+typedef void	(*account_wait_cb)(struct account *, int, const char *, void *);
+struct account	*account_new(struct daemon_ctx *, struct account_conf *);
+void		 account_free(struct account *);
+void		 account_start(struct account *);
+void		 account_replace_conf(struct account *, struct account_conf *);
+const char	*account_name(const struct account *);
+const struct account_conf *account_conf(const struct account *);
+enum account_state account_state(const struct account *, int64_t);
+const char	*account_state_name(enum account_state);
+const struct token *account_token(const struct account *, int64_t);
+const struct token *account_current_token(const struct account *);
+int64_t		 account_next_refresh(const struct account *);
+const char	*account_last_error(const struct account *);
+uint64_t	 account_refreshes(const struct account *);
+uint64_t	 account_failures(const struct account *);
+int		 account_has_attempted(const struct account *);
+int		 account_refresh_now(struct account *, account_wait_cb, void *,
+		    char **);
+void		 account_cancel_waiter(struct account *, account_wait_cb,
+		    void *);
+void		 account_clock_jumped(struct account *);
+
+/* tokend.c: the daemon's state, shared by accounts and the socket */
+struct daemon_ctx {
+	struct event_base	*base;
+	struct http		*http;
+	struct config		*config;
+	struct account	       **accounts;	/* sorted by name, as config */
+	size_t			 naccounts;
+	const char		*config_file;
+	const char		*accounts_dir_arg;
+	uid_t			 uid;		/* the daemon's own user */
+	int			 verbose;
+};
+struct account	*daemon_find_account(struct daemon_ctx *, const char *);
+void		 daemon_account_changed(struct daemon_ctx *, struct account *);
+int		 daemon_reload(struct daemon_ctx *, char **);
+
+/* hooks.c */
+void		 hooks_init(struct event_base *);
+void		 hooks_shutdown(void);
+void		 hooks_run(char **, const char *, int64_t);
+
+#endif /* TOKEND_H */
