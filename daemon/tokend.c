@@ -242,6 +242,7 @@ daemon_reload(struct daemon_ctx *c, char **cause)
 	diag_clear(&d);
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)monotonic_usec());
+	prepare_dirs(cfg);	/* while cfg still lists every account */
 
 	n = cfg->naccounts;
 	next = xcalloc(n ? n : 1, sizeof *next);
@@ -286,7 +287,6 @@ daemon_reload(struct daemon_ctx *c, char **cause)
 		    c->config->socket_path, cfg->socket_path);
 	log_set_level(c->verbose ? LOG_LEVEL_DEBUG : cfg->log_level);
 	http_set_limits(c->http, cfg->max_requests, cfg->max_requests_per_host);
-	prepare_dirs(cfg);
 	adopt_accounts(cfg);
 	config_free(c->config);
 	c->config = cfg;
