@@ -41,7 +41,7 @@ DEB_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev \
 		   openssl ca-certificates python3 curl mandoc systemd
 
 CORE		:= util log ini config schedule oauth timer http file store \
-		   sink account hooks
+		   sink account hooks control
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
 CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o util.o log.o)
 HEADERS		:= daemon/tokend.h
@@ -52,7 +52,7 @@ UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o log.o ini.o config.o \
 		   schedule.o oauth.o sink.o file.o store.o)
 
 .PHONY: all check demo install uninstall deps clean unit
-all: $(BUILD)/tokend
+all: $(BUILD)/tokend $(BUILD)/tokenctl
 
 $(BUILD):
 	mkdir -p $@

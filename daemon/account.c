@@ -183,6 +183,7 @@ static void
 account_failed(struct account *a, const char *why)
 {
 	char	 in[32];
+	int	 was_failed = a->failed;
 
 	a->failed = 1;
 	a->failures++;
@@ -193,7 +194,8 @@ account_failed(struct account *a, const char *why)
 	log_account(LOG_LEVEL_ERROR, a->conf->name, "failed: %s; retrying "
 	    "every %s, or at once after a reload", why, in);
 	account_schedule_delay(a, a->conf->refresh.max_backoff);
-	if (a->conf->on_failure != NULL)
+	/* once when the account fails, not at every retry after */
+	if (!was_failed && a->conf->on_failure != NULL)
 		hooks_run(a->conf->on_failure, a->conf->name,
 		    a->token.expires_at);
 	account_notify(a, 0, a->last_error);

@@ -432,6 +432,9 @@ main(int argc, char *argv[])
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 
+	if (control_init(&ctx, cfg->socket_path) != 0)
+		fatalx("cannot serve the control socket");
+
 	ctx.naccounts = cfg->naccounts;
 	ctx.accounts = xcalloc(ctx.naccounts ? ctx.naccounts : 1,
 	    sizeof *ctx.accounts);
@@ -453,6 +456,7 @@ main(int argc, char *argv[])
 	for (i = 0; i < ctx.naccounts; i++)
 		account_free(ctx.accounts[i]);
 	free(ctx.accounts);
+	control_shutdown();
 	hooks_shutdown();
 	http_free(ctx.http);
 	timer_shutdown();

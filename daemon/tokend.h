@@ -377,6 +377,10 @@ struct account	*daemon_find_account(struct daemon_ctx *, const char *);
 void		 daemon_account_changed(struct daemon_ctx *, struct account *);
 int		 daemon_reload(struct daemon_ctx *, char **);
 
+/* control.c */
+int		 control_init(struct daemon_ctx *, const char *);
+void		 control_shutdown(void);
+
 /* hooks.c */
 void		 hooks_init(struct event_base *);
 void		 hooks_shutdown(void);
