@@ -1,0 +1,61 @@
+#!/bin/sh
+# Everything `make check` runs, with one tally at the end:
+#   unit tests (cmocka), integration tests (the real daemon against the
+#   test issuer over HTTPS), and the project's static checks.
+# Called by the Makefile with BUILD (build or build-san) and SANITIZE set.
+set -u
+BUILD=${BUILD:-build}
+SANITIZE=${SANITIZE:-0}
+cd "$(dirname "$0")/.." || exit 1
+
+passed=0
+failed=0
+failures=""
+
+count() {	# count NAME PASSED FAILED
+	passed=$((passed + $2))
+	failed=$((failed + $3))
+	[ "$3" -gt 0 ] && failures="$failures $1"
+	return 0
+}
+
+if [ "$SANITIZE" = 1 ]; then
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+
+echo "== unit tests"
+for t in "$BUILD"/test_*; do
+	[ -x "$t" ] || continue
+	out=$("$t" 2>&1)
+	rc=$?
+	printf '%s\n' "$out"
+	p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+	f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+	p=${p:-0}
+	f=${f:-0}
+	# a crash or sanitizer abort leaves no summary: that is a failure
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1
+	fi
+	count "$(basename "$t")" "$p" "$f"
+done
+
+echo "== integration tests"
+out_file=$(mktemp)
+python3 tests/integration.py --tokend "$BUILD/tokend" \
+    --tokenctl "$BUILD/tokenctl" 2>&1 | tee "$out_file"
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out_file" | tail -n 1)
+rm -f "$out_file"
+if [ -n "$line" ]; then
+	p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
+	f=$(echo "$line" | sed 's/.*passed, \([0-9]*\) failed.*/\1/')
+	count integration "$p" "$f"
+else
+	count integration 0 1
+fi
+
+echo
+[ -n "$failures" ] && echo "failing:$failures"
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,718 @@
+#!/usr/bin/env python3
+"""issuer.py: an OAuth2 token issuer for tokend's tests and demo.
+
+Python 3 standard library only.  HTTPS with keep-alive (HTTP/1.1).
+
+    issuer.py --cert PEM --key KEY [--host 127.0.0.1] [--port 0]
+              [--port-file FILE] [--config JSON_FILE] [--quiet]
+
+Serves until SIGTERM or SIGINT, then exits 0.  Once listening it writes the
+bound port to --port-file (atomically) and prints "listening on HOST:PORT".
+
+Configuration (the --config file, and POST /_ctl/settings at run time):
+    clients          {"id": "secret"}; "" or null: a public client.  When no
+                     clients are configured at all, any client is accepted.
+    users            {"name": "password"}; when none are configured, any
+                     username/password is accepted.
+    client_lifetimes {"id": seconds}: a lifetime for one client
+    lifetime         seconds (default 3600)
+    refresh_tokens   issue refresh tokens for password/refresh grants (true)
+    rotate           a refresh returns a new refresh token, the old one dies (true)
+    expires_in_as_string  send "3600" instead of 3600 (false)
+    omit_expires_in  leave expires_in out (false)
+    jwt              access tokens are unsigned JWTs carrying "exp" (false)
+    token_type       token_type to send (default "Bearer"; Spotinst: "bearer")
+
+Token endpoints (application/x-www-form-urlencoded POSTs):
+    POST /token              RFC 6749: client_credentials | password | refresh_token
+    POST /spotinst/token     password grant only, Spotinst envelope
+    POST /spotinst/refresh   refresh_token grant only, Spotinst envelope
+
+Control API (JSON in and out):
+    POST /_ctl/settings      merge into the settings (dicts are merged key by key)
+    POST /_ctl/faults        {"path": "/token", "faults": [F, ...]}: appended to
+                             that path's FIFO; each request to the path takes one
+    GET  /_ctl/faults        what is still queued
+    GET  /_ctl/log           every token request (see TokenLog below)
+    POST /_ctl/reset_log
+    GET  /_ctl/secrets       every secret known or issued
+    POST /_ctl/revoke        {"refresh_token": "..."} or {"all_refresh_tokens": true}
+
+A fault F is one of:
+    {"status": N, "retry_after": "5", "body": "raw", "json": {...},
+     "content_type": "..."}  answer with that status (body and Retry-After
+                             optional); the request is not processed
+    {"hang": SECONDS}        read the request, answer nothing, close after SECONDS
+    {"close_after_request": true}
+                             process the request normally (a refresh token
+                             rotates!) but close the connection unanswered
+    {"drip": SECONDS}        process normally, send the answer one byte every
+                             SECONDS seconds ("status" optional, default 200)
+    {"huge": BYTES}          a 200, chunked, with a JSON body of BYTES bytes
+                             (a plausible token response, padded)
+"""
+
+import argparse
+import base64
+import binascii
+import collections
+import hmac
+import http.server
+import json
+import os
+import secrets as rnd
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from email.utils import formatdate
+
+MAX_BODY = 64 * 1024          # token request bodies above this get a 413
+DRAIN_MAX = 16 * 1024 * 1024  # an oversized body up to this is read first
+TOKEN_PATHS = ("/token", "/spotinst/token", "/spotinst/refresh")
+
+DEFAULT_SETTINGS = {
+    "clients": None,
+    "users": None,
+    "client_lifetimes": {},
+    "lifetime": 3600,
+    "refresh_tokens": True,
+    "rotate": True,
+    "expires_in_as_string": False,
+    "omit_expires_in": False,
+    "jwt": False,
+    "token_type": None,
+}
+DICT_SETTINGS = ("clients", "users", "client_lifetimes")
+
+
+class OAuthError(Exception):
+    """An RFC 6749 §5.2 error answer."""
+
+    def __init__(self, status, error, description=None):
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.description = description
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class State:
+    """Everything the issuer knows; one lock guards all of it."""
+
+    def __init__(self, settings):
+        self.lock = threading.Lock()
+        self.settings = dict(DEFAULT_SETTINGS)
+        self.merge_settings(settings or {})
+        self.counter = 0
+        # refresh token -> {"client_id", "username", "scope", "alive"}
+        self.refresh_tokens = {}
+        self.issued_access = []
+        self.extra_secrets = []   # e.g. tokens inside "huge" bodies
+        self.faults = collections.defaultdict(collections.deque)
+        self.log = []
+
+    def merge_settings(self, new):
+        """Merge new settings in; caller holds the lock (or is __init__)."""
+        for key, value in new.items():
+            if key not in DEFAULT_SETTINGS:
+                raise ValueError("unknown setting %r" % key)
+            if key in DICT_SETTINGS and value is not None:
+                if not isinstance(value, dict):
+                    raise ValueError("%s must be an object" % key)
+                merged = dict(self.settings.get(key) or {})
+                merged.update(value)
+                self.settings[key] = merged
+            else:
+                self.settings[key] = value
+
+    def next_token(self, prefix):
+        self.counter += 1
+        return "%s-%d-%s" % (prefix, self.counter, rnd.token_hex(8))
+
+    def secrets(self):
+        out = []
+        for secret in (self.settings.get("clients") or {}).values():
+            if secret:
+                out.append(secret)
+        for password in (self.settings.get("users") or {}).values():
+            if password:
+                out.append(password)
+        out.extend(self.issued_access)
+        out.extend(self.refresh_tokens)
+        out.extend(self.extra_secrets)
+        return out
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"     # keep-alive
+    server_version = "tokend-test-issuer/1"
+    timeout = 120                     # an idle keep-alive connection
+
+    # -- plumbing ---------------------------------------------------------
+
+    def setup(self):
+        # The TLS handshake happens here, in this connection's own thread,
+        # so a client that stalls in the handshake cannot block accept().
+        self.request.settimeout(self.timeout)
+        self.request = self.server.ssl_context.wrap_socket(
+            self.request, server_side=True)
+        super().setup()
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            try:
+                self.request.close()
+            except OSError:
+                pass
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, socket.timeout, OSError):
+            pass    # the client went away; nothing to tell anyone
+
+    def log_message(self, fmt, *args):
+        if not self.server.quiet:
+            sys.stderr.write("issuer: %s %s\n" % (self.address_string(),
+                                                  fmt % args))
+
+    @property
+    def state(self):
+        return self.server.state
+
+    def send_body(self, status, body, content_type="application/json",
+                  headers=None, close=False):
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Pragma", "no-cache")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def send_json(self, status, obj, headers=None, close=False):
+        self.send_body(status, json.dumps(obj), headers=headers, close=close)
+
+    def reject_too_large(self):
+        self.send_json(413, {"error": "invalid_request",
+                             "error_description": "body over %d bytes" % MAX_BODY},
+                       close=True)
+
+    def handle_expect_100(self):
+        # Refuse an announced oversized body before the client sends it.
+        if int(self.headers.get("Content-Length") or 0) > MAX_BODY:
+            self.reject_too_large()
+            return False
+        return super().handle_expect_100()
+
+    def read_body(self):
+        """The request body, or None after a 413 (the connection closes).
+        An oversized body is read and thrown away (up to DRAIN_MAX) before
+        the 413, so the client is not cut off while sending and sees it."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks, total = [], 0
+            while True:
+                line = self.rfile.readline(1024)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                total += size
+                if total > DRAIN_MAX:
+                    break
+                data = self.rfile.read(size)
+                if total <= MAX_BODY:
+                    chunks.append(data)
+                self.rfile.readline(1024)
+            if total > MAX_BODY:
+                self.reject_too_large()
+                return None
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            left = length if length <= DRAIN_MAX else 0
+            while left > 0:
+                data = self.rfile.read(min(left, 65536))
+                if not data:
+                    break
+                left -= len(data)
+            self.reject_too_large()
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    # -- dispatch ---------------------------------------------------------
+
+    def do_GET(self):
+        path = urllib.parse.urlsplit(self.path).path
+        st = self.state
+        with st.lock:
+            if path == "/_ctl/log":
+                out = list(st.log)
+            elif path == "/_ctl/secrets":
+                out = st.secrets()
+            elif path == "/_ctl/settings":
+                out = dict(st.settings)
+            elif path == "/_ctl/faults":
+                out = {p: list(q) for p, q in st.faults.items() if q}
+            else:
+                out = None
+        if out is None:
+            self.send_json(404, {"error": "not_found"})
+        else:
+            self.send_json(200, out)
+
+    def do_POST(self):
+        path = urllib.parse.urlsplit(self.path).path
+        body = self.read_body()
+        if body is None:
+            return
+        if path.startswith("/_ctl/"):
+            self.control(path, body)
+        elif path in TOKEN_PATHS:
+            self.token_request(path, body)
+        else:
+            self.send_json(404, {"error": "not_found"})
+
+    # -- control API ------------------------------------------------------
+
+    def control(self, path, body):
+        st = self.state
+        try:
+            args = json.loads(body or b"{}")
+            if not isinstance(args, dict):
+                raise ValueError("expected a JSON object")
+            with st.lock:
+                if path == "/_ctl/settings":
+                    st.merge_settings(args)
+                    out = dict(st.settings)
+                elif path == "/_ctl/faults":
+                    faults = args.get("faults")
+                    if not isinstance(args.get("path"), str) or \
+                            not isinstance(faults, list) or \
+                            not all(isinstance(f, dict) for f in faults):
+                        raise ValueError("want {path, faults: [{...}]}")
+                    st.faults[args["path"]].extend(faults)
+                    out = {"queued": len(st.faults[args["path"]])}
+                elif path == "/_ctl/revoke":
+                    n = 0
+                    if args.get("all_refresh_tokens"):
+                        for info in st.refresh_tokens.values():
+                            n += info["alive"]
+                            info["alive"] = False
+                    if "refresh_token" in args:
+                        info = st.refresh_tokens.get(args["refresh_token"])
+                        if info and info["alive"]:
+                            info["alive"] = False
+                            n += 1
+                    out = {"revoked": n}
+                elif path == "/_ctl/reset_log":
+                    st.log.clear()
+                    out = {}
+                else:
+                    out = None
+        except ValueError as e:
+            self.send_json(400, {"error": str(e)})
+            return
+        if out is None:
+            self.send_json(404, {"error": "not_found"})
+        else:
+            self.send_json(200, out)
+
+    # -- token endpoints --------------------------------------------------
+
+    def token_request(self, path, body):
+        st = self.state
+        now = time.time()
+        form, form_error = parse_form(self.headers.get("Content-Type", ""), body)
+        entry = {
+            "t": now,
+            "path": path,
+            "grant_type": form.get("grant_type"),
+            "client_id": None,
+            "auth": "none",
+            "refresh_token_used": form.get("refresh_token"),
+            "params": {k: v for k, v in form.items()
+                       if k not in ("client_secret", "password")},
+            "status": None,
+            "fault": None,
+            "issued_access_token": None,
+            "issued_refresh_token": None,
+        }
+        with st.lock:
+            queue = st.faults.get(path)
+            fault = queue.popleft() if queue else None
+            entry["fault"] = fault
+            st.log.append(entry)
+            # Which client is talking, as far as we can tell, for the log.
+            try:
+                entry["client_id"], entry["auth"], _ = client_credentials(
+                    self.headers.get("Authorization"), form)
+            except OAuthError:
+                pass
+
+            processed = fault is None or "close_after_request" in fault \
+                or "drip" in fault
+            if processed:
+                try:
+                    if form_error:
+                        raise OAuthError(400, "invalid_request", form_error)
+                    status, answer = self.grant(path, form, now, entry)
+                except OAuthError as e:
+                    status, answer = e.status, error_body(path, e)
+                entry["status"] = status
+            elif "status" in fault:
+                entry["status"] = fault["status"]
+            elif "huge" in fault:
+                entry["status"] = 200
+                huge_token = st.next_token("huge")
+                st.extra_secrets.append(huge_token)
+
+        if processed and fault is None:
+            headers = {}
+            if status == 401:
+                headers["WWW-Authenticate"] = 'Basic realm="tokend-test"'
+            self.send_json(status, answer, headers=headers)
+        elif processed and "close_after_request" in fault:
+            # The issuer did the work; the client never hears of it.
+            self.close_connection = True
+        elif processed:    # drip
+            self.drip(int(fault.get("status", status)), json.dumps(answer),
+                      float(fault["drip"]))
+        elif "hang" in fault:
+            self.close_connection = True
+            time.sleep(float(fault["hang"]))
+        elif "huge" in fault:
+            self.send_huge(int(fault["huge"]), huge_token)
+        elif "status" in fault:
+            self.send_fault(fault)
+        else:
+            self.send_json(500, {"error": "server_error",
+                                 "error_description": "unknown fault %r" % fault})
+
+    def send_fault(self, fault):
+        status = int(fault["status"])
+        headers = {}
+        if "retry_after" in fault:
+            headers["Retry-After"] = str(fault["retry_after"])
+        if "json" in fault:
+            body = json.dumps(fault["json"])
+            ctype = fault.get("content_type", "application/json")
+        elif "body" in fault:
+            body = fault["body"]
+            ctype = fault.get("content_type", "text/plain")
+        else:
+            if status in (429, 503):
+                error = "temporarily_unavailable"
+            elif status >= 500:
+                error = "server_error"
+            else:
+                error = "invalid_request"
+            body = json.dumps({"error": error,
+                               "error_description": "injected fault"})
+            ctype = "application/json"
+        self.send_body(status, body, content_type=ctype, headers=headers)
+
+    def drip(self, status, body, delay):
+        """A valid answer, one byte every `delay` seconds."""
+        self.close_connection = True
+        data = body.encode()
+        head = ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\nConnection: close\r\n\r\n"
+                % (status, self.responses.get(status, ("",))[0], len(data)))
+        for i, byte in enumerate(head.encode() + data):
+            if i:
+                time.sleep(delay)
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+
+    def send_huge(self, size, token):
+        """A 200 of `size` bytes, chunked: a token response plus padding."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        head = ('{"access_token":"%s","token_type":"Bearer","expires_in":%d,'
+                '"padding":"' % (token, self.state.settings["lifetime"])).encode()
+        tail = b'"}'
+        pad = max(0, size - len(head) - len(tail))
+        pieces = [head]
+        while pad > 0:
+            n = min(pad, 65536)
+            pieces.append(b"x" * n)
+            pad -= n
+        pieces.append(tail)
+        for piece in pieces:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def grant(self, path, form, now, entry):
+        """Run one grant; returns (status, answer).  Caller holds the lock."""
+        st = self.state
+        cfg = st.settings
+        client_id, auth, secret = client_credentials(
+            self.headers.get("Authorization"), form)
+        check_client(cfg, client_id, secret)
+
+        grant = form.get("grant_type")
+        if not grant:
+            raise OAuthError(400, "invalid_request", "grant_type is missing")
+        allowed = {"/token": ("client_credentials", "password", "refresh_token"),
+                   "/spotinst/token": ("password",),
+                   "/spotinst/refresh": ("refresh_token",)}[path]
+        if grant not in allowed:
+            raise OAuthError(400, "unsupported_grant_type",
+                             "%s is not supported at %s" % (grant, path))
+
+        scope = form.get("scope")
+        username = None
+        refresh = None
+        if grant == "client_credentials":
+            clients = cfg.get("clients")
+            if clients is not None and not clients.get(client_id):
+                raise OAuthError(400, "unauthorized_client",
+                                 "public clients may not use client_credentials")
+        elif grant == "password":
+            username = form.get("username")
+            password = form.get("password")
+            if username is None or password is None:
+                raise OAuthError(400, "invalid_request",
+                                 "username and password are required")
+            users = cfg.get("users")
+            if users is not None and not (
+                    username in users and
+                    hmac.compare_digest(str(users[username]).encode(),
+                                        password.encode())):
+                raise OAuthError(400, "invalid_grant",
+                                 "bad username or password")
+            if cfg["refresh_tokens"]:
+                refresh = st.next_token("rt")
+        else:    # refresh_token
+            used = form.get("refresh_token")
+            if not used:
+                raise OAuthError(400, "invalid_request",
+                                 "refresh_token is missing")
+            info = st.refresh_tokens.get(used)
+            if not info or not info["alive"] or info["client_id"] != client_id:
+                raise OAuthError(400, "invalid_grant",
+                                 "unknown, revoked or used refresh token")
+            username = info["username"]
+            scope = scope or info["scope"]
+            if cfg["rotate"]:
+                info["alive"] = False
+                refresh = st.next_token("rt")
+            else:
+                refresh = used
+
+        if refresh and refresh not in st.refresh_tokens:
+            st.refresh_tokens[refresh] = {"client_id": client_id,
+                                          "username": username,
+                                          "scope": scope, "alive": True}
+        lifetime = int((cfg.get("client_lifetimes") or {}).get(
+            client_id, cfg["lifetime"]))
+        access = st.next_token("at")
+        if cfg["jwt"]:
+            header = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+            claims = {"exp": int(now + lifetime), "iat": int(now), "jti": access,
+                      "sub": username or client_id or "anonymous"}
+            access = "%s.%s.%s" % (header, b64url(json.dumps(claims).encode()),
+                                   b64url(rnd.token_bytes(16)))
+        st.issued_access.append(access)
+        entry["issued_access_token"] = access
+        entry["issued_refresh_token"] = refresh
+
+        if cfg["omit_expires_in"]:
+            expires = None
+        elif cfg["expires_in_as_string"]:
+            expires = str(lifetime)
+        else:
+            expires = lifetime
+        if path.startswith("/spotinst/"):
+            item = {"accessToken": access,
+                    "tokenType": cfg["token_type"] or "bearer"}
+            if refresh:
+                item["refreshToken"] = refresh
+            if expires is not None:
+                item["expiresIn"] = expires
+            return 200, spotinst_envelope(path, 200, items=[item])
+        answer = {"access_token": access,
+                  "token_type": cfg["token_type"] or "Bearer"}
+        if expires is not None:
+            answer["expires_in"] = expires
+        if refresh:
+            answer["refresh_token"] = refresh
+        if scope:
+            answer["scope"] = scope
+        return 200, answer
+
+
+def parse_form(content_type, body):
+    """(dict of fields, error or None).  Repeated fields are an error (RFC
+    6749 §3.2); so are non-form bodies."""
+    mime = content_type.split(";")[0].strip().lower()
+    if mime != "application/x-www-form-urlencoded":
+        return {}, "Content-Type must be application/x-www-form-urlencoded"
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        return {}, "a form body must be ASCII (percent-encode the rest)"
+    form, error = {}, None
+    for name, value in urllib.parse.parse_qsl(text, keep_blank_values=True):
+        if name in form:
+            error = "parameter %s is repeated" % name
+        form[name] = value
+    return form, error
+
+
+def client_credentials(authorization, form):
+    """(client_id, auth method, secret) from a request, per RFC 6749 §2.3.1:
+    Basic credentials are form-urlencoded before base64, so decode base64,
+    split at the FIRST ':', then form-urldecode each half."""
+    if authorization:
+        scheme, _, param = authorization.strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise OAuthError(401, "invalid_client",
+                             "unsupported authentication scheme")
+        try:
+            decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise OAuthError(401, "invalid_client", "malformed Basic credentials")
+        if ":" not in decoded:
+            raise OAuthError(401, "invalid_client", "malformed Basic credentials")
+        raw_id, raw_secret = decoded.split(":", 1)
+        client_id = urllib.parse.unquote_plus(raw_id)
+        secret = urllib.parse.unquote_plus(raw_secret)
+        if "client_secret" in form:
+            raise OAuthError(400, "invalid_request",
+                             "more than one client authentication method")
+        if "client_id" in form and form["client_id"] != client_id:
+            raise OAuthError(400, "invalid_request",
+                             "client_id differs from the Basic credentials")
+        return client_id, "basic", secret
+    if "client_secret" in form:
+        return form.get("client_id"), "post", form["client_secret"]
+    return form.get("client_id"), "none", None
+
+
+def check_client(cfg, client_id, secret):
+    clients = cfg.get("clients")
+    if clients is None:
+        return                        # no clients configured: anyone goes
+    if client_id is None or client_id not in clients:
+        raise OAuthError(401, "invalid_client", "unknown client")
+    expected = clients[client_id] or ""
+    if not hmac.compare_digest(expected.encode(), (secret or "").encode()):
+        raise OAuthError(401, "invalid_client", "bad client credentials")
+
+
+def error_body(path, err):
+    body = {"error": err.error}
+    if err.description:
+        body["error_description"] = err.description
+    if path.startswith("/spotinst/"):
+        # Spotinst wraps errors too; the RFC fields stay at the top level so
+        # a client can classify the error with one rule.
+        body.update(spotinst_envelope(path, err.status, errors=[
+            {"code": err.error, "message": err.description or err.error}]))
+    return body
+
+
+def spotinst_envelope(path, status, items=None, errors=None):
+    response = {"status": {"code": status,
+                           "message": http.server.BaseHTTPRequestHandler
+                           .responses.get(status, ("",))[0]}}
+    if items is not None:
+        response.update({"kind": "spotinst:oauth2:token", "items": items,
+                         "count": len(items)})
+    if errors is not None:
+        response["errors"] = errors
+    return {"request": {"id": rnd.token_hex(6), "url": path, "method": "POST",
+                        "timestamp": formatdate(usegmt=True)},
+            "response": response}
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # Clients that hang up or fail the TLS handshake are part of the tests.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, ssl.SSLError, socket.timeout,
+                            OSError)):
+            return
+        super().handle_error(request, client_address)
+
+
+def write_port_file(path, port):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+    os.rename(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="OAuth2 token issuer for tests")
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--config")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+
+    settings = {}
+    if args.config:
+        with open(args.config) as f:
+            settings = json.load(f)
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.cert, args.key)
+
+    Server.address_family = socket.AF_INET6 if ":" in args.host \
+        else socket.AF_INET
+    server = Server((args.host, args.port), Handler)
+    server.ssl_context = ctx
+    server.state = State(settings)
+    server.quiet = args.quiet
+    port = server.server_address[1]
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    if args.port_file:
+        write_port_file(args.port_file, port)
+    if not args.quiet:
+        print("listening on %s:%d" % (args.host, port), flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
