@@ -1,0 +1,1762 @@
+/*
+ * Unit tests for config.c and ini.c: value parsers, the INI reader, account
+ * files (valid ones of each grant, and every error with its FILE:LINE),
+ * secret files, and the global file. Files go to a fresh mkdtemp folder
+ * per test.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tokend.h"
+
+#define SEC		1000LL
+#define URL		"token_url = https://issuer.example/token\n"
+
+#define CHECK_STR(what, got, want) do {					\
+	const char *got_ = (got), *want_ = (want);			\
+	if (got_ == NULL || want_ == NULL ? got_ != want_ :		\
+	    strcmp(got_, want_) != 0)					\
+		fail_msg("%s: got '%s', expected '%s'", (what),		\
+		    got_ ? got_ : "(null)", want_ ? want_ : "(null)");	\
+} while (0)
+
+#define CHECK_I64(what, got, want) do {					\
+	long long got_ = (long long)(got), want_ = (long long)(want);	\
+	if (got_ != want_)						\
+		fail_msg("%s: got %lld, expected %lld", (what), got_,	\
+		    want_);						\
+} while (0)
+
+/* ---- temp folders and files ---- */
+
+static int
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int
+tmpdir_setup(void **state)
+{
+	char	*dir;
+
+	unsetenv("CREDENTIALS_DIRECTORY");
+	unsetenv("STATE_DIRECTORY");
+	unsetenv("RUNTIME_DIRECTORY");
+	dir = strdup("/tmp/tokend-test-config-XXXXXX");
+	if (dir == NULL || mkdtemp(dir) == NULL)
+		return -1;
+	*state = dir;
+	return 0;
+}
+
+static int
+tmpdir_teardown(void **state)
+{
+	char	*dir = *state;
+
+	unsetenv("CREDENTIALS_DIRECTORY");
+	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(dir);
+	return 0;
+}
+
+static char *
+path_in(const char *dir, const char *name)
+{
+	char	*p;
+
+	if (asprintf(&p, "%s/%s", dir, name) == -1)
+		fail_msg("asprintf");
+	return p;
+}
+
+/* Write dir/name with mode; returns the path. */
+static char *
+put_file(const char *dir, const char *name, const char *content,
+    mode_t mode)
+{
+	char	*path = path_in(dir, name);
+	FILE	*f;
+
+	if ((f = fopen(path, "w")) == NULL)
+		fail_msg("cannot create %s: %s", path, strerror(errno));
+	fputs(content, f);
+	fclose(f);
+	if (chmod(path, mode) != 0)
+		fail_msg("chmod %s: %s", path, strerror(errno));
+	return path;
+}
+
+static void
+dump_diag(const char *what, const struct diag *d)
+{
+	size_t	 i;
+
+	for (i = 0; i < d->nerrors; i++)
+		print_error("%s: error: %s\n", what, d->errors[i]);
+	for (i = 0; i < d->nwarnings; i++)
+		print_error("%s: warning: %s\n", what, d->warnings[i]);
+}
+
+/* Write NAME.conf (0600) and load it; the diag must be clean. */
+static struct account_conf *
+load_ok(const char *dir, const char *name, const char *content)
+{
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*file, *path;
+
+	memset(&d, 0, sizeof d);
+	if (asprintf(&file, "%s.conf", name) == -1)
+		fail_msg("asprintf");
+	path = put_file(dir, file, content, 0600);
+	ac = config_account_load(path, name, &d);
+	free(path);
+	free(file);
+	if (ac == NULL || d.nerrors != 0 || d.nwarnings != 0) {
+		dump_diag(name, &d);
+		diag_clear(&d);
+		config_account_free(ac);
+		fail_msg("%s: expected a clean load", name);
+	}
+	diag_clear(&d);
+	return ac;
+}
+
+/* ---- config_parse_duration ---- */
+
+static void
+test_parse_duration(void **state)
+{
+	static const struct {
+		const char	*in;
+		int		 rc;
+		int64_t		 want;
+	} cases[] = {
+		{ "0", 0, 0 },
+		{ "000", 0, 0 },
+		{ "0s", 0, 0 },
+		{ "0d", 0, 0 },
+		{ "1", 0, 1 * SEC },
+		{ "90", 0, 90 * SEC },
+		{ "30s", 0, 30 * SEC },
+		{ "5m", 0, 300 * SEC },
+		{ "2h", 0, 7200 * SEC },
+		{ "1d", 0, 86400 * SEC },
+		{ "90d", 0, 90LL * 86400 * SEC },
+		{ "0090m", 0, 90 * 60 * SEC },
+		/* the largest the parser takes: it fits int64 ms */
+		{ "106751991159d", 0, 106751991159LL * 86400 * SEC },
+		{ "", -EINVAL, 0 },
+		{ "s", -EINVAL, 0 },
+		{ "m", -EINVAL, 0 },
+		{ "5 m", -EINVAL, 0 },
+		{ " 5m", -EINVAL, 0 },
+		{ "5m ", -EINVAL, 0 },
+		{ "-1", -EINVAL, 0 },
+		{ "-5m", -EINVAL, 0 },
+		{ "+5", -EINVAL, 0 },
+		{ "5x", -EINVAL, 0 },
+		{ "5ms", -EINVAL, 0 },
+		{ "5mm", -EINVAL, 0 },
+		{ "5S", -EINVAL, 0 },
+		{ "5M", -EINVAL, 0 },
+		{ "1.5h", -EINVAL, 0 },
+		{ "1e3", -EINVAL, 0 },
+		{ "0x10", -EINVAL, 0 },
+		{ "5d1", -EINVAL, 0 },
+		{ "5m30s", -EINVAL, 0 },
+		{ "abc", -EINVAL, 0 },
+		{ "1067519911600", -ERANGE, 0 },
+		{ "9223372036854775807", -ERANGE, 0 },
+		{ "9223372036854775808", -ERANGE, 0 },
+		{ "99999999999999999999999999999s", -ERANGE, 0 },
+		{ "99999999999999999999999999999d", -ERANGE, 0 },
+	};
+	char	 what[96];
+	int64_t	 v;
+	size_t	 i;
+	int	 rc;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(what, sizeof what, "duration '%s'", cases[i].in);
+		v = -12345;
+		rc = config_parse_duration(cases[i].in, &v);
+		CHECK_I64(what, rc, cases[i].rc);
+		CHECK_I64(what, v, rc == 0 ? cases[i].want : -12345);
+	}
+}
+
+/* ---- config_parse_mode ---- */
+
+static void
+test_parse_mode(void **state)
+{
+	static const struct {
+		const char	*in;
+		int		 rc;
+		mode_t		 want;
+	} cases[] = {
+		{ "0640", 0, 0640 },
+		{ "640", 0, 0640 },
+		{ "600", 0, 0600 },
+		{ "0600", 0, 0600 },
+		{ "0644", 0, 0644 },
+		{ "0666", 0, 0666 },
+		{ "0400", 0, 0400 },
+		{ "0", 0, 0 },
+		{ "0000", 0, 0 },
+		{ "66", 0, 066 },
+		{ "0755", -EINVAL, 0 },	/* execute bits */
+		{ "0700", -EINVAL, 0 },
+		{ "0750", -EINVAL, 0 },
+		{ "0601", -EINVAL, 0 },
+		{ "0610", -EINVAL, 0 },
+		{ "0100", -EINVAL, 0 },
+		{ "0777", -EINVAL, 0 },
+		{ "1640", -EINVAL, 0 },	/* sticky */
+		{ "2640", -EINVAL, 0 },	/* set-gid */
+		{ "4640", -EINVAL, 0 },	/* set-uid */
+		{ "0680", -EINVAL, 0 },	/* not octal */
+		{ "0690", -EINVAL, 0 },
+		{ "8", -EINVAL, 0 },
+		{ "9", -EINVAL, 0 },
+		{ "", -EINVAL, 0 },
+		{ "00640", -EINVAL, 0 },	/* too long */
+		{ "000000000640", -EINVAL, 0 },
+		{ "-640", -EINVAL, 0 },
+		{ "0o640", -EINVAL, 0 },
+		{ "rw-r-----", -EINVAL, 0 },
+		{ " 640", -EINVAL, 0 },
+		{ "640 ", -EINVAL, 0 },
+	};
+	char	 what[64];
+	mode_t	 m;
+	size_t	 i;
+	int	 rc;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(what, sizeof what, "mode '%s'", cases[i].in);
+		m = 01234;
+		rc = config_parse_mode(cases[i].in, &m);
+		CHECK_I64(what, rc, cases[i].rc);
+		CHECK_I64(what, m, rc == 0 ? cases[i].want : 01234);
+	}
+}
+
+/* ---- config_parse_argv ---- */
+
+static void
+test_parse_argv(void **state)
+{
+	static const struct {
+		const char	*in;
+		int		 rc;
+		const char	*want;	/* words joined with '|' */
+	} cases[] = {
+		{ "/usr/bin/systemctl reload-or-restart myapp", 0,
+		    "/usr/bin/systemctl|reload-or-restart|myapp" },
+		{ "/bin/true", 0, "/bin/true" },
+		{ "  /bin/echo \t a\t\tb  ", 0, "/bin/echo|a|b" },
+		{ "/bin/echo 'a b' \"c d\"", 0, "/bin/echo|a b|c d" },
+		{ "/bin/echo a\\ b", 0, "/bin/echo|a b" },
+		{ "/bin/echo \"say \\\"hi\\\"\"", 0, "/bin/echo|say \"hi\"" },
+		{ "/bin/echo \"a\\\\b\"", 0, "/bin/echo|a\\b" },
+		{ "/bin/echo \\\\", 0, "/bin/echo|\\" },
+		{ "/bin/echo 'it\\s'", 0, "/bin/echo|it\\s" },
+		{ "/bin/echo 'a\\'", 0, "/bin/echo|a\\" },
+		{ "/bin/echo \"it's\"", 0, "/bin/echo|it's" },
+		{ "/bin/echo 'say \"x\"'", 0, "/bin/echo|say \"x\"" },
+		{ "/bin/echo a\"b c\"d", 0, "/bin/echo|ab cd" },
+		{ "/bin/echo '' x", 0, "/bin/echo||x" },
+		{ "/bin/echo $HOME `id` ;", 0, "/bin/echo|$HOME|`id`|;" },
+		{ "/bin/echo \"abc", -EINVAL, NULL },
+		{ "/bin/echo 'abc", -EINVAL, NULL },
+		{ "/bin/echo \"a\\\"", -EINVAL, NULL },
+		{ "/bin/echo 'a' \"", -EINVAL, NULL },
+		{ "'", -EINVAL, NULL },
+		{ "", -EINVAL, NULL },
+		{ "   \t ", -EINVAL, NULL },
+	};
+	char	**argv, *joined, *next, what[96];
+	size_t	  i, j;
+	int	  rc;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(what, sizeof what, "argv '%s'", cases[i].in);
+		argv = (char **)what;	/* a sentinel */
+		rc = config_parse_argv(cases[i].in, &argv);
+		CHECK_I64(what, rc, cases[i].rc);
+		if (rc != 0) {
+			if (argv != (char **)what)
+				fail_msg("%s: argv set on failure", what);
+			continue;
+		}
+		joined = NULL;
+		for (j = 0; argv[j] != NULL; j++) {
+			if (asprintf(&next, "%s%s%s", joined ? joined : "",
+			    joined ? "|" : "", argv[j]) == -1)
+				fail_msg("asprintf");
+			free(joined);
+			joined = next;
+			free(argv[j]);
+		}
+		free(argv);
+		CHECK_STR(what, joined, cases[i].want);
+		free(joined);
+	}
+}
+
+/* ---- config_account_name_valid ---- */
+
+static void
+test_account_name_valid(void **state)
+{
+	static const struct {
+		const char	*name;
+		int		 valid;
+	} cases[] = {
+		{ "a", 1 },
+		{ "spotinst", 1 },
+		{ "My-Acct_1.prod", 1 },
+		{ "0", 1 },
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		    1 },	/* 64 */
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		    0 },	/* 65 */
+		{ "", 0 },
+		{ "a/b", 0 },
+		{ "../etc", 0 },
+		{ "a b", 0 },
+		{ "a:b", 0 },
+		{ "a\n", 0 },
+		{ "a\tb", 0 },
+		{ "caf\xc3\xa9", 0 },
+		{ "a*", 0 },
+		{ "a@b", 0 },
+	};
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		if ((config_account_name_valid(cases[i].name) != 0) !=
+		    cases[i].valid)
+			fail_msg("name '%s': expected %s", cases[i].name,
+			    cases[i].valid ? "valid" : "invalid");
+}
+
+/* ---- ini_parse_buffer ---- */
+
+struct events {
+	char	*log;
+	int	 stop_at_key;	/* return -1 on the key "stop" */
+};
+
+static void
+ev_add(struct events *ev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+ev_add(struct events *ev, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s, *next;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) == -1)
+		fail_msg("vasprintf");
+	va_end(ap);
+	if (asprintf(&next, "%s%s\n", ev->log ? ev->log : "", s) == -1)
+		fail_msg("asprintf");
+	free(ev->log);
+	free(s);
+	ev->log = next;
+}
+
+static int
+ev_section(void *arg, const char *name, int line)
+{
+	ev_add(arg, "S%d [%s]", line, name);
+	return 0;
+}
+
+static int
+ev_value(void *arg, const char *section, const char *key, const char *value,
+    int line)
+{
+	struct events	*ev = arg;
+
+	ev_add(ev, "V%d %s.%s=<%s>", line, section, key, value);
+	return ev->stop_at_key && !strcmp(key, "stop") ? -1 : 0;
+}
+
+static void
+ev_error(void *arg, int line, const char *msg)
+{
+	ev_add(arg, "E%d %s", line, msg);
+}
+
+static const struct ini_handler ev_handler = {
+	ev_section, ev_value, ev_error
+};
+
+/* Compare the event log, free it, and only then fail (no leak). */
+static void
+ev_check(const char *what, char *log, const char *want)
+{
+	int	 same = strcmp(log != NULL ? log : "", want) == 0;
+
+	if (!same)
+		print_error("%s: got '%s', expected '%s'\n", what,
+		    log != NULL ? log : "", want);
+	free(log);
+	if (!same)
+		fail_msg("%s: unexpected events", what);
+}
+
+struct ini_case {
+	const char	*name;
+	const char	*in;
+	size_t		 len;		/* 0: strlen(in) */
+	const char	*want;
+};
+
+static const struct ini_case ini_cases[] = {
+	{ "empty", "", 0, "" },
+	{ "blank lines only", "\n\n  \n\t\n", 0, "" },
+	{ "comments and values",
+	    "; comment\n"
+	    "# hash comment\n"
+	    "[s]\n"
+	    "a = 1\n"
+	    "  b=2\n"
+	    "c = x ; inline comment\n"
+	    "d = x;y\n"
+	    "e = \"q ; \\\"w\\\" \\\\ e\"\n"
+	    "f =\n"
+	    "g = x #not a comment\n"
+	    "h = x\t; after a tab\n"
+	    "i = a=b\n"
+	    "param.foo-bar_1 = v\n"
+	    "j = \"\"\n"
+	    "k = \"x\" ; comment after quotes\n"
+	    "  ; indented comment\n"
+	    "l = http://h/p;q ;c\n",
+	    0,
+	    "S3 [s]\n"
+	    "V4 s.a=<1>\n"
+	    "V5 s.b=<2>\n"
+	    "V6 s.c=<x>\n"
+	    "V7 s.d=<x;y>\n"
+	    "V8 s.e=<q ; \"w\" \\ e>\n"
+	    "V9 s.f=<>\n"
+	    "V10 s.g=<x #not a comment>\n"
+	    "V11 s.h=<x>\n"
+	    "V12 s.i=<a=b>\n"
+	    "V13 s.param.foo-bar_1=<v>\n"
+	    "V14 s.j=<>\n"
+	    "V15 s.k=<x>\n"
+	    "V17 s.l=<http://h/p;q>\n" },
+	{ "sections", "[a]\nx = 1\n[ b ]\nx = 2\n[a]\n[file]\n[file]\n", 0,
+	    "S1 [a]\nV2 a.x=<1>\nS3 [b]\nV4 b.x=<2>\nS5 [a]\nS6 [file]\n"
+	    "S7 [file]\n" },
+	{ "BOM and CRLF",
+	    "\xef\xbb\xbf[s]\r\na = 1\r\n\r\nb = 2 ; c\r\nc = \"q\"\r\n", 0,
+	    "S1 [s]\nV2 s.a=<1>\nV4 s.b=<2>\nV5 s.c=<q>\n" },
+	{ "no newline at the end", "[s]\nk = v", 0, "S1 [s]\nV2 s.k=<v>\n" },
+	{ "missing ]", "[s]\n[t\nk = v\n", 0,
+	    "S1 [s]\nE2 section header without ']'\nV3 s.k=<v>\n" },
+	{ "key outside a section", "k = v\n\n[s]\nk = w\n", 0,
+	    "E1 key outside of any [section]\nS3 [s]\nV4 s.k=<w>\n" },
+	{ "syntax errors, each on its line",
+	    "[s]\nnovalue\n= v\n[bad name]\n[s] x\nk\"=v\n[]\nok = 1\n", 0,
+	    "S1 [s]\nE2 expected 'key = value'\nE3 malformed key name\n"
+	    "E4 malformed section header\nE5 malformed section header\n"
+	    "E6 malformed key name\nE7 malformed section header\n"
+	    "V8 s.ok=<1>\n" },
+	{ "bad quotes",
+	    "[s]\na = \"unterminated\nb = \"x\" y\nc = \"x\" ; ok\n"
+	    "d = \"x\\\"\n", 0,
+	    "S1 [s]\nE2 unterminated or malformed quoted value\n"
+	    "E3 unterminated or malformed quoted value\nV4 s.c=<x>\n"
+	    "E5 unterminated or malformed quoted value\n" },
+	{ "line numbers after comments and blanks",
+	    "; 1\n\n# 3\n[s]\n\n\n; 7\nk = v\n\n\n\n\n\n\nm = n\n", 0,
+	    "S4 [s]\nV8 s.k=<v>\nV15 s.m=<n>\n" },
+	{ "CRLF line numbers", "\r\n\r\n[s]\r\n\r\nk = v\r\n", 0,
+	    "S3 [s]\nV5 s.k=<v>\n" },
+};
+
+static void
+test_ini_table(void **state)
+{
+	struct events	 ev;
+	size_t		 i, len;
+	int		 rc;
+
+	(void)state;
+	for (i = 0; i < sizeof ini_cases / sizeof ini_cases[0]; i++) {
+		memset(&ev, 0, sizeof ev);
+		len = ini_cases[i].len ? ini_cases[i].len :
+		    strlen(ini_cases[i].in);
+		rc = ini_parse_buffer(ini_cases[i].in, len, &ev_handler, &ev);
+		if (rc != 0)
+			fail_msg("%s: rc %d", ini_cases[i].name, rc);
+		ev_check(ini_cases[i].name, ev.log, ini_cases[i].want);
+	}
+}
+
+/* No line-length limit: a 10,000-character value arrives whole. */
+static void
+test_ini_long_line(void **state)
+{
+	struct events	 ev;
+	char		*buf, *want;
+	size_t		 n = 10000;
+
+	(void)state;
+	buf = malloc(n + 64);
+	want = malloc(n + 64);
+	strcpy(buf, "[s]\nk = ");
+	memset(buf + 8, 'A', n);
+	strcpy(buf + 8 + n, "\nn = 1\n");
+	strcpy(want, "S1 [s]\nV2 s.k=<");
+	memset(want + 15, 'A', n);
+	strcpy(want + 15 + n, ">\nV3 s.n=<1>\n");
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(ini_parse_buffer(buf, strlen(buf), &ev_handler, &ev),
+	    0);
+	free(buf);
+	ev_check("10,000-character line", ev.log, want);
+	free(want);
+}
+
+/* A NUL byte rejects the whole buffer: nothing else is delivered. */
+static void
+test_ini_nul_byte(void **state)
+{
+	static const char buf[] = "[s]\nk = v\nx\0y = z\nw = 1\n";
+	struct events	 ev;
+
+	(void)state;
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(ini_parse_buffer(buf, sizeof buf - 1, &ev_handler,
+	    &ev), 0);
+	assert_non_null(ev.log);
+	if (strncmp(ev.log, "E", 1) != 0 || strstr(ev.log, "NUL") == NULL ||
+	    strchr(ev.log, '\n') != ev.log + strlen(ev.log) - 1)
+		fail_msg("expected one NUL error and nothing else, got %s",
+		    ev.log);
+	free(ev.log);
+}
+
+/* The NUL byte's message names the line it is on, like every other. */
+static void
+test_ini_nul_byte_line(void **state)
+{
+	static const char buf[] = "[s]\nk = v\nx\0y = z\nw = 1\n";
+	struct events	 ev;
+
+	(void)state;
+	memset(&ev, 0, sizeof ev);
+	ini_parse_buffer(buf, sizeof buf - 1, &ev_handler, &ev);
+	ev_check("NUL on line 3", ev.log, "E3 file contains a NUL byte\n");
+}
+
+/*
+ * "key =   ; comment": the ';' follows white space, so it starts a comment
+ * and the value is empty. SPEC's own layout has such lines
+ * ("refresh_url =                   ; where refresh_token requests go").
+ */
+static void
+test_ini_empty_value_then_comment(void **state)
+{
+	static const char buf[] =
+	    "[s]\n"
+	    "a =   ; only a comment\n"
+	    "b =\t; after a tab\n"
+	    "c = ;\n"
+	    "d =;x\n";
+	struct events	 ev;
+
+	(void)state;
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(ini_parse_buffer(buf, sizeof buf - 1, &ev_handler,
+	    &ev), 0);
+	ev_check("empty values with comments", ev.log,
+	    "S1 [s]\nV2 s.a=<>\nV3 s.b=<>\nV4 s.c=<>\nV5 s.d=<;x>\n");
+}
+
+static void
+test_ini_handler_stops(void **state)
+{
+	static const char buf[] = "[s]\na = 1\nstop = 1\nb = 2\n[t]\n";
+	struct events	 ev;
+
+	(void)state;
+	memset(&ev, 0, sizeof ev);
+	ev.stop_at_key = 1;
+	assert_int_equal(ini_parse_buffer(buf, sizeof buf - 1, &ev_handler,
+	    &ev), -1);
+	ev_check("stopped", ev.log, "S1 [s]\nV2 s.a=<1>\nV3 s.stop=<1>\n");
+}
+
+/* ---- account files: valid ones ---- */
+
+static void
+test_account_client_credentials(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	char			*secret;
+
+	secret = put_file(dir, "client.secret", "s3cr3t:&+% /\n", 0600);
+	ac = load_ok(dir, "cc",
+	    "; Spotnana-style, every key set\n"
+	    "[account]\n"
+	    "grant = client_credentials\n"
+	    "token_url = https://issuer.example/oauth/token\n"
+	    "client_id = my-client\n"
+	    "client_secret_file = client.secret\n"
+	    "scope = \"read write\"\n"
+	    "audience = https://api.example\n"
+	    "resource = https://res.example/x\n"
+	    "param.tenant = acme\n"
+	    "param.x = \"a ; b\"\n"
+	    "timeout = 10s\n"
+	    "allow_http = no\n"
+	    "\n"
+	    "[response]\n"
+	    "expires_in = /data/ttl\n"
+	    "default_lifetime = 2h\n"
+	    "[refresh]\n"
+	    "margin = 1m\n"
+	    "ratio = 0.5\n"
+	    "jitter = 0.2\n"
+	    "min_backoff = 2s\n"
+	    "max_backoff = 10m\n"
+	    "[file]\n"
+	    "path = /run/tokend/cc.json\n"
+	    "format = json\n"
+	    "mode = 0600\n"
+	    "owner = 0\n"
+	    "group = 0\n"
+	    "[access]\n"
+	    "users = root, 1000 1001\n"
+	    "groups = 0\n"
+	    "[hooks]\n"
+	    "on_refresh = /usr/bin/systemctl reload-or-restart 'my app'\n"
+	    "on_failure = /usr/bin/logger -t tokend failed\n");
+	CHECK_STR("name", ac->name, "cc");
+	CHECK_I64("grant", ac->grant, GRANT_CLIENT_CREDENTIALS);
+	CHECK_STR("token_url", ac->token_url,
+	    "https://issuer.example/oauth/token");
+	CHECK_STR("refresh_url", ac->refresh_url, ac->token_url);
+	CHECK_STR("client_id", ac->client_id, "my-client");
+	CHECK_STR("client_secret", ac->client_secret, "s3cr3t:&+% /");
+	CHECK_I64("client_auth", ac->client_auth, CLIENT_AUTH_BASIC);
+	CHECK_STR("scope", ac->scope, "read write");
+	CHECK_STR("audience", ac->audience, "https://api.example");
+	CHECK_STR("resource", ac->resource, "https://res.example/x");
+	CHECK_I64("nparams", ac->nparams, 2);
+	CHECK_STR("param 0 name", ac->params[0].name, "tenant");
+	CHECK_STR("param 0 value", ac->params[0].value, "acme");
+	CHECK_STR("param 1 name", ac->params[1].name, "x");
+	CHECK_STR("param 1 value", ac->params[1].value, "a ; b");
+	CHECK_I64("timeout", ac->timeout, 10 * SEC);
+	CHECK_I64("allow_http", ac->allow_http, 0);
+	CHECK_STR("response.access_token", ac->response.access_token,
+	    "/access_token");
+	CHECK_STR("response.expires_in", ac->response.expires_in, "/data/ttl");
+	CHECK_I64("default_lifetime", ac->response.default_lifetime,
+	    7200 * SEC);
+	CHECK_I64("margin", ac->refresh.margin, 60 * SEC);
+	assert_true(ac->refresh.ratio == 0.5);
+	assert_true(ac->refresh.jitter == 0.2);
+	CHECK_I64("min_backoff", ac->refresh.min_backoff, 2 * SEC);
+	CHECK_I64("max_backoff", ac->refresh.max_backoff, 600 * SEC);
+	CHECK_I64("nsinks", ac->nsinks, 1);
+	CHECK_STR("sink path", ac->sinks[0].path, "/run/tokend/cc.json");
+	CHECK_I64("sink format", ac->sinks[0].format, SINK_JSON);
+	CHECK_I64("sink mode", ac->sinks[0].mode, 0600);
+	CHECK_I64("sink uid", ac->sinks[0].uid, 0);
+	CHECK_I64("sink gid", ac->sinks[0].gid, 0);
+	CHECK_I64("sink line", ac->sinks[0].line, 24);
+	CHECK_I64("nusers", ac->nusers, 3);
+	CHECK_I64("user 0", ac->users[0], 0);
+	CHECK_I64("user 1", ac->users[1], 1000);
+	CHECK_I64("user 2", ac->users[2], 1001);
+	CHECK_I64("ngroups", ac->ngroups, 1);
+	CHECK_I64("group 0", ac->groups[0], 0);
+	assert_non_null(ac->on_refresh);
+	CHECK_STR("on_refresh 0", ac->on_refresh[0], "/usr/bin/systemctl");
+	CHECK_STR("on_refresh 1", ac->on_refresh[1], "reload-or-restart");
+	CHECK_STR("on_refresh 2", ac->on_refresh[2], "my app");
+	assert_null(ac->on_refresh[3]);
+	CHECK_STR("on_failure 3", ac->on_failure[3], "failed");
+	assert_null(ac->on_failure[4]);
+	config_account_free(ac);
+	free(secret);
+}
+
+static void
+test_account_password(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	char			*pw;
+
+	/* Spotinst-style: password at one URL, refresh at another */
+	pw = put_file(dir, "dave.password", "pa ss\n", 0600);
+	ac = load_ok(dir, "spotinst",
+	    "[account]\n"
+	    "grant = password\n"
+	    "token_url = https://oauth.example/token\n"
+	    "refresh_url = https://oauth.example/token/refresh\n"
+	    "client_id = id\n"
+	    "client_secret = sec\n"
+	    "client_auth = post\n"
+	    "username = dave@example.com\n"
+	    "password_file = dave.password\n"
+	    "[response]\n"
+	    "access_token = /response/items/0/accessToken\n"
+	    "refresh_token = /response/items/0/refreshToken\n"
+	    "expires_in = /response/items/0/expiresIn\n"
+	    "token_type =\n");
+	CHECK_I64("grant", ac->grant, GRANT_PASSWORD);
+	CHECK_STR("refresh_url", ac->refresh_url,
+	    "https://oauth.example/token/refresh");
+	CHECK_I64("client_auth", ac->client_auth, CLIENT_AUTH_POST);
+	CHECK_STR("client_secret", ac->client_secret, "sec");
+	CHECK_STR("username", ac->username, "dave@example.com");
+	CHECK_STR("password", ac->password, "pa ss");
+	CHECK_STR("access_token ptr", ac->response.access_token,
+	    "/response/items/0/accessToken");
+	CHECK_STR("refresh_token ptr", ac->response.refresh_token,
+	    "/response/items/0/refreshToken");
+	CHECK_STR("expires_in ptr", ac->response.expires_in,
+	    "/response/items/0/expiresIn");
+	CHECK_STR("token_type ptr (disabled)", ac->response.token_type, NULL);
+	config_account_free(ac);
+	free(pw);
+
+	/* Particle-style: Basic auth, inline password */
+	ac = load_ok(dir, "particle",
+	    "[account]\n"
+	    "grant = password\n"
+	    "token_url = https://api.particle.example/oauth/token\n"
+	    "client_id = particle\n"
+	    "client_secret = particle\n"
+	    "username = u\n"
+	    "password = p w\n");
+	CHECK_I64("particle client_auth", ac->client_auth, CLIENT_AUTH_BASIC);
+	CHECK_STR("particle password", ac->password, "p w");
+	config_account_free(ac);
+}
+
+static void
+test_account_refresh_token(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	char			*rt;
+
+	rt = put_file(dir, "first.rt", "rt-0123456789\n", 0600);
+	ac = load_ok(dir, "rotating",
+	    "[account]\n"
+	    "grant = refresh_token\n"
+	    "token_url = https://issuer.example/token\n"
+	    "client_id = public-client\n"
+	    "refresh_token_file = first.rt\n");
+	CHECK_I64("grant", ac->grant, GRANT_REFRESH_TOKEN);
+	CHECK_STR("refresh_token", ac->refresh_token, "rt-0123456789");
+	CHECK_I64("client_auth", ac->client_auth, CLIENT_AUTH_NONE);
+	CHECK_STR("client_secret", ac->client_secret, NULL);
+	config_account_free(ac);
+	free(rt);
+}
+
+static void
+test_account_static(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	char			*tok;
+
+	tok = put_file(dir, "perm.token", "permanent-token-xyz\n", 0600);
+	ac = load_ok(dir, "perm",
+	    "[account]\n"
+	    "grant = static\n"
+	    "token_file = perm.token\n"
+	    "[file]\n"
+	    "path = /run/tokend/perm.token\n");
+	CHECK_I64("grant", ac->grant, GRANT_STATIC);
+	CHECK_STR("static_token", ac->static_token, "permanent-token-xyz");
+	CHECK_STR("token_url", ac->token_url, NULL);
+	CHECK_I64("nsinks", ac->nsinks, 1);
+	config_account_free(ac);
+	free(tok);
+}
+
+static void
+test_account_defaults(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+
+	ac = load_ok(dir, "min",
+	    "[account]\n"
+	    "token_url = https://issuer.example/token\n"
+	    "client_id = a\n"
+	    "client_secret = b\n");
+	CHECK_I64("grant", ac->grant, GRANT_CLIENT_CREDENTIALS);
+	CHECK_I64("client_auth with a secret", ac->client_auth,
+	    CLIENT_AUTH_BASIC);
+	CHECK_STR("refresh_url", ac->refresh_url, ac->token_url);
+	assert_ptr_not_equal(ac->refresh_url, ac->token_url);
+	CHECK_STR("access_token ptr", ac->response.access_token,
+	    "/access_token");
+	CHECK_STR("refresh_token ptr", ac->response.refresh_token,
+	    "/refresh_token");
+	CHECK_STR("expires_in ptr", ac->response.expires_in, "/expires_in");
+	CHECK_STR("expires_at ptr", ac->response.expires_at, NULL);
+	CHECK_STR("token_type ptr", ac->response.token_type, "/token_type");
+	CHECK_I64("default_lifetime", ac->response.default_lifetime,
+	    3600 * SEC);
+	CHECK_I64("margin", ac->refresh.margin, 300 * SEC);
+	assert_true(ac->refresh.ratio == 0.75);
+	assert_true(ac->refresh.jitter == 0.1);
+	CHECK_I64("min_backoff", ac->refresh.min_backoff, 1 * SEC);
+	CHECK_I64("max_backoff", ac->refresh.max_backoff, 300 * SEC);
+	CHECK_I64("timeout", ac->timeout, 30 * SEC);
+	CHECK_I64("allow_http", ac->allow_http, 0);
+	CHECK_I64("nsinks", ac->nsinks, 0);
+	CHECK_I64("nparams", ac->nparams, 0);
+	assert_null(ac->on_refresh);
+	assert_null(ac->on_failure);
+	assert_null(ac->scope);
+	config_account_free(ac);
+
+	/* no secret: no client authentication */
+	ac = load_ok(dir, "pub",
+	    "[account]\n"
+	    "token_url = https://issuer.example/token\n"
+	    "client_id = a\n"
+	    "[response]\n"
+	    "expires_in =\n"
+	    "expires_at = /exp\n");
+	CHECK_I64("client_auth without a secret", ac->client_auth,
+	    CLIENT_AUTH_NONE);
+	CHECK_STR("expires_in disabled", ac->response.expires_in, NULL);
+	CHECK_STR("expires_at", ac->response.expires_at, "/exp");
+	config_account_free(ac);
+
+	/* allow_http = yes lets an http:// URL through */
+	ac = load_ok(dir, "plain",
+	    "[account]\n"
+	    "token_url = http://127.0.0.1:8080/token\n"
+	    "allow_http = yes\n");
+	CHECK_I64("allow_http", ac->allow_http, 1);
+	CHECK_STR("http token_url", ac->token_url,
+	    "http://127.0.0.1:8080/token");
+	config_account_free(ac);
+}
+
+static void
+test_account_files(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+
+	ac = load_ok(dir, "multi",
+	    "[account]\n"
+	    "token_url = https://issuer.example/token\n"
+	    "[file]\n"
+	    "path = /run/tokend/a.token\n"
+	    "\n"
+	    "[file]\n"
+	    "path = /run/tokend/a.env\n"
+	    "format = env\n"
+	    "mode = 0600\n"
+	    "[file]\n"
+	    "format = header\n"
+	    "path = /run/tokend/a.header\n"
+	    "group = 0\n");
+	CHECK_I64("nsinks", ac->nsinks, 3);
+	CHECK_STR("sink 0 path", ac->sinks[0].path, "/run/tokend/a.token");
+	CHECK_I64("sink 0 format", ac->sinks[0].format, SINK_RAW);
+	CHECK_I64("sink 0 mode", ac->sinks[0].mode, 0640);
+	CHECK_I64("sink 0 uid", ac->sinks[0].uid, (uid_t)-1);
+	CHECK_I64("sink 0 gid", ac->sinks[0].gid, (gid_t)-1);
+	CHECK_I64("sink 0 line", ac->sinks[0].line, 3);
+	CHECK_STR("sink 1 path", ac->sinks[1].path, "/run/tokend/a.env");
+	CHECK_I64("sink 1 format", ac->sinks[1].format, SINK_ENV);
+	CHECK_I64("sink 1 mode", ac->sinks[1].mode, 0600);
+	CHECK_I64("sink 1 line", ac->sinks[1].line, 6);
+	CHECK_STR("sink 2 path", ac->sinks[2].path, "/run/tokend/a.header");
+	CHECK_I64("sink 2 format", ac->sinks[2].format, SINK_HEADER);
+	CHECK_I64("sink 2 uid", ac->sinks[2].uid, (uid_t)-1);
+	CHECK_I64("sink 2 gid", ac->sinks[2].gid, 0);
+	CHECK_I64("sink 2 line", ac->sinks[2].line, 10);
+	config_account_free(ac);
+}
+
+/*
+ * SPEC's reference layout lists optional keys with empty values, some
+ * followed by a comment. Copied as it is (with the secret files it names
+ * present), it must load; an empty key means "the default".
+ */
+static const char spec_account[] =
+    "[account]\n"
+    "grant = client_credentials      ; client_credentials | password | "
+    "refresh_token | static\n"
+    "token_url = https://issuer.example/oauth/token\n"
+    "refresh_url =                   ; where refresh_token requests go; "
+    "default token_url\n"
+    "client_id = my-client\n"
+    "client_secret_file = client.secret   ; or client_secret = ... (warned "
+    "about if the file is group/world readable)\n"
+    "client_auth = basic             ; basic | post | none   (default basic "
+    "when a secret is set)\n"
+    "username = dave\n"
+    "password_file = dave.password   ; or password = ...\n"
+    "refresh_token_file =            ; the first refresh token, for grant = "
+    "refresh_token\n"
+    "token_file =                    ; grant = static: a permanent token, "
+    "served as it is\n"
+    "scope = read write\n"
+    "audience =\n"
+    "resource =\n"
+    "param.NAME = VALUE              ; any extra form parameter\n"
+    "ca_file =                       ; extra trust anchor for the token "
+    "endpoint\n"
+    "timeout = 30s\n"
+    "allow_http = no                 ; http:// token URLs are refused unless "
+    "yes\n"
+    "\n"
+    "[response]                      ; RFC 6901 JSON pointers into the token "
+    "response\n"
+    "access_token = /access_token\n"
+    "refresh_token = /refresh_token\n"
+    "expires_in = /expires_in        ; a number or a numeric string "
+    "(\"3600\"; not \"3600abc\")\n"
+    "expires_at =                    ; instead: absolute expiry, epoch "
+    "seconds or RFC 3339\n"
+    "token_type = /token_type        ; compared case-insensitively; absent "
+    "means Bearer\n"
+    "default_lifetime = 1h           ; when there is no expires_in and the "
+    "token is not a JWT with exp\n"
+    "\n"
+    "[refresh]\n"
+    "margin = 5m                     ; refresh when this little lifetime is "
+    "left ...\n"
+    "ratio = 0.75                    ; ... or when this share of it has "
+    "passed, whichever comes first\n"
+    "jitter = 0.1                    ; spread refreshes by up to this share "
+    "of the lifetime\n"
+    "min_backoff = 1s\n"
+    "max_backoff = 5m\n"
+    "\n"
+    "[file]                          ; repeatable: one section per file to "
+    "write\n"
+    "path = /run/tokend/NAME.token\n"
+    "format = raw                    ; raw | json | env | header\n"
+    "mode = 0640\n"
+    "owner =\n"
+    "group =\n"
+    "\n"
+    "[access]                        ; who may read this account over the "
+    "socket (root always may)\n"
+    "users =\n"
+    "groups =\n"
+    "\n"
+    "[hooks]                         ; run without a shell; TOKEND_ACCOUNT, "
+    "TOKEND_EXPIRES_AT in the environment\n"
+    "on_refresh =                    ; e.g. /usr/bin/systemctl "
+    "reload-or-restart myapp\n"
+    "on_failure =\n";
+
+static void
+test_account_spec_layout(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+
+	free(put_file(dir, "client.secret", "s\n", 0600));
+	free(put_file(dir, "dave.password", "p\n", 0600));
+	ac = load_ok(dir, "spec", spec_account);
+	CHECK_STR("refresh_url", ac->refresh_url, ac->token_url);
+	CHECK_STR("scope", ac->scope, "read write");
+	CHECK_STR("param", ac->params[0].name, "NAME");
+	CHECK_I64("sink uid", ac->sinks[0].uid, (uid_t)-1);
+	CHECK_I64("sink gid", ac->sinks[0].gid, (gid_t)-1);
+	assert_null(ac->on_refresh);
+	assert_null(ac->on_failure);
+	config_account_free(ac);
+}
+
+/* The same, one key at a time, so that each cause shows on its own. */
+static void
+test_account_empty_keys(void **state)
+{
+	static const struct {
+		const char	*name;
+		const char	*content;
+	} cases[] = {
+		{ "refresh_url = then a comment",
+		    "[account]\n" URL "refresh_url =     ; default token_url\n" },
+		{ "audience = then a comment",
+		    "[account]\n" URL "audience =     ; none\n" },
+		{ "empty owner", "[account]\n" URL "[file]\npath = /x\nowner =\n" },
+		{ "empty group", "[account]\n" URL "[file]\npath = /x\ngroup =\n" },
+		{ "empty on_refresh", "[account]\n" URL "[hooks]\non_refresh =\n" },
+		{ "empty on_failure", "[account]\n" URL "[hooks]\non_failure =\n" },
+		{ "on_refresh = then a comment",
+		    "[account]\n" URL "[hooks]\non_refresh =   ; e.g. /bin/x\n" },
+	};
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*path;
+	size_t			 i;
+	int			 bad = 0;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		path = put_file(dir, "empty.conf", cases[i].content, 0600);
+		memset(&d, 0, sizeof d);
+		ac = config_account_load(path, "empty", &d);
+		if (ac == NULL || d.nerrors != 0) {
+			dump_diag(cases[i].name, &d);
+			bad++;
+		} else if (ac->refresh_url == NULL ||
+		    strcmp(ac->refresh_url, ac->token_url) != 0 ||
+		    ac->audience != NULL || ac->on_refresh != NULL ||
+		    ac->on_failure != NULL) {
+			print_error("%s: a comment was taken as a value\n",
+			    cases[i].name);
+			bad++;
+		}
+		diag_clear(&d);
+		config_account_free(ac);
+		free(path);
+	}
+	if (bad != 0)
+		fail_msg("%d of %zu empty keys not taken as the default", bad,
+		    sizeof cases / sizeof cases[0]);
+}
+
+/* ---- account files: every error, with its line ---- */
+
+struct error_case {
+	const char	*name;
+	const char	*content;
+	int		 line;		/* 0: "FILE: " without a line */
+	const char	*msg;		/* the message starts with this */
+	const char	*aux_name;	/* another file to write first */
+	const char	*aux_content;
+};
+
+static const struct error_case error_cases[] = {
+	{ "unknown key",
+	    "[account]\n" URL "bogus = 1\n",
+	    3, "unknown key 'bogus' in [account]", NULL, NULL },
+	{ "unknown key in [refresh]",
+	    "[account]\n" URL "[refresh]\nmargin = 1m\nspeed = 3\n",
+	    5, "unknown key 'speed' in [refresh]", NULL, NULL },
+	{ "unknown section",
+	    "[account]\n" URL "[bogus]\nx = 1\n",
+	    3, "unknown section [bogus]", NULL, NULL },
+	{ "duplicate key",
+	    "[account]\n" URL "client_id = a\n\nclient_id = b\n",
+	    5, "duplicate key 'client_id' (first at line 3)", NULL, NULL },
+	{ "duplicate key in one [file]",
+	    "[account]\n" URL "[file]\npath = /a\npath = /b\n",
+	    5, "duplicate key 'path' (first at line 4)", NULL, NULL },
+	{ "duplicate param",
+	    "[account]\n" URL "param.a = 1\nparam.a = 2\n",
+	    4, "duplicate key 'param.a'", NULL, NULL },
+	{ "reserved param",
+	    "[account]\n" URL "param.scope = x\n",
+	    3, "param.scope is set by tokend itself", NULL, NULL },
+	{ "repeated [account]",
+	    "[account]\n" URL "[account]\nclient_id = x\n",
+	    3, "section [account] repeated (first at line 1)", NULL, NULL },
+	{ "repeated [refresh]",
+	    "[account]\n" URL "[refresh]\n[response]\n[refresh]\n",
+	    5, "section [refresh] repeated (first at line 3)", NULL, NULL },
+	{ "bad grant",
+	    "[account]\ngrant = implicit\n" URL,
+	    2, "unknown grant 'implicit'", NULL, NULL },
+	{ "bad client_auth",
+	    "[account]\n" URL "client_id = a\nclient_secret = b\n"
+	    "client_auth = jwt\n",
+	    5, "unknown client_auth 'jwt'", NULL, NULL },
+	{ "missing token_url",
+	    "; comment\n\n[account]\nclient_id = a\n",
+	    3, "token_url is missing", NULL, NULL },
+	{ "http:// without allow_http",
+	    "[account]\nclient_id = a\ntoken_url = http://issuer.example/t\n",
+	    3, "token_url: http:// sends secrets in clear text", NULL, NULL },
+	{ "http:// refresh_url without allow_http",
+	    "[account]\n" URL "refresh_url = http://issuer.example/r\n",
+	    3, "refresh_url: http:// sends secrets in clear text", NULL,
+	    NULL },
+	{ "ftp:// token_url",
+	    "[account]\ntoken_url = ftp://issuer.example/t\n",
+	    2, "token_url: expected an https:// URL", NULL, NULL },
+	{ "token_url without a host",
+	    "[account]\ntoken_url = https:///t\n",
+	    2, "token_url: malformed URL", NULL, NULL },
+	{ "bad duration",
+	    "[account]\n" URL "timeout = 5 m\n",
+	    3, "timeout: bad duration '5 m'", NULL, NULL },
+	{ "bad duration in [refresh]",
+	    "[account]\n" URL "[refresh]\nmargin = -1\n",
+	    4, "margin: bad duration '-1'", NULL, NULL },
+	{ "bad ratio",
+	    "[account]\n" URL "[refresh]\nratio = 1.5\n",
+	    4, "ratio: expected a number from 0.01 to 1", NULL, NULL },
+	{ "bad jitter",
+	    "[account]\n" URL "[refresh]\njitter = x\n",
+	    4, "jitter: expected a number from 0 to 0.5", NULL, NULL },
+	{ "bad bool",
+	    "[account]\n" URL "allow_http = maybe\n",
+	    3, "allow_http: expected yes or no", NULL, NULL },
+	{ "bad mode",
+	    "[account]\n" URL "[file]\npath = /run/x\nmode = 0755\n",
+	    5, "mode: expected octal permissions", NULL, NULL },
+	{ "bad format",
+	    "[account]\n" URL "[file]\npath = /run/x\nformat = yaml\n",
+	    5, "unknown format 'yaml'", NULL, NULL },
+	{ "relative [file] path",
+	    "[account]\n" URL "\n[file]\npath = run/x\n",
+	    4, "[file] path must be absolute", NULL, NULL },
+	{ "[file] without a path",
+	    "[account]\n" URL "[file]\nformat = raw\n",
+	    3, "[file] needs a path", NULL, NULL },
+	{ "unknown owner",
+	    "[account]\n" URL "[file]\npath = /x\nowner = no-such-user-xyz\n",
+	    5, "unknown user 'no-such-user-xyz'", NULL, NULL },
+	{ "unknown group in [access]",
+	    "[account]\n" URL "[access]\ngroups = 0 no-such-group-xyz\n",
+	    4, "unknown group 'no-such-group-xyz'", NULL, NULL },
+	{ "pointer without /",
+	    "[account]\n" URL "[response]\nexpires_in = expires_in\n",
+	    4, "expires_in: a JSON pointer starts with '/'", NULL, NULL },
+	{ "hook with unbalanced quotes",
+	    "[account]\n" URL "[hooks]\non_refresh = /bin/echo \"x\n",
+	    4, "on_refresh: unbalanced quotes", NULL, NULL },
+	{ "hook with a relative program",
+	    "[account]\n" URL "[hooks]\non_failure = logger x\n",
+	    4, "on_failure: the program needs an absolute path", NULL, NULL },
+	{ "unreadable secret file",
+	    "[account]\n" URL "client_id = a\nclient_secret_file = gone\n",
+	    4, "client_secret_file: cannot read ", NULL, NULL },
+	{ "empty secret file",
+	    "[account]\n" URL "client_id = a\nclient_secret_file = empty\n",
+	    4, "client_secret_file: ", "empty", "\n" },
+	{ "both client_secret and client_secret_file",
+	    "[account]\n" URL "client_id = a\nclient_secret = x\n"
+	    "client_secret_file = s\n",
+	    5, "set client_secret or client_secret_file, not both", "s",
+	    "y\n" },
+	{ "both password and password_file",
+	    "[account]\ngrant = password\n" URL "username = u\n"
+	    "password_file = p\npassword = x\n",
+	    5, "set password or password_file, not both", "p", "y\n" },
+	{ "password grant without username",
+	    "[account]\n" URL "grant = password\npassword = pw\n",
+	    3, "grant = password needs username", NULL, NULL },
+	{ "password grant without password",
+	    "[account]\n" URL "grant = password\nusername = u\n",
+	    3, "grant = password needs password or password_file", NULL,
+	    NULL },
+	{ "refresh_token grant without refresh_token_file",
+	    "[account]\n" URL "client_id = a\n\ngrant = refresh_token\n",
+	    5, "grant = refresh_token needs refresh_token_file", NULL, NULL },
+	{ "static without token_file",
+	    "[account]\ngrant = static\n",
+	    2, "grant = static needs token_file", NULL, NULL },
+	{ "token_file without grant = static",
+	    "[account]\n" URL "token_file = t\n",
+	    3, "token_file is for grant = static", "t", "tok\n" },
+	{ "client_auth = basic without a secret",
+	    "[account]\n" URL "client_id = a\nclient_auth = basic\n",
+	    4, "client_auth = basic needs client_secret or client_secret_file",
+	    NULL, NULL },
+	{ "client_auth = post without a secret",
+	    "[account]\n" URL "client_auth = post\nclient_id = a\n",
+	    3, "client_auth = post needs client_secret", NULL, NULL },
+	{ "min_backoff above max_backoff",
+	    "[account]\n" URL "[refresh]\nmin_backoff = 10m\nmax_backoff = 1m\n",
+	    3, "min_backoff must be positive and not above max_backoff", NULL,
+	    NULL },
+	{ "timeout 0",
+	    "[account]\n" URL "timeout = 0\n",
+	    3, "timeout must be positive", NULL, NULL },
+	{ "missing ] in an account file",
+	    "[account]\n" URL "[file\n",
+	    3, "section header without ']'", NULL, NULL },
+	{ "key outside a section",
+	    "grant = static\n[account]\n" URL,
+	    1, "key outside of any [section]", NULL, NULL },
+	{ "no [account]",
+	    "[response]\nexpires_in = /e\n",
+	    0, "no [account] section", NULL, NULL },
+};
+
+static void
+test_account_errors(void **state)
+{
+	const char		*dir = *state;
+	const struct error_case	*c;
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*path, *aux, *prefix;
+	size_t			 i;
+
+	for (i = 0; i < sizeof error_cases / sizeof error_cases[0]; i++) {
+		c = &error_cases[i];
+		aux = c->aux_name ? put_file(dir, c->aux_name, c->aux_content,
+		    0600) : NULL;
+		path = put_file(dir, "acct.conf", c->content, 0600);
+		memset(&d, 0, sizeof d);
+		ac = config_account_load(path, "acct", &d);
+		if (c->line > 0) {
+			if (asprintf(&prefix, "%s:%d: %s", path, c->line,
+			    c->msg) == -1)
+				fail_msg("asprintf");
+		} else if (asprintf(&prefix, "%s: %s", path, c->msg) == -1)
+			fail_msg("asprintf");
+		if (ac != NULL || d.nerrors != 1 ||
+		    strncmp(d.errors[0], prefix, strlen(prefix)) != 0) {
+			dump_diag(c->name, &d);
+			fail_msg("%s: expected exactly one error starting "
+			    "'%s'", c->name, prefix);
+		}
+		diag_clear(&d);
+		free(prefix);
+		if (aux != NULL) {
+			unlink(aux);
+			free(aux);
+		}
+		unlink(path);
+		free(path);
+	}
+}
+
+/* All errors of a file are reported at once, each with its own line. */
+static void
+test_account_many_errors(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*path, *want;
+
+	path = put_file(dir, "many.conf",
+	    "[account]\n"
+	    "grant = nope\n"
+	    "token_url = https://issuer.example/token\n"
+	    "bogus = 1\n"
+	    "timeout = soon\n"
+	    "[file]\n"
+	    "path = /x\n"
+	    "mode = 9\n", 0600);
+	memset(&d, 0, sizeof d);
+	ac = config_account_load(path, "many", &d);
+	assert_null(ac);
+	if (d.nerrors != 4) {
+		dump_diag("many", &d);
+		fail_msg("expected 4 errors, got %zu", d.nerrors);
+	}
+	assert_int_equal(asprintf(&want, "%s:2: ", path) > 0, 1);
+	assert_int_equal(strncmp(d.errors[0], want, strlen(want)), 0);
+	free(want);
+	assert_int_equal(asprintf(&want, "%s:4: ", path) > 0, 1);
+	assert_int_equal(strncmp(d.errors[1], want, strlen(want)), 0);
+	free(want);
+	assert_int_equal(asprintf(&want, "%s:5: ", path) > 0, 1);
+	assert_int_equal(strncmp(d.errors[2], want, strlen(want)), 0);
+	free(want);
+	assert_int_equal(asprintf(&want, "%s:8: ", path) > 0, 1);
+	assert_int_equal(strncmp(d.errors[3], want, strlen(want)), 0);
+	free(want);
+	diag_clear(&d);
+	free(path);
+}
+
+static void
+test_account_bad_name(void **state)
+{
+	const char	*dir = *state;
+	struct diag	 d;
+	char		*path, *want;
+
+	path = put_file(dir, "bad name.conf", "[account]\n" URL, 0600);
+	memset(&d, 0, sizeof d);
+	assert_null(config_account_load(path, "bad name", &d));
+	assert_int_equal(d.nerrors, 1);
+	assert_int_equal(asprintf(&want, "%s: account name 'bad name'",
+	    path) > 0, 1);
+	CHECK_I64("bad name prefix", strncmp(d.errors[0], want,
+	    strlen(want)), 0);
+	free(want);
+	diag_clear(&d);
+	free(path);
+
+	/* a missing file */
+	path = path_in(dir, "absent.conf");
+	memset(&d, 0, sizeof d);
+	assert_null(config_account_load(path, "absent", &d));
+	assert_int_equal(d.nerrors, 1);
+	assert_int_equal(asprintf(&want, "%s: cannot read", path) > 0, 1);
+	CHECK_I64("absent prefix", strncmp(d.errors[0], want, strlen(want)),
+	    0);
+	free(want);
+	diag_clear(&d);
+	free(path);
+}
+
+/* ---- secret files ---- */
+
+static void
+test_secret_newline(void **state)
+{
+	static const struct {
+		const char	*content;
+		const char	*want;
+	} cases[] = {
+		{ "s3cret\n", "s3cret" },
+		{ "s3cret", "s3cret" },
+		{ "s3cret\r\n", "s3cret" },
+		{ "s3cret\n\n", "s3cret\n" },	/* one newline only */
+		{ " spaced secret \n", " spaced secret " },
+	};
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	char			*secret;
+	size_t			 i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		secret = put_file(dir, "c.secret", cases[i].content, 0600);
+		ac = load_ok(dir, "nl",
+		    "[account]\n" URL "client_id = a\n"
+		    "client_secret_file = c.secret\n");
+		CHECK_STR("secret", ac->client_secret, cases[i].want);
+		config_account_free(ac);
+		free(secret);
+	}
+}
+
+static void
+test_secret_permissions(void **state)
+{
+	static const struct {
+		mode_t		 mode;
+		int		 warn;
+	} cases[] = {
+		{ 0600, 0 },
+		{ 0400, 0 },
+		{ 0640, 1 },
+		{ 0604, 1 },
+		{ 0644, 1 },
+	};
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*path, *secret, *want, what[64];
+	size_t			 i;
+
+	path = put_file(dir, "perm.conf",
+	    "[account]\n" URL "client_id = a\n"
+	    "client_secret_file = c.secret\n", 0600);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(what, sizeof what, "secret file mode %04o",
+		    cases[i].mode);
+		secret = put_file(dir, "c.secret", "s\n", cases[i].mode);
+		memset(&d, 0, sizeof d);
+		ac = config_account_load(path, "perm", &d);
+		if (ac == NULL)
+			fail_msg("%s: not loaded", what);
+		CHECK_I64(what, d.nerrors, 0);
+		CHECK_I64(what, d.nwarnings, cases[i].warn);
+		if (cases[i].warn) {
+			assert_int_equal(asprintf(&want, "%s:4: warning: "
+			    "client_secret_file: %s is readable by group or "
+			    "others (mode %04o)", path, secret,
+			    cases[i].mode) > 0, 1);
+			CHECK_STR(what, d.warnings[0], want);
+			free(want);
+		}
+		diag_clear(&d);
+		config_account_free(ac);
+		free(secret);
+	}
+	free(path);
+
+	/* an inline secret in a group-readable account file */
+	path = put_file(dir, "inline.conf",
+	    "[account]\n" URL "client_id = a\nclient_secret = s\n", 0640);
+	memset(&d, 0, sizeof d);
+	ac = config_account_load(path, "inline", &d);
+	assert_non_null(ac);
+	assert_int_equal(d.nwarnings, 1);
+	assert_non_null(strstr(d.warnings[0], "holds a secret inline"));
+	diag_clear(&d);
+	config_account_free(ac);
+	free(path);
+}
+
+static void
+test_credentials_directory(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	char			*creds, *a, *b, *c, *conf;
+
+	creds = path_in(dir, "creds");
+	assert_int_equal(mkdir(creds, 0700), 0);
+	a = put_file(dir, "client.secret", "from-account-folder\n", 0600);
+	b = put_file(creds, "client.secret", "from-credentials\n", 0600);
+	c = put_file(creds, "abs.secret", "absolute\n", 0600);
+	if (asprintf(&conf, "[account]\n" URL "client_id = a\n"
+	    "client_secret_file = client.secret\n") == -1)
+		fail_msg("asprintf");
+
+	unsetenv("CREDENTIALS_DIRECTORY");
+	ac = load_ok(dir, "cred", conf);
+	CHECK_STR("no $CREDENTIALS_DIRECTORY", ac->client_secret,
+	    "from-account-folder");
+	config_account_free(ac);
+
+	setenv("CREDENTIALS_DIRECTORY", creds, 1);
+	ac = load_ok(dir, "cred", conf);
+	CHECK_STR("$CREDENTIALS_DIRECTORY", ac->client_secret,
+	    "from-credentials");
+	config_account_free(ac);
+
+	setenv("CREDENTIALS_DIRECTORY", "", 1);
+	ac = load_ok(dir, "cred", conf);
+	CHECK_STR("empty $CREDENTIALS_DIRECTORY", ac->client_secret,
+	    "from-account-folder");
+	config_account_free(ac);
+	free(conf);
+
+	/* an absolute path is taken as it is */
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	if (asprintf(&conf, "[account]\n" URL "client_id = a\n"
+	    "client_secret_file = %s\n", c) == -1)
+		fail_msg("asprintf");
+	ac = load_ok(dir, "cred", conf);
+	CHECK_STR("absolute path", ac->client_secret, "absolute");
+	config_account_free(ac);
+	unsetenv("CREDENTIALS_DIRECTORY");
+
+	free(conf);
+	free(a);
+	free(b);
+	free(c);
+	free(creds);
+}
+
+/* ---- config_account_equal ---- */
+
+static void
+test_account_equal(void **state)
+{
+	static const char conf[] =
+	    "[account]\n" URL "client_id = a\n"
+	    "client_secret_file = c.secret\n"
+	    "[file]\npath = /run/x\n";
+	const char		*dir = *state;
+	struct account_conf	*a, *b, *c, *e, *f;
+	char			*secret;
+
+	secret = put_file(dir, "c.secret", "one\n", 0600);
+	a = load_ok(dir, "eq", conf);
+	b = load_ok(dir, "eq", conf);
+	assert_true(config_account_equal(a, b));
+	assert_true(config_account_equal(b, a));
+	assert_true(config_account_equal(a, a));
+
+	/* the secret file's content changes: a different account */
+	free(put_file(dir, "c.secret", "two\n", 0600));
+	c = load_ok(dir, "eq", conf);
+	assert_false(config_account_equal(a, c));
+
+	/* a value changes */
+	free(put_file(dir, "c.secret", "one\n", 0600));
+	e = load_ok(dir, "eq",
+	    "[account]\n" URL "client_id = b\n"
+	    "client_secret_file = c.secret\n"
+	    "[file]\npath = /run/x\n");
+	assert_false(config_account_equal(a, e));
+
+	/* a comment or blank line is not part of the account */
+	f = load_ok(dir, "eq",
+	    "; a comment\n[account]\n" URL "\nclient_id = a ; why\n"
+	    "client_secret_file = c.secret\n"
+	    "[file]\npath = /run/x\n");
+	assert_true(config_account_equal(a, f));
+
+	config_account_free(a);
+	config_account_free(b);
+	config_account_free(c);
+	config_account_free(e);
+	config_account_free(f);
+	free(secret);
+}
+
+/* ---- config_load: the global file ---- */
+
+static void
+test_config_load_global(void **state)
+{
+	const char	*dir = *state;
+	struct config	*cfg;
+	struct diag	 d;
+	char		*acc, *global, *content;
+
+	acc = path_in(dir, "accounts.d");
+	assert_int_equal(mkdir(acc, 0700), 0);
+	free(put_file(acc, "b.conf", "[account]\n" URL, 0600));
+	free(put_file(acc, "a.conf", "[account]\n" URL, 0600));
+	/* none of these is an account */
+	free(put_file(acc, "c.conf.example", "junk", 0600));
+	free(put_file(acc, "README", "junk", 0600));
+	free(put_file(acc, "d.conf~", "junk", 0600));
+	free(put_file(acc, "e.CONF", "junk", 0600));
+	free(put_file(acc, ".conf", "junk", 0600));
+	free(put_file(acc, "f.confx", "junk", 0600));
+
+	if (asprintf(&content,
+	    "; global\n"
+	    "[tokend]\n"
+	    "accounts_dir = %s\n"
+	    "state_dir = /var/lib/tokend-test\n"
+	    "socket = /run/tokend-test/t.sock   ; inline\n"
+	    "log_level = debug\n"
+	    "max_requests = 10\n"
+	    "max_requests_per_host = 2\n", acc) == -1)
+		fail_msg("asprintf");
+	global = put_file(dir, "tokend.conf", content, 0644);
+	free(content);
+
+	memset(&d, 0, sizeof d);
+	cfg = config_load(global, NULL, &d);
+	if (cfg == NULL || d.nerrors != 0) {
+		dump_diag("global", &d);
+		fail_msg("config_load failed");
+	}
+	CHECK_STR("file", cfg->file, global);
+	CHECK_STR("accounts_dir", cfg->accounts_dir, acc);
+	CHECK_STR("state_dir", cfg->state_dir, "/var/lib/tokend-test");
+	CHECK_STR("socket", cfg->socket_path, "/run/tokend-test/t.sock");
+	CHECK_I64("log_level", cfg->log_level, LOG_LEVEL_DEBUG);
+	CHECK_I64("max_requests", cfg->max_requests, 10);
+	CHECK_I64("max_requests_per_host", cfg->max_requests_per_host, 2);
+	CHECK_I64("naccounts", cfg->naccounts, 2);
+	CHECK_STR("account 0", cfg->accounts[0]->name, "a");
+	CHECK_STR("account 1", cfg->accounts[1]->name, "b");
+	diag_clear(&d);
+	config_free(cfg);
+
+	/* -A overrides accounts_dir; an empty global file keeps defaults */
+	free(put_file(dir, "empty.conf", "", 0644));
+	free(global);
+	global = path_in(dir, "empty.conf");
+	setenv("STATE_DIRECTORY", "/state/one:/state/two", 1);
+	setenv("RUNTIME_DIRECTORY", "/run/tokend-rt", 1);
+	memset(&d, 0, sizeof d);
+	cfg = config_load(global, acc, &d);
+	assert_non_null(cfg);
+	CHECK_STR("accounts_dir from -A", cfg->accounts_dir, acc);
+	CHECK_STR("state_dir from $STATE_DIRECTORY", cfg->state_dir,
+	    "/state/one");
+	CHECK_STR("socket from $RUNTIME_DIRECTORY", cfg->socket_path,
+	    "/run/tokend-rt/tokend.sock");
+	CHECK_I64("default log_level", cfg->log_level, LOG_LEVEL_INFO);
+	CHECK_I64("default max_requests", cfg->max_requests, 64);
+	CHECK_I64("default max_requests_per_host",
+	    cfg->max_requests_per_host, 4);
+	diag_clear(&d);
+	config_free(cfg);
+	unsetenv("STATE_DIRECTORY");
+	unsetenv("RUNTIME_DIRECTORY");
+
+	memset(&d, 0, sizeof d);
+	cfg = config_load(global, acc, &d);
+	assert_non_null(cfg);
+	CHECK_STR("default state_dir", cfg->state_dir, DEFAULT_STATE_DIR);
+	CHECK_STR("default socket", cfg->socket_path, DEFAULT_SOCKET);
+	diag_clear(&d);
+	config_free(cfg);
+
+	free(global);
+	free(acc);
+}
+
+struct global_error_case {
+	const char	*name;
+	const char	*content;
+	int		 line;
+	const char	*msg;
+};
+
+static const struct global_error_case global_error_cases[] = {
+	{ "unknown global key", "[tokend]\nlog_level = info\nbogus = 1\n", 3,
+	    "unknown key 'bogus' in [tokend]" },
+	{ "unknown global section", "[tokend]\n[daemon]\nx = 1\n", 2,
+	    "unknown section [daemon]" },
+	{ "duplicate global key",
+	    "[tokend]\nmax_requests = 1\nmax_requests = 2\n", 3,
+	    "duplicate key 'max_requests' (first at line 2)" },
+	{ "bad log_level", "[tokend]\nlog_level = loud\n", 2,
+	    "log_level: expected error, warning, info or debug" },
+	{ "max_requests 0", "[tokend]\n\nmax_requests = 0\n", 3,
+	    "max_requests: expected a number from 1 to 100000" },
+	{ "max_requests_per_host junk",
+	    "[tokend]\nmax_requests_per_host = 4x\n", 2,
+	    "max_requests_per_host: expected a number" },
+	{ "relative state_dir", "[tokend]\nstate_dir = var/lib\n", 2,
+	    "state_dir must be an absolute path" },
+	{ "global syntax error", "[tokend]\nlog_level\n", 2,
+	    "expected 'key = value'" },
+};
+
+static void
+test_config_load_errors(void **state)
+{
+	const struct global_error_case	*c;
+	const char			*dir = *state;
+	struct config			*cfg;
+	struct diag			 d;
+	char				*acc, *global, *want, *missing;
+	size_t				 i;
+
+	acc = path_in(dir, "accounts.d");
+	assert_int_equal(mkdir(acc, 0700), 0);
+	free(put_file(acc, "ok.conf", "[account]\n" URL, 0600));
+	for (i = 0; i < sizeof global_error_cases /
+	    sizeof global_error_cases[0]; i++) {
+		c = &global_error_cases[i];
+		global = put_file(dir, "tokend.conf", c->content, 0644);
+		memset(&d, 0, sizeof d);
+		cfg = config_load(global, acc, &d);
+		if (asprintf(&want, "%s:%d: %s", global, c->line, c->msg) == -1)
+			fail_msg("asprintf");
+		if (cfg != NULL || d.nerrors != 1 ||
+		    strncmp(d.errors[0], want, strlen(want)) != 0) {
+			dump_diag(c->name, &d);
+			fail_msg("%s: expected exactly one error starting "
+			    "'%s'", c->name, want);
+		}
+		free(want);
+		diag_clear(&d);
+		free(global);
+	}
+
+	/* a missing accounts folder */
+	global = put_file(dir, "tokend.conf", "[tokend]\n", 0644);
+	missing = path_in(dir, "no-such-folder");
+	memset(&d, 0, sizeof d);
+	assert_null(config_load(global, missing, &d));
+	assert_int_equal(d.nerrors, 1);
+	if (asprintf(&want, "%s: cannot read accounts folder", missing) == -1)
+		fail_msg("asprintf");
+	CHECK_I64("missing folder", strncmp(d.errors[0], want, strlen(want)),
+	    0);
+	free(want);
+	diag_clear(&d);
+
+	/* a global file named with -c must exist */
+	free(global);
+	global = path_in(dir, "absent.conf");
+	memset(&d, 0, sizeof d);
+	assert_null(config_load(global, acc, &d));
+	assert_int_equal(d.nerrors, 1);
+	if (asprintf(&want, "%s: cannot read", global) == -1)
+		fail_msg("asprintf");
+	CHECK_I64("absent global", strncmp(d.errors[0], want, strlen(want)),
+	    0);
+	free(want);
+	diag_clear(&d);
+
+	/* one broken account fails the whole load, and says where */
+	free(global);
+	global = put_file(dir, "tokend.conf", "[tokend]\n", 0644);
+	free(put_file(acc, "broken.conf", "[account]\n" URL "x = 1\n", 0600));
+	memset(&d, 0, sizeof d);
+	assert_null(config_load(global, acc, &d));
+	assert_int_equal(d.nerrors, 1);
+	if (asprintf(&want, "%s/broken.conf:3: unknown key 'x'", acc) == -1)
+		fail_msg("asprintf");
+	CHECK_I64("broken account", strncmp(d.errors[0], want, strlen(want)),
+	    0);
+	free(want);
+	diag_clear(&d);
+
+	free(missing);
+	free(global);
+	free(acc);
+}
+
+int
+main(void)
+{
+#define T(f)	cmocka_unit_test_setup_teardown(f, tmpdir_setup, \
+		    tmpdir_teardown)
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_mode),
+		cmocka_unit_test(test_parse_argv),
+		cmocka_unit_test(test_account_name_valid),
+		cmocka_unit_test(test_ini_table),
+		cmocka_unit_test(test_ini_long_line),
+		cmocka_unit_test(test_ini_nul_byte),
+		cmocka_unit_test(test_ini_nul_byte_line),
+		cmocka_unit_test(test_ini_empty_value_then_comment),
+		cmocka_unit_test(test_ini_handler_stops),
+		T(test_account_client_credentials),
+		T(test_account_password),
+		T(test_account_refresh_token),
+		T(test_account_static),
+		T(test_account_defaults),
+		T(test_account_files),
+		T(test_account_spec_layout),
+		T(test_account_empty_keys),
+		T(test_account_errors),
+		T(test_account_many_errors),
+		T(test_account_bad_name),
+		T(test_secret_newline),
+		T(test_secret_permissions),
+		T(test_credentials_directory),
+		T(test_account_equal),
+		T(test_config_load_global),
+		T(test_config_load_errors),
+	};
+#undef T
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

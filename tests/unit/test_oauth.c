@@ -1,0 +1,1196 @@
+/*
+ * Unit tests for oauth.c: form encoding, base64, token requests for each
+ * grant and client authentication, RFC 6901 pointers, and the parsing of
+ * token endpoint answers (RFC 6749 5.1 / 5.2 and provider envelopes).
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "tokend.h"
+
+#define SEC		1000LL
+#define T0		1700000000000LL		/* 2023-11-14T22:13:20Z */
+#define T0S		1700000000LL
+#define LIFETIME_MAX_MS	(10LL * 366 * 86400 * 1000)
+
+#define CHECK_STR(what, got, want) do {					\
+	const char *got_ = (got), *want_ = (want);			\
+	if (got_ == NULL || want_ == NULL ? got_ != want_ :		\
+	    strcmp(got_, want_) != 0)					\
+		fail_msg("%s: got '%s', expected '%s'", (what),		\
+		    got_ ? got_ : "(null)", want_ ? want_ : "(null)");	\
+} while (0)
+
+#define CHECK_I64(what, got, want) do {					\
+	long long got_ = (long long)(got), want_ = (long long)(want);	\
+	if (got_ != want_)						\
+		fail_msg("%s: got %lld, expected %lld", (what), got_,	\
+		    want_);						\
+} while (0)
+
+static const char *const outcome_names[] = {
+	"OAUTH_OK", "OAUTH_RETRY", "OAUTH_RATE_LIMITED", "OAUTH_INVALID_GRANT",
+	"OAUTH_PERMANENT"
+};
+
+#define CHECK_OUTCOME(what, got, want) do {				\
+	enum oauth_outcome got_ = (got), want_ = (want);		\
+	if (got_ != want_)						\
+		fail_msg("%s: outcome %s, expected %s", (what),		\
+		    outcome_names[got_], outcome_names[want_]);		\
+} while (0)
+
+/* ---- oauth_form_encode ---- */
+
+static void
+test_form_encode(void **state)
+{
+	static const struct {
+		const char	*in;
+		const char	*want;
+	} cases[] = {
+		{ "", "" },
+		{ "abcxyzABCXYZ0189", "abcxyzABCXYZ0189" },
+		{ "-._*", "-._*" },		/* kept by WHATWG urlencoded */
+		{ "~", "%7E" },			/* WHATWG encodes ~ */
+		{ " ", "+" },
+		{ "read write", "read+write" },
+		{ "  a  ", "++a++" },
+		{ ":", "%3A" },
+		{ "&", "%26" },
+		{ "+", "%2B" },
+		{ "%", "%25" },
+		{ "/", "%2F" },
+		{ "=", "%3D" },
+		{ "?#[]@!$'(),;", "%3F%23%5B%5D%40%21%24%27%28%29%2C%3B" },
+		{ "\"<>\\^`{|}", "%22%3C%3E%5C%5E%60%7B%7C%7D" },
+		{ "a:b&c+d%e/f=g", "a%3Ab%26c%2Bd%25e%2Ff%3Dg" },
+		{ "%2B", "%252B" },		/* no double decoding later */
+		{ "\t\r\n", "%09%0D%0A" },
+		{ "\x01\x7f", "%01%7F" },
+		{ "\xc3\xa9", "%C3%A9" },	/* é */
+		{ "\xe2\x82\xac", "%E2%82%AC" },	/* € */
+		{ "\xf0\x9f\x94\x91", "%F0%9F%94%91" },	/* 🔑 */
+		{ "\xff\x80", "%FF%80" },
+	};
+	char	*out, what[64];
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		out = oauth_form_encode(cases[i].in);
+		snprintf(what, sizeof what, "form_encode case %zu", i);
+		CHECK_STR(what, out, cases[i].want);
+		free(out);
+	}
+}
+
+/* ---- oauth_base64 ---- */
+
+static void
+test_base64(void **state)
+{
+	static const struct {
+		const char	*in;
+		size_t		 len;
+		const char	*want;
+	} cases[] = {
+		/* RFC 4648 section 10 */
+		{ "", 0, "" },
+		{ "f", 1, "Zg==" },
+		{ "fo", 2, "Zm8=" },
+		{ "foo", 3, "Zm9v" },
+		{ "foob", 4, "Zm9vYg==" },
+		{ "fooba", 5, "Zm9vYmE=" },
+		{ "foobar", 6, "Zm9vYmFy" },
+		/* the whole alphabet, and bytes that are not text */
+		{ "\xfb\xff", 2, "+/8=" },
+		{ "\xff\xfe\x00", 3, "//4A" },
+		{ "\x00", 1, "AA==" },
+		{ "\x00\x00\x00\x00", 4, "AAAAAA==" },
+		{ "Aladdin:open sesame", 19, "QWxhZGRpbjpvcGVuIHNlc2FtZQ==" },
+	};
+	char	*out, what[64];
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		out = oauth_base64((const unsigned char *)cases[i].in,
+		    cases[i].len);
+		snprintf(what, sizeof what, "base64 case %zu", i);
+		CHECK_STR(what, out, cases[i].want);
+		free(out);
+	}
+}
+
+/* ---- oauth_request_build ---- */
+
+/* A strict standard base64 decoder of our own, to read the header back. */
+static char *
+b64_decode(const char *in)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t		 len = strlen(in), i, n = 0;
+	uint32_t	 acc = 0;
+	int		 bits = 0, pad = 0;
+	char		*out, *p;
+
+	if (len % 4 != 0)
+		return NULL;
+	out = calloc(1, len + 1);
+	for (i = 0; i < len; i++) {
+		if (in[i] == '=') {
+			pad++;
+			continue;
+		}
+		if (pad != 0 || (p = strchr(tab, in[i])) == NULL ||
+		    in[i] == '\0') {
+			free(out);
+			return NULL;
+		}
+		acc = (acc << 6) | (uint32_t)(p - tab);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	if (pad > 2) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static void
+account_init(struct account_conf *ac)
+{
+	memset(ac, 0, sizeof *ac);
+	ac->name = (char *)"test";
+	ac->grant = GRANT_CLIENT_CREDENTIALS;
+	ac->token_url = (char *)"https://issuer.example/oauth/token";
+	ac->refresh_url = (char *)"https://issuer.example/oauth/refresh";
+	ac->client_auth = CLIENT_AUTH_NONE;
+	ac->response.access_token = (char *)"/access_token";
+	ac->response.refresh_token = (char *)"/refresh_token";
+	ac->response.expires_in = (char *)"/expires_in";
+	ac->response.token_type = (char *)"/token_type";
+	ac->response.default_lifetime = 7200 * SEC;	/* not the 1h default */
+	ac->refresh.margin = 300 * SEC;
+	ac->refresh.ratio = 0.75;
+	ac->refresh.jitter = 0.1;
+	ac->refresh.min_backoff = SEC;
+	ac->refresh.max_backoff = 300 * SEC;
+}
+
+static struct form_param extra_params[] = {
+	{ (char *)"extra", (char *)"1" },
+	{ (char *)"x_y", (char *)"a b&c" },
+};
+
+struct request_case {
+	const char		*name;
+	enum grant		 grant;
+	enum client_auth	 auth;
+	const char		*client_id;
+	const char		*secret;
+	const char		*username;
+	const char		*password;
+	const char		*refresh_token;
+	const char		*scope;
+	const char		*audience;
+	const char		*resource;
+	int			 params;
+	int			 want_refresh_url;
+	const char		*want_body;
+	const char		*want_basic;	/* decoded; NULL: no header */
+};
+
+/* id and secret with every character RFC 6749 2.3.1 makes us encode */
+#define NASTY_ID	"my client:1"
+#define NASTY_SECRET	"p@ss: &+%/ w"
+#define NASTY_PAIR	"my+client%3A1:p%40ss%3A+%26%2B%25%2F+w"
+
+static const struct request_case request_cases[] = {
+	{ "client_credentials, basic", GRANT_CLIENT_CREDENTIALS,
+	    CLIENT_AUTH_BASIC, NASTY_ID, NASTY_SECRET, NULL, NULL, NULL,
+	    "read write", NULL, NULL, 0, 0,
+	    "grant_type=client_credentials&scope=read+write", NASTY_PAIR },
+	{ "client_credentials, basic, plain id", GRANT_CLIENT_CREDENTIALS,
+	    CLIENT_AUTH_BASIC, "Aladdin", "open sesame", NULL, NULL, NULL,
+	    NULL, NULL, NULL, 0, 0,
+	    "grant_type=client_credentials", "Aladdin:open+sesame" },
+	{ "client_credentials, post (Spotnana)", GRANT_CLIENT_CREDENTIALS,
+	    CLIENT_AUTH_POST, "my-client", "s&cret=1", NULL, NULL, NULL,
+	    "read write", "https://api.example", "https://res.example/x", 1,
+	    0,
+	    "grant_type=client_credentials&client_id=my-client"
+	    "&client_secret=s%26cret%3D1&scope=read+write"
+	    "&audience=https%3A%2F%2Fapi.example"
+	    "&resource=https%3A%2F%2Fres.example%2Fx&extra=1&x_y=a+b%26c",
+	    NULL },
+	{ "client_credentials, none", GRANT_CLIENT_CREDENTIALS,
+	    CLIENT_AUTH_NONE, "public", NULL, NULL, NULL, NULL, NULL, NULL,
+	    NULL, 0, 0, "grant_type=client_credentials&client_id=public",
+	    NULL },
+	{ "client_credentials, none, no client_id", GRANT_CLIENT_CREDENTIALS,
+	    CLIENT_AUTH_NONE, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	    0, 0, "grant_type=client_credentials", NULL },
+	{ "password, basic (Particle)", GRANT_PASSWORD, CLIENT_AUTH_BASIC,
+	    "particle", "particle", "dave@example.com", "pa ss&w=rd", NULL,
+	    NULL, NULL, NULL, 0, 0,
+	    "grant_type=password&username=dave%40example.com"
+	    "&password=pa+ss%26w%3Drd", "particle:particle" },
+	{ "password, post (Spotinst)", GRANT_PASSWORD, CLIENT_AUTH_POST,
+	    "id", "sec", "u", "p", NULL, "all", NULL, NULL, 0, 0,
+	    "grant_type=password&username=u&password=p&client_id=id"
+	    "&client_secret=sec&scope=all", NULL },
+	{ "password, none", GRANT_PASSWORD, CLIENT_AUTH_NONE, "cli", NULL,
+	    "u", "p", NULL, NULL, "aud", NULL, 0, 0,
+	    "grant_type=password&username=u&password=p&client_id=cli"
+	    "&audience=aud", NULL },
+	{ "refresh, post (Spotinst refresh URL)", GRANT_REFRESH_TOKEN,
+	    CLIENT_AUTH_POST, "id", "sec", "u", "p", "rt/abc+=", "all", NULL,
+	    NULL, 0, 1,
+	    "grant_type=refresh_token&refresh_token=rt%2Fabc%2B%3D"
+	    "&client_id=id&client_secret=sec", NULL },
+	{ "refresh, basic, scope left out", GRANT_REFRESH_TOKEN,
+	    CLIENT_AUTH_BASIC, NASTY_ID, NASTY_SECRET, NULL, NULL, "rt1",
+	    "read write", "aud", "https://r.example", 1, 1,
+	    "grant_type=refresh_token&refresh_token=rt1&audience=aud"
+	    "&resource=https%3A%2F%2Fr.example&extra=1&x_y=a+b%26c",
+	    NASTY_PAIR },
+	{ "refresh, none", GRANT_REFRESH_TOKEN, CLIENT_AUTH_NONE, "cli",
+	    NULL, NULL, NULL, "rt1", "s", NULL, NULL, 0, 1,
+	    "grant_type=refresh_token&refresh_token=rt1&client_id=cli", NULL },
+};
+
+static void
+test_request_build_table(void **state)
+{
+	const struct request_case	*c;
+	struct account_conf		 ac;
+	struct oauth_request		 req;
+	char				*cause = NULL, *pair, what[128];
+	size_t				 i;
+
+	(void)state;
+	for (i = 0; i < sizeof request_cases / sizeof request_cases[0]; i++) {
+		c = &request_cases[i];
+		account_init(&ac);
+		ac.grant = c->grant == GRANT_REFRESH_TOKEN ? GRANT_PASSWORD :
+		    c->grant;
+		ac.client_auth = c->auth;
+		ac.client_id = (char *)c->client_id;
+		ac.client_secret = (char *)c->secret;
+		ac.username = (char *)c->username;
+		ac.password = (char *)c->password;
+		ac.scope = (char *)c->scope;
+		ac.audience = (char *)c->audience;
+		ac.resource = (char *)c->resource;
+		if (c->params) {
+			ac.params = extra_params;
+			ac.nparams = 2;
+		}
+		if (oauth_request_build(&ac, c->grant, c->refresh_token, &req,
+		    &cause) != 0)
+			fail_msg("%s: failed: %s", c->name, cause);
+		snprintf(what, sizeof what, "%s: body", c->name);
+		CHECK_STR(what, req.body, c->want_body);
+		snprintf(what, sizeof what, "%s: url", c->name);
+		CHECK_STR(what, req.url, c->want_refresh_url ?
+		    ac.refresh_url : ac.token_url);
+		if (req.url != (c->want_refresh_url ? ac.refresh_url :
+		    ac.token_url))
+			fail_msg("%s: url is not the conf's own", c->name);
+		snprintf(what, sizeof what, "%s: authorization", c->name);
+		if (c->want_basic == NULL)
+			CHECK_STR(what, req.authorization, NULL);
+		else {
+			if (req.authorization == NULL ||
+			    strncmp(req.authorization, "Basic ", 6) != 0)
+				fail_msg("%s: '%s' is not Basic", what,
+				    req.authorization ? req.authorization :
+				    "(null)");
+			pair = b64_decode(req.authorization + 6);
+			CHECK_STR(what, pair, c->want_basic);
+			free(pair);
+			/* the secret travels in the header only */
+			if (strstr(req.body, "client_secret") != NULL ||
+			    strstr(req.body, "client_id") != NULL)
+				fail_msg("%s: client credentials in the body "
+				    "too", c->name);
+		}
+		oauth_request_clear(&req);
+		if (req.body != NULL || req.authorization != NULL ||
+		    req.url != NULL)
+			fail_msg("%s: oauth_request_clear left data", c->name);
+	}
+}
+
+static void
+test_request_build_errors(void **state)
+{
+	struct account_conf	 ac;
+	struct oauth_request	 req;
+	char			*cause = NULL;
+
+	(void)state;
+	account_init(&ac);
+	ac.grant = GRANT_REFRESH_TOKEN;
+	assert_int_equal(oauth_request_build(&ac, GRANT_REFRESH_TOKEN, NULL,
+	    &req, &cause), -1);
+	assert_non_null(cause);
+	assert_null(req.body);
+	assert_null(req.authorization);
+	free(cause);
+	cause = NULL;
+
+	ac.grant = GRANT_STATIC;
+	ac.static_token = (char *)"tok";
+	assert_int_equal(oauth_request_build(&ac, GRANT_STATIC, NULL, &req,
+	    &cause), -1);
+	assert_non_null(cause);
+	assert_null(req.body);
+	free(cause);
+}
+
+/* ---- oauth_json_pointer ---- */
+
+/* RFC 6901 section 5, plus an array of objects and a "~1" key */
+static const char pointer_doc[] =
+    "{\"foo\":[\"bar\",\"baz\"],\"\":0,\"a/b\":1,\"c%d\":2,\"e^f\":3,"
+    "\"g|h\":4,\"i\\\\j\":5,\"k\\\"l\":6,\" \":7,\"m~n\":8,\"~1\":9,"
+    "\"n\":null,\"deep\":{\"list\":[{\"k\":\"v0\"},{\"k\":\"v1\"}]},"
+    "\"big\":[0,1,2,3,4,5,6,7,8,9,10,11]}";
+
+static void
+test_json_pointer(void **state)
+{
+	static const struct {
+		const char	*ptr;
+		int		 rc;
+		const char	*want;	/* JSON text; NULL: JSON null */
+	} cases[] = {
+		{ "/foo", 0, "[\"bar\",\"baz\"]" },
+		{ "/foo/0", 0, "\"bar\"" },
+		{ "/foo/1", 0, "\"baz\"" },
+		{ "/", 0, "0" },
+		{ "/a~1b", 0, "1" },
+		{ "/c%d", 0, "2" },
+		{ "/e^f", 0, "3" },
+		{ "/g|h", 0, "4" },
+		{ "/i\\j", 0, "5" },
+		{ "/k\"l", 0, "6" },
+		{ "/ ", 0, "7" },
+		{ "/m~0n", 0, "8" },
+		{ "/~01", 0, "9" },	/* ~01 is "~1", not "/" */
+		{ "/n", 0, NULL },
+		{ "/deep/list/1/k", 0, "\"v1\"" },
+		{ "/deep/list/0", 0, "{\"k\":\"v0\"}" },
+		{ "/big/10", 0, "10" },
+		{ "/big/11", 0, "11" },
+		{ "/foo/01", -ENOENT, NULL },	/* leading zero */
+		{ "/foo/00", -ENOENT, NULL },
+		{ "/big/010", -ENOENT, NULL },
+		{ "/foo/2", -ENOENT, NULL },	/* out of range */
+		{ "/big/12", -ENOENT, NULL },
+		{ "/foo/-", -ENOENT, NULL },	/* past the end */
+		{ "/foo/-1", -ENOENT, NULL },
+		{ "/foo/+1", -ENOENT, NULL },
+		{ "/foo/1a", -ENOENT, NULL },
+		{ "/foo/", -ENOENT, NULL },
+		{ "/foo/99999999999999999999999999", -ENOENT, NULL },
+		{ "/foo/0/x", -ENOENT, NULL },	/* into a string */
+		{ "/n/x", -ENOENT, NULL },	/* into null */
+		{ "/nope", -ENOENT, NULL },
+		{ "/a/b", -ENOENT, NULL },	/* not "a/b" */
+		{ "/m~n", -EINVAL, NULL },	/* ~ must be ~0 or ~1 */
+		{ "/a~2b", -EINVAL, NULL },
+		{ "/a~", -EINVAL, NULL },
+		{ "/~", -EINVAL, NULL },
+		{ "foo", -EINVAL, NULL },
+		{ "#/foo", -EINVAL, NULL },
+	};
+	struct json_object	*doc, *want;
+	const void		*got;
+	char			 what[128];
+	size_t			 i;
+	int			 rc;
+
+	(void)state;
+	doc = json_tokener_parse(pointer_doc);
+	assert_non_null(doc);
+
+	/* "" is the whole document */
+	got = NULL;
+	assert_int_equal(oauth_json_pointer("", doc, &got), 0);
+	assert_ptr_equal(got, doc);
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		got = (const void *)&got;	/* a sentinel */
+		rc = oauth_json_pointer(cases[i].ptr, doc, &got);
+		snprintf(what, sizeof what, "pointer '%s'", cases[i].ptr);
+		CHECK_I64(what, rc, cases[i].rc);
+		if (rc != 0)
+			continue;
+		if (cases[i].want == NULL) {
+			if (got != NULL)
+				fail_msg("%s: expected JSON null", what);
+			continue;
+		}
+		want = json_tokener_parse(cases[i].want);
+		assert_non_null(want);
+		if (got == NULL || !json_object_equal((struct json_object *)got,
+		    want))
+			fail_msg("%s: got %s, expected %s", what, got ?
+			    json_object_to_json_string((struct json_object *)
+			    got) : "null", cases[i].want);
+		json_object_put(want);
+	}
+	json_object_put(doc);
+}
+
+/* ---- oauth_response_parse ---- */
+
+static char *
+b64url(const char *s)
+{
+	char	*out, *p, *w;
+
+	out = oauth_base64((const unsigned char *)s, strlen(s));
+	for (p = w = out; *p != '\0'; p++) {
+		if (*p == '=')
+			continue;
+		*w++ = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+	}
+	*w = '\0';
+	return out;
+}
+
+/* header.payload.signature, payload as given */
+static char *
+make_jwt(const char *payload)
+{
+	char	*h, *p, *jwt;
+
+	h = b64url("{\"alg\":\"RS256\",\"typ\":\"JWT\"}");
+	p = b64url(payload);
+	if (asprintf(&jwt, "%s.%s.c2lnbmF0dXJl", h, p) == -1)
+		jwt = NULL;
+	free(h);
+	free(p);
+	return jwt;
+}
+
+static int
+parse(const struct account_conf *ac, long status, const char *body,
+    struct token *t, struct oauth_result *res)
+{
+	return oauth_response_parse(ac, status, body, strlen(body), T0, t,
+	    res);
+}
+
+enum pointer_set {
+	P_RFC,		/* the defaults */
+	P_SPOTINST,	/* response.items[0] envelope */
+	P_EXPIRES_AT,	/* expires_at = /expires_at */
+	P_NO_EXPIRY,	/* expires_in disabled */
+};
+
+static void
+account_pointers(struct account_conf *ac, enum pointer_set ps)
+{
+	account_init(ac);
+	switch (ps) {
+	case P_RFC:
+		break;
+	case P_SPOTINST:
+		ac->response.access_token =
+		    (char *)"/response/items/0/accessToken";
+		ac->response.refresh_token =
+		    (char *)"/response/items/0/refreshToken";
+		ac->response.expires_in = (char *)"/response/items/0/expiresIn";
+		ac->response.token_type = (char *)"/response/items/0/tokenType";
+		break;
+	case P_EXPIRES_AT:
+		ac->response.expires_at = (char *)"/expires_at";
+		break;
+	case P_NO_EXPIRY:
+		ac->response.expires_in = NULL;
+		break;
+	}
+}
+
+struct ok_case {
+	const char	*name;
+	enum pointer_set ps;
+	const char	*body;
+	const char	*access;
+	const char	*refresh;
+	const char	*type;
+	int64_t		 lifetime;
+};
+
+#define SPOTINST_BODY \
+	"{\"request\":{\"id\":\"9a1f\",\"url\":\"/token\",\"method\":\"POST\"}," \
+	"\"response\":{\"status\":{\"code\":200,\"message\":\"OK\"}," \
+	"\"kind\":\"spotinst:oauth2:token\",\"items\":[{\"accessToken\":" \
+	"\"sp-AT-1\",\"refreshToken\":\"sp-RT-1\",\"tokenType\":\"bearer\"," \
+	"\"expiresIn\":7199}],\"count\":1}}"
+
+static const struct ok_case ok_cases[] = {
+	{ "RFC 6749 5.1 example", P_RFC,
+	    "{\"access_token\":\"2YotnFZFEjr1zCsicMWpAA\","
+	    "\"token_type\":\"example\",\"expires_in\":3600,"
+	    "\"refresh_token\":\"tGzv3JOkF0XG5Qx2TlKWIA\","
+	    "\"example_parameter\":\"example_value\"}",
+	    "2YotnFZFEjr1zCsicMWpAA", "tGzv3JOkF0XG5Qx2TlKWIA", "example",
+	    3600 * SEC },
+	{ "Bearer", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":\"Bearer\","
+	    "\"expires_in\":3600}", "a", NULL, "Bearer", 3600 * SEC },
+	{ "bearer lower case", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":\"bearer\","
+	    "\"expires_in\":60}", "a", NULL, "Bearer", 60 * SEC },
+	{ "BEARER upper case", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":\"BEARER\","
+	    "\"expires_in\":60}", "a", NULL, "Bearer", 60 * SEC },
+	{ "bEaReR", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":\"bEaReR\","
+	    "\"expires_in\":60}", "a", NULL, "Bearer", 60 * SEC },
+	{ "DPoP kept as it is", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":\"DPoP\","
+	    "\"expires_in\":60}", "a", NULL, "DPoP", 60 * SEC },
+	{ "token_type absent", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":60}", "a", NULL, "Bearer",
+	    60 * SEC },
+	{ "token_type null", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":null,\"expires_in\":60}",
+	    "a", NULL, "Bearer", 60 * SEC },
+	{ "expires_in as a string", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":\"3600\"}", "a", NULL,
+	    "Bearer", 3600 * SEC },
+	{ "expires_in as a whole double", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":3600.0}", "a", NULL,
+	    "Bearer", 3600 * SEC },
+	{ "expires_in 1", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":1}", "a", NULL,
+	    "Bearer", 1 * SEC },
+	{ "expires_in 90 days (Particle)", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":7776000}", "a", NULL,
+	    "Bearer", 7776000 * SEC },
+	{ "expires_in at the 10-year cap", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":316224000}", "a", NULL,
+	    "Bearer", LIFETIME_MAX_MS },
+	{ "expires_in null: absent, default lifetime", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":null}", "a", NULL,
+	    "Bearer", 7200 * SEC },
+	{ "expires_in absent: default lifetime", P_RFC,
+	    "{\"access_token\":\"a\"}", "a", NULL, "Bearer", 7200 * SEC },
+	{ "refresh_token null", P_RFC,
+	    "{\"access_token\":\"a\",\"refresh_token\":null,"
+	    "\"expires_in\":5}", "a", NULL, "Bearer", 5 * SEC },
+	{ "b64token characters", P_RFC,
+	    "{\"access_token\":\"aZ09-._~+/==\",\"expires_in\":5}",
+	    "aZ09-._~+/==", NULL, "Bearer", 5 * SEC },
+	{ "escaped slash in JSON", P_RFC,
+	    "{\"access_token\":\"a\\/b\",\"expires_in\":5}", "a/b", NULL,
+	    "Bearer", 5 * SEC },
+	{ "whitespace around the document", P_RFC,
+	    " \r\n\t{\"access_token\":\"a\",\"expires_in\":5} \r\n", "a",
+	    NULL, "Bearer", 5 * SEC },
+	{ "Spotinst envelope", P_SPOTINST, SPOTINST_BODY, "sp-AT-1",
+	    "sp-RT-1", "Bearer", 7199 * SEC },
+	{ "expires_at epoch seconds", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":1700000600}", "a", NULL,
+	    "Bearer", 600 * SEC },
+	{ "expires_at epoch as a string", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":\"1700000600\"}", "a",
+	    NULL, "Bearer", 600 * SEC },
+	{ "expires_at RFC 3339 Z", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":\"2023-11-14T22:23:20Z\"}",
+	    "a", NULL, "Bearer", 600 * SEC },
+	{ "expires_at RFC 3339 offset", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\","
+	    "\"expires_at\":\"2023-11-14T23:23:20+01:00\"}",
+	    "a", NULL, "Bearer", 600 * SEC },
+	{ "expires_at RFC 3339 fraction", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\","
+	    "\"expires_at\":\"2023-11-14T22:23:20.250Z\"}",
+	    "a", NULL, "Bearer", 600 * SEC },
+	{ "expires_in wins over expires_at", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_in\":60,"
+	    "\"expires_at\":1700000600}", "a", NULL, "Bearer", 60 * SEC },
+	{ "expires_in disabled: default", P_NO_EXPIRY,
+	    "{\"access_token\":\"a\",\"expires_in\":60}", "a", NULL,
+	    "Bearer", 7200 * SEC },
+};
+
+static void
+check_ok(const char *name, const struct account_conf *ac, const char *body,
+    const char *access, const char *refresh, const char *type,
+    int64_t lifetime)
+{
+	struct token		 t;
+	struct oauth_result	 res;
+	char			 what[160];
+
+	memset(&t, 0, sizeof t);
+	memset(&res, 0xa5, sizeof res);
+	if (parse(ac, 200, body, &t, &res) != 0)
+		fail_msg("%s: rejected: %s", name, res.error);
+	CHECK_OUTCOME(name, res.outcome, OAUTH_OK);
+	snprintf(what, sizeof what, "%s: access_token", name);
+	CHECK_STR(what, t.access_token, access);
+	snprintf(what, sizeof what, "%s: refresh_token", name);
+	CHECK_STR(what, t.refresh_token, refresh);
+	snprintf(what, sizeof what, "%s: token_type", name);
+	CHECK_STR(what, t.token_type, type);
+	snprintf(what, sizeof what, "%s: obtained_at", name);
+	CHECK_I64(what, t.obtained_at, T0);
+	snprintf(what, sizeof what, "%s: lifetime", name);
+	CHECK_I64(what, t.expires_at - T0, lifetime);
+	token_clear(&t);
+}
+
+static void
+test_response_ok_table(void **state)
+{
+	struct account_conf	 ac;
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof ok_cases / sizeof ok_cases[0]; i++) {
+		account_pointers(&ac, ok_cases[i].ps);
+		check_ok(ok_cases[i].name, &ac, ok_cases[i].body,
+		    ok_cases[i].access, ok_cases[i].refresh, ok_cases[i].type,
+		    ok_cases[i].lifetime);
+	}
+}
+
+/* Other 2xx codes are successes too (RFC 6749 says 200; some say 201). */
+static void
+test_response_2xx(void **state)
+{
+	struct account_conf	 ac;
+	struct token		 t;
+	struct oauth_result	 res;
+	const char		*body = "{\"access_token\":\"a\",\"expires_in\":9}";
+
+	(void)state;
+	account_init(&ac);
+	memset(&t, 0, sizeof t);
+	assert_int_equal(parse(&ac, 201, body, &t, &res), 0);
+	CHECK_OUTCOME("201", res.outcome, OAUTH_OK);
+	token_clear(&t);
+}
+
+/* The JWT exp claim when there is no expires_in (and no expires_at). */
+static void
+test_response_jwt(void **state)
+{
+	static const struct {
+		const char	*name;
+		const char	*payload;
+		const char	*extra;		/* more JSON members */
+		int		 ok;
+		int64_t		 lifetime;
+	} cases[] = {
+		{ "exp in 30 minutes", "{\"sub\":\"svc\",\"exp\":1700001800}",
+		    "", 1, 1800 * SEC },
+		{ "exp as a double", "{\"exp\":1700001800.0}", "", 1,
+		    1800 * SEC },
+		{ "expires_in wins over exp", "{\"exp\":1700001800}",
+		    ",\"expires_in\":60", 1, 60 * SEC },
+		{ "exp far away: capped at 10 years", "{\"exp\":2400000000}",
+		    "", 1, LIFETIME_MAX_MS },
+		{ "exp in the past", "{\"exp\":1600000000}", "", 0, 0 },
+		{ "exp now", "{\"exp\":1700000000}", "", 0, 0 },
+		{ "no exp: default lifetime", "{\"sub\":\"svc\"}", "", 1,
+		    7200 * SEC },
+		{ "exp a string: default lifetime", "{\"exp\":\"1700001800\"}",
+		    "", 1, 7200 * SEC },
+		{ "exp negative: default lifetime", "{\"exp\":-5}", "", 1,
+		    7200 * SEC },
+		{ "payload not JSON: default lifetime", "not json", "", 1,
+		    7200 * SEC },
+	};
+	struct account_conf	 ac;
+	struct token		 t;
+	struct oauth_result	 res;
+	char			*jwt, *body;
+	size_t			 i;
+	int			 rc;
+
+	(void)state;
+	account_init(&ac);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		jwt = make_jwt(cases[i].payload);
+		assert_non_null(jwt);
+		assert_int_equal(asprintf(&body, "{\"access_token\":\"%s\"%s}",
+		    jwt, cases[i].extra) > 0, 1);
+		if (cases[i].ok)
+			check_ok(cases[i].name, &ac, body, jwt, NULL, "Bearer",
+			    cases[i].lifetime);
+		else {
+			memset(&t, 0, sizeof t);
+			rc = parse(&ac, 200, body, &t, &res);
+			if (rc != -1 || t.access_token != NULL)
+				fail_msg("%s: accepted", cases[i].name);
+			CHECK_OUTCOME(cases[i].name, res.outcome, OAUTH_RETRY);
+		}
+		free(body);
+		free(jwt);
+	}
+
+	/* oauth_jwt_exp on its own */
+	jwt = make_jwt("{\"exp\":1700001800}");
+	CHECK_I64("oauth_jwt_exp", oauth_jwt_exp(jwt), 1700001800 * SEC);
+	free(jwt);
+	CHECK_I64("oauth_jwt_exp opaque", oauth_jwt_exp("opaque-token"), 0);
+	CHECK_I64("oauth_jwt_exp one dot", oauth_jwt_exp("a.b"), 0);
+	CHECK_I64("oauth_jwt_exp four dots", oauth_jwt_exp("a.b.c.d.e"), 0);
+	CHECK_I64("oauth_jwt_exp bad base64", oauth_jwt_exp("a.!!!.c"), 0);
+}
+
+struct bad_case {
+	const char	*name;
+	enum pointer_set ps;
+	const char	*body;
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "missing access_token", P_RFC,
+	    "{\"token_type\":\"Bearer\",\"expires_in\":60}" },
+	{ "access_token a number", P_RFC, "{\"access_token\":12345}" },
+	{ "access_token true", P_RFC, "{\"access_token\":true}" },
+	{ "access_token null", P_RFC, "{\"access_token\":null}" },
+	{ "access_token an object", P_RFC, "{\"access_token\":{\"a\":1}}" },
+	{ "access_token an array", P_RFC, "{\"access_token\":[\"a\"]}" },
+	{ "access_token empty", P_RFC, "{\"access_token\":\"\"}" },
+	{ "access_token with a space", P_RFC, "{\"access_token\":\"ab cd\"}" },
+	{ "access_token with a tab", P_RFC, "{\"access_token\":\"ab\\tcd\"}" },
+	{ "access_token with a newline", P_RFC,
+	    "{\"access_token\":\"ab\\ncd\"}" },
+	{ "access_token with a control char", P_RFC,
+	    "{\"access_token\":\"ab\\u0001cd\"}" },
+	{ "access_token with DEL", P_RFC,
+	    "{\"access_token\":\"ab\\u007fcd\"}" },
+	{ "access_token with a NUL", P_RFC,
+	    "{\"access_token\":\"ab\\u0000cd\"}" },
+	{ "access_token not ASCII", P_RFC,
+	    "{\"access_token\":\"ab\xc3\xa9\"}" },
+	{ "refresh_token a number", P_RFC,
+	    "{\"access_token\":\"a\",\"refresh_token\":5}" },
+	{ "refresh_token with a space", P_RFC,
+	    "{\"access_token\":\"a\",\"refresh_token\":\"r t\"}" },
+	{ "refresh_token empty", P_RFC,
+	    "{\"access_token\":\"a\",\"refresh_token\":\"\"}" },
+	{ "token_type a number", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":1}" },
+	{ "token_type empty", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":\"\"}" },
+	{ "token_type with a space", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":\"Bea rer\"}" },
+	{ "token_type too long", P_RFC,
+	    "{\"access_token\":\"a\",\"token_type\":"
+	    "\"BearerBearerBearerBearerBearerBea\"}" },
+	{ "expires_in \"3600abc\"", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":\"3600abc\"}" },
+	{ "expires_in \"36 00\"", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":\"36 00\"}" },
+	{ "expires_in \"\"", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":\"\"}" },
+	{ "expires_in \"-1\"", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":\"-1\"}" },
+	{ "expires_in \"0\"", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":\"0\"}" },
+	{ "expires_in -1", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":-1}" },
+	{ "expires_in 0", P_RFC, "{\"access_token\":\"a\",\"expires_in\":0}" },
+	{ "expires_in 0.5", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":0.5}" },
+	{ "expires_in 1e309", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":1e309}" },
+	{ "expires_in -1e309", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":-1e309}" },
+	{ "expires_in 9223372036854775807", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":9223372036854775807}" },
+	{ "expires_in 9223372036854775808", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":9223372036854775808}" },
+	{ "expires_in -9223372036854775809", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":-9223372036854775809}" },
+	{ "expires_in \"9223372036854775808\"", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":\"9223372036854775808\"}" },
+	{ "expires_in over 10 years", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":316224001}" },
+	{ "expires_in true", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":true}" },
+	{ "expires_in an object", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":{}}" },
+	{ "expires_in an array", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":[3600]}" },
+	{ "expires_at in the past", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":1600000000}" },
+	{ "expires_at now", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":1700000000}" },
+	{ "expires_at RFC 3339 in the past", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":\"2020-01-01T00:00:00Z\"}" },
+	{ "expires_at junk", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":\"tomorrow\"}" },
+	{ "expires_at date without zone", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":\"2030-01-01T00:00:00\"}" },
+	{ "expires_at a century away", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":4800000000}" },
+	{ "expires_at true", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":true}" },
+	{ "Spotinst pointers, RFC body", P_SPOTINST,
+	    "{\"access_token\":\"a\",\"expires_in\":60}" },
+	{ "Spotinst, empty items", P_SPOTINST,
+	    "{\"response\":{\"items\":[],\"count\":0}}" },
+	{ "not JSON", P_RFC, "not json" },
+	{ "empty body", P_RFC, "" },
+	{ "truncated JSON", P_RFC, "{\"access_token\":\"a\"" },
+	{ "single quotes", P_RFC, "{'access_token':'a'}" },
+	{ "trailing comma", P_RFC, "{\"access_token\":\"a\",}" },
+	{ "trailing garbage", P_RFC, "{\"access_token\":\"a\"} x" },
+	{ "two documents", P_RFC, "{\"access_token\":\"a\"}{}" },
+	{ "trailing NUL-free junk", P_RFC, "{\"access_token\":\"a\"}]" },
+	{ "top level array", P_RFC, "[{\"access_token\":\"a\"}]" },
+	{ "top level string", P_RFC, "\"a\"" },
+	{ "non-UTF-8 value", P_RFC,
+	    "{\"access_token\":\"a\",\"x\":\"\xff\xfe\"}" },
+	{ "non-UTF-8 lone continuation byte", P_RFC,
+	    "{\"access_token\":\"a\",\"x\":\"\x80\"}" },
+	{ "non-UTF-8 truncated sequence", P_RFC,
+	    "{\"access_token\":\"a\",\"x\":\"\xe2\x82\"}" },
+	{ "non-UTF-8 in a key", P_RFC,
+	    "{\"access_token\":\"a\",\"\xfe\":1}" },
+	{ "RFC 6749 error with 200", P_RFC,
+	    "{\"error\":\"invalid_grant\"}" },
+};
+
+static void
+check_rejected(const char *name, const struct account_conf *ac,
+    long status, const char *body, size_t len, enum oauth_outcome want)
+{
+	struct token		 t, keep;
+	struct oauth_result	 res;
+	int			 rc;
+
+	/* out must be left exactly as it was */
+	memset(&t, 0, sizeof t);
+	t.access_token = (char *)"untouched";
+	t.expires_at = 42;
+	keep = t;
+	memset(&res, 0, sizeof res);
+	rc = oauth_response_parse(ac, status, body, len, T0, &t, &res);
+	if (rc != -1)
+		fail_msg("%s: accepted (rc %d)", name, rc);
+	CHECK_OUTCOME(name, res.outcome, want);
+	if (memcmp(&t, &keep, sizeof t) != 0)
+		fail_msg("%s: the output token was changed", name);
+	if (res.error[0] == '\0')
+		fail_msg("%s: no error text", name);
+	if (strlen(res.error) >= sizeof res.error)
+		fail_msg("%s: error text not terminated", name);
+}
+
+static void
+test_response_bad_table(void **state)
+{
+	struct account_conf	 ac;
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+		account_pointers(&ac, bad_cases[i].ps);
+		check_rejected(bad_cases[i].name, &ac, 200, bad_cases[i].body,
+		    strlen(bad_cases[i].body), OAUTH_RETRY);
+	}
+}
+
+static char *
+nested(int depth)
+{
+	char	*s, *w;
+	int	 i;
+
+	w = s = malloc((size_t)depth * 2 + 64);
+	w += sprintf(w, "{\"access_token\":\"a\",\"x\":");
+	for (i = 0; i < depth; i++)
+		*w++ = '[';
+	for (i = 0; i < depth; i++)
+		*w++ = ']';
+	strcpy(w, "}");
+	return s;
+}
+
+static void
+test_response_limits(void **state)
+{
+	struct account_conf	 ac;
+	struct token		 t;
+	struct oauth_result	 res;
+	const char		*prefix = "{\"access_token\":\"big\",\"pad\":\"";
+	char			*body;
+	size_t			 len, plen;
+
+	(void)state;
+	account_init(&ac);
+
+	/* moderate nesting is fine, 100 deep is refused */
+	body = nested(20);
+	memset(&t, 0, sizeof t);
+	if (parse(&ac, 200, body, &t, &res) != 0)
+		fail_msg("20 deep: rejected: %s", res.error);
+	token_clear(&t);
+	free(body);
+	body = nested(100);
+	check_rejected("100 deep", &ac, 200, body, strlen(body), OAUTH_RETRY);
+	free(body);
+	body = nested(100000);
+	check_rejected("100000 deep", &ac, 200, body, strlen(body),
+	    OAUTH_RETRY);
+	free(body);
+
+	/* a valid document of exactly 1 MiB is read; one byte more is not */
+	len = RESPONSE_MAX;
+	body = malloc(len + 2);
+	memset(body, ' ', len + 1);
+	plen = strlen(prefix);
+	memcpy(body, prefix, plen);
+	memset(body + plen, 'x', len - plen - 2);
+	memcpy(body + len - 2, "\"}", 2);
+	body[len] = '\0';
+	memset(&t, 0, sizeof t);
+	if (oauth_response_parse(&ac, 200, body, len, T0, &t, &res) != 0)
+		fail_msg("1 MiB body: rejected: %s", res.error);
+	CHECK_STR("1 MiB body", t.access_token, "big");
+	token_clear(&t);
+	body[len] = ' ';
+	body[len + 1] = '\0';
+	check_rejected("1 MiB + 1 body", &ac, 200, body, len + 1, OAUTH_RETRY);
+	free(body);
+
+	/* bytes after the document, even behind a NUL, are refused */
+	check_rejected("NUL then junk after the document", &ac, 200,
+	    "{\"access_token\":\"a\"}\0junk", 24, OAUTH_RETRY);
+	check_rejected("space, NUL after the document", &ac, 200,
+	    "{\"access_token\":\"a\"} \0", 22, OAUTH_RETRY);
+
+	/* an access token of 64 KiB is taken, one byte more is not */
+	len = TOKEN_MAX;
+	body = malloc(len + 64);
+	strcpy(body, "{\"access_token\":\"");
+	memset(body + 17, 'A', len);
+	strcpy(body + 17 + len, "\"}");
+	memset(&t, 0, sizeof t);
+	if (parse(&ac, 200, body, &t, &res) != 0)
+		fail_msg("64 KiB token: rejected: %s", res.error);
+	assert_int_equal(strlen(t.access_token), TOKEN_MAX);
+	token_clear(&t);
+	memset(body + 17, 'A', len + 1);
+	strcpy(body + 17 + len + 1, "\"}");
+	check_rejected("64 KiB + 1 token", &ac, 200, body, strlen(body),
+	    OAUTH_RETRY);
+	free(body);
+}
+
+struct error_case {
+	long			 status;
+	const char		*body;
+	enum oauth_outcome	 want;
+	const char		*in_error;	/* expected in res.error */
+};
+
+static const struct error_case error_cases[] = {
+	{ 400, "{\"error\":\"invalid_grant\","
+	    "\"error_description\":\"The refresh token expired\"}",
+	    OAUTH_INVALID_GRANT, "invalid_grant" },
+	{ 401, "{\"error\":\"invalid_grant\"}", OAUTH_INVALID_GRANT,
+	    "invalid_grant" },
+	{ 401, "{\"error\":\"invalid_client\"}", OAUTH_PERMANENT,
+	    "invalid_client" },
+	{ 400, "{\"error\":\"invalid_client\"}", OAUTH_PERMANENT,
+	    "invalid_client" },
+	{ 400, "{\"error\":\"unauthorized_client\"}", OAUTH_PERMANENT,
+	    "unauthorized_client" },
+	{ 400, "{\"error\":\"unsupported_grant_type\"}", OAUTH_PERMANENT,
+	    "unsupported_grant_type" },
+	{ 400, "{\"error\":\"invalid_scope\"}", OAUTH_PERMANENT,
+	    "invalid_scope" },
+	{ 400, "{\"error\":\"invalid_request\"}", OAUTH_PERMANENT,
+	    "invalid_request" },
+	{ 400, "{\"error\":\"temporarily_unavailable\"}", OAUTH_RETRY,
+	    "temporarily_unavailable" },
+	{ 400, "{\"error\":\"INVALID_GRANT\"}", OAUTH_RETRY, "INVALID_GRANT" },
+	{ 400, "{\"error\":\"invalid grant\"}", OAUTH_RETRY, "invalid?grant" },
+	{ 400, "{\"error\":5}", OAUTH_RETRY, "400" },
+	{ 400, "{\"message\":\"bad\"}", OAUTH_RETRY, "400" },
+	{ 400, "[\"invalid_grant\"]", OAUTH_RETRY, "400" },
+	{ 400, "<html><body>Bad Request</body></html>", OAUTH_RETRY, "400" },
+	{ 400, "", OAUTH_RETRY, "400" },
+	{ 400, "{\"error\":\"invalid_grant\"} trailing", OAUTH_RETRY, "400" },
+	{ 401, "Unauthorized", OAUTH_RETRY, "401" },
+	{ 429, "", OAUTH_RATE_LIMITED, "429" },
+	{ 429, "{\"error\":\"invalid_grant\"}", OAUTH_RATE_LIMITED, "429" },
+	{ 503, "<html>down</html>", OAUTH_RATE_LIMITED, "503" },
+	{ 500, "{\"error\":\"server_error\"}", OAUTH_RETRY, "500" },
+	{ 500, "", OAUTH_RETRY, "500" },
+	{ 502, "Bad Gateway", OAUTH_RETRY, "502" },
+	{ 504, "", OAUTH_RETRY, "504" },
+	{ 403, "{\"error\":\"invalid_client\"}", OAUTH_RETRY, "403" },
+	{ 404, "not found", OAUTH_RETRY, "404" },
+	{ 302, "", OAUTH_RETRY, "302" },
+	{ 100, "", OAUTH_RETRY, "100" },
+};
+
+static void
+test_response_errors(void **state)
+{
+	struct account_conf	 ac;
+	struct oauth_result	 res;
+	struct token		 t;
+	char			 what[160];
+	size_t			 i;
+
+	(void)state;
+	account_init(&ac);
+	for (i = 0; i < sizeof error_cases / sizeof error_cases[0]; i++) {
+		snprintf(what, sizeof what, "HTTP %ld %s", error_cases[i].status,
+		    error_cases[i].body);
+		check_rejected(what, &ac, error_cases[i].status,
+		    error_cases[i].body, strlen(error_cases[i].body),
+		    error_cases[i].want);
+		memset(&t, 0, sizeof t);
+		(void)parse(&ac, error_cases[i].status, error_cases[i].body,
+		    &t, &res);
+		if (strstr(res.error, error_cases[i].in_error) == NULL)
+			fail_msg("%s: error '%s' does not say '%s'", what,
+			    res.error, error_cases[i].in_error);
+	}
+}
+
+/* No error text ever carries a token, a secret or a server's prose. */
+#define AT	"AT-SECRET-1a2b3c"
+#define RT	"RT-SECRET-4d5e6f"
+#define DESC	"DESC-SECRET-7g8h9i"
+
+static void
+test_response_error_text_is_safe(void **state)
+{
+	static const struct {
+		long		 status;
+		const char	*body;
+	} cases[] = {
+		{ 400, "{\"error\":\"invalid_grant\",\"error_description\":\""
+		    DESC "\",\"refresh_token\":\"" RT "\"}" },
+		{ 401, "{\"error\":\"invalid_client\",\"error_description\":\""
+		    DESC "\",\"error_uri\":\"https://x/" DESC "\"}" },
+		{ 400, "{\"error\":\"odd_error\",\"error_description\":\""
+		    DESC "\"}" },
+		{ 400, "{\"error_description\":\"" DESC "\"}" },
+		{ 400, DESC },
+		{ 429, "{\"error_description\":\"" DESC "\"}" },
+		{ 500, DESC " " AT " " RT },
+		{ 200, "{\"access_token\":\"" AT " x\",\"refresh_token\":\""
+		    RT "\"}" },
+		{ 200, "{\"access_token\":\"" AT "\",\"refresh_token\":\""
+		    RT " x\"}" },
+		{ 200, "{\"access_token\":\"" AT "\",\"refresh_token\":\""
+		    RT "\",\"expires_in\":\"" DESC "\"}" },
+		{ 200, "{\"access_token\":\"" AT "\",\"refresh_token\":\""
+		    RT "\",\"token_type\":\"" DESC " x\"}" },
+		{ 200, "{\"access_token\":\"" AT "\",\"refresh_token\":\""
+		    RT "\",\"error_description\":\"" DESC "\"} " DESC },
+		{ 200, "{\"access_token\":\"" AT "\",\"expires_in\":-1,"
+		    "\"error_description\":\"" DESC "\"}" },
+		{ 200, "{\"token\":\"" AT "\",\"error_description\":\"" DESC
+		    "\"}" },
+	};
+	struct account_conf	 ac;
+	struct oauth_result	 res;
+	struct token		 t;
+	size_t			 i;
+
+	(void)state;
+	account_init(&ac);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		memset(&t, 0, sizeof t);
+		memset(&res, 0, sizeof res);
+		if (parse(&ac, cases[i].status, cases[i].body, &t, &res) != -1)
+			fail_msg("case %zu: accepted", i);
+		if (strstr(res.error, "SECRET") != NULL)
+			fail_msg("case %zu: error text '%s' holds a value from "
+			    "the body", i, res.error);
+	}
+}
+
+/* ---- tokens ---- */
+
+static void
+test_token_helpers(void **state)
+{
+	struct token	 a, b;
+
+	(void)state;
+	memset(&a, 0, sizeof a);
+	assert_false(token_valid(&a, T0));
+	a.access_token = strdup("tok");
+	a.refresh_token = strdup("rt");
+	a.token_type = strdup("Bearer");
+	a.expires_at = T0 + SEC;
+	a.obtained_at = T0 - SEC;
+	assert_true(token_valid(&a, T0));
+	assert_false(token_valid(&a, T0 + SEC));
+	assert_int_equal(token_copy(&b, &a), 0);
+	assert_string_equal(b.access_token, "tok");
+	assert_string_equal(b.refresh_token, "rt");
+	assert_string_equal(b.token_type, "Bearer");
+	assert_ptr_not_equal(b.access_token, a.access_token);
+	assert_true(b.expires_at == a.expires_at);
+	assert_true(b.obtained_at == a.obtained_at);
+	token_clear(&a);
+	assert_null(a.access_token);
+	assert_null(a.refresh_token);
+	assert_true(a.expires_at == 0);
+	b.expires_at = 0;		/* never expires */
+	assert_true(token_valid(&b, INT64_MAX));
+	token_clear(&b);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_form_encode),
+		cmocka_unit_test(test_base64),
+		cmocka_unit_test(test_request_build_table),
+		cmocka_unit_test(test_request_build_errors),
+		cmocka_unit_test(test_json_pointer),
+		cmocka_unit_test(test_response_ok_table),
+		cmocka_unit_test(test_response_2xx),
+		cmocka_unit_test(test_response_jwt),
+		cmocka_unit_test(test_response_bad_table),
+		cmocka_unit_test(test_response_limits),
+		cmocka_unit_test(test_response_errors),
+		cmocka_unit_test(test_response_error_text_is_safe),
+		cmocka_unit_test(test_token_helpers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

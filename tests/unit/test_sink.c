@@ -1,0 +1,843 @@
+/*
+ * Unit tests for sink.c (token file formats), store.c (the state file)
+ * and file.c (atomic replacement, stale temp files). Files go to a fresh
+ * mkdtemp folder per test.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "tokend.h"
+
+#define SEC		1000LL
+#define T0		1700000000000LL		/* 2023-11-14T22:13:20Z */
+
+#define CHECK_STR(what, got, want) do {					\
+	const char *got_ = (got), *want_ = (want);			\
+	if (got_ == NULL || want_ == NULL ? got_ != want_ :		\
+	    strcmp(got_, want_) != 0)					\
+		fail_msg("%s: got '%s', expected '%s'", (what),		\
+		    got_ ? got_ : "(null)", want_ ? want_ : "(null)");	\
+} while (0)
+
+#define CHECK_I64(what, got, want) do {					\
+	long long got_ = (long long)(got), want_ = (long long)(want);	\
+	if (got_ != want_)						\
+		fail_msg("%s: got %lld, expected %lld", (what), got_,	\
+		    want_);						\
+} while (0)
+
+/* ---- temp folders ---- */
+
+static int
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int
+tmpdir_setup(void **state)
+{
+	char	*dir;
+
+	dir = strdup("/tmp/tokend-test-sink-XXXXXX");
+	if (dir == NULL || mkdtemp(dir) == NULL)
+		return -1;
+	*state = dir;
+	return 0;
+}
+
+static int
+tmpdir_teardown(void **state)
+{
+	char	*dir = *state;
+
+	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(dir);
+	return 0;
+}
+
+static char *
+path_in(const char *dir, const char *name)
+{
+	char	*p;
+
+	if (asprintf(&p, "%s/%s", dir, name) == -1)
+		fail_msg("asprintf");
+	return p;
+}
+
+static void
+put_file(const char *path, const char *content, mode_t mode)
+{
+	FILE	*f;
+
+	if ((f = fopen(path, "w")) == NULL)
+		fail_msg("cannot create %s: %s", path, strerror(errno));
+	fputs(content, f);
+	fclose(f);
+	chmod(path, mode);
+}
+
+static char *
+get_file(const char *path, size_t *lenp)
+{
+	char	*buf;
+	size_t	 len;
+
+	if (read_file_capped(path, 1 << 20, &buf, &len) != 0)
+		return NULL;
+	if (lenp != NULL)
+		*lenp = len;
+	return buf;
+}
+
+/* The names in dir, sorted, joined with '|' (dot files included). */
+static char *
+list_dir(const char *dir)
+{
+	struct dirent	**names;
+	char		 *out = NULL, *next;
+	int		  n, i;
+
+	n = scandir(dir, &names, NULL, alphasort);
+	if (n == -1)
+		return strdup("(error)");
+	for (i = 0; i < n; i++) {
+		if (strcmp(names[i]->d_name, ".") != 0 &&
+		    strcmp(names[i]->d_name, "..") != 0) {
+			if (asprintf(&next, "%s%s%s", out ? out : "",
+			    out ? "|" : "", names[i]->d_name) == -1)
+				fail_msg("asprintf");
+			free(out);
+			out = next;
+		}
+		free(names[i]);
+	}
+	free(names);
+	return out != NULL ? out : strdup("");
+}
+
+static void
+token_set(struct token *t, const char *access, const char *refresh,
+    const char *type, int64_t expires_at, int64_t obtained_at)
+{
+	memset(t, 0, sizeof *t);
+	t->access_token = access ? strdup(access) : NULL;
+	t->refresh_token = refresh ? strdup(refresh) : NULL;
+	t->token_type = type ? strdup(type) : NULL;
+	t->expires_at = expires_at;
+	t->obtained_at = obtained_at;
+}
+
+/* ---- sink_render: raw, header ---- */
+
+static void
+test_render_raw_header(void **state)
+{
+	static const struct {
+		enum sink_format	 format;
+		const char		*access;
+		const char		*type;
+		const char		*want;
+	} cases[] = {
+		{ SINK_RAW, "abc.DEF-123", "Bearer", "abc.DEF-123\n" },
+		{ SINK_RAW, "a", NULL, "a\n" },
+		{ SINK_RAW, "tok$'\"", "DPoP", "tok$'\"\n" },
+		{ SINK_HEADER, "abc.DEF-123", "Bearer",
+		    "Authorization: Bearer abc.DEF-123\n" },
+		{ SINK_HEADER, "abc", NULL, "Authorization: Bearer abc\n" },
+		{ SINK_HEADER, "abc", "DPoP", "Authorization: DPoP abc\n" },
+	};
+	struct token	 t;
+	char		*out, what[64];
+	size_t		 i, len;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		token_set(&t, cases[i].access, NULL, cases[i].type,
+		    T0 + 3600 * SEC, T0);
+		len = 12345;
+		out = sink_render(cases[i].format, &t, T0, &len);
+		snprintf(what, sizeof what, "render case %zu", i);
+		CHECK_STR(what, out, cases[i].want);
+		CHECK_I64(what, len, strlen(cases[i].want));
+		free(out);
+		token_clear(&t);
+	}
+}
+
+/* ---- sink_render: env, checked through a real shell ---- */
+
+/* Source `file` in /bin/sh and print $var: what a script would see. */
+static char *
+sh_value(const char *file, const char *var)
+{
+	char	 script[128], buf[4096];
+	size_t	 len = 0;
+	ssize_t	 n;
+	pid_t	 pid;
+	int	 fds[2], status;
+
+	snprintf(script, sizeof script, ". \"$1\"; printf %%s \"$%s\"", var);
+	if (pipe(fds) == -1)
+		fail_msg("pipe: %s", strerror(errno));
+	if ((pid = fork()) == -1)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(fds[1], STDOUT_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		execl("/bin/sh", "sh", "-c", script, "sh", file, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fds[0]);
+	buf[len] = '\0';
+	if (waitpid(pid, &status, 0) == -1 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		return NULL;
+	return strdup(buf);
+}
+
+static void
+test_render_env_exact(void **state)
+{
+	struct token	 t;
+	char		*out;
+	size_t		 len;
+
+	(void)state;
+	token_set(&t, "abc.DEF-123_+/=:,@%", NULL, "Bearer",
+	    T0 + 3600 * SEC + 999, T0);
+	out = sink_render(SINK_ENV, &t, T0, &len);
+	CHECK_STR("env bare", out, "ACCESS_TOKEN=abc.DEF-123_+/=:,@%\n"
+	    "TOKEN_TYPE=Bearer\nEXPIRES_AT=1700003600\n");
+	CHECK_I64("env bare len", len, strlen(out));
+	free(out);
+	token_clear(&t);
+
+	/* a static token never expires */
+	token_set(&t, "perm", NULL, NULL, 0, T0);
+	out = sink_render(SINK_ENV, &t, T0, &len);
+	CHECK_STR("env static", out, "ACCESS_TOKEN=perm\nTOKEN_TYPE=Bearer\n"
+	    "EXPIRES_AT=0\n");
+	free(out);
+	token_clear(&t);
+}
+
+/*
+ * Render each token as env, write it, source it in /bin/sh and compare
+ * what the shell sees. Returns how many came back changed.
+ */
+static int
+env_round_trip(const char *dir, const char *const *tokens, size_t n)
+{
+	struct token	 t;
+	char		*out, *file, *got;
+	size_t		 i, len;
+	int		 bad = 0;
+
+	file = path_in(dir, "token.env");
+	for (i = 0; i < n; i++) {
+		token_set(&t, tokens[i], NULL, "Bearer", T0 + 60 * SEC, T0);
+		out = sink_render(SINK_ENV, &t, T0, &len);
+		if (strncmp(out, "ACCESS_TOKEN=", 13) != 0)
+			fail_msg("token [%s]: bad env layout: %s", tokens[i],
+			    out);
+		put_file(file, out, 0600);
+		got = sh_value(file, "ACCESS_TOKEN");
+		if (got == NULL || strcmp(got, tokens[i]) != 0) {
+			print_error("token [%s]: sh reads [%s] from %s",
+			    tokens[i], got ? got : "(sh failed)", out);
+			bad++;
+		}
+		free(got);
+		got = sh_value(file, "TOKEN_TYPE");
+		CHECK_STR("TOKEN_TYPE through sh", got, "Bearer");
+		free(got);
+		got = sh_value(file, "EXPIRES_AT");
+		CHECK_STR("EXPIRES_AT through sh", got, "1700000060");
+		free(got);
+		free(out);
+		token_clear(&t);
+	}
+	free(file);
+	return bad;
+}
+
+static void
+test_render_env_shell(void **state)
+{
+	static const char *const tokens[] = {
+		"plain.token-123",
+		"a$b",
+		"$HOME",
+		"${HOME}",
+		"a'b",
+		"a\"b",
+		"$HOME'x\"y",
+		"it's\"$PATH\"",
+		"`id`",
+		"$(id)",
+		"a\\b",
+		"a\\'b\\",
+		"\\$HOME'",
+		"'",
+		"\"",
+		"!x",
+		"#x",
+		"a#b",
+		"a;b",
+		"a&b|c<d>e",
+		"{a,b}",
+		"*",
+		"?",
+		"[a]",
+		"a=b==",
+		"--x",
+		"%s%n",
+		"@x,y:z",
+		"x+y/z",
+		"a~b",
+		/* every visible ASCII character */
+		"!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~",
+	};
+	int	 bad;
+
+	bad = env_round_trip(*state, tokens, sizeof tokens / sizeof tokens[0]);
+	if (bad != 0)
+		fail_msg("%d token(s) not read back intact by /bin/sh", bad);
+}
+
+/*
+ * RFC 6750 b64token allows '~', and sh expands an unquoted ~ at the start
+ * of an assignment's value or after a ':' in it, so such tokens need
+ * quotes too.
+ */
+static void
+test_render_env_shell_tilde(void **state)
+{
+	static const char *const tokens[] = {
+		"~",
+		"~/tok",
+		"~root",
+		"x:~/y",
+		"x:~",
+	};
+	int	 bad;
+
+	bad = env_round_trip(*state, tokens, sizeof tokens / sizeof tokens[0]);
+	if (bad != 0)
+		fail_msg("%d token(s) with '~' not read back intact by /bin/sh",
+		    bad);
+}
+
+/* ---- sink_render: json ---- */
+
+static struct json_object *
+render_json(const struct token *t, int64_t now)
+{
+	struct json_object	*obj;
+	char			*out;
+	size_t			 len;
+
+	out = sink_render(SINK_JSON, t, now, &len);
+	assert_non_null(out);
+	assert_int_equal(len, strlen(out));
+	assert_true(len > 0 && out[len - 1] == '\n');
+	obj = json_tokener_parse(out);
+	if (obj == NULL || !json_object_is_type(obj, json_type_object))
+		fail_msg("not a JSON object: %s", out);
+	assert_int_equal(json_object_object_length(obj), 4);
+	free(out);
+	return obj;
+}
+
+static struct json_object *
+member(struct json_object *obj, const char *key, enum json_type type)
+{
+	struct json_object	*v = NULL;
+
+	if (!json_object_object_get_ex(obj, key, &v))
+		fail_msg("no member '%s'", key);
+	if (json_object_get_type(v) != type)
+		fail_msg("member '%s' is %s, expected %s", key,
+		    json_type_to_name(json_object_get_type(v)),
+		    json_type_to_name(type));
+	return v;
+}
+
+static void
+test_render_json(void **state)
+{
+	static const struct {
+		const char	*access;
+		const char	*type;
+		int64_t		 expires_at;
+		int64_t		 now;
+		const char	*want_at;	/* NULL: JSON null */
+		int64_t		 want_in;
+	} cases[] = {
+		{ "tok", "Bearer", T0 + 3600 * SEC, T0,
+		    "2023-11-14T23:13:20Z", 3600 },
+		{ "tok", NULL, T0 + 3600 * SEC, T0 + 600 * SEC,
+		    "2023-11-14T23:13:20Z", 3000 },
+		{ "tok", "DPoP", T0 + 3600 * SEC + 999, T0 + 1,
+		    "2023-11-14T23:13:20Z", 3600 },
+		{ "tok", "Bearer", T0 + 90LL * 86400 * SEC, T0,
+		    "2024-02-12T22:13:20Z", 90LL * 86400 },
+		{ "tok", "Bearer", T0 + 10 * SEC, T0 + 10 * SEC,
+		    "2023-11-14T22:13:30Z", 0 },
+		{ "tok", "Bearer", T0, T0 + 3600 * SEC,	/* expired */
+		    "2023-11-14T22:13:20Z", 0 },
+		{ "q\"uo\\te/</script>", "Bearer", T0 + 5 * SEC, T0,
+		    "2023-11-14T22:13:25Z", 5 },
+		{ "perm-token", NULL, 0, T0, NULL, 0 },	/* static */
+	};
+	struct json_object	*obj, *v;
+	struct token		 t;
+	char			 what[64];
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(what, sizeof what, "json case %zu", i);
+		token_set(&t, cases[i].access, "refresh-never-shown",
+		    cases[i].type, cases[i].expires_at, T0);
+		obj = render_json(&t, cases[i].now);
+		v = member(obj, "access_token", json_type_string);
+		CHECK_STR(what, json_object_get_string(v), cases[i].access);
+		v = member(obj, "token_type", json_type_string);
+		CHECK_STR(what, json_object_get_string(v),
+		    cases[i].type ? cases[i].type : "Bearer");
+		if (cases[i].want_at == NULL) {
+			member(obj, "expires_at", json_type_null);
+			member(obj, "expires_in", json_type_null);
+		} else {
+			v = member(obj, "expires_at", json_type_string);
+			CHECK_STR(what, json_object_get_string(v),
+			    cases[i].want_at);
+			v = member(obj, "expires_in", json_type_int);
+			CHECK_I64(what, json_object_get_int64(v),
+			    cases[i].want_in);
+		}
+		json_object_put(obj);
+		token_clear(&t);
+	}
+}
+
+/* sink_write: the rendered content, with the mode asked for. */
+static void
+test_sink_write(void **state)
+{
+	const char		*dir = *state;
+	struct sink_conf	 sc;
+	struct token		 t;
+	struct stat		 st;
+	char			*got;
+
+	memset(&sc, 0, sizeof sc);
+	sc.path = path_in(dir, "acct.header");
+	sc.format = SINK_HEADER;
+	sc.mode = 0640;
+	sc.uid = (uid_t)-1;
+	sc.gid = (gid_t)-1;
+	token_set(&t, "tok123", NULL, "Bearer", T0 + 60 * SEC, T0);
+	assert_int_equal(sink_write(&sc, &t, T0), 0);
+	got = get_file(sc.path, NULL);
+	CHECK_STR("sink_write", got, "Authorization: Bearer tok123\n");
+	free(got);
+	assert_int_equal(stat(sc.path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	token_clear(&t);
+
+	/* a missing folder: an error, nothing written */
+	free(sc.path);
+	sc.path = path_in(dir, "missing/acct.header");
+	token_set(&t, "tok123", NULL, "Bearer", T0 + 60 * SEC, T0);
+	assert_int_equal(sink_write(&sc, &t, T0), -ENOENT);
+	token_clear(&t);
+	free(sc.path);
+}
+
+/* ---- store ---- */
+
+static void
+test_store_round_trip(void **state)
+{
+	static const struct {
+		const char	*access;
+		const char	*refresh;
+		const char	*type;
+		int64_t		 expires_at;
+		int64_t		 obtained_at;
+	} cases[] = {
+		{ "at-1", "rt-1", "Bearer", T0 + 3600 * SEC, T0 },
+		{ "at-2", NULL, "Bearer", T0 + 7199 * SEC, T0 },
+		{ "at-3", "rt/with+odd=chars~", "DPoP", T0 + 60 * SEC, T0 },
+		{ "q\"uo\\te", "r\"t\\", "Bearer", T0 + 60 * SEC, T0 },
+		{ NULL, "rt-only", "Bearer", 0, T0 },
+	};
+	const char	*dir = *state;
+	struct token	 t, got;
+	struct stat	 st;
+	char		*path, what[64], *listing;
+	size_t		 i;
+
+	path = store_path(dir, "acct");
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(what, sizeof what, "store case %zu", i);
+		token_set(&t, cases[i].access, cases[i].refresh, cases[i].type,
+		    cases[i].expires_at, cases[i].obtained_at);
+		assert_int_equal(store_save(dir, "acct", &t), 0);
+		assert_int_equal(stat(path, &st), 0);
+		if ((st.st_mode & 07777) != 0600)
+			fail_msg("%s: mode %04o", what, st.st_mode & 07777);
+		memset(&got, 0xa5, sizeof got);
+		assert_int_equal(store_load(dir, "acct", &got), 0);
+		CHECK_STR(what, got.access_token, cases[i].access);
+		CHECK_STR(what, got.refresh_token, cases[i].refresh);
+		CHECK_STR(what, got.token_type, cases[i].type);
+		CHECK_I64(what, got.expires_at, cases[i].expires_at);
+		CHECK_I64(what, got.obtained_at, cases[i].obtained_at);
+		token_clear(&got);
+		token_clear(&t);
+	}
+	/* saving replaced the file: no temp file was left */
+	listing = list_dir(dir);
+	CHECK_STR("after saves", listing, "acct.json");
+	free(listing);
+	free(path);
+
+	/* times are whole seconds on disk */
+	token_set(&t, "a", "r", "Bearer", T0 + 1999, T0 + 999);
+	assert_int_equal(store_save(dir, "ms", &t), 0);
+	assert_int_equal(store_load(dir, "ms", &got), 0);
+	CHECK_I64("expires_at in seconds", got.expires_at, T0 + SEC);
+	CHECK_I64("obtained_at in seconds", got.obtained_at, T0);
+	token_clear(&got);
+	token_clear(&t);
+}
+
+static void
+test_store_load_files(void **state)
+{
+	static const struct {
+		const char	*content;
+		int		 rc;
+		const char	*access;	/* when rc == 0 */
+		const char	*refresh;
+	} cases[] = {
+		{ "{\"version\":1,\"access_token\":\"a\",\"refresh_token\":"
+		    "\"r\",\"token_type\":\"Bearer\",\"expires_at\":1700003600,"
+		    "\"obtained_at\":1700000000}\n", 0, "a", "r" },
+		/* an access token without expiry is not trusted */
+		{ "{\"access_token\":\"a\",\"refresh_token\":\"r\"}", 0, NULL,
+		    "r" },
+		{ "{}", 0, NULL, NULL },
+		{ "", -EBADMSG, NULL, NULL },
+		{ "not json", -EBADMSG, NULL, NULL },
+		/* json-c stops after the object; trailing bytes are corrupt */
+		{ "{\"access_token\":\"a\",\"expires_at\":1700003600}xyz",
+		    -EBADMSG, NULL, NULL },
+		{ "{}{}", -EBADMSG, NULL, NULL },
+		{ "{\"access_token\":\"a\",\"expires_at\":17", -EBADMSG, NULL,
+		    NULL },
+		{ "[]", -EBADMSG, NULL, NULL },
+		{ "\"a\"", -EBADMSG, NULL, NULL },
+		{ "{\"access_token\":5,\"expires_at\":1700003600}", -EBADMSG,
+		    NULL, NULL },
+		{ "{\"access_token\":\"\",\"expires_at\":1700003600}",
+		    -EBADMSG, NULL, NULL },
+		{ "{\"access_token\":\"a b\",\"expires_at\":1700003600}",
+		    -EBADMSG, NULL, NULL },
+		{ "{\"refresh_token\":[],\"expires_at\":1700003600}",
+		    -EBADMSG, NULL, NULL },
+		{ "{\"access_token\":\"a\",\"expires_at\":\"1700003600\"}",
+		    -EBADMSG, NULL, NULL },
+		{ "{\"access_token\":\"a\",\"expires_at\":-1}", -EBADMSG,
+		    NULL, NULL },
+		{ "{\"access_token\":\"a\",\"expires_at\":1.5}", -EBADMSG,
+		    NULL, NULL },
+		{ "{\"access_token\":\"a\",\"expires_at\":"
+		    "9223372036854775807}", -EBADMSG, NULL, NULL },
+	};
+	const char	*dir = *state;
+	struct token	 t;
+	char		*path, what[64];
+	size_t		 i;
+	int		 rc;
+
+	memset(&t, 0, sizeof t);
+	assert_int_equal(store_load(dir, "none", &t), -ENOENT);
+	path = store_path(dir, "acct");
+	CHECK_STR("store_path", strrchr(path, '/'), "/acct.json");
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(what, sizeof what, "state file case %zu", i);
+		put_file(path, cases[i].content, 0600);
+		rc = store_load(dir, "acct", &t);
+		CHECK_I64(what, rc, cases[i].rc);
+		if (rc == 0) {
+			CHECK_STR(what, t.access_token, cases[i].access);
+			CHECK_STR(what, t.refresh_token, cases[i].refresh);
+			CHECK_STR(what, t.token_type, "Bearer");
+		} else if (t.access_token != NULL || t.refresh_token != NULL)
+			fail_msg("%s: token left set on failure", what);
+		token_clear(&t);
+	}
+	free(path);
+}
+
+/* ---- file_write_atomic ---- */
+
+static void
+test_file_write_atomic(void **state)
+{
+	static const mode_t modes[] = { 0600, 0640, 0644, 0400, 0660 };
+	const char	*dir = *state;
+	struct stat	 st, st2;
+	char		*path, *got, *listing, what[64];
+	mode_t		 old_umask;
+	size_t		 i, len;
+
+	path = path_in(dir, "target");
+	old_umask = umask(077);	/* the mode must not come from the umask */
+	for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		snprintf(what, sizeof what, "mode %04o", modes[i]);
+		assert_int_equal(file_write_atomic(path, what, strlen(what),
+		    modes[i], (uid_t)-1, (gid_t)-1), 0);
+		got = get_file(path, &len);
+		CHECK_STR(what, got, what);
+		free(got);
+		assert_int_equal(stat(path, &st), 0);
+		if ((st.st_mode & 07777) != modes[i])
+			fail_msg("%s: file has mode %04o", what,
+			    st.st_mode & 07777);
+	}
+	umask(old_umask);
+
+	/* binary data with NUL bytes, written whole */
+	assert_int_equal(file_write_atomic(path, "a\0b\0", 4, 0600, (uid_t)-1,
+	    (gid_t)-1), 0);
+	got = get_file(path, &len);
+	assert_int_equal(len, 4);
+	assert_memory_equal(got, "a\0b\0", 4);
+	free(got);
+
+	/* replaced by rename: a new inode, the old one never rewritten */
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(file_write_atomic(path, "new", 3, 0600, (uid_t)-1,
+	    (gid_t)-1), 0);
+	assert_int_equal(stat(path, &st2), 0);
+	assert_true(st.st_ino != st2.st_ino);
+
+	/* an empty file is a file */
+	assert_int_equal(file_write_atomic(path, "", 0, 0600, (uid_t)-1,
+	    (gid_t)-1), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+
+	listing = list_dir(dir);
+	CHECK_STR("no temp file left", listing, "target");
+	free(listing);
+	free(path);
+}
+
+static void
+test_file_write_atomic_owner(void **state)
+{
+	const char	*dir = *state;
+	struct stat	 st;
+	char		*path;
+
+	if (geteuid() != 0)
+		skip();
+	path = path_in(dir, "owned");
+	assert_int_equal(file_write_atomic(path, "x", 1, 0640, 4242, 4343),
+	    0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, 4242);
+	assert_int_equal(st.st_gid, 4343);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	/* -1 leaves the owner as the creating process */
+	assert_int_equal(file_write_atomic(path, "y", 1, 0600, (uid_t)-1,
+	    4343), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	assert_int_equal(st.st_gid, 4343);
+	free(path);
+}
+
+static void
+test_file_write_atomic_failures(void **state)
+{
+	const char	*dir = *state;
+	char		*path, *sub, *inner, *listing;
+	int		 rc;
+
+	/* the target's folder does not exist */
+	path = path_in(dir, "no/such/dir/target");
+	rc = file_write_atomic(path, "x", 1, 0600, (uid_t)-1, (gid_t)-1);
+	CHECK_I64("missing folder", rc, -ENOENT);
+	free(path);
+
+	/* the target is a non-empty folder: rename fails, temp removed */
+	sub = path_in(dir, "occupied");
+	assert_int_equal(mkdir(sub, 0700), 0);
+	inner = path_in(sub, "keep");
+	put_file(inner, "keep", 0600);
+	rc = file_write_atomic(sub, "x", 1, 0600, (uid_t)-1, (gid_t)-1);
+	if (rc >= 0)
+		fail_msg("writing over a folder returned %d", rc);
+	listing = list_dir(dir);
+	CHECK_STR("after a failed rename", listing, "occupied");
+	free(listing);
+	listing = list_dir(sub);
+	CHECK_STR("folder untouched", listing, "keep");
+	free(listing);
+	free(inner);
+	free(sub);
+}
+
+/* A bare name is written in the current folder. */
+static void
+test_file_write_atomic_relative(void **state)
+{
+	const char	*dir = *state;
+	char		 cwd[4096], *listing, *got;
+
+	assert_non_null(getcwd(cwd, sizeof cwd));
+	assert_int_equal(chdir(dir), 0);
+	assert_int_equal(file_write_atomic("rel.token", "r", 1, 0600,
+	    (uid_t)-1, (gid_t)-1), 0);
+	assert_int_equal(chdir(cwd), 0);
+	listing = list_dir(dir);
+	CHECK_STR("relative", listing, "rel.token");
+	free(listing);
+	listing = path_in(dir, "rel.token");
+	got = get_file(listing, NULL);
+	CHECK_STR("relative content", got, "r");
+	free(got);
+	free(listing);
+}
+
+/* ---- file_remove_stale_temps ---- */
+
+static void
+test_remove_stale_temps(void **state)
+{
+	static const char *const stale[] = {
+		".x.tokend-AbC123",
+		".acct.token.tokend-zZ09aB",
+		".acct.json.tokend-XXXXXX",
+	};
+	static const char *const keep[] = {
+		"x.tokend-AbC123",		/* no leading dot */
+		".x.tokend-AbC12",		/* 5 characters */
+		".x.tokend-AbC1234",		/* 7 characters */
+		".x.tokend-AbC123.bak",
+		".x.tokend-",
+		".x.tokenD-AbC123",
+		".hidden",
+		"acct.token",
+		"acct.json",
+	};
+	const char	*dir = *state;
+	char		*path, *listing, *p;
+	size_t		 i, n;
+
+	for (i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+		path = path_in(dir, stale[i]);
+		put_file(path, "stale", 0600);
+		free(path);
+	}
+	for (i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+		path = path_in(dir, keep[i]);
+		put_file(path, "keep", 0600);
+		free(path);
+	}
+	log_init(LOG_LEVEL_ERROR, 0);	/* its info lines are not for us */
+	file_remove_stale_temps(dir);
+	log_init(LOG_LEVEL_INFO, 0);
+
+	for (i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+		path = path_in(dir, keep[i]);
+		if (access(path, F_OK) != 0)
+			fail_msg("%s was removed", keep[i]);
+		free(path);
+	}
+	for (i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+		path = path_in(dir, stale[i]);
+		if (access(path, F_OK) == 0)
+			fail_msg("%s was not removed", stale[i]);
+		free(path);
+	}
+	/* nothing else was there, and nothing else is left */
+	listing = list_dir(dir);
+	for (n = 1, p = listing; *p != '\0'; p++)
+		n += *p == '|';
+	if (n != sizeof keep / sizeof keep[0])
+		fail_msg("left: %s", listing);
+	free(listing);
+
+	/* a missing folder is not an error */
+	path = path_in(dir, "absent");
+	file_remove_stale_temps(path);
+	free(path);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_render_raw_header),
+		cmocka_unit_test(test_render_env_exact),
+		cmocka_unit_test_setup_teardown(test_render_env_shell,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_render_env_shell_tilde,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test(test_render_json),
+		cmocka_unit_test_setup_teardown(test_sink_write,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_store_round_trip,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_store_load_files,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_file_write_atomic,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_file_write_atomic_owner,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_file_write_atomic_failures,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_file_write_atomic_relative,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_remove_stale_temps,
+		    tmpdir_setup, tmpdir_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
