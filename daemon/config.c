@@ -615,14 +615,30 @@ account_value_cb(void *arg, const char *section, const char *key,
 	    (void *)ac;
 	base = (char *)base + kd->offset;
 
-	/* an empty value leaves a string key unset; a pointer is disabled */
-	if (*value == '\0' && kd->type != K_POINTER && kd->type != K_USERS &&
-	    kd->type != K_GROUPS) {
-		if (kd->type == K_STRING || kd->type == K_URL ||
-		    kd->type == K_SECRET || kd->type == K_FILE)
+	/*
+	 * An empty value keeps the default: unset for strings, paths, owners
+	 * and hooks; a JSON pointer is disabled; an empty list is no list.
+	 * Keys with no such default (durations, numbers, choices) need one.
+	 */
+	if (*value == '\0') {
+		switch (kd->type) {
+		case K_STRING:
+		case K_URL:
+		case K_SECRET:
+		case K_FILE:
+		case K_OWNER:
+		case K_GROUP:
+		case K_ARGV:
+		case K_USERS:
+		case K_GROUPS:
 			return 0;
-		diag_error(ap->diag, ap->file, line, "%s needs a value", key);
-		return 0;
+		case K_POINTER:
+			break;
+		default:
+			diag_error(ap->diag, ap->file, line, "%s needs a value",
+			    key);
+			return 0;
+		}
 	}
 
 	switch (kd->type) {

@@ -139,10 +139,12 @@ ini_parse_line(const char *p, const char *end, int line,
 			return 0;
 		}
 	} else {
-		/* an inline comment is a ';' after white space */
+		/*
+		 * An inline comment is a ';' after white space, also as the
+		 * first thing after "key = " (which leaves the value empty).
+		 */
 		for (v_end = v; v_end < end; v_end++)
-			if (*v_end == ';' && v_end > v &&
-			    ini_is_space(v_end[-1]))
+			if (*v_end == ';' && ini_is_space(v_end[-1]))
 				break;
 		while (v_end > v && ini_is_space(v_end[-1]))
 			v_end--;
@@ -170,8 +172,11 @@ ini_parse_buffer(const char *buf, size_t len, const struct ini_handler *h,
 
 	if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
 		p += 3;
-	if (memchr(buf, '\0', len) != NULL) {
-		h->error(user, 1, "file contains a NUL byte");
+	if ((nl = memchr(buf, '\0', len)) != NULL) {
+		for (p = buf, line = 1; p < nl; p++)
+			if (*p == '\n')
+				line++;
+		h->error(user, line, "file contains a NUL byte");
 		return 0;
 	}
 	while (p < end) {

@@ -15,6 +15,9 @@
 /* A token is never refreshed sooner than this after it was obtained. */
 #define SCHEDULE_FLOOR		(1 * MSEC_PER_SEC)
 
+/* Retry-After values beyond this many seconds (three years) are cut. */
+#define RETRY_AFTER_CLAMP	100000000
+
 /*
  * When to refresh a token obtained at `obtained` (wall ms) that expires at
  * `expires_at`: at min(ratio * L, L - margin) into its lifetime L, moved
@@ -106,12 +109,12 @@ schedule_retry_after(const char *value, int64_t now)
 	while (*value == ' ' || *value == '\t')
 		value++;
 	if (*value >= '0' && *value <= '9') {
-		for (p = value; *p >= '0' && *p <= '9'; p++) {
-			if (v > 100000000)	/* years: clamp, no overflow */
-				v = 100000000;
-			else
+		/* clamp at years, without overflow */
+		for (p = value; *p >= '0' && *p <= '9'; p++)
+			if (v <= RETRY_AFTER_CLAMP)
 				v = v * 10 + (*p - '0');
-		}
+		if (v > RETRY_AFTER_CLAMP)
+			v = RETRY_AFTER_CLAMP;
 		while (*p == ' ' || *p == '\t')
 			p++;
 		return *p == '\0' ? v : -1;

@@ -9,13 +9,16 @@
 
 #include "tokend.h"
 
-/* Safe bare in a shell and in systemd's EnvironmentFile=. */
+/*
+ * Safe bare in a shell and in systemd's EnvironmentFile=. Not '~': sh
+ * expands it at the start of an assignment's value and after a ':'.
+ */
 static int
 env_bare_ok(const char *s)
 {
 	for (; *s != '\0'; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		    (*s >= '0' && *s <= '9') || strchr("-._~+/=:,@%", *s)))
+		    (*s >= '0' && *s <= '9') || strchr("-._+/=:,@%", *s)))
 			return 0;
 	return 1;
 }

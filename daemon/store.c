@@ -70,7 +70,7 @@ store_load(const char *state_dir, const char *name, struct token *t)
 	struct json_object	*obj;
 	struct json_tokener	*tok;
 	char			*path, *buf;
-	size_t			 len;
+	size_t			 len, end;
 	int			 rc;
 
 	memset(t, 0, sizeof *t);
@@ -81,10 +81,15 @@ store_load(const char *state_dir, const char *name, struct token *t)
 		return rc;
 	tok = json_tokener_new_ex(8);
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	/* json-c stops after the value: what follows must be white space */
+	end = obj != NULL ? json_tokener_get_parse_end(tok) : 0;
+	while (end < len && strchr(" \t\r\n", buf[end]) != NULL)
+		end++;
 	json_tokener_free(tok);
 	explicit_bzero(buf, len);
 	free(buf);
-	if (obj == NULL || !json_object_is_type(obj, json_type_object)) {
+	if (obj == NULL || end != len ||
+	    !json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);
 		return -EBADMSG;
 	}
