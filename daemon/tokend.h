@@ -174,6 +174,7 @@ int		 read_file_capped(const char *, size_t, char **, size_t *);
 int		 str_is_printable(const char *);
 void		 rng_seed(uint64_t);
 double		 rng_unit(void);
+void		 sha256(const void *, size_t, unsigned char[32]);
 char		*fingerprint(const char *);
 int		 format_rfc3339(int64_t, char *, size_t);
 int		 parse_rfc3339(const char *, int64_t *);

@@ -231,23 +231,104 @@ rng_unit(void)
 	return (double)(rng_next() >> 11) * 0x1.0p-53;
 }
 
+/* SHA-256 (FIPS 180-4), for fingerprints only. */
+static const uint32_t sha256_k[64] = {
+	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
+	0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+	0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+	0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+	0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+	0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+	0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+	0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+	0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2
+};
+
+static uint32_t
+ror32(uint32_t x, int n)
+{
+	return (x >> n) | (x << (32 - n));
+}
+
+static void
+sha256_block(uint32_t h[8], const unsigned char *p)
+{
+	uint32_t	 w[64], a, b, c, d, e, f, g, hh, t1, t2;
+	int		 i;
+
+	for (i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[i * 4] << 24 | (uint32_t)p[i * 4 + 1] << 16 |
+		    (uint32_t)p[i * 4 + 2] << 8 | p[i * 4 + 3];
+	for (i = 16; i < 64; i++)
+		w[i] = w[i - 16] + (ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^
+		    (w[i - 15] >> 3)) + w[i - 7] + (ror32(w[i - 2], 17) ^
+		    ror32(w[i - 2], 19) ^ (w[i - 2] >> 10));
+	a = h[0]; b = h[1]; c = h[2]; d = h[3];
+	e = h[4]; f = h[5]; g = h[6]; hh = h[7];
+	for (i = 0; i < 64; i++) {
+		t1 = hh + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) +
+		    ((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
+		t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) +
+		    ((a & b) ^ (a & c) ^ (b & c));
+		hh = g; g = f; f = e; e = d + t1;
+		d = c; c = b; b = a; a = t1 + t2;
+	}
+	h[0] += a; h[1] += b; h[2] += c; h[3] += d;
+	h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+	explicit_bzero(w, sizeof w);
+}
+
+void
+sha256(const void *data, size_t len, unsigned char out[32])
+{
+	uint32_t		 h[8] = {
+		0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+		0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
+	};
+	const unsigned char	*p = data;
+	unsigned char		 tail[128];
+	size_t			 rest, n, i;
+	uint64_t		 bits = (uint64_t)len * 8;
+
+	for (n = len; n >= 64; n -= 64, p += 64)
+		sha256_block(h, p);
+	rest = n;
+	memset(tail, 0, sizeof tail);
+	memcpy(tail, p, rest);
+	tail[rest] = 0x80;
+	n = rest + 1 + 8 <= 64 ? 64 : 128;
+	for (i = 0; i < 8; i++)
+		tail[n - 1 - i] = (unsigned char)(bits >> (i * 8));
+	sha256_block(h, tail);
+	if (n == 128)
+		sha256_block(h, tail + 64);
+	explicit_bzero(tail, sizeof tail);
+	for (i = 0; i < 8; i++) {
+		out[i * 4] = (unsigned char)(h[i] >> 24);
+		out[i * 4 + 1] = (unsigned char)(h[i] >> 16);
+		out[i * 4 + 2] = (unsigned char)(h[i] >> 8);
+		out[i * 4 + 3] = (unsigned char)h[i];
+	}
+}
+
 /*
- * A short tag to tell tokens apart in logs: 32 bits of FNV-1a, which says
- * nothing useful about a token with more entropy than that.
+ * A short tag to tell tokens apart in logs: "fp:" and the first 8 hex
+ * digits of the token's SHA-256, so an operator can match it with
+ * `printf %s "$TOKEN" | sha256sum`. 32 bits of a hash say nothing useful
+ * about a token with far more entropy.
  */
 char *
 fingerprint(const char *s)
 {
-	uint64_t	 h = 0xcbf29ce484222325ULL;
+	unsigned char	 d[32];
 	char		*out;
 
 	if (s == NULL)
 		return xstrdup("none");
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	xasprintf(&out, "fp:%08x", (unsigned)(h ^ (h >> 32)));
+	sha256(s, strlen(s), d);
+	xasprintf(&out, "fp:%02x%02x%02x%02x", d[0], d[1], d[2], d[3]);
 	return out;
 }
 

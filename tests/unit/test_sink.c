@@ -810,6 +810,46 @@ test_remove_stale_temps(void **state)
 	free(path);
 }
 
+/* FIPS 180-4 / NIST test vectors, and the log fingerprint built on them. */
+static void
+test_sha256_fingerprint(void **state)
+{
+	static const struct {
+		const char	*in;
+		const char	*hex;
+	} vec[] = {
+		{ "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+		{ "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+		    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+		/* 55, 56 and 64 bytes: the padding edges */
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		    "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318" },
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		    "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a" },
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		    "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb" },
+	};
+	unsigned char	 d[32];
+	char		 hex[65], *fp;
+	size_t		 i;
+	int		 j;
+
+	(void)state;
+	for (i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+		sha256(vec[i].in, strlen(vec[i].in), d);
+		for (j = 0; j < 32; j++)
+			snprintf(hex + j * 2, 3, "%02x", d[j]);
+		assert_string_equal(hex, vec[i].hex);
+	}
+	fp = fingerprint("abc");
+	assert_string_equal(fp, "fp:ba7816bf");
+	free(fp);
+	fp = fingerprint(NULL);
+	assert_string_equal(fp, "none");
+	free(fp);
+}
+
 int
 main(void)
 {
@@ -835,6 +875,7 @@ main(void)
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_file_write_atomic_relative,
 		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test(test_sha256_fingerprint),
 		cmocka_unit_test_setup_teardown(test_remove_stale_temps,
 		    tmpdir_setup, tmpdir_teardown),
 	};
