@@ -66,7 +66,7 @@ $(BUILD)/tokend: $(DAEMON_OBJS)
 $(BUILD)/tokenctl: $(CTL_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/test_%: tests/unit/test_%.c $(UNIT_OBJS) $(HEADERS)
+$(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 	$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(UNIT_OBJS) $(ALL_LDFLAGS) \
 	    $(PKG_LIBS) $$(pkg-config --libs cmocka)
 

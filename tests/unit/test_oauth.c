@@ -18,26 +18,12 @@
 #include <json-c/json.h>
 
 #include "tokend.h"
+#include "unit.h"
 
 #define SEC		1000LL
 #define T0		1700000000000LL		/* 2023-11-14T22:13:20Z */
 #define T0S		1700000000LL
 #define LIFETIME_MAX_MS	(10LL * 366 * 86400 * 1000)
-
-#define CHECK_STR(what, got, want) do {					\
-	const char *got_ = (got), *want_ = (want);			\
-	if (got_ == NULL || want_ == NULL ? got_ != want_ :		\
-	    strcmp(got_, want_) != 0)					\
-		fail_msg("%s: got '%s', expected '%s'", (what),		\
-		    got_ ? got_ : "(null)", want_ ? want_ : "(null)");	\
-} while (0)
-
-#define CHECK_I64(what, got, want) do {					\
-	long long got_ = (long long)(got), want_ = (long long)(want);	\
-	if (got_ != want_)						\
-		fail_msg("%s: got %lld, expected %lld", (what), got_,	\
-		    want_);						\
-} while (0)
 
 static const char *const outcome_names[] = {
 	"OAUTH_OK", "OAUTH_RETRY", "OAUTH_RATE_LIMITED", "OAUTH_INVALID_GRANT",

@@ -3,6 +3,7 @@
  * what a Retry-After header asks for. Everything is pure, so each case
  * gives the time and the random share itself.
  */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 
 #include "tokend.h"
+#include "unit.h"
 
 #define SEC		1000LL
 #define MIN		(60 * SEC)
@@ -24,13 +26,6 @@
 
 /* 1 - 2^-53: the largest value rng_unit() can return */
 #define RND_MAX		(1.0 - 0x1.0p-53)
-
-#define CHECK_I64(what, got, want) do {					\
-	long long got_ = (long long)(got), want_ = (long long)(want);	\
-	if (got_ != want_)						\
-		fail_msg("%s: got %lld, expected %lld", (what), got_,	\
-		    want_);						\
-} while (0)
 
 #define CHECK_RANGE(what, got, lo, hi) do {				\
 	long long got_ = (long long)(got), lo_ = (long long)(lo);	\

@@ -25,67 +25,12 @@
 #include <json-c/json.h>
 
 #include "tokend.h"
+#include "unit.h"
 
 #define SEC		1000LL
 #define T0		1700000000000LL		/* 2023-11-14T22:13:20Z */
 
-#define CHECK_STR(what, got, want) do {					\
-	const char *got_ = (got), *want_ = (want);			\
-	if (got_ == NULL || want_ == NULL ? got_ != want_ :		\
-	    strcmp(got_, want_) != 0)					\
-		fail_msg("%s: got '%s', expected '%s'", (what),		\
-		    got_ ? got_ : "(null)", want_ ? want_ : "(null)");	\
-} while (0)
-
-#define CHECK_I64(what, got, want) do {					\
-	long long got_ = (long long)(got), want_ = (long long)(want);	\
-	if (got_ != want_)						\
-		fail_msg("%s: got %lld, expected %lld", (what), got_,	\
-		    want_);						\
-} while (0)
-
 /* ---- temp folders ---- */
-
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
-tmpdir_setup(void **state)
-{
-	char	*dir;
-
-	dir = strdup("/tmp/tokend-test-sink-XXXXXX");
-	if (dir == NULL || mkdtemp(dir) == NULL)
-		return -1;
-	*state = dir;
-	return 0;
-}
-
-static int
-tmpdir_teardown(void **state)
-{
-	char	*dir = *state;
-
-	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-	free(dir);
-	return 0;
-}
-
-static char *
-path_in(const char *dir, const char *name)
-{
-	char	*p;
-
-	if (asprintf(&p, "%s/%s", dir, name) == -1)
-		fail_msg("asprintf");
-	return p;
-}
 
 static void
 put_file(const char *path, const char *content, mode_t mode)
