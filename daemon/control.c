@@ -494,12 +494,28 @@ handle_status(struct evhttp_request *req, const struct peer *p)
 	evbuffer_free(b);
 }
 
+/* One per-account counter, for the accounts the caller may see. */
+static void
+metric_counter(struct evbuffer *b, const struct peer *p, const char *name,
+    const char *help, uint64_t (*get)(const struct account *))
+{
+	struct account	*a;
+	size_t		 i;
+
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help,
+	    name);
+	for (i = 0; i < control_ctx->naccounts; i++) {
+		a = control_ctx->accounts[i];
+		if (peer_may_see(p, a))
+			evbuffer_add_printf(b, "%s{account=\"%s\"} %llu\n",
+			    name, account_name(a),
+			    (unsigned long long)get(a));
+	}
+}
+
 static void
 handle_metrics(struct evhttp_request *req, const struct peer *p)
 {
-	static const char *const states[] = {
-		"fresh", "refreshing", "backoff", "expired", "failed"
-	};
 	struct evbuffer		*b = evbuffer_new();
 	const struct token	*t;
 	struct account		*a;
@@ -514,34 +530,16 @@ handle_metrics(struct evhttp_request *req, const struct peer *p)
 	    "# TYPE tokend_token_expiry_timestamp_seconds gauge\n");
 	for (i = 0; i < control_ctx->naccounts; i++) {
 		a = control_ctx->accounts[i];
-		if (!peer_may_see(p, a))
-			continue;
 		t = account_current_token(a);
-		if (t->access_token != NULL)
+		if (peer_may_see(p, a) && t->access_token != NULL)
 			evbuffer_add_printf(b, "tokend_token_expiry_timestamp_"
 			    "seconds{account=\"%s\"} %lld\n", account_name(a),
 			    (long long)(t->expires_at / 1000));
 	}
-	evbuffer_add_printf(b,
-	    "# HELP tokend_refreshes_total Tokens obtained.\n"
-	    "# TYPE tokend_refreshes_total counter\n");
-	for (i = 0; i < control_ctx->naccounts; i++) {
-		a = control_ctx->accounts[i];
-		if (peer_may_see(p, a))
-			evbuffer_add_printf(b, "tokend_refreshes_total{account="
-			    "\"%s\"} %llu\n", account_name(a),
-			    (unsigned long long)account_refreshes(a));
-	}
-	evbuffer_add_printf(b,
-	    "# HELP tokend_refresh_failures_total Failed token requests.\n"
-	    "# TYPE tokend_refresh_failures_total counter\n");
-	for (i = 0; i < control_ctx->naccounts; i++) {
-		a = control_ctx->accounts[i];
-		if (peer_may_see(p, a))
-			evbuffer_add_printf(b, "tokend_refresh_failures_total{"
-			    "account=\"%s\"} %llu\n", account_name(a),
-			    (unsigned long long)account_failures(a));
-	}
+	metric_counter(b, p, "tokend_refreshes_total", "Tokens obtained.",
+	    account_refreshes);
+	metric_counter(b, p, "tokend_refresh_failures_total",
+	    "Failed token requests.", account_failures);
 	evbuffer_add_printf(b,
 	    "# HELP tokend_account_state 1 for the state the account is in.\n"
 	    "# TYPE tokend_account_state gauge\n");
@@ -550,10 +548,11 @@ handle_metrics(struct evhttp_request *req, const struct peer *p)
 		if (!peer_may_see(p, a))
 			continue;
 		st = account_state(a, now);
-		for (s = 0; s < 5; s++)
+		for (s = ACCOUNT_FRESH; s <= ACCOUNT_FAILED; s++)
 			evbuffer_add_printf(b, "tokend_account_state{account="
 			    "\"%s\",state=\"%s\"} %d\n", account_name(a),
-			    states[s], (int)st == s);
+			    account_state_name((enum account_state)s),
+			    (int)st == s);
 	}
 	evbuffer_add_printf(b,
 	    "# HELP tokend_token_requests_in_flight Token requests running.\n"
