@@ -827,7 +827,8 @@ read_secret(struct account_parse *ap, enum file_key fk, const char *key,
 	if (rc != 0) {
 		diag_error(ap->diag, ap->file, ap->file_line[fk], "%s: cannot "
 		    "read %s: %s", key, path, rc == -EFBIG ? "larger than 64 "
-		    "KiB" : strerror(-rc));
+		    "KiB" : rc == -EINVAL ? "not a regular file" :
+		    strerror(-rc));
 		free(path);
 		return;
 	}
@@ -1053,29 +1054,25 @@ config_account_free(struct account_conf *ac)
 }
 
 /*
- * Load one account file. Returns NULL when it has errors (all of them
- * added to diag); warnings are added either way.
+ * Parse one account from buf, as if read from `path` (which names it in
+ * messages and anchors relative paths). Returns NULL when it has errors
+ * (all of them added to diag); warnings are added either way.
  */
 struct account_conf *
-config_account_load(const char *path, const char *name, struct diag *diag)
+config_account_parse(const char *path, const char *name, const char *buf,
+    size_t len, struct diag *diag)
 {
 	static const struct ini_handler handler = {
 		account_section_cb, account_value_cb, account_error_cb
 	};
 	struct account_parse	 ap;
 	struct account_conf	*ac;
-	char			*buf, *slash;
-	size_t			 len, i, errors_before = diag->nerrors;
-	int			 rc;
+	char			*slash;
+	size_t			 i, errors_before = diag->nerrors;
 
 	if (!config_account_name_valid(name)) {
 		diag_error(diag, path, 0, "account name '%s' is not 1 to 64 "
 		    "of A-Z a-z 0-9 . _ -", name);
-		return NULL;
-	}
-	if ((rc = read_file_capped(path, CONFIG_FILE_MAX, &buf, &len)) != 0) {
-		diag_error(diag, path, 0, "cannot read: %s", rc == -EFBIG ?
-		    "larger than 1 MiB" : strerror(-rc));
 		return NULL;
 	}
 	ac = xcalloc(1, sizeof *ac);
@@ -1100,8 +1097,6 @@ config_account_load(const char *path, const char *name, struct diag *diag)
 	ini_parse_buffer(buf, len, &handler, &ap);
 	account_finish(&ap, errors_before);
 
-	explicit_bzero(buf, len);
-	free(buf);
 	free(ap.dir);
 	for (i = 0; i < ap.nseen; i++)
 		free(ap.seen[i].name);
@@ -1115,6 +1110,26 @@ config_account_load(const char *path, const char *name, struct diag *diag)
 		config_account_free(ac);
 		return NULL;
 	}
+	return ac;
+}
+
+/* Load one account file; see config_account_parse. */
+struct account_conf *
+config_account_load(const char *path, const char *name, struct diag *diag)
+{
+	struct account_conf	*ac;
+	char			*buf;
+	size_t			 len;
+	int			 rc;
+
+	if ((rc = read_file_capped(path, CONFIG_FILE_MAX, &buf, &len)) != 0) {
+		diag_error(diag, path, 0, "cannot read: %s", rc == -EFBIG ?
+		    "larger than 1 MiB" : strerror(-rc));
+		return NULL;
+	}
+	ac = config_account_parse(path, name, buf, len, diag);
+	explicit_bzero(buf, len);
+	free(buf);
 	return ac;
 }
 

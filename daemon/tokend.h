@@ -215,6 +215,8 @@ int		 config_parse_mode(const char *, mode_t *);
 int		 config_parse_argv(const char *, char ***);
 int		 config_account_name_valid(const char *);
 struct config	*config_load(const char *, const char *, struct diag *);
+struct account_conf *config_account_parse(const char *, const char *,
+		    const char *, size_t, struct diag *);
 struct account_conf *config_account_load(const char *, const char *,
 		    struct diag *);
 void		 config_free(struct config *);

@@ -107,7 +107,8 @@ clock_boot_ms(void)
 
 /*
  * Read a whole regular file of at most cap bytes, NUL-terminated.
- * Returns 0 or a negative errno (-EFBIG when it is larger than cap).
+ * Returns 0 or a negative errno: -EFBIG when it is larger than cap,
+ * -EINVAL when it is not a regular file (a FIFO, a device).
  */
 int
 read_file_capped(const char *path, size_t cap, char **out, size_t *outlen)
@@ -118,16 +119,18 @@ read_file_capped(const char *path, size_t cap, char **out, size_t *outlen)
 	ssize_t		 n;
 	int		 fd, saved;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+	/* O_NONBLOCK: opening a FIFO must not hang start-up or a reload */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
+	    -1)
 		return -errno;
 	if (fstat(fd, &st) == -1) {
 		saved = errno;
 		close(fd);
 		return -saved;
 	}
-	if (S_ISDIR(st.st_mode)) {
+	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return -EISDIR;
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	}
 	size = (st.st_size > 0 && (size_t)st.st_size <= cap) ?
 	    (size_t)st.st_size + 1 : 4096;

@@ -1310,6 +1310,43 @@ test_secret_newline(void **state)
 	}
 }
 
+/* A FIFO or a device as a secret file is an error, and does not hang. */
+static void
+test_secret_not_regular(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*path, *fifo;
+	size_t			 i;
+	int			 found = 0;
+
+	fifo = path_in(dir, "c.secret");
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	path = path_in(dir, "fifo.conf");
+	{
+		FILE	*f = fopen(path, "w");
+
+		assert_non_null(f);
+		fputs("[account]\n" URL "client_id = a\n"
+		    "client_secret_file = c.secret\n", f);
+		fclose(f);
+	}
+	memset(&d, 0, sizeof d);
+	ac = config_account_load(path, "fifo", &d);
+	assert_null(ac);
+	for (i = 0; i < d.nerrors; i++)
+		if (strstr(d.errors[i], ":4: client_secret_file: cannot read ")
+		    != NULL && strstr(d.errors[i], "not a regular file") != NULL)
+			found = 1;
+	if (!found)
+		fail_msg("no 'not a regular file' error at line 4 (%zu errors)",
+		    d.nerrors);
+	diag_clear(&d);
+	free(path);
+	free(fifo);
+}
+
 static void
 test_secret_permissions(void **state)
 {
@@ -1692,6 +1729,7 @@ main(void)
 		T(test_account_bad_name),
 		T(test_secret_newline),
 		T(test_secret_permissions),
+		T(test_secret_not_regular),
 		T(test_credentials_directory),
 		T(test_account_equal),
 		T(test_config_load_global),
