@@ -5,6 +5,7 @@
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan
 #   make demo       install missing dependencies, run the end-to-end demo
 #   make install    PREFIX=/usr/local DESTDIR=
+#   V=1             show the compiler's command lines
 
 PREFIX		?= /usr/local
 BINDIR		?= $(PREFIX)/bin
@@ -14,6 +15,12 @@ EXAMPLEDIR	?= $(PREFIX)/share/doc/tokend/examples
 DESTDIR		?=
 
 SANITIZE	?= 0
+V		?= 0
+ifeq ($(V),1)
+Q		:=
+else
+Q		:= @
+endif
 ifeq ($(SANITIZE),1)
 BUILD		:= build-san
 SANFLAGS	:= -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -58,16 +65,20 @@ $(BUILD):
 	mkdir -p $@
 
 $(BUILD)/%.o: daemon/%.c $(HEADERS) | $(BUILD)
-	$(CC) $(ALL_CFLAGS) -Idaemon -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Idaemon -c -o $@ $<
 
 $(BUILD)/tokend: $(DAEMON_OBJS)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tokenctl: $(CTL_OBJS)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
-	$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(UNIT_OBJS) $(ALL_LDFLAGS) \
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(UNIT_OBJS) $(ALL_LDFLAGS) \
 	    $(PKG_LIBS) $$(pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS)
