@@ -94,8 +94,9 @@ parse_http_date(const char *s, time_t *out)
 
 /*
  * A Retry-After value (RFC 9110 10.2.3: delay-seconds or HTTP-date) as a
- * delay in seconds from `now` (wall ms); past dates give 0. -1 when the
- * value is absent or malformed, so that plain backoff applies.
+ * delay in seconds from `now` (wall ms); past dates give 0, and nothing
+ * is longer than RETRY_AFTER_CLAMP. -1 when the value is absent or
+ * malformed, so that plain backoff applies.
  */
 int64_t
 schedule_retry_after(const char *value, int64_t now)
@@ -122,5 +123,7 @@ schedule_retry_after(const char *value, int64_t now)
 	if (parse_http_date(value, &t) != 0)
 		return -1;
 	v = (int64_t)t - now / 1000;
+	if (v > RETRY_AFTER_CLAMP)
+		v = RETRY_AFTER_CLAMP;
 	return v > 0 ? v : 0;
 }

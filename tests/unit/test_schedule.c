@@ -383,6 +383,9 @@ test_retry_after_huge(void **state)
 	    100000000);
 	CHECK_I64("99999999", schedule_retry_after("99999999", T0),
 	    99999999);
+	/* a date in the far future clamps like a huge delay */
+	CHECK_I64("year 9999", schedule_retry_after(
+	    "Fri, 31 Dec 9999 23:59:59 GMT", T0), 100000000);
 	/* the clamp is monotonic: nine digits above it clamp too */
 	CHECK_I64("999999999", schedule_retry_after("999999999", T0),
 	    100000000);
