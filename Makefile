@@ -58,7 +58,18 @@ UNIT_BINS	:= $(addprefix $(BUILD)/test_,$(UNIT_TESTS))
 UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o log.o ini.o config.o \
 		   schedule.o oauth.o sink.o file.o store.o)
 
-.PHONY: all check demo install uninstall deps clean unit
+# libFuzzer targets (clang): every daemon file but main, ASan + UBSan
+FUZZ_TARGETS	:= config response retry_after socket
+FUZZ_BUILD	:= build-fuzz
+FUZZ_SECONDS	?= 60
+FUZZ_CC		?= clang
+FUZZ_SAN	:= -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS	= -std=gnu11 -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
+		  $(PKG_CFLAGS) -Idaemon
+FUZZ_OBJS	:= $(addprefix $(FUZZ_BUILD)/,$(addsuffix .o,$(CORE)))
+FUZZ_BINS	:= $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+
+.PHONY: all check demo install uninstall deps clean unit fuzz fuzz-build
 all: $(BUILD)/tokend $(BUILD)/tokenctl
 
 $(BUILD):
@@ -82,6 +93,39 @@ $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 	    $(PKG_LIBS) $$(pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS)
+
+$(FUZZ_BUILD):
+	mkdir -p $@
+
+$(FUZZ_BUILD)/%.o: daemon/%.c $(HEADERS) | $(FUZZ_BUILD)
+	@echo "  CC      $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+# an archive: each target pulls in only the files it needs
+$(FUZZ_BUILD)/libtokend.a: $(FUZZ_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libtokend.a
+	@echo "  CC/LD   $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
+	    $(FUZZ_BUILD)/libtokend.a $(PKG_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# Each target for FUZZ_SECONDS from its seeds in tests/fuzz/corpus/NAME;
+# what it learns stays in build-fuzz/corpus/NAME for the next run.
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	    echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	    $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- \
+	        $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
+	        2>&1 | grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss)|ERROR|SUMMARY|runtime error|crash-|Test unit written" || true; \
+	    test -z "$$(ls $(FUZZ_BUILD)/crash-$$t-* 2>/dev/null)" || \
+	        { echo "fuzz_$$t: crash saved in $(FUZZ_BUILD)/"; exit 1; }; \
+	done
 
 # Install what is missing, as root or through sudo; skip on non-Debian.
 deps:
@@ -132,4 +176,4 @@ uninstall:
 	rm -rf $(DESTDIR)$(EXAMPLEDIR)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
