@@ -55,10 +55,15 @@ sync_dir(const char *dir)
  * Replace `path` with `data`. Mode, owner and group (-1: the daemon's) are
  * set before the file appears under its name. 0 or a negative errno; on
  * failure the old file is untouched and no temp file is left.
+ *
+ * Readers always see the old file or the new one. FILE_DURABLE adds the
+ * fsyncs (file, then folder) that make the new one survive a power loss;
+ * they cost about a millisecond each here, so they are kept for what
+ * cannot be had again: a state file holding a refresh token.
  */
 int
 file_write_atomic(const char *path, const void *data, size_t len,
-    mode_t mode, uid_t uid, gid_t gid)
+    mode_t mode, uid_t uid, gid_t gid, int flags)
 {
 	const char	*slash = strrchr(path, '/');
 	char		*dir, *tmp;
@@ -85,7 +90,7 @@ file_write_atomic(const char *path, const void *data, size_t len,
 	}
 	if ((rc = write_all(fd, data, len)) != 0)
 		goto fail;
-	if (fsync(fd) == -1) {
+	if ((flags & FILE_DURABLE) && fsync(fd) == -1) {
 		rc = -errno;
 		goto fail;
 	}
@@ -99,7 +104,8 @@ file_write_atomic(const char *path, const void *data, size_t len,
 		rc = -errno;
 		goto fail;
 	}
-	(void)sync_dir(dir);	/* the rename is done: a failed sync is not */
+	if (flags & FILE_DURABLE)
+		(void)sync_dir(dir);	/* the rename is done: that stands */
 	rc = 0;
 	goto out;
 fail:

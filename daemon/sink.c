@@ -114,8 +114,9 @@ sink_write(const struct sink_conf *sc, const struct token *t, int64_t now)
 	int	 rc;
 
 	buf = sink_render(sc->format, t, now, &len);
+	/* not durable: a lost token file is written again at start-up */
 	rc = file_write_atomic(sc->path, buf, len, sc->mode, sc->uid,
-	    sc->gid);
+	    sc->gid, 0);
 	explicit_bzero(buf, len);
 	free(buf);
 	return rc;

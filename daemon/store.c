@@ -134,8 +134,9 @@ store_save(const char *state_dir, const char *name, const struct token *t)
 	freezero_str(rt);
 	free(tt);
 	path = store_path(state_dir, name);
+	/* a refresh token may exist nowhere else: make it survive a crash */
 	rc = file_write_atomic(path, buf, (size_t)n, 0600, (uid_t)-1,
-	    (gid_t)-1);
+	    (gid_t)-1, t->refresh_token != NULL ? FILE_DURABLE : 0);
 	free(path);
 	freezero_str(buf);
 	return rc;

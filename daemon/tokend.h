@@ -317,8 +317,9 @@ size_t		 http_in_flight(const struct http *);
 size_t		 http_queued(const struct http *);
 
 /* file.c */
+#define FILE_DURABLE	0x1	/* fsync file and folder */
 int		 file_write_atomic(const char *, const void *, size_t, mode_t,
-		    uid_t, gid_t);
+		    uid_t, gid_t, int);
 void		 file_remove_stale_temps(const char *);
 
 /* store.c */

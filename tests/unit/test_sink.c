@@ -574,7 +574,7 @@ test_file_write_atomic(void **state)
 	for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
 		snprintf(what, sizeof what, "mode %04o", modes[i]);
 		assert_int_equal(file_write_atomic(path, what, strlen(what),
-		    modes[i], (uid_t)-1, (gid_t)-1), 0);
+		    modes[i], (uid_t)-1, (gid_t)-1, i % 2 ? FILE_DURABLE : 0), 0);
 		got = get_file(path, &len);
 		CHECK_STR(what, got, what);
 		free(got);
@@ -587,7 +587,7 @@ test_file_write_atomic(void **state)
 
 	/* binary data with NUL bytes, written whole */
 	assert_int_equal(file_write_atomic(path, "a\0b\0", 4, 0600, (uid_t)-1,
-	    (gid_t)-1), 0);
+	    (gid_t)-1, FILE_DURABLE), 0);
 	got = get_file(path, &len);
 	assert_int_equal(len, 4);
 	assert_memory_equal(got, "a\0b\0", 4);
@@ -596,13 +596,13 @@ test_file_write_atomic(void **state)
 	/* replaced by rename: a new inode, the old one never rewritten */
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(file_write_atomic(path, "new", 3, 0600, (uid_t)-1,
-	    (gid_t)-1), 0);
+	    (gid_t)-1, FILE_DURABLE), 0);
 	assert_int_equal(stat(path, &st2), 0);
 	assert_true(st.st_ino != st2.st_ino);
 
 	/* an empty file is a file */
 	assert_int_equal(file_write_atomic(path, "", 0, 0600, (uid_t)-1,
-	    (gid_t)-1), 0);
+	    (gid_t)-1, FILE_DURABLE), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_size, 0);
 
@@ -622,7 +622,7 @@ test_file_write_atomic_owner(void **state)
 	if (geteuid() != 0)
 		skip();
 	path = path_in(dir, "owned");
-	assert_int_equal(file_write_atomic(path, "x", 1, 0640, 4242, 4343),
+	assert_int_equal(file_write_atomic(path, "x", 1, 0640, 4242, 4343, FILE_DURABLE),
 	    0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_uid, 4242);
@@ -630,7 +630,7 @@ test_file_write_atomic_owner(void **state)
 	assert_int_equal(st.st_mode & 07777, 0640);
 	/* -1 leaves the owner as the creating process */
 	assert_int_equal(file_write_atomic(path, "y", 1, 0600, (uid_t)-1,
-	    4343), 0);
+	    4343, FILE_DURABLE), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_uid, 0);
 	assert_int_equal(st.st_gid, 4343);
@@ -646,7 +646,7 @@ test_file_write_atomic_failures(void **state)
 
 	/* the target's folder does not exist */
 	path = path_in(dir, "no/such/dir/target");
-	rc = file_write_atomic(path, "x", 1, 0600, (uid_t)-1, (gid_t)-1);
+	rc = file_write_atomic(path, "x", 1, 0600, (uid_t)-1, (gid_t)-1, FILE_DURABLE);
 	CHECK_I64("missing folder", rc, -ENOENT);
 	free(path);
 
@@ -655,7 +655,7 @@ test_file_write_atomic_failures(void **state)
 	assert_int_equal(mkdir(sub, 0700), 0);
 	inner = path_in(sub, "keep");
 	put_file(inner, "keep", 0600);
-	rc = file_write_atomic(sub, "x", 1, 0600, (uid_t)-1, (gid_t)-1);
+	rc = file_write_atomic(sub, "x", 1, 0600, (uid_t)-1, (gid_t)-1, FILE_DURABLE);
 	if (rc >= 0)
 		fail_msg("writing over a folder returned %d", rc);
 	listing = list_dir(dir);
@@ -678,7 +678,7 @@ test_file_write_atomic_relative(void **state)
 	assert_non_null(getcwd(cwd, sizeof cwd));
 	assert_int_equal(chdir(dir), 0);
 	assert_int_equal(file_write_atomic("rel.token", "r", 1, 0600,
-	    (uid_t)-1, (gid_t)-1), 0);
+	    (uid_t)-1, (gid_t)-1, FILE_DURABLE), 0);
 	assert_int_equal(chdir(cwd), 0);
 	listing = list_dir(dir);
 	CHECK_STR("relative", listing, "rel.token");
