@@ -668,16 +668,24 @@ socket_in_use(const struct sockaddr_un *sun)
 	return rc;
 }
 
+/*
+ * Create the socket's missing folders 0755 whatever the umask (systemd
+ * units set UMask=0077): every local user must reach the socket.
+ */
 static int
 mkdir_parents(const char *path)
 {
 	char	*dir = xstrdup(path), *p;
+	int	 saved;
 
 	for (p = dir + 1; (p = strchr(p, '/')) != NULL; p++) {
 		*p = '\0';
-		if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
+		if (mkdir(dir, 0755) == 0)
+			chmod(dir, 0755);
+		else if (errno != EEXIST) {
+			saved = errno;
 			free(dir);
-			return -errno;
+			return -saved;
 		}
 		*p = '/';
 	}
@@ -730,7 +738,7 @@ control_listen(const char *path)
 		return -1;
 	}
 	umask(old);
-	if (listen(fd, 128) == -1) {
+	if (listen(fd, SOMAXCONN) == -1) {
 		log_warn("listen %s", path);
 		close(fd);
 		return -1;

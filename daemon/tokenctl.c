@@ -237,7 +237,17 @@ cmd_status(const char *account)
 		name = field(json_object_array_get_idx(arr, i), "account");
 		if (name != NULL && strlen(name) > w)
 			w = strlen(name);
+		if (name != NULL && account != NULL && !strcmp(name, account))
+			shown++;
 	}
+	if (account != NULL && shown == 0) {
+		fprintf(stderr, "tokenctl: status: no such account: %s\n",
+		    account);
+		json_object_put(arr);
+		answer_free(&a);
+		return EXIT_NO_ACCOUNT;
+	}
+	shown = 0;
 	if (!json_out)
 		printf("%-*s  %-10s  %-30s  %-30s  %s\n", (int)w, "ACCOUNT",
 		    "STATE", "EXPIRES", "NEXT REFRESH", "LAST ERROR");
@@ -264,11 +274,6 @@ cmd_status(const char *account)
 	}
 	json_object_put(arr);
 	answer_free(&a);
-	if (account != NULL && shown == 0) {
-		fprintf(stderr, "tokenctl: status: no such account: %s\n",
-		    account);
-		return EXIT_NO_ACCOUNT;
-	}
 	return EXIT_OK;
 }
 
