@@ -1,7 +1,8 @@
 #!/bin/sh
 # Everything `make check` runs, with one tally at the end:
 #   unit tests (cmocka), integration tests (the real daemon against the
-#   test issuer over HTTPS), and the project's static checks.
+#   test issuer over HTTPS: tests/integration.py, then the socket API and
+#   tokenctl in tests/integration_socket.py), and the project's static checks.
 # Called by the Makefile with BUILD (build or build-san) and SANITIZE set.
 set -u
 BUILD=${BUILD:-build}
@@ -27,7 +28,9 @@ fi
 echo "== unit tests"
 for t in "$BUILD"/test_*; do
 	[ -x "$t" ] || continue
-	out=$("$t" 2>&1)
+	# a unit test that hangs (a blocking open, say) is a failure, not a
+	# stalled CI run
+	out=$(timeout 300 "$t" 2>&1)
 	rc=$?
 	printf '%s\n' "$out"
 	p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
@@ -41,19 +44,23 @@ for t in "$BUILD"/test_*; do
 	count "$(basename "$t")" "$p" "$f"
 done
 
-echo "== integration tests"
-out_file=$(mktemp)
-python3 tests/integration.py --tokend "$BUILD/tokend" \
-    --tokenctl "$BUILD/tokenctl" 2>&1 | tee "$out_file"
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out_file" | tail -n 1)
-rm -f "$out_file"
-if [ -n "$line" ]; then
-	p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
-	f=$(echo "$line" | sed 's/.*passed, \([0-9]*\) failed.*/\1/')
-	count integration "$p" "$f"
-else
-	count integration 0 1
-fi
+# Each integration file prints its own `N passed, N failed` as its last
+# tally line; no tally at all (it crashed) counts as one failure.
+for suite in integration integration_socket; do
+	echo "== $suite tests"
+	out_file=$(mktemp)
+	python3 "tests/$suite.py" --tokend "$BUILD/tokend" \
+	    --tokenctl "$BUILD/tokenctl" 2>&1 | tee "$out_file"
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out_file" | tail -n 1)
+	rm -f "$out_file"
+	if [ -n "$line" ]; then
+		p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
+		f=$(echo "$line" | sed 's/.*passed, \([0-9]*\) failed.*/\1/')
+		count "$suite" "$p" "$f"
+	else
+		count "$suite" 0 1
+	fi
+done
 
 echo
 [ -n "$failures" ] && echo "failing:$failures"

@@ -19,6 +19,11 @@ access and refresh token) plus the test's own secrets, also in their
 form-urlencoded and HTTP Basic (base64) spellings; any hit fails the test.
 test_secret_scan_selftest proves that the scan catches a planted secret.
 
+Other test files reuse this harness: they import what they need from here
+and end with `sys.exit(main(THEIR_TESTS, __file__))` (same options, same
+output); tests/integration_socket.py is one.  A test may register its own
+clean-up steps in t.cleanups (run after the daemons stopped and the scan).
+
 Python standard library only.
 """
 
@@ -489,6 +494,7 @@ class Context:
         self.issuers = []
         self.daemons = []
         self.secrets = []        # the test's own secrets, scanned for too
+        self.cleanups = []       # callables run last by cleanup()
         self._ssl = None
 
     def path(self, *parts):
@@ -581,6 +587,11 @@ class Context:
             problems.extend(self.find_leaks())
         except Exception as e:
             problems.append("secret scan failed: %r" % e)
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as e:
+                problems.append("cleanup step failed: %r" % e)
         return problems
 
     def stop_issuers(self):
@@ -1394,7 +1405,7 @@ def log_tail(path, n=40):
     return text.splitlines()[-n:]
 
 
-def run_child(name, run_dir, tokend, tokenctl, wrapper):
+def run_child(tests, name, run_dir, tokend, tokenctl, wrapper):
     """Run one test in this (child) process; returns the result dict."""
     tmp = os.path.join(run_dir, name)
     os.makedirs(tmp)
@@ -1408,7 +1419,7 @@ def run_child(name, run_dir, tokend, tokenctl, wrapper):
     started = time.monotonic()
     reason = None
     try:
-        TESTS[name](ctx)
+        tests[name](ctx)
     except TestTimeout:
         reason = "timed out after %ds" % TEST_TIMEOUT
     except TestFailure as e:
@@ -1439,11 +1450,12 @@ def run_child(name, run_dir, tokend, tokenctl, wrapper):
             "seconds": time.monotonic() - started, "details": details}
 
 
-def run_parent(names, run_dir, args):
-    """Run each test in a child process, args.jobs at a time."""
+def run_parent(script, names, run_dir, args):
+    """Run each test in a child process (`script --child NAME`), args.jobs
+    at a time."""
 
     def one(name):
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", name,
+        cmd = [sys.executable, script, "--child", name,
                "--run-dir", run_dir, "--tokend", args.tokend,
                "--tokenctl", args.tokenctl, "--timeout", str(args.timeout),
                "--wrapper", args.wrapper]
@@ -1491,9 +1503,21 @@ def run_parent(names, run_dir, args):
     return passed, failed
 
 
-def main():
+def main(test_functions=None, script=None, description=None):
+    """The command line of a test file: run test_functions (a dict name ->
+    function, or a list of functions; default this file's TESTS), each in a
+    child process started as `python3 SCRIPT --child NAME` (default: the
+    file run as __main__, which must call main() with the same tests)."""
     global TEST_TIMEOUT
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    if test_functions is None:
+        tests = TESTS
+    elif isinstance(test_functions, dict):
+        tests = dict(test_functions)
+    else:
+        tests = {fn.__name__: fn for fn in test_functions}
+    script = os.path.abspath(script or sys.modules["__main__"].__file__)
+    ap = argparse.ArgumentParser(description=description or
+                                 __doc__.split("\n")[0])
     ap.add_argument("--tokend", default="build/tokend")
     ap.add_argument("--tokenctl", default="build/tokenctl")
     ap.add_argument("-k", dest="substring", default="",
@@ -1519,13 +1543,13 @@ def main():
         # Test code may print; only the result line goes to the real stdout.
         real_stdout = sys.stdout
         sys.stdout = sys.stderr
-        res = run_child(args.child, args.run_dir, args.tokend, args.tokenctl,
-                        args.wrapper)
+        res = run_child(tests, args.child, args.run_dir, args.tokend,
+                        args.tokenctl, args.wrapper)
         real_stdout.write(json.dumps(res) + "\n")
         real_stdout.flush()
         return 0
 
-    names = [n for n in TESTS if args.substring in n]
+    names = [n for n in tests if args.substring in n]
     if args.list:
         print("\n".join(names))
         return 0
@@ -1539,7 +1563,7 @@ def main():
     run_dir = tempfile.mkdtemp(prefix="tokend-it-")
     subprocess.run(["sh", MKCERTS, os.path.join(run_dir, "certs")], check=True)
     started = time.monotonic()
-    passed, failed = run_parent(names, run_dir, args)
+    passed, failed = run_parent(script, names, run_dir, args)
     if failed == 0 and not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
     print("(%d tests in %.0fs; -j %d)" % (passed + failed,
@@ -1549,4 +1573,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(TESTS, __file__))
