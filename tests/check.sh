@@ -62,6 +62,63 @@ for suite in integration integration_socket; do
 	fi
 done
 
+echo "== static checks"
+# Each prints PASS or FAIL with what it saw.
+static_check() {	# static_check NAME COMMAND...
+	name=$1
+	shift
+	if out=$("$@" 2>&1); then
+		echo "PASS $name"
+		count "$name" 1 0
+	else
+		printf 'FAIL %s\n%s\n' "$name" "$out"
+		count "$name" 0 1
+	fi
+}
+
+# mandoc -T lint exits 0 on warnings; what it prints is what counts
+man_lint() {
+	out=$(mandoc -T lint -W warning man/tokend.8 man/tokend.conf.5 \
+	    man/tokenctl.1 2>&1)
+	[ -z "$out" ] || { echo "$out"; return 1; }
+}
+static_check man-pages-lint man_lint
+
+# systemd's own score of the unit's sandboxing: 2.0 at most
+unit_exposure() {
+	out=$(systemd-analyze security --offline=yes systemd/tokend.service \
+	    2>&1) || { echo "$out"; return 1; }
+	score=$(echo "$out" | sed -n 's/.*Overall exposure level for tokend.service: \([0-9.]*\).*/\1/p')
+	echo "exposure $score"
+	[ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'
+}
+static_check unit-exposure unit_exposure
+
+# make install and uninstall into a private DESTDIR
+install_round_trip() {
+	dest=$(mktemp -d)
+	make --no-print-directory -s install SANITIZE="$SANITIZE" \
+	    DESTDIR="$dest" PREFIX=/usr >/dev/null || return 1
+	for f in usr/bin/tokend usr/bin/tokenctl \
+	    usr/share/man/man8/tokend.8 usr/share/man/man5/tokend.conf.5 \
+	    usr/share/man/man1/tokenctl.1 \
+	    usr/lib/systemd/system/tokend.service \
+	    usr/lib/systemd/system/tokend.socket \
+	    usr/share/doc/tokend/examples/tokend.conf; do
+		[ -f "$dest/$f" ] || { echo "missing $f"; return 1; }
+	done
+	grep -q '^ExecStart=/usr/bin/tokend' \
+	    "$dest/usr/lib/systemd/system/tokend.service" ||
+	    { echo "ExecStart does not point at PREFIX"; return 1; }
+	"$dest/usr/bin/tokend" --version >/dev/null || return 1
+	make --no-print-directory -s uninstall DESTDIR="$dest" PREFIX=/usr ||
+	    return 1
+	left=$(find "$dest" -type f)
+	rm -rf "$dest"
+	[ -z "$left" ] || { echo "left after uninstall: $left"; return 1; }
+}
+static_check install-uninstall install_round_trip
+
 echo
 [ -n "$failures" ] && echo "failing:$failures"
 echo "total: $passed passed, $failed failed"
