@@ -22,6 +22,14 @@
 
 static struct daemon_ctx	 ctx;
 static int			 ready_sent;
+static struct event		*ready_ev;
+
+/*
+ * READY=1 waits for every account's first attempt, but no longer than
+ * this: a hanging endpoint times out per request, and a queue of them
+ * behind max_requests_per_host would otherwise hold start-up for long.
+ */
+#define READY_DEADLINE		90	/* seconds */
 static struct event		*status_ev;
 static struct event		*watchdog_ev;
 
@@ -112,6 +120,16 @@ status_update_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 static void
+daemon_send_ready(const char *how)
+{
+	ready_sent = 1;
+	if (ready_ev != NULL)
+		evtimer_del(ready_ev);
+	log_info("ready: %zu accounts%s", ctx.naccounts, how);
+	sd_notify(0, "READY=1");
+}
+
+static void
 daemon_check_ready(void)
 {
 	size_t	 i;
@@ -121,9 +139,26 @@ daemon_check_ready(void)
 	for (i = 0; i < ctx.naccounts; i++)
 		if (!account_has_attempted(ctx.accounts[i]))
 			return;
-	ready_sent = 1;
-	log_info("ready: %zu accounts", ctx.naccounts);
-	sd_notify(0, "READY=1");
+	daemon_send_ready("");
+}
+
+static void
+ready_deadline_cb(evutil_socket_t fd, short events, void *arg)
+{
+	size_t	 i, waiting = 0;
+	char	 how[80];
+
+	(void)fd;
+	(void)events;
+	(void)arg;
+	if (ready_sent)
+		return;
+	for (i = 0; i < ctx.naccounts; i++)
+		if (!account_has_attempted(ctx.accounts[i]))
+			waiting++;
+	snprintf(how, sizeof how, " (%zu still waiting for a first answer "
+	    "after %d s)", waiting, READY_DEADLINE);
+	daemon_send_ready(how);
 }
 
 /* An account changed state: refresh STATUS= soon, once for many. */
@@ -448,6 +483,12 @@ main(int argc, char *argv[])
 		log_warnx("no accounts in %s", cfg->accounts_dir);
 	for (i = 0; i < ctx.naccounts; i++)
 		account_start(ctx.accounts[i]);
+	ready_ev = evtimer_new(ctx.base, ready_deadline_cb, NULL);
+	{
+		struct timeval	 tv = { READY_DEADLINE, 0 };
+
+		evtimer_add(ready_ev, &tv);
+	}
 	daemon_check_ready();
 	watchdog_init();
 
@@ -464,6 +505,7 @@ main(int argc, char *argv[])
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(status_ev);
+	event_free(ready_ev);
 	if (watchdog_ev != NULL)
 		event_free(watchdog_ev);
 	event_base_free(ctx.base);
