@@ -145,6 +145,12 @@ hooks_run(char **argv, const char *account, int64_t expires_at)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
 	    O_RDONLY, 0);
+	/*
+	 * Nothing but stdio: libcurl opens its sockets (a keep-alive TLS
+	 * connection to the token endpoint, its wakeup pair) without
+	 * close-on-exec, and a hook must not hold or write into them.
+	 */
+	posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
 	posix_spawnattr_setsigmask(&attr, &none);
