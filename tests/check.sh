@@ -46,7 +46,7 @@ done
 
 # Each integration file prints its own `N passed, N failed` as its last
 # tally line; no tally at all (it crashed) counts as one failure.
-for suite in integration integration_socket; do
+for suite in integration integration_socket integration_systemd; do
 	echo "== $suite tests"
 	out_file=$(mktemp)
 	python3 "tests/$suite.py" --tokend "$BUILD/tokend" \
