@@ -12,6 +12,7 @@ BINDIR		?= $(PREFIX)/bin
 MANDIR		?= $(PREFIX)/share/man
 UNITDIR		?= $(PREFIX)/lib/systemd/system
 EXAMPLEDIR	?= $(PREFIX)/share/doc/tokend/examples
+SYSCONFDIR	?= /etc
 DESTDIR		?=
 
 SANITIZE	?= 0
@@ -165,6 +166,8 @@ install: all
 	install -m 0644 conf/tokend.conf $(DESTDIR)$(EXAMPLEDIR)
 	install -m 0644 conf/accounts.d/*.example \
 	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/tokend/accounts.d
+	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/tokend/credentials
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tokend $(DESTDIR)$(BINDIR)/tokenctl \
@@ -174,6 +177,9 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/tokend.service \
 	    $(DESTDIR)$(UNITDIR)/tokend.socket
 	rm -rf $(DESTDIR)$(EXAMPLEDIR)
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/tokend/accounts.d \
+	    $(DESTDIR)$(SYSCONFDIR)/tokend/credentials \
+	    $(DESTDIR)$(SYSCONFDIR)/tokend 2>/dev/null
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -801,14 +801,27 @@ static char *
 resolve_path(struct account_parse *ap, const char *path, int credential)
 {
 	const char	*creds = getenv("CREDENTIALS_DIRECTORY");
-	char		*out;
+	char		*out, *prefixed;
 
 	if (path[0] == '/')
 		return xstrdup(path);
-	if (credential && creds != NULL && *creds != '\0')
-		xasprintf(&out, "%s/%s", creds, path);
-	else
+	if (!credential || creds == NULL || *creds == '\0') {
 		xasprintf(&out, "%s/%s", ap->dir, path);
+		return out;
+	}
+	xasprintf(&out, "%s/%s", creds, path);
+	/*
+	 * The shipped unit loads a whole folder (LoadCredential=tokend:DIR),
+	 * which systemd names tokend_FILENAME; either name finds it.
+	 */
+	if (access(out, F_OK) != 0 && strchr(path, '/') == NULL) {
+		xasprintf(&prefixed, "%s/" CREDENTIAL_PREFIX "%s", creds, path);
+		if (access(prefixed, F_OK) == 0) {
+			free(out);
+			return prefixed;
+		}
+		free(prefixed);
+	}
 	return out;
 }
 

@@ -18,6 +18,8 @@
 #define DEFAULT_ACCOUNTS_DIR	"/etc/tokend/accounts.d"
 #define DEFAULT_STATE_DIR	"/var/lib/tokend"
 #define DEFAULT_SOCKET		"/run/tokend/tokend.sock"
+/* LoadCredential=tokend:DIR names each file of DIR tokend_FILE */
+#define CREDENTIAL_PREFIX	"tokend_"
 
 #define ACCOUNT_NAME_MAX	64
 #define SECRET_FILE_MAX		(64 * 1024)	/* a secret or token file */

@@ -107,13 +107,17 @@ install_round_trip() {
 	    usr/share/doc/tokend/examples/tokend.conf; do
 		[ -f "$dest/$f" ] || { echo "missing $f"; return 1; }
 	done
+	[ -d "$dest/etc/tokend/accounts.d" ] ||
+	    { echo "missing etc/tokend/accounts.d"; return 1; }
+	[ "$(stat -c %a "$dest/etc/tokend/credentials")" = 700 ] ||
+	    { echo "etc/tokend/credentials is not 0700"; return 1; }
 	grep -q '^ExecStart=/usr/bin/tokend' \
 	    "$dest/usr/lib/systemd/system/tokend.service" ||
 	    { echo "ExecStart does not point at PREFIX"; return 1; }
 	"$dest/usr/bin/tokend" --version >/dev/null || return 1
 	make --no-print-directory -s uninstall DESTDIR="$dest" PREFIX=/usr ||
 	    return 1
-	left=$(find "$dest" -type f)
+	left=$(find "$dest" -type f; find "$dest/etc" -mindepth 1 2>/dev/null)
 	rm -rf "$dest"
 	[ -z "$left" ] || { echo "left after uninstall: $left"; return 1; }
 }

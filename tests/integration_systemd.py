@@ -758,15 +758,19 @@ def test_journal_fields(t):
 def test_credentials_directory(t):
     """Relative client_secret_file and password_file are read from
     $CREDENTIALS_DIRECTORY (0400 files; the account's own folder has no
-    such files): the daemon gets its tokens.  Without the variable,
-    tokend --check names both missing files with FILE:LINE."""
+    such files): the daemon gets its tokens.  One credential has its own
+    name, the other the tokend_NAME that the shipped unit's
+    LoadCredential=tokend:/etc/tokend/credentials gives each file of that
+    folder.  Without the variable, tokend --check names both missing files
+    with FILE:LINE."""
     secret, password = "cred-client-secret-2236", "cred-user-password-1618"
     iss = t.issuer({"clients": {"cred-client": secret},
                     "users": {"carol": password}, "lifetime": 3600})
     d = sd_daemon(t)
     creds = t.path("credentials")
     os.makedirs(creds, mode=0o700)
-    for name, value in (("client.secret", secret), ("user.password", password)):
+    for name, value in (("client.secret", secret),
+                        ("tokend_user.password", password)):
         write_file(os.path.join(creds, name), value + "\n", 0o400)
     t.add_secret(secret, password)
     d.write_account("cred", raw="\n".join([
