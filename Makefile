@@ -46,7 +46,8 @@ ALL_LDFLAGS	= $(SANFLAGS) -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 # Debian packages that building, testing and the demo need
 DEB_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev \
 		   libevent-dev libjson-c-dev libsystemd-dev libcmocka-dev \
-		   openssl ca-certificates python3 curl mandoc systemd
+		   openssl ca-certificates python3 curl mandoc systemd valgrind \
+		   clang libclang-rt-dev
 
 CORE		:= util log ini config schedule oauth timer http file store \
 		   sink account hooks control

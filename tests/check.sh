@@ -46,21 +46,57 @@ done
 
 # Each integration file prints its own `N passed, N failed` as its last
 # tally line; no tally at all (it crashed) counts as one failure.
-for suite in integration integration_socket integration_systemd; do
-	echo "== $suite tests"
+run_suite() {	# run_suite NAME COMMAND...: count its last tally line
+	name=$1
+	shift
 	out_file=$(mktemp)
-	python3 "tests/$suite.py" --tokend "$BUILD/tokend" \
-	    --tokenctl "$BUILD/tokenctl" 2>&1 | tee "$out_file"
+	"$@" 2>&1 | tee "$out_file"
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out_file" | tail -n 1)
 	rm -f "$out_file"
 	if [ -n "$line" ]; then
 		p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
 		f=$(echo "$line" | sed 's/.*passed, \([0-9]*\) failed.*/\1/')
-		count "$suite" "$p" "$f"
+		count "$name" "$p" "$f"
 	else
-		count "$suite" 0 1
+		count "$name" 0 1
 	fi
+}
+
+for suite in integration integration_socket integration_systemd; do
+	echo "== $suite tests"
+	run_suite "$suite" python3 "tests/$suite.py" --tokend "$BUILD/tokend" \
+	    --tokenctl "$BUILD/tokenctl"
 done
+
+# The real daemon under valgrind through a start, refreshes with rotating
+# refresh tokens, kill -9 and restart, reloads, the socket, and SIGTERM:
+# any leak or memory error makes it exit 99, which fails the test.
+# (Not with SANITIZE=1: ASan and valgrind do not mix.)
+if [ "$SANITIZE" != 1 ] && command -v valgrind >/dev/null 2>&1; then
+	vg="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect"
+	vg="$vg --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
+	for sel in integration:rotating integration:sighup \
+	    integration_socket:tokenctl_commands; do
+		suite=${sel%%:*}
+		echo "== valgrind: $suite -k ${sel#*:}"
+		run_suite "valgrind-${sel#*:}" python3 "tests/$suite.py" \
+		    --tokend "$BUILD/tokend" --tokenctl "$BUILD/tokenctl" \
+		    -k "${sel#*:}" --timeout 120 --wrapper "$vg"
+	done
+fi
+
+# A short run of every fuzz target (clang's libFuzzer); make fuzz runs
+# them longer.
+if [ "$SANITIZE" != 1 ] && command -v clang >/dev/null 2>&1; then
+	for t in config response retry_after socket; do
+		if make --no-print-directory -s fuzz FUZZ_TARGETS=$t \
+		    FUZZ_SECONDS="${FUZZ_SECONDS:-10}"; then
+			count "fuzz_$t" 1 0
+		else
+			count "fuzz_$t" 0 1
+		fi
+	done
+fi
 
 echo "== static checks"
 # Each prints PASS or FAIL with what it saw.
