@@ -111,6 +111,16 @@ control_sweep(void)
 	}
 }
 
+/* Sweep once a second while connections are open; an idle daemon sleeps. */
+static void
+control_sweep_arm(void)
+{
+	struct timeval	 tv = { 1, 0 };
+
+	if (nconns > 0 && !evtimer_pending(control_sweep_ev, NULL))
+		evtimer_add(control_sweep_ev, &tv);
+}
+
 static void
 control_sweep_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -118,6 +128,7 @@ control_sweep_cb(evutil_socket_t fd, short events, void *arg)
 	(void)events;
 	(void)arg;
 	control_sweep();
+	control_sweep_arm();
 }
 
 static struct bufferevent *
@@ -136,7 +147,9 @@ control_bev_cb(struct event_base *base, void *arg)
 	c = xcalloc(1, sizeof *c);
 	c->bev = bev;
 	LIST_INSERT_HEAD(&conns, c, entry);
-	if (++nconns >= CONTROL_MAX_CONNECTIONS && !paused) {
+	nconns++;
+	control_sweep_arm();
+	if (nconns >= CONTROL_MAX_CONNECTIONS && !paused) {
 		evconnlistener_disable(
 		    evhttp_bound_socket_get_listener(control_bound));
 		paused = 1;
@@ -750,7 +763,6 @@ control_listen(const char *path)
 int
 control_init(struct daemon_ctx *ctx, const char *path)
 {
-	struct timeval	 sweep = { 1, 0 };
 	int		 fd = -1, n;
 
 	control_ctx = ctx;
@@ -784,9 +796,7 @@ control_init(struct daemon_ctx *ctx, const char *path)
 		log_warnx("cannot serve the control socket");
 		return -1;
 	}
-	control_sweep_ev = event_new(ctx->base, -1, EV_PERSIST,
-	    control_sweep_cb, NULL);
-	event_add(control_sweep_ev, &sweep);
+	control_sweep_ev = evtimer_new(ctx->base, control_sweep_cb, NULL);
 	return 0;
 }
 

@@ -1287,6 +1287,38 @@ def test_tokenctl_commands(t):
 
 # -- abuse while tokens keep refreshing ----------------------------------------
 
+def test_connections_release_descriptors(t):
+    """Every closed connection gives its descriptor back within a couple of
+    seconds: the very first one, and fifty after it (regression: the
+    sweep that lets go of connections evhttp has closed was armed before
+    the first connection was counted, so it never ran for it)."""
+    iss = t.issuer({"clients": {RFC_ID: RFC_SECRET}, "lifetime": 3600})
+    d = t.daemon()
+    add_account(t, d, iss, "fds")
+    d.start()
+    wait_requests(d, iss, 1, 10, "a token")
+    fd_dir = "/proc/%d/fd" % d.proc.pid
+
+    def fds():
+        return len(os.listdir(fd_dir))
+
+    d.wait_for(lambda: os.path.exists(d.socket), 5, "the socket")
+    time.sleep(0.3)
+    baseline = fds()
+    ans = get(d, "/v1/token/fds")
+    check(ans.status == 200, "GET /v1/token/fds: %r" % (ans,))
+    d.wait_for(lambda: fds() == baseline, 4, "the first connection's "
+               "descriptor to be released (%d open, %d before)"
+               % (fds(), baseline))
+    for _ in range(50):
+        ans = get(d, "/v1/token/fds")
+        check(ans.status == 200, "GET /v1/token/fds: %r" % (ans,))
+    d.wait_for(lambda: fds() == baseline, 4, "50 connections' descriptors to "
+               "be released (%d open, %d before)" % (fds(), baseline))
+    d.stop(expect_exit=0)
+    check_sanitizer_clean(d)
+
+
 def abuse_setup(t, lifetime=3):
     """An account whose token lives `lifetime` s (due at lifetime - 1 s),
     already refreshed once."""
