@@ -349,6 +349,81 @@ parse_json(const char *body, size_t len, const char **why)
 }
 
 /*
+ * Does any object in this (already valid) JSON text name a key twice?
+ * json-c keeps the last value, another parser may keep the first: in a
+ * token answer that ambiguity is refused, never resolved. Keys compare as
+ * written. Objects with more than JSON_KEYS_MAX keys are refused too, which
+ * also bounds the quadratic comparison.
+ */
+#define JSON_KEYS_MAX		1024
+
+struct json_key {
+	const char	*at;
+	size_t		 len;
+};
+
+static int
+json_duplicate_keys(const char *p, size_t len)
+{
+	/* per open container: is it an object, does a key come next, and
+	 * where its keys start in the one list of keys seen */
+	unsigned char	 object[JSON_DEPTH_MAX + 2], want_key[JSON_DEPTH_MAX + 2];
+	size_t		 first[JSON_DEPTH_MAX + 2];
+	struct json_key	*keys = NULL;
+	const char	*end = p + len, *str;
+	size_t		 depth = 0, nkeys = 0, cap = 0, n, i;
+	int		 rc = 0;
+
+	for (; p < end && rc == 0; p++) {
+		switch (*p) {
+		case '{':
+		case '[':
+			if (depth > JSON_DEPTH_MAX) {
+				rc = 1;
+				break;
+			}
+			object[depth] = *p == '{';
+			want_key[depth] = object[depth];
+			first[depth++] = nkeys;
+			break;
+		case '}':
+		case ']':
+			if (depth > 0)
+				nkeys = first[--depth];
+			break;
+		case ',':
+			if (depth > 0 && object[depth - 1])
+				want_key[depth - 1] = 1;
+			break;
+		case '"':
+			str = ++p;
+			while (p < end && *p != '"')
+				p += *p == '\\' ? 2 : 1;
+			if (depth == 0 || !want_key[depth - 1])
+				break;
+			want_key[depth - 1] = 0;
+			n = (size_t)(p - str);
+			if (nkeys - first[depth - 1] >= JSON_KEYS_MAX) {
+				rc = 1;
+				break;
+			}
+			for (i = first[depth - 1]; i < nkeys; i++)
+				if (keys[i].len == n && !memcmp(keys[i].at, str, n))
+					rc = 1;
+			if (nkeys == cap) {
+				cap = cap ? cap * 2 : 16;
+				keys = xreallocarray(keys, cap, sizeof *keys);
+			}
+			keys[nkeys].at = str;
+			keys[nkeys++].len = n;
+			break;
+		}
+	}
+	free(keys);
+	return rc;
+}
+
+/*
  * A whole number of seconds from a JSON number or a string of digits.
  * json_object_get_int64 would read "3600abc" as 3600 and null as 0.
  */
@@ -512,6 +587,12 @@ oauth_response_parse(const struct account_conf *ac, long status,
 		return parse_error(status, body, len, res);
 	if ((obj = parse_json(body, len, &why)) == NULL)
 		return fail(res, OAUTH_RETRY, "malformed response: %s", why);
+	if (json_duplicate_keys(body, len)) {
+		json_object_put(obj);
+		return fail(res, OAUTH_RETRY, "malformed response: a key appears "
+		    "twice in one object (or an object has over %d keys)",
+		    JSON_KEYS_MAX);
+	}
 
 	memset(&t, 0, sizeof t);
 	if (take_token(lookup(rc->access_token, obj), &t.access_token) != 0) {

@@ -623,6 +623,15 @@ static const struct ok_case ok_cases[] = {
 	{ "expires_in disabled: default", P_NO_EXPIRY,
 	    "{\"access_token\":\"a\",\"expires_in\":60}", "a", NULL,
 	    "Bearer", 7200 * SEC },
+	/* the same key in different objects is no duplicate */
+	{ "same key in sibling and nested objects", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":60,\"m\":[{\"k\":1},"
+	    "{\"k\":2,\"access_token\":{\"k\":3}}],\"k\":4}", "a", NULL,
+	    "Bearer", 60 * SEC },
+	{ "a value equal to a key", P_RFC,
+	    "{\"access_token\":\"access_token\",\"expires_in\":60,"
+	    "\"note\":\"expires_in\"}", "access_token", NULL, "Bearer",
+	    60 * SEC },
 };
 
 static void
@@ -867,6 +876,18 @@ static const struct bad_case bad_cases[] = {
 	    "{\"access_token\":\"a\",\"\xfe\":1}" },
 	{ "RFC 6749 error with 200", P_RFC,
 	    "{\"error\":\"invalid_grant\"}" },
+	/* a key twice in one object: json-c keeps the last, others the first */
+	{ "duplicate access_token", P_RFC,
+	    "{\"access_token\":\"A1\",\"access_token\":\"A2\"}" },
+	{ "duplicate refresh_token", P_RFC,
+	    "{\"access_token\":\"a\",\"refresh_token\":\"R1\","
+	    "\"expires_in\":60,\"refresh_token\":\"R2\"}" },
+	{ "duplicate key in a nested object", P_SPOTINST,
+	    "{\"response\":{\"items\":[{\"accessToken\":\"a\","
+	    "\"expiresIn\":60,\"accessToken\":\"b\"}]}}" },
+	{ "duplicate after a string holding braces and quotes", P_RFC,
+	    "{\"x\":\"{\\\"access_token\\\":1}\",\"access_token\":\"a\","
+	    "\"x\":2}" },
 };
 
 static void
