@@ -17,6 +17,8 @@
 #include "tokend.h"
 
 #define RETRY_AFTER_MAX		(24 * 3600)	/* seconds we honour at most */
+#define PERSIST_RETRY_MIN	(2 * MSEC_PER_SEC)
+#define PERSIST_RETRY_MAX	(60 * MSEC_PER_SEC)
 
 struct waiter {
 	account_wait_cb		 cb;
@@ -31,6 +33,9 @@ struct account {
 	struct token		 token;		/* the access token served */
 	char			*refresh_token;	/* secret; NULL: none held */
 	int			 state_unsaved;	/* retry store_save */
+	int			 sinks_unwritten;	/* retry sink_write */
+	struct timer		 persist_timer;	/* for both retries */
+	int			 persist_failures;
 
 	struct timer		 timer;
 	int64_t			 due_wall;	/* wall ms of a refresh-ahead
@@ -123,6 +128,8 @@ account_schedule_delay(struct account *a, int64_t delay)
 	timer_set(&a->timer, clock_boot_ms() + delay);
 }
 
+static void	account_persist_later(struct account *);
+
 static void
 account_save_state(struct account *a)
 {
@@ -140,6 +147,7 @@ account_save_state(struct account *a)
 		a->state_unsaved = 1;
 	} else
 		a->state_unsaved = 0;
+	account_persist_later(a);
 }
 
 static void
@@ -148,17 +156,69 @@ account_write_sinks(struct account *a)
 	size_t	 i;
 	int	 rc;
 
+	a->sinks_unwritten = 0;
 	for (i = 0; i < a->conf->nsinks; i++) {
 		rc = sink_write(&a->conf->sinks[i], &a->token, clock_wall_ms());
 		if (rc != 0) {
 			log_account(LOG_LEVEL_ERROR, a->conf->name, "cannot "
-			    "write %s: %s; the previous file is left as it was",
-			    a->conf->sinks[i].path, strerror(-rc));
+			    "write %s: %s; the previous file is left as it was "
+			    "and writing is retried", a->conf->sinks[i].path,
+			    strerror(-rc));
 			snprintf(a->last_error, sizeof a->last_error, "cannot "
 			    "write %s: %s", a->conf->sinks[i].path,
 			    strerror(-rc));
+			a->sinks_unwritten = 1;
 		}
 	}
+	account_persist_later(a);
+}
+
+/*
+ * A full disk, a read-only or missing folder: what could not be written
+ * is tried again from 2 s to a minute apart, not only at the next refresh
+ * (an hour away, maybe, while the file holds a token about to expire).
+ */
+static void
+account_persist_later(struct account *a)
+{
+	int64_t	 delay = PERSIST_RETRY_MIN;
+	int	 i;
+
+	if (!a->state_unsaved && !a->sinks_unwritten) {
+		a->persist_failures = 0;
+		timer_clear(&a->persist_timer);
+		return;
+	}
+	if (timer_pending(&a->persist_timer))
+		return;
+	for (i = 0; i < a->persist_failures && delay < PERSIST_RETRY_MAX; i++)
+		delay *= 2;
+	if (delay > PERSIST_RETRY_MAX)
+		delay = PERSIST_RETRY_MAX;
+	timer_set(&a->persist_timer, clock_boot_ms() + delay);
+}
+
+static void
+account_persist_cb(void *arg)
+{
+	struct account	*a = arg;
+
+	a->persist_failures++;
+	if (a->state_unsaved)
+		account_save_state(a);
+	if (a->sinks_unwritten) {
+		if (token_valid(&a->token, clock_wall_ms()))
+			account_write_sinks(a);
+		else
+			a->sinks_unwritten = 0;	/* nothing worth writing */
+	}
+	if (!a->state_unsaved && !a->sinks_unwritten) {
+		log_account(LOG_LEVEL_INFO, a->conf->name, "state and token "
+		    "files are written again");
+		if (a->failures == 0 && !a->failed)
+			a->last_error[0] = '\0';
+	}
+	account_persist_later(a);
 }
 
 static void
@@ -429,6 +489,8 @@ account_new(struct daemon_ctx *ctx, struct account_conf *conf)
 	a->conf = conf;
 	a->timer.cb = account_timer_cb;
 	a->timer.arg = a;
+	a->persist_timer.cb = account_persist_cb;
+	a->persist_timer.arg = a;
 	TAILQ_INIT(&a->waiters);
 	return a;
 }
@@ -537,6 +599,7 @@ account_free(struct account *a)
 	if (a->req != NULL)
 		http_cancel(a->req);
 	timer_clear(&a->timer);
+	timer_clear(&a->persist_timer);
 	account_notify(a, 0, "the account was removed");
 	token_clear(&a->token);
 	freezero_str(a->refresh_token);
