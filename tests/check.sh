@@ -62,11 +62,18 @@ run_suite() {	# run_suite NAME COMMAND...: count its last tally line
 	fi
 }
 
-for suite in integration integration_socket integration_systemd; do
+for suite in integration integration_socket integration_systemd \
+    integration_faults; do
 	echo "== $suite tests"
 	run_suite "$suite" python3 "tests/$suite.py" --tokend "$BUILD/tokend" \
 	    --tokenctl "$BUILD/tokenctl"
 done
+
+# Alone, after the rest: it sets the machine's wall clock 2 h ahead for a
+# moment (and back), which would upset any other test running then.
+echo "== integration_clock tests (alone)"
+run_suite integration_clock python3 tests/integration_clock.py \
+    --tokend "$BUILD/tokend" --tokenctl "$BUILD/tokenctl" -j 1
 
 # The real daemon under valgrind through a start, refreshes with rotating
 # refresh tokens, kill -9 and restart, reloads, the socket, and SIGTERM:

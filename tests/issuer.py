@@ -152,6 +152,9 @@ class State:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"     # keep-alive
+    # TCP_NODELAY: without it every answer on a reused connection waits
+    # ~40 ms for Nagle and delayed ACKs (83 requests/s instead of 720)
+    disable_nagle_algorithm = True
     server_version = "tokend-test-issuer/1"
     timeout = 120                     # an idle keep-alive connection
 

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Clock faults for tokend (issue 5): a stalled process and a wall clock
+that is set.
+
+    python3 tests/integration_clock.py --tokend build/tokend --tokenctl build/tokenctl -j 1
+
+Run it alone (-j 1) and after every other suite: test_wall_clock_jump sets
+the machine's wall clock 2 hours ahead with `date -s` for a second or two
+(and always sets it back, from time.monotonic(), in a finally clause), which
+would disturb anything else running.  Must run as root.
+
+The harness is tests/integration.py's; the helpers (Case, the issuer
+launcher, the checks) are tests/integration_faults.py's.  As there, every
+test asserts that tokend stays up and exits 0 on SIGTERM, that the files
+only ever hold tokens from good answers and that the state file keeps the
+newest refresh token.  Python standard library only.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from integration import TestFailure, main, read_raw  # noqa: E402
+from integration_faults import (  # noqa: E402
+    Case, Problems, delivered, faulty_config, make_issuers, sleep_alive)
+
+JUMP = 2 * 3600              # seconds the wall clock is set ahead
+
+
+def set_wall_clock(epoch):
+    res = subprocess.run(["date", "-u", "-s", "@%.6f" % epoch],
+                         stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=10)
+    if res.returncode != 0:
+        raise TestFailure("date -s failed: %s" % res.stderr.strip())
+
+
+def two_accounts(t, lifetime, margin):
+    """Accounts a (password grant, rotating refresh tokens) and b
+    (client_credentials), each on an issuer of its own."""
+    c = Case(t, healthy=False)
+    ia, ib = make_issuers(t, [(faulty_config(["a"], lifetime=lifetime), "server"),
+                              (faulty_config(["b"], lifetime=lifetime), "server")])
+    c.add("a", ia, margin=margin)
+    c.add("b", ib, grant="client_credentials", margin=margin)
+    c.start()
+    for n in ("a", "b"):
+        c.wait_token(n)
+    return c
+
+
+def test_stall_sigstop(t):
+    """SIGSTOP the daemon past its tokens' expiry (lifetime 4 s, stopped
+    for 5 s), then SIGCONT: each account is refreshed at once (within ~1 s)
+    with exactly one request, not a burst of the refreshes it missed."""
+    p = Problems()
+    c = two_accounts(t, lifetime=4, margin="1s")
+    d = c.d
+
+    def quiet():
+        # both answered less than 2.4 s ago: the next refresh (every 3 s)
+        # is at least 0.6 s away, so none is in flight across the stop
+        now = time.time()
+        for n in ("a", "b"):
+            ok = delivered(c.entries(n))
+            if not ok or now - ok[-1]["t"] > 2.4 or \
+                    read_raw(c.accounts[n]["files"][0]) != \
+                    ok[-1]["issued_access_token"]:
+                return False
+        return True
+    d.wait_for(quiet, 10, "a moment with no refresh due")
+    before = {n: len(c.entries(n)) for n in ("a", "b")}
+    d.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(5.0)
+    finally:
+        d.proc.send_signal(signal.SIGCONT)
+    resumed = time.time()
+    sleep_alive(d, 2.5)
+    for n in ("a", "b"):
+        log = c.entries(n)
+        during = [e for e in log[before[n]:] if e["t"] < resumed]
+        p.check(not during, "%s: %d requests while the daemon was stopped"
+                % (n, len(during)))
+        after = [e for e in log[before[n]:] if resumed <= e["t"] <=
+                 resumed + 2.5]
+        p.check(len(after) == 1, "%s: %d requests in the 2.5 s after SIGCONT, "
+                "want exactly 1" % (n, len(after)))
+        if after:
+            p.check(after[0]["t"] - resumed <= 1.0, "%s: refreshed %.2fs after "
+                    "SIGCONT, want at once" % (n, after[0]["t"] - resumed))
+            p.check(after[0]["status"] == 200, "%s: the refresh got %s"
+                    % (n, after[0]["status"]))
+        c.check_state(p, n)
+    c.finish(p)
+
+
+def test_wall_clock_jump(t):
+    """Set the wall clock 2 hours ahead (the 1 h tokens look expired) and
+    back: the daemon notices (the log says the wall clock was set) and
+    refreshes each account at once, with one request each; setting it back
+    causes no request."""
+    p = Problems()
+    c = two_accounts(t, lifetime=3600, margin="5m")
+    d = c.d
+    sleep_alive(d, 0.5)
+    before = {n: len(c.entries(n)) for n in ("a", "b")}
+    mono0, wall0 = time.monotonic(), time.time()
+    jumped_at = None
+    try:
+        set_wall_clock(wall0 + JUMP)
+        jumped_at = wall0 + JUMP + (time.monotonic() - mono0)
+        try:
+            d.wait_for(lambda: all(len(delivered(c.entries(n)[before[n]:]))
+                                   >= 1 for n in ("a", "b")), 3,
+                       "a refresh of each account after the jump")
+        except TestFailure as e:
+            p.check(False, str(e))
+    finally:
+        set_wall_clock(wall0 + (time.monotonic() - mono0))
+    restored = time.time()
+    sleep_alive(d, 2.0)
+    for n in ("a", "b"):
+        new = c.entries(n)[before[n]:]
+        p.check(len(new) == 1, "%s: %d requests after the jump and back, want "
+                "exactly 1" % (n, len(new)))
+        if new:
+            lag = new[0]["t"] - jumped_at
+            p.check(-0.5 <= lag <= 1.0, "%s: refreshed %.2fs after the jump, "
+                    "want at once" % (n, lag))
+            p.check(new[0]["status"] == 200, "%s: the refresh got %s"
+                    % (n, new[0]["status"]))
+        late = [e for e in new if e["t"] > restored - 0.1 and e["t"] <
+                wall0 + JUMP / 2]
+        p.check(not late, "%s: setting the clock back caused %d requests"
+                % (n, len(late)))
+        c.check_state(p, n)
+    sets = c.logw.find(r"the wall clock was set")
+    p.check(len(sets) >= 1, "the log does not say the wall clock was set")
+    c.finish(p)
+
+
+TESTS = {name: fn for name, fn in list(globals().items())
+         if name.startswith("test_") and callable(fn)}
+
+if __name__ == "__main__":
+    sys.exit(main(TESTS, __file__,
+                  description="Clock faults for tokend (issue 5); run alone."))
