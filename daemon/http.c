@@ -3,10 +3,12 @@
  * curl's hiperfifo example: one CURLM, a persistent event per curl socket,
  * one libevent timer for curl's timeouts. Nothing here knows OAuth.
  *
- * Requests wait in a FIFO until both the global limit and the limit per
- * host allow them to start, so a start-up storm of thousands of accounts
- * never has more than max_requests in flight, nor more than
- * max_requests_per_host against one endpoint. An easy handle is only made
+ * Requests wait in a FIFO per host until both the global limit and the
+ * limit per host allow them to start, so a start-up storm of thousands of
+ * accounts never has more than max_requests in flight, nor more than
+ * max_requests_per_host against one endpoint. Hosts with waiting requests
+ * take turns, so one busy endpoint does not starve the others, and
+ * starting a request never walks past requests that cannot start. An easy handle is only made
  * when its request starts, which keeps queued requests small; the one
  * multi handle keeps connections alive between requests.
  */
@@ -23,10 +25,15 @@
 
 #include "tokend.h"
 
+struct http_request;
+
 struct http_host {
 	char			*key;		/* scheme://host:port */
 	int			 running;
+	TAILQ_HEAD(, http_request) queue;
+	int			 ready;		/* on http->ready */
 	TAILQ_ENTRY(http_host)	 entry;
+	TAILQ_ENTRY(http_host)	 ready_entry;
 };
 
 struct http_request {
@@ -62,8 +69,9 @@ struct http {
 	int			 max_per_host;
 	size_t			 running;
 	size_t			 queued;
-	TAILQ_HEAD(, http_request) queue;
 	TAILQ_HEAD(, http_host)	 hosts;
+	/* hosts with waiting requests and room to start one, in turn */
+	TAILQ_HEAD(, http_host)	 ready;
 };
 
 struct http_sock {
@@ -72,6 +80,7 @@ struct http_sock {
 };
 
 static void	http_pump(struct http *);
+static void	http_host_update(struct http *, struct http_host *);
 static void	http_check_done(struct http *);
 
 static void
@@ -178,8 +187,8 @@ http_new(struct event_base *base, int max_requests, int max_per_host)
 
 	http = xcalloc(1, sizeof *http);
 	http->base = base;
-	TAILQ_INIT(&http->queue);
 	TAILQ_INIT(&http->hosts);
+	TAILQ_INIT(&http->ready);
 	http->max_requests = max_requests;
 	http->max_per_host = max_per_host;
 	if ((http->multi = curl_multi_init()) == NULL)
@@ -201,8 +210,12 @@ http_new(struct event_base *base, int max_requests, int max_per_host)
 void
 http_set_limits(struct http *http, int max_requests, int max_per_host)
 {
+	struct http_host	*h;
+
 	http->max_requests = max_requests;
 	http->max_per_host = max_per_host;
+	TAILQ_FOREACH(h, &http->hosts, entry)
+		http_host_update(http, h);
 	curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS,
 	    (long)max_requests);
 	http_pump(http);
@@ -271,6 +284,7 @@ http_host_get(struct http *http, const char *url)
 		}
 	h = xcalloc(1, sizeof *h);
 	h->key = key;
+	TAILQ_INIT(&h->queue);
 	TAILQ_INSERT_TAIL(&http->hosts, h, entry);
 	return h;
 }
@@ -324,21 +338,36 @@ http_start(struct http *http, struct http_request *req)
 	return 0;
 }
 
-/* Start queued requests while the limits allow, oldest first. */
+/* Put a host in line to start a request, if it has one and room for it. */
+static void
+http_host_update(struct http *http, struct http_host *h)
+{
+	int	 ready = !TAILQ_EMPTY(&h->queue) &&
+		    h->running < http->max_per_host;
+
+	if (ready && !h->ready)
+		TAILQ_INSERT_TAIL(&http->ready, h, ready_entry);
+	else if (!ready && h->ready)
+		TAILQ_REMOVE(&http->ready, h, ready_entry);
+	h->ready = ready;
+}
+
+/* Start waiting requests while the limits allow, hosts taking turns. */
 static void
 http_pump(struct http *http)
 {
-	struct http_request	*req, *next;
+	struct http_request	*req;
+	struct http_host	*h;
 	struct http_result	 res;
 
-	for (req = TAILQ_FIRST(&http->queue); req != NULL; req = next) {
-		next = TAILQ_NEXT(req, entry);
-		if (http->running >= (size_t)http->max_requests)
-			break;
-		if (req->host->running >= http->max_per_host)
-			continue;
-		TAILQ_REMOVE(&http->queue, req, entry);
+	while (http->running < (size_t)http->max_requests &&
+	    (h = TAILQ_FIRST(&http->ready)) != NULL) {
+		req = TAILQ_FIRST(&h->queue);
+		TAILQ_REMOVE(&h->queue, req, entry);
 		http->queued--;
+		/* to the back of the line: the next host's turn */
+		TAILQ_REMOVE(&http->ready, h, ready_entry);
+		h->ready = 0;
 		if (http_start(http, req) != 0) {
 			memset(&res, 0, sizeof res);
 			res.curl_code = CURLE_OUT_OF_MEMORY;
@@ -346,8 +375,8 @@ http_pump(struct http *http)
 			res.error = "cannot start the request";
 			req->cb(&res, req->arg);
 			http_request_free(req);
-			next = TAILQ_FIRST(&http->queue);	/* cb may queue */
 		}
+		http_host_update(http, h);
 	}
 }
 
@@ -383,6 +412,7 @@ http_finish(struct http *http, struct http_request *req, CURLcode code)
 	req->running = 0;
 	req->host->running--;
 	http->running--;
+	http_host_update(http, req->host);
 	req->cb(&res, req->arg);
 	http_request_free(req);
 }
@@ -429,8 +459,9 @@ http_post(struct http *http, const struct http_post *p, http_done_cb cb,
 	req->host = http_host_get(http, p->url);
 	req->cb = cb;
 	req->arg = arg;
-	TAILQ_INSERT_TAIL(&http->queue, req, entry);
+	TAILQ_INSERT_TAIL(&req->host->queue, req, entry);
 	http->queued++;
+	http_host_update(http, req->host);
 	http_pump(http);
 	return req;
 }
@@ -444,9 +475,10 @@ http_cancel(struct http_request *req)
 		req->host->running--;
 		http->running--;
 	} else {
-		TAILQ_REMOVE(&http->queue, req, entry);
+		TAILQ_REMOVE(&req->host->queue, req, entry);
 		http->queued--;
 	}
+	http_host_update(http, req->host);
 	http_request_free(req);
 	http_pump(http);
 }
@@ -471,10 +503,11 @@ http_free(struct http *http)
 
 	if (http == NULL)
 		return;
-	while ((req = TAILQ_FIRST(&http->queue)) != NULL) {
-		TAILQ_REMOVE(&http->queue, req, entry);
-		http_request_free(req);
-	}
+	TAILQ_FOREACH(h, &http->hosts, entry)
+		while ((req = TAILQ_FIRST(&h->queue)) != NULL) {
+			TAILQ_REMOVE(&h->queue, req, entry);
+			http_request_free(req);
+		}
 	curl_multi_cleanup(http->multi);
 	event_free(http->timer_ev);
 	while ((h = TAILQ_FIRST(&http->hosts)) != NULL) {

@@ -129,17 +129,23 @@ daemon_send_ready(const char *how)
 	sd_notify(0, "READY=1");
 }
 
+/*
+ * Every account has had its first attempt. An account never goes back to
+ * not having had one, so a cursor past those that have keeps this linear
+ * over a whole start-up, not quadratic in the number of accounts.
+ */
+static size_t	 ready_cursor;
+
 static void
 daemon_check_ready(void)
 {
-	size_t	 i;
-
 	if (ready_sent)
 		return;
-	for (i = 0; i < ctx.naccounts; i++)
-		if (!account_has_attempted(ctx.accounts[i]))
-			return;
-	daemon_send_ready("");
+	while (ready_cursor < ctx.naccounts &&
+	    account_has_attempted(ctx.accounts[ready_cursor]))
+		ready_cursor++;
+	if (ready_cursor == ctx.naccounts)
+		daemon_send_ready("");
 }
 
 static void
@@ -316,6 +322,7 @@ daemon_reload(struct daemon_ctx *c, char **cause)
 	c->accounts = next;
 	c->naccounts = n;
 	qsort(c->accounts, c->naccounts, sizeof *c->accounts, account_cmp);
+	ready_cursor = 0;	/* the array changed */
 
 	if (strcmp(cfg->socket_path, c->config->socket_path) != 0)
 		log_warnx("the socket moves from %s to %s only on restart",
