@@ -4,6 +4,7 @@
 #   make check      install missing dependencies, build, run every test
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan
 #   make demo       install missing dependencies, run the end-to-end demo
+#   make bench      benchmarks at 10,000 accounts against nginx (minutes)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   V=1             show the compiler's command lines
 
@@ -71,7 +72,8 @@ FUZZ_CFLAGS	= -std=gnu11 -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
 FUZZ_OBJS	:= $(addprefix $(FUZZ_BUILD)/,$(addsuffix .o,$(CORE)))
 FUZZ_BINS	:= $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 
-.PHONY: all check demo install uninstall deps clean unit fuzz fuzz-build
+.PHONY: all check demo install uninstall deps clean unit fuzz fuzz-build \
+	bench
 all: $(BUILD)/tokend $(BUILD)/tokenctl
 
 $(BUILD):
@@ -144,6 +146,19 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	        --no-install-recommends $$missing; \
 	fi
+
+# make bench: nginx is the issuer, h2load measures nginx's own ceiling
+BENCH_PKGS	:= nginx-light nghttp2-client
+
+$(BUILD)/sockread: bench/sockread.c | $(BUILD)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) -std=gnu11 -O2 $(WARNFLAGS) -o $@ $<
+
+bench: deps
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
+	@$(MAKE) --no-print-directory all $(BUILD)/sockread
+	python3 bench/bench.py --tokend $(BUILD)/tokend \
+	    --sockread $(BUILD)/sockread --out bench/last-run.md
 
 check: deps
 	@$(MAKE) --no-print-directory all unit SANITIZE=$(SANITIZE)
