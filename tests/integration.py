@@ -387,6 +387,12 @@ class Daemon:
             env.pop(var, None)
         return env
 
+    def command(self, args):
+        """The command line that starts the daemon; subclasses may put
+        something before it (a shell, unshare)."""
+        return self.ctx.wrapper + [self.ctx.tokend, "-c", self.conf] + \
+            list(args)
+
     def start(self, args=()):
         check(self.proc is None or self.proc.poll() is not None,
               "harness: %s started twice" % self.name)
@@ -397,7 +403,7 @@ class Daemon:
                 log.write(b"=== harness: start #%d ===\n" % self.starts)
             # A strict umask: file modes must come from the daemon's fchmod.
             self.proc = subprocess.Popen(
-                self.ctx.wrapper + [self.ctx.tokend, "-c", self.conf] + list(args),
+                self.command(args),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=self.env(), cwd=self.root,   # a core file lands here
                 preexec_fn=lambda: os.umask(0o077))

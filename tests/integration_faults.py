@@ -279,25 +279,18 @@ class NsDaemon(Daemon):
         super().__init__(ctx, name)
         self.tmpfs = tmpfs
 
-    def start(self, args=()):
-        check(self.proc is None or self.proc.poll() is not None,
-              "harness: %s started twice" % self.name)
-        self.starts += 1
-        self.expected_exit = False
+    def command(self, args):
         script = "set -e\n"
         for folder, size, mode in self.tmpfs:
             os.makedirs(folder, exist_ok=True)
             script += "mount -t tmpfs -o size=%s,mode=%s tokend-test %s\n" % (
                 size, mode, shlex.quote(folder))
         script += 'exec "$@"\n'
-        cmd = ["unshare", "--mount", "--propagation", "private",
-               "sh", "-c", script, "sh"] + self.ctx.wrapper + \
-            [self.ctx.tokend, "-c", self.conf] + list(args)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=self.env(), cwd=self.root,
-                preexec_fn=lambda: os.umask(0o077))
+        return ["unshare", "--mount", "--propagation", "private",
+                "sh", "-c", script, "sh"] + super().command(args)
+
+    def start(self, args=()):
+        super().start(args)
         # Until tokend runs, /proc/PID/root may not show the mounts yet.
         wait_for(lambda: " starting: " in self.log_text(), 15,
                  "tokend to start in its mount namespace", alive=self.alive)

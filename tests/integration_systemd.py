@@ -78,22 +78,8 @@ class SdDaemon(Daemon):
         return env
 
     def command(self, args):
-        return (self.prefix + self.ctx.wrapper +
-                [self.ctx.tokend, "-c", self.conf] + list(args))
+        return self.prefix + super().command(args)
 
-    def start(self, args=()):
-        check(self.proc is None or self.proc.poll() is not None,
-              "harness: %s started twice" % self.name)
-        self.starts += 1
-        self.expected_exit = False
-        with open(self.log_path, "ab") as log:
-            if self.starts > 1:
-                log.write(b"=== harness: start #%d ===\n" % self.starts)
-            self.proc = subprocess.Popen(
-                self.command(args), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=log, env=self.env(), cwd=self.root,
-                preexec_fn=lambda: os.umask(0o077))
-        return self
 
 
 def sd_daemon(t, cls=SdDaemon, **kw):
