@@ -895,7 +895,7 @@ url_check(struct account_parse *ap, const char *key, const char *url)
 
 /* Cross-key checks and secret files, once the whole file is read. */
 static void
-account_finish(struct account_parse *ap, size_t errors_before)
+account_finish(struct account_parse *ap)
 {
 	struct account_conf	*ac = ap->ac;
 	struct stat		 st;
@@ -1018,7 +1018,6 @@ account_finish(struct account_parse *ap, size_t errors_before)
 			diag_error(ap->diag, ap->file, ac->sinks[i].line,
 			    "[file] path must be absolute");
 	}
-	(void)errors_before;
 }
 
 void
@@ -1108,7 +1107,7 @@ config_account_parse(const char *path, const char *name, const char *buf,
 	identity_add(&ap, path, strlen(path));
 
 	ini_parse_buffer(buf, len, &handler, &ap);
-	account_finish(&ap, errors_before);
+	account_finish(&ap);
 
 	free(ap.dir);
 	for (i = 0; i < ap.nseen; i++)

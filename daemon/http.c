@@ -376,7 +376,6 @@ http_pump(struct http *http)
 		if (http_start(http, req) != 0) {
 			memset(&res, 0, sizeof res);
 			res.curl_code = CURLE_OUT_OF_MEMORY;
-			res.retry_after = -1;
 			res.error = "cannot start the request";
 			req->cb(&res, req->arg);
 			http_request_free(req);
@@ -402,7 +401,6 @@ http_finish(struct http *http, struct http_request *req, CURLcode code)
 	res.body = req->buf != NULL ? req->buf : "";
 	res.len = req->len;
 	res.truncated = req->truncated;
-	res.retry_after = -1;
 	if (curl_easy_header(req->easy, "Retry-After", 0, CURLH_HEADER, -1,
 	    &h) == CURLHE_OK && h != NULL && h->value != NULL)
 		res.retry_after_raw = h->value;

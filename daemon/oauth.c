@@ -682,21 +682,6 @@ token_clear(struct token *t)
 	memset(t, 0, sizeof *t);
 }
 
-int
-token_copy(struct token *dst, const struct token *src)
-{
-	memset(dst, 0, sizeof *dst);
-	if (src->access_token != NULL)
-		dst->access_token = xstrdup(src->access_token);
-	if (src->refresh_token != NULL)
-		dst->refresh_token = xstrdup(src->refresh_token);
-	if (src->token_type != NULL)
-		dst->token_type = xstrdup(src->token_type);
-	dst->expires_at = src->expires_at;
-	dst->obtained_at = src->obtained_at;
-	return 0;
-}
-
 /* Usable at `now`: present and not expired (expires_at 0: never). */
 int
 token_valid(const struct token *t, int64_t now)

@@ -231,9 +231,3 @@ timer_pending(const struct timer *t)
 {
 	return t->idx != 0;
 }
-
-size_t
-timer_count(void)
-{
-	return heap_len;
-}

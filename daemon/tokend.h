@@ -185,7 +185,6 @@ char		*json_quote(const char *);
 /* log.c */
 void		 log_init(enum log_level, int);
 void		 log_set_level(enum log_level);
-enum log_level	 log_get_level(void);
 void		 log_warn(const char *, ...)
 		    __attribute__((format(printf, 1, 2)));
 void		 log_warnx(const char *, ...)
@@ -268,7 +267,6 @@ int		 oauth_response_parse(const struct account_conf *, long,
 		    struct oauth_result *);
 int64_t		 oauth_jwt_exp(const char *);
 void		 token_clear(struct token *);
-int		 token_copy(struct token *, const struct token *);
 int		 token_valid(const struct token *, int64_t);
 
 /* timer.c: deadlines on CLOCK_BOOTTIME, plus wall-clock jump detection */
@@ -284,7 +282,6 @@ void		 timer_shutdown(void);
 void		 timer_set(struct timer *, int64_t);
 void		 timer_clear(struct timer *);
 int		 timer_pending(const struct timer *);
-size_t		 timer_count(void);
 
 /* http.c: libcurl multi <-> libevent */
 struct http;
@@ -295,8 +292,7 @@ struct http_result {
 	const char		*body;
 	size_t			 len;
 	int			 truncated;	/* hit RESPONSE_MAX */
-	int64_t			 retry_after;	/* seconds; -1: none */
-	const char		*retry_after_raw;
+	const char		*retry_after_raw;	/* the header as sent; NULL: none */
 	int			 sent;		/* the whole request left us */
 	const char		*error;		/* safe to log */
 };

@@ -1164,17 +1164,12 @@ test_token_helpers(void **state)
 	a.obtained_at = T0 - SEC;
 	assert_true(token_valid(&a, T0));
 	assert_false(token_valid(&a, T0 + SEC));
-	assert_int_equal(token_copy(&b, &a), 0);
-	assert_string_equal(b.access_token, "tok");
-	assert_string_equal(b.refresh_token, "rt");
-	assert_string_equal(b.token_type, "Bearer");
-	assert_ptr_not_equal(b.access_token, a.access_token);
-	assert_true(b.expires_at == a.expires_at);
-	assert_true(b.obtained_at == a.obtained_at);
 	token_clear(&a);
 	assert_null(a.access_token);
 	assert_null(a.refresh_token);
 	assert_true(a.expires_at == 0);
+	memset(&b, 0, sizeof b);
+	b.access_token = strdup("static");
 	b.expires_at = 0;		/* never expires */
 	assert_true(token_valid(&b, INT64_MAX));
 	token_clear(&b);
