@@ -231,9 +231,16 @@ class Issuer:
     def url(self, path="/token"):
         return "https://127.0.0.1:%d%s" % (self.port, path)
 
+    call_timeout = 10
+
+    def call_context(self):
+        """The TLS context the control calls trust the issuer with."""
+        return self.ctx.ssl_context()
+
     def _call(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
-                                           context=self.ctx.ssl_context())
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port,
+                                           timeout=self.call_timeout,
+                                           context=self.call_context())
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()

@@ -43,6 +43,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import ssl
 import stat
@@ -207,18 +208,12 @@ class FaultIssuer(Issuer):
     def start(self):
         return self.launch().wait_listening()
 
-    def _call(self, method, path, body=None, headers=None):
-        import http.client
-        context = self.ctx.ssl_context() if self.cert == "server" else \
+    call_timeout = 20
+
+    def call_context(self):
+        # issuers with the untrusted, expired or wrong-host certificates
+        return self.ctx.ssl_context() if self.cert == "server" else \
             ssl._create_unverified_context()
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=20,
-                                           context=context)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
 
     def inflight(self):
         return self.ctl("GET", "inflight")
@@ -1338,22 +1333,27 @@ def test_disk_state_folder_read_only(t):
     c.finish(p)
 
 
+def folder_removed_after_first_token(t, name, lifetime):
+    """An account whose token files live in their own folder; once its
+    first token is in them, the folder is removed."""
+    p = Problems()
+    c = Case(t)
+    iss = make_issuer(t, faulty_config([name], lifetime=lifetime))
+    folder = t.path(name + "-folder")
+    os.makedirs(folder)
+    raw, js = c.add(name, iss, sink_dir=folder)
+    c.start()
+    c.wait_token(name)
+    c.d.wait_for(lambda: os.path.exists(js), 3, "the json file")
+    shutil.rmtree(folder)
+    return p, c, folder, raw, js
+
+
 def test_disk_sink_folder_disappears(t):
     """The token files' folder is removed: the error is logged, the token
     is still served over the socket, and the files come back with the
     folder."""
-    p = Problems()
-    c = Case(t)
-    iss = make_issuer(t, faulty_config(["gone"], lifetime=4))
-    folder = t.path("gone-folder")
-    os.makedirs(folder)
-    raw, js = c.add("gone", iss, sink_dir=folder)
-    c.start()
-    c.wait_token("gone")
-    c.d.wait_for(lambda: os.path.exists(js), 3, "the json file")
-    for name in os.listdir(folder):
-        os.unlink(os.path.join(folder, name))
-    os.rmdir(folder)
+    p, c, folder, raw, js = folder_removed_after_first_token(t, "gone", 4)
     c.d.wait_for(lambda: c.logw.find(r"cannot write .*gone\.json: No such "
                                      r"file or directory", "gone"), 8,
                  "the error in the log")
@@ -1377,18 +1377,8 @@ def test_disk_failed_write_retried_before_next_refresh(t):
     new token came) is written again within seconds of the folder coming
     back, long before the next refresh (the token lives an hour), and with
     no new token request."""
-    p = Problems()
-    c = Case(t)
-    iss = make_issuer(t, faulty_config(["later"], lifetime=3600))
-    folder = t.path("later-folder")
-    os.makedirs(folder)
-    raw, js = c.add("later", iss, sink_dir=folder)
-    c.start()
-    c.wait_token("later")
-    c.d.wait_for(lambda: os.path.exists(js), 3, "the json file")
-    for name in os.listdir(folder):
-        os.unlink(os.path.join(folder, name))
-    os.rmdir(folder)
+    p, c, folder, raw, js = folder_removed_after_first_token(t, "later",
+                                                             3600)
     # a new token while the folder is gone: the write fails
     res = c.d.tokenctl("refresh", "later")
     p.check(res.returncode == 0, "tokenctl refresh exited %d: %s"
