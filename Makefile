@@ -73,7 +73,7 @@ FUZZ_OBJS	:= $(addprefix $(FUZZ_BUILD)/,$(addsuffix .o,$(CORE)))
 FUZZ_BINS	:= $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 
 .PHONY: all check demo install uninstall deps clean unit fuzz fuzz-build \
-	bench
+	bench shims
 all: $(BUILD)/tokend $(BUILD)/tokenctl
 
 $(BUILD):
@@ -97,6 +97,16 @@ $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 	    $(PKG_LIBS) $$(pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS)
+
+# LD_PRELOAD shims for regression tests (faults no real server can cause)
+SHIMS		:= $(BUILD)/fail_multi_add.so
+
+$(BUILD)/%.so: tests/shim/%.c | $(BUILD)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) -std=gnu11 $(WARNFLAGS) -O2 -g -fPIC -shared \
+	    $(PKG_CFLAGS) -o $@ $< -ldl
+
+shims: $(SHIMS)
 
 $(FUZZ_BUILD):
 	mkdir -p $@
@@ -161,7 +171,7 @@ bench: deps
 	    --sockread $(BUILD)/sockread --out bench/last-run.md
 
 check: deps
-	@$(MAKE) --no-print-directory all unit SANITIZE=$(SANITIZE)
+	@$(MAKE) --no-print-directory all unit shims SANITIZE=$(SANITIZE)
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/check.sh
 
 demo: deps

@@ -453,7 +453,7 @@ account_request(struct account *a)
 	p.body = or.body;
 	p.authorization = or.authorization;
 	p.ca_file = a->conf->ca_file;
-	p.timeout = a->conf->timeout;
+	p.timeout_ms = a->conf->timeout;
 	p.allow_http = a->conf->allow_http;
 
 	a->req_grant = grant;

@@ -8,14 +8,22 @@
  * accounts never has more than max_requests in flight, nor more than
  * max_requests_per_host against one endpoint. Hosts with waiting requests
  * take turns, so one busy endpoint does not starve the others, and
- * starting a request never walks past requests that cannot start. An easy handle is only made
- * when its request starts, which keeps queued requests small; the one
- * multi handle keeps connections alive between requests.
+ * starting a request never walks past requests that cannot start. An easy
+ * handle is only made when its request starts, which keeps queued requests
+ * small; the one multi handle keeps connections alive between requests.
+ *
+ * A request's callback runs from the event loop only, never from inside
+ * http_post(), http_cancel() or http_set_limits(): a request that cannot
+ * start (curl_multi_add_handle fails, say) is put on a list that an
+ * activated event drains, as curl's hiperfifo reports every completion
+ * from check_multi_info. Callers may therefore keep the handle http_post()
+ * returns until their callback runs.
  */
 #define _GNU_SOURCE
 #include <sys/queue.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,6 +34,12 @@
 #include "tokend.h"
 
 struct http_request;
+
+enum http_request_state {
+	HTTP_REQUEST_QUEUED,	/* on its host's queue */
+	HTTP_REQUEST_RUNNING,	/* in the multi handle */
+	HTTP_REQUEST_DONE,	/* could not start; on http->done */
+};
 
 struct http_host {
 	char			*key;		/* scheme://host:port */
@@ -45,10 +59,10 @@ struct http_request {
 	size_t			 body_len;
 	char			*authorization;	/* secret */
 	char			*ca_file;
-	int64_t			 timeout;
+	int64_t			 timeout_ms;
 	int			 allow_http;
 	struct http_host	*host;
-	int			 running;
+	enum http_request_state	 state;
 
 	char			*buf;
 	size_t			 len;
@@ -72,6 +86,9 @@ struct http {
 	TAILQ_HEAD(, http_host)	 hosts;
 	/* hosts with waiting requests and room to start one, in turn */
 	TAILQ_HEAD(, http_host)	 ready;
+	/* requests that could not start, reported from done_ev */
+	TAILQ_HEAD(, http_request) done;
+	struct event		*done_ev;
 };
 
 struct http_sock {
@@ -82,6 +99,7 @@ struct http_sock {
 static void	http_pump(struct http *);
 static void	http_host_update(struct http *, struct http_host *);
 static void	http_check_done(struct http *);
+static void	http_unstarted_cb(evutil_socket_t, short, void *);
 
 static void
 http_event_cb(evutil_socket_t fd, short kind, void *arg)
@@ -93,7 +111,9 @@ http_event_cb(evutil_socket_t fd, short kind, void *arg)
 		action |= CURL_CSELECT_IN;
 	if (kind & EV_WRITE)
 		action |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(http->multi, fd, action, &still);
+	if (curl_multi_socket_action(http->multi, fd, action, &still) !=
+	    CURLM_OK)
+		log_warnx("curl_multi_socket_action failed");
 	http_check_done(http);
 }
 
@@ -105,7 +125,9 @@ http_timer_cb(evutil_socket_t fd, short kind, void *arg)
 
 	(void)fd;
 	(void)kind;
-	curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+	if (curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0,
+	    &still) != CURLM_OK)
+		log_warnx("curl_multi_socket_action failed");
 	http_check_done(http);
 }
 
@@ -150,11 +172,18 @@ http_multi_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg,
 	if (hs == NULL) {
 		hs = xcalloc(1, sizeof *hs);
 		hs->http = http;
-		curl_multi_assign(http->multi, s, hs);
+		if (curl_multi_assign(http->multi, s, hs) != CURLM_OK) {
+			free(hs);
+			return -1;
+		}
 	} else
 		event_free(hs->ev);
-	hs->ev = event_new(http->base, s, kind, http_event_cb, http);
-	event_add(hs->ev, NULL);
+	/* -1 makes libcurl fail the transfer, reported as any other error */
+	if ((hs->ev = event_new(http->base, s, kind, http_event_cb, http)) ==
+	    NULL || event_add(hs->ev, NULL) != 0) {
+		log_warnx("cannot watch a token request's socket");
+		return -1;
+	}
 	return 0;
 }
 
@@ -189,19 +218,26 @@ http_new(struct event_base *base, int max_requests, int max_per_host)
 	http->base = base;
 	TAILQ_INIT(&http->hosts);
 	TAILQ_INIT(&http->ready);
+	TAILQ_INIT(&http->done);
 	http->max_requests = max_requests;
 	http->max_per_host = max_per_host;
 	if ((http->multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init failed");
-	http->timer_ev = evtimer_new(base, http_timer_cb, http);
-	curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION,
-	    http_multi_sock_cb);
-	curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http);
-	curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION,
-	    http_multi_timer_cb);
-	curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http);
-	curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS,
-	    (long)max_requests);
+	if ((http->timer_ev = evtimer_new(base, http_timer_cb, http)) == NULL ||
+	    (http->done_ev = event_new(base, -1, 0, http_unstarted_cb, http)) ==
+	    NULL)
+		fatalx("event_new failed");
+	if (curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION,
+	    http_multi_sock_cb) != CURLM_OK ||
+	    curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http) !=
+	    CURLM_OK ||
+	    curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION,
+	    http_multi_timer_cb) != CURLM_OK ||
+	    curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) !=
+	    CURLM_OK ||
+	    curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS,
+	    (long)max_requests) != CURLM_OK)
+		fatalx("curl_multi_setopt failed");
 	return http;
 }
 
@@ -214,8 +250,9 @@ http_set_limits(struct http *http, int max_requests, int max_per_host)
 	http->max_per_host = max_per_host;
 	TAILQ_FOREACH(h, &http->hosts, entry)
 		http_host_update(http, h);
-	curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS,
-	    (long)max_requests);
+	if (curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS,
+	    (long)max_requests) != CURLM_OK)
+		log_warnx("cannot change the number of kept connections");
 	http_pump(http);
 }
 
@@ -287,43 +324,46 @@ http_host_get(struct http *http, const char *url)
 	return h;
 }
 
+/* Append to a header list; a failed append keeps the list. */
 static int
-http_start(struct http *http, struct http_request *req)
+http_header_add(struct curl_slist **list, const char *header)
 {
-	CURL	*e;
-	char	*auth;
+	struct curl_slist	*l;
 
-	if ((e = req->easy = curl_easy_init()) == NULL)
-		return -ENOMEM;
-	req->headers = curl_slist_append(req->headers,
-	    "Content-Type: application/x-www-form-urlencoded");
-	req->headers = curl_slist_append(req->headers,
-	    "Accept: application/json");
-	req->headers = curl_slist_append(req->headers, "Expect:");
-	if (req->authorization != NULL) {
-		xasprintf(&auth, "Authorization: %s", req->authorization);
-		req->headers = curl_slist_append(req->headers, auth);
-		freezero_str(auth);
-	}
-	curl_easy_setopt(e, CURLOPT_URL, req->url);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-	    (curl_off_t)req->body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, req->allow_http ?
-	    "https,http" : "https");
-	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->timeout);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, req);
-	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
-	    (curl_off_t)RESPONSE_MAX);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "tokend/" TOKEND_VERSION);
+	if ((l = curl_slist_append(*list, header)) == NULL)
+		return -1;
+	*list = l;
+	return 0;
+}
+
+/*
+ * Every option that decides where a secret may go (protocols, redirects,
+ * trust), how long a request may take, or how much of an answer is kept
+ * must take: a request whose options do not all stick is not sent.
+ */
+static int
+http_setopts(struct http_request *req)
+{
+	CURL	*e = req->easy;
+
+#define HTTP_OPT(opt, val)	(curl_easy_setopt(e, (opt), (val)) == CURLE_OK)
+	if (!(HTTP_OPT(CURLOPT_URL, req->url) &&
+	    HTTP_OPT(CURLOPT_POSTFIELDS, req->body) &&
+	    HTTP_OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) &&
+	    HTTP_OPT(CURLOPT_HTTPHEADER, req->headers) &&
+	    HTTP_OPT(CURLOPT_PROTOCOLS_STR, req->allow_http ? "https,http" :
+	    "https") &&
+	    HTTP_OPT(CURLOPT_REDIR_PROTOCOLS_STR, "https") &&
+	    HTTP_OPT(CURLOPT_FOLLOWLOCATION, 0L) &&
+	    HTTP_OPT(CURLOPT_CONNECTTIMEOUT_MS, (long)req->timeout_ms) &&
+	    HTTP_OPT(CURLOPT_TIMEOUT_MS, (long)req->timeout_ms) &&
+	    HTTP_OPT(CURLOPT_NOSIGNAL, 1L) &&
+	    HTTP_OPT(CURLOPT_WRITEFUNCTION, http_write_cb) &&
+	    HTTP_OPT(CURLOPT_WRITEDATA, req) &&
+	    HTTP_OPT(CURLOPT_ERRORBUFFER, req->errbuf) &&
+	    HTTP_OPT(CURLOPT_PRIVATE, req) &&
+	    HTTP_OPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)RESPONSE_MAX)))
+		return -1;
 	/*
 	 * HTTP/1.1 with kept-alive connections, at most max_requests_per_host
 	 * to an endpoint. Debian 12's libcurl 7.88.1 failed 1 and then 3 of
@@ -331,13 +371,46 @@ http_start(struct http *http, struct http_request *req)
 	 * in the HTTP/2 framing layer" (0 of 10,000 over HTTP/1.1); a token
 	 * request is a few hundred bytes, so multiplexing buys little.
 	 */
-	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (req->ca_file != NULL)
-		curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
-	if (curl_multi_add_handle(http->multi, e) != CURLM_OK)
+	if (!HTTP_OPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1))
+		return -1;
+	if (req->ca_file != NULL && !HTTP_OPT(CURLOPT_CAINFO, req->ca_file))
+		return -1;
+	/* nice to have: a failure here changes neither safety nor outcome */
+	(void)curl_easy_setopt(e, CURLOPT_USERAGENT, "tokend/" TOKEND_VERSION);
+	(void)curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+#undef HTTP_OPT
+	return 0;
+}
+
+static int
+http_start(struct http *http, struct http_request *req)
+{
+	char	*auth;
+	int	 rc;
+
+	if ((req->easy = curl_easy_init()) == NULL)
+		return -ENOMEM;
+	if (http_header_add(&req->headers,
+	    "Content-Type: application/x-www-form-urlencoded") != 0 ||
+	    http_header_add(&req->headers, "Accept: application/json") != 0 ||
+	    http_header_add(&req->headers, "Expect:") != 0)
+		return -ENOMEM;
+	if (req->authorization != NULL) {
+		xasprintf(&auth, "Authorization: %s", req->authorization);
+		rc = http_header_add(&req->headers, auth);
+		freezero_str(auth);
+		if (rc != 0)
+			return -ENOMEM;
+	}
+	if (http_setopts(req) != 0)
+		return -EINVAL;
+	if (curl_multi_add_handle(http->multi, req->easy) != CURLM_OK) {
+		/* not in the multi handle: nothing to remove at free */
+		curl_easy_cleanup(req->easy);
+		req->easy = NULL;
 		return -EIO;
-	req->running = 1;
+	}
+	req->state = HTTP_REQUEST_RUNNING;
 	req->host->running++;
 	http->running++;
 	return 0;
@@ -357,13 +430,33 @@ http_host_update(struct http *http, struct http_host *h)
 	h->ready = ready;
 }
 
+/* Report the requests that could not start; from the event loop only. */
+static void
+http_unstarted_cb(evutil_socket_t fd, short kind, void *arg)
+{
+	struct http		*http = arg;
+	struct http_request	*req;
+	struct http_result	 res;
+
+	(void)fd;
+	(void)kind;
+	while ((req = TAILQ_FIRST(&http->done)) != NULL) {
+		TAILQ_REMOVE(&http->done, req, entry);
+		memset(&res, 0, sizeof res);
+		res.curl_code = CURLE_FAILED_INIT;
+		res.error = req->errbuf;
+		req->cb(&res, req->arg);
+		http_request_free(req);
+	}
+}
+
 /* Start waiting requests while the limits allow, hosts taking turns. */
 static void
 http_pump(struct http *http)
 {
 	struct http_request	*req;
 	struct http_host	*h;
-	struct http_result	 res;
+	int			 rc;
 
 	while (http->running < (size_t)http->max_requests &&
 	    (h = TAILQ_FIRST(&http->ready)) != NULL) {
@@ -373,12 +466,14 @@ http_pump(struct http *http)
 		/* to the back of the line: the next host's turn */
 		TAILQ_REMOVE(&http->ready, h, ready_entry);
 		h->ready = 0;
-		if (http_start(http, req) != 0) {
-			memset(&res, 0, sizeof res);
-			res.curl_code = CURLE_OUT_OF_MEMORY;
-			res.error = "cannot start the request";
-			req->cb(&res, req->arg);
-			http_request_free(req);
+		if ((rc = http_start(http, req)) != 0) {
+			snprintf(req->errbuf, sizeof req->errbuf, "cannot start "
+			    "the request: %s", rc == -EINVAL ? "libcurl refused "
+			    "an option" : rc == -EIO ? "libcurl refused the "
+			    "transfer" : strerror(-rc));
+			req->state = HTTP_REQUEST_DONE;
+			TAILQ_INSERT_TAIL(&http->done, req, entry);
+			event_active(http->done_ev, EV_TIMEOUT, 0);
 		}
 		http_host_update(http, h);
 	}
@@ -412,7 +507,7 @@ http_finish(struct http *http, struct http_request *req, CURLcode code)
 		res.error = req->errbuf[0] != '\0' ? req->errbuf :
 		    curl_easy_strerror(code);
 
-	req->running = 0;
+	req->state = HTTP_REQUEST_DONE;
 	req->host->running--;
 	http->running--;
 	http_host_update(http, req->host);
@@ -439,8 +534,8 @@ http_check_done(struct http *http)
 }
 
 /*
- * Queue a POST. The callback runs exactly once, from the event loop,
- * unless the request is cancelled first.
+ * Queue a POST. The callback runs exactly once, from the event loop (never
+ * before this returns), unless the request is cancelled first.
  */
 struct http_request *
 http_post(struct http *http, const struct http_post *p, http_done_cb cb,
@@ -457,7 +552,7 @@ http_post(struct http *http, const struct http_post *p, http_done_cb cb,
 		req->authorization = xstrdup(p->authorization);
 	if (p->ca_file != NULL)
 		req->ca_file = xstrdup(p->ca_file);
-	req->timeout = p->timeout;
+	req->timeout_ms = p->timeout_ms;
 	req->allow_http = p->allow_http;
 	req->host = http_host_get(http, p->url);
 	req->cb = cb;
@@ -474,12 +569,18 @@ http_cancel(struct http_request *req)
 {
 	struct http	*http = req->http;
 
-	if (req->running) {
+	switch (req->state) {
+	case HTTP_REQUEST_RUNNING:
 		req->host->running--;
 		http->running--;
-	} else {
+		break;
+	case HTTP_REQUEST_QUEUED:
 		TAILQ_REMOVE(&req->host->queue, req, entry);
 		http->queued--;
+		break;
+	case HTTP_REQUEST_DONE:
+		TAILQ_REMOVE(&http->done, req, entry);
+		break;
 	}
 	http_host_update(http, req->host);
 	http_request_free(req);
@@ -511,8 +612,13 @@ http_free(struct http *http)
 			TAILQ_REMOVE(&h->queue, req, entry);
 			http_request_free(req);
 		}
+	while ((req = TAILQ_FIRST(&http->done)) != NULL) {
+		TAILQ_REMOVE(&http->done, req, entry);
+		http_request_free(req);
+	}
 	curl_multi_cleanup(http->multi);
 	event_free(http->timer_ev);
+	event_free(http->done_ev);
 	while ((h = TAILQ_FIRST(&http->hosts)) != NULL) {
 		TAILQ_REMOVE(&http->hosts, h, entry);
 		free(h->key);

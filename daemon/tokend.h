@@ -301,7 +301,7 @@ struct http_post {
 	const char		*body;
 	const char		*authorization;
 	const char		*ca_file;
-	int64_t			 timeout;	/* ms */
+	int64_t			 timeout_ms;
 	int			 allow_http;
 };
 typedef void	(*http_done_cb)(const struct http_result *, void *);
