@@ -50,15 +50,15 @@ DEB_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev \
 		   openssl ca-certificates python3 curl mandoc systemd valgrind \
 		   clang libclang-rt-dev
 
-CORE		:= util log ini config schedule oauth timer http file store \
-		   sink account hooks control
+CORE		:= util clock log ini config schedule oauth timer http file store \
+		   sink account registry hooks control api
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
-CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o util.o log.o)
+CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o util.o clock.o log.o)
 HEADERS		:= daemon/tokend.h
 
 UNIT_TESTS	:= config schedule oauth sink
 UNIT_BINS	:= $(addprefix $(BUILD)/test_,$(UNIT_TESTS))
-UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o log.o ini.o config.o \
+UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
 		   schedule.o oauth.o sink.o file.o store.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan

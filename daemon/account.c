@@ -4,7 +4,15 @@
  * lose a refresh token.
  *
  * The state shown to users (fresh, refreshing, backoff, expired, failed)
- * is derived from the facts kept here, never stored beside them.
+ * is derived from the facts kept here, never stored beside them. Every
+ * change of those facts ends in account_transition(), which traces the
+ * state it leads to, answers the waiters once an outcome is known, and
+ * tells the owner (STATUS=, READY=1) through the `changed` callback: no
+ * path can forget one of them.
+ *
+ * Everything an account needs from outside (the HTTP client, the state
+ * folder, the callback) comes in struct account_env at account_new();
+ * readers see an account only through account_view().
  */
 #define _GNU_SOURCE
 #include <sys/queue.h>
@@ -26,9 +34,17 @@ struct waiter {
 	TAILQ_ENTRY(waiter)	 entry;
 };
 
+/* What an attempt came to, for account_transition(). */
+enum account_outcome {
+	ACCOUNT_UNDECIDED,	/* no outcome yet: waiters keep waiting */
+	ACCOUNT_SUCCEEDED,
+	ACCOUNT_FAILED_NOW,	/* this attempt failed; waiters hear why */
+};
+
 struct account {
-	struct daemon_ctx	*ctx;
+	const struct account_env *env;
 	struct account_conf	*conf;
+	enum account_state	 shown;		/* as last traced */
 
 	struct token		 token;		/* the access token served */
 	char			*refresh_token;	/* secret; NULL: none held */
@@ -59,9 +75,10 @@ struct account {
 };
 
 static void	account_request(struct account *);
+static enum account_state account_state_at(const struct account *, int64_t);
 
 static const char *
-grant_name(enum grant g)
+account_grant_name(enum grant g)
 {
 	switch (g) {
 	case GRANT_CLIENT_CREDENTIALS:
@@ -78,7 +95,7 @@ grant_name(enum grant g)
 
 /* "1h 59m", "12s": how long a delay is, for logs. */
 static void
-fmt_delay(int64_t ms, char *buf, size_t len)
+account_fmt_delay(int64_t ms, char *buf, size_t len)
 {
 	int64_t	 s = ms / 1000;
 
@@ -109,6 +126,28 @@ account_notify(struct account *a, int ok, const char *error)
 	}
 }
 
+/*
+ * Every change ends here: trace the state it leads to, answer waiters
+ * when the attempt has an outcome, and tell the owner.
+ */
+static void
+account_transition(struct account *a, enum account_outcome outcome,
+    const char *event)
+{
+	enum account_state	 s = account_state_at(a, clock_wall_ms());
+
+	if (s != a->shown)
+		log_account(LOG_LEVEL_DEBUG, a->conf->name, "%s -> %s (%s)",
+		    account_state_name(a->shown), account_state_name(s), event);
+	a->shown = s;
+	if (outcome == ACCOUNT_SUCCEEDED)
+		account_notify(a, 1, NULL);
+	else if (outcome == ACCOUNT_FAILED_NOW)
+		account_notify(a, 0, a->last_error);
+	if (a->env->changed != NULL)
+		a->env->changed(a, a->env->arg);
+}
+
 /* Run at `wall` (a refresh-ahead deadline) or after `delay` ms. */
 static void
 account_schedule_wall(struct account *a, int64_t wall)
@@ -137,11 +176,11 @@ account_save_state(struct account *a)
 	int		 rc;
 
 	t.refresh_token = a->refresh_token;
-	rc = store_save(a->ctx->config->state_dir, a->conf->name, &t);
+	rc = store_save(a->env->state_dir, a->conf->name, &t);
 	if (rc != 0) {
 		log_account(LOG_LEVEL_ERROR, a->conf->name, "cannot save state "
 		    "in %s: %s; it is kept in memory and saving is retried",
-		    a->ctx->config->state_dir, strerror(-rc));
+		    a->env->state_dir, strerror(-rc));
 		snprintf(a->last_error, sizeof a->last_error, "cannot save "
 		    "state: %s", strerror(-rc));
 		a->state_unsaved = 1;
@@ -219,6 +258,7 @@ account_persist_cb(void *arg)
 			a->last_error[0] = '\0';
 	}
 	account_persist_later(a);
+	account_transition(a, ACCOUNT_UNDECIDED, "files retried");
 }
 
 static void
@@ -234,7 +274,7 @@ account_schedule_refresh(struct account *a)
 		a->due_wall = a->next_wall = 0;
 		return;
 	}
-	fmt_delay(due - clock_wall_ms(), in, sizeof in);
+	account_fmt_delay(due - clock_wall_ms(), in, sizeof in);
 	log_account(LOG_LEVEL_DEBUG, a->conf->name, "next refresh in %s", in);
 	account_schedule_wall(a, due);
 }
@@ -250,7 +290,7 @@ account_failed(struct account *a, const char *why)
 	a->nfailures++;
 	a->attempted = 1;
 	snprintf(a->last_error, sizeof a->last_error, "%s", why);
-	fmt_delay(a->conf->refresh.max_backoff, in, sizeof in);
+	account_fmt_delay(a->conf->refresh.max_backoff, in, sizeof in);
 	log_account(LOG_LEVEL_ERROR, a->conf->name, "failed: %s; retrying "
 	    "every %s, or at once after a reload", why, in);
 	account_schedule_delay(a, a->conf->refresh.max_backoff);
@@ -258,8 +298,7 @@ account_failed(struct account *a, const char *why)
 	if (!was_failed && a->conf->on_failure != NULL)
 		hooks_run(a->conf->on_failure, a->conf->name,
 		    a->token.expires_at);
-	account_notify(a, 0, a->last_error);
-	daemon_account_changed(a->ctx, a);
+	account_transition(a, ACCOUNT_FAILED_NOW, "credentials refused");
 }
 
 /* A transient failure: back off, at least `min_delay` seconds (-1: none). */
@@ -281,13 +320,12 @@ account_backoff(struct account *a, const char *why, int64_t min_delay)
 		if (min_delay * 1000 > delay)
 			delay = min_delay * 1000;
 	}
-	fmt_delay(delay, in, sizeof in);
+	account_fmt_delay(delay, in, sizeof in);
 	log_account(LOG_LEVEL_WARNING, a->conf->name, "%s; retrying in %s%s",
 	    why, in, token_valid(&a->token, now) ? " (the current token is "
 	    "still served)" : "");
 	account_schedule_delay(a, delay);
-	account_notify(a, 0, a->last_error);
-	daemon_account_changed(a->ctx, a);
+	account_transition(a, ACCOUNT_FAILED_NOW, "transient failure");
 }
 
 static void
@@ -321,18 +359,17 @@ account_success(struct account *a, struct token *t)
 	account_write_sinks(a);
 
 	fp = fingerprint(a->token.access_token);
-	fmt_delay(a->token.expires_at - now, in, sizeof in);
+	account_fmt_delay(a->token.expires_at - now, in, sizeof in);
 	format_rfc3339(a->token.expires_at, when, sizeof when);
 	log_account(LOG_LEVEL_INFO, a->conf->name, "new token %s (grant %s), "
-	    "expires %s (in %s)", fp, grant_name(a->req_grant), when, in);
+	    "expires %s (in %s)", fp, account_grant_name(a->req_grant), when, in);
 	free(fp);
 
 	account_schedule_refresh(a);
 	if (a->conf->on_refresh != NULL)
 		hooks_run(a->conf->on_refresh, a->conf->name,
 		    a->token.expires_at);
-	account_notify(a, 1, NULL);
-	daemon_account_changed(a->ctx, a);
+	account_transition(a, ACCOUNT_SUCCEEDED, "new token");
 }
 
 /* The refresh token `used` was refused: drop it, use the own grant. */
@@ -354,7 +391,7 @@ account_refresh_refused(struct account *a, const char *used, const char *why)
 	}
 	log_account(LOG_LEVEL_WARNING, a->conf->name, "%s: the refresh token "
 	    "was refused; using the %s grant now", why,
-	    grant_name(a->conf->grant));
+	    account_grant_name(a->conf->grant));
 	snprintf(a->last_error, sizeof a->last_error, "refresh token refused "
 	    "(%s)", why);
 	account_request(a);
@@ -461,13 +498,14 @@ account_request(struct account *a)
 	a->req_refresh_token = a->refresh_token != NULL ?
 	    xstrdup(a->refresh_token) : NULL;
 	log_account(LOG_LEVEL_DEBUG, a->conf->name, "requesting a token "
-	    "(grant %s)", grant_name(grant));
+	    "(grant %s)", account_grant_name(grant));
 	timer_clear(&a->timer);
 	a->due_wall = 0;
 	a->next_wall = clock_wall_ms();
-	a->req = http_post(a->ctx->http, &p, account_http_done_cb, a);
+	/* the callback runs from the event loop, never inside http_post */
+	a->req = http_post(a->env->http, &p, account_http_done_cb, a);
 	oauth_request_clear(&or);
-	daemon_account_changed(a->ctx, a);
+	account_transition(a, ACCOUNT_UNDECIDED, "request");
 }
 
 static void
@@ -479,14 +517,16 @@ account_timer_cb(void *arg)
 	account_request(a);
 }
 
+/* The account owns conf from here on; env must outlive it. */
 struct account *
-account_new(struct daemon_ctx *ctx, struct account_conf *conf)
+account_new(const struct account_env *env, struct account_conf *conf)
 {
 	struct account	*a;
 
 	a = xcalloc(1, sizeof *a);
-	a->ctx = ctx;
+	a->env = env;
 	a->conf = conf;
+	a->shown = ACCOUNT_REFRESHING;	/* what a new account shows */
 	a->timer.cb = account_timer_cb;
 	a->timer.arg = a;
 	a->persist_timer.cb = account_persist_cb;
@@ -508,7 +548,7 @@ account_start_static(struct account *a)
 	account_write_sinks(a);
 	log_account(LOG_LEVEL_INFO, a->conf->name, "serving a static token "
 	    "that does not expire");
-	daemon_account_changed(a->ctx, a);
+	account_transition(a, ACCOUNT_SUCCEEDED, "static token");
 }
 
 /* Pick up where the state file left off, or ask for a first token. */
@@ -524,10 +564,10 @@ account_start(struct account *a)
 		account_start_static(a);
 		return;
 	}
-	rc = store_load(a->ctx->config->state_dir, a->conf->name, &t);
+	rc = store_load(a->env->state_dir, a->conf->name, &t);
 	if (rc == -EBADMSG) {
 		/* keep it for a human: it may hold the only refresh token */
-		path = store_path(a->ctx->config->state_dir, a->conf->name);
+		path = store_path(a->env->state_dir, a->conf->name);
 		xasprintf(&aside, "%s.corrupt", path);
 		if (rename(path, aside) == 0)
 			log_account(LOG_LEVEL_ERROR, a->conf->name, "state file "
@@ -544,12 +584,12 @@ account_start(struct account *a)
 			a->token = t;
 			memset(&t, 0, sizeof t);
 			a->attempted = 1;
-			fmt_delay(a->token.expires_at - now, in, sizeof in);
+			account_fmt_delay(a->token.expires_at - now, in, sizeof in);
 			log_account(LOG_LEVEL_INFO, a->conf->name, "resuming "
 			    "with the saved token (expires in %s)", in);
 			account_write_sinks(a);
 			account_schedule_refresh(a);
-			daemon_account_changed(a->ctx, a);
+			account_transition(a, ACCOUNT_SUCCEEDED, "saved token");
 		}
 		token_clear(&t);
 	}
@@ -588,7 +628,7 @@ account_replace_conf(struct account *a, struct account_conf *conf)
 		account_request(a);
 	} else if (a->req == NULL)
 		account_schedule_refresh(a);
-	daemon_account_changed(a->ctx, a);
+	account_transition(a, ACCOUNT_UNDECIDED, "configuration changed");
 }
 
 void
@@ -614,14 +654,15 @@ account_name(const struct account *a)
 	return a->conf->name;
 }
 
+/* For the registry's reload diff; readers use account_view(). */
 const struct account_conf *
 account_conf(const struct account *a)
 {
 	return a->conf;
 }
 
-enum account_state
-account_state(const struct account *a, int64_t now)
+static enum account_state
+account_state_at(const struct account *a, int64_t now)
 {
 	if (a->failed)
 		return ACCOUNT_FAILED;
@@ -637,54 +678,39 @@ account_state(const struct account *a, int64_t now)
 const char *
 account_state_name(enum account_state s)
 {
-	static const char *const names[] = {
+	static const char *const names[ACCOUNT_STATE_COUNT] = {
 		"fresh", "refreshing", "backoff", "expired", "failed"
 	};
 
-	return names[s];
+	return (unsigned)s < ACCOUNT_STATE_COUNT ? names[s] : "?";
 }
 
-/* The token if it is valid at `now`, else NULL. */
-const struct token *
-account_token(const struct account *a, int64_t now)
+/*
+ * What readers may know of an account at `now`. The pointers in it stay
+ * valid until the account next changes: take what you need before
+ * returning to the event loop.
+ */
+void
+account_view(const struct account *a, int64_t now, struct account_view *v)
 {
-	return token_valid(&a->token, now) ? &a->token : NULL;
-}
-
-const struct token *
-account_current_token(const struct account *a)
-{
-	return &a->token;
-}
-
-int64_t
-account_next_refresh(const struct account *a)
-{
-	return timer_pending(&a->timer) || a->req != NULL ? a->next_wall : 0;
-}
-
-const char *
-account_last_error(const struct account *a)
-{
-	return a->last_error;
-}
-
-uint64_t
-account_refreshes(const struct account *a)
-{
-	return a->refreshes;
-}
-
-uint64_t
-account_failures(const struct account *a)
-{
-	return a->nfailures;
-}
-
-int
-account_has_attempted(const struct account *a)
-{
-	return a->attempted;
+	memset(v, 0, sizeof *v);
+	v->name = a->conf->name;
+	v->state = account_state_at(a, now);
+	v->token = a->token.access_token != NULL ? &a->token : NULL;
+	v->valid = token_valid(&a->token, now);
+	v->next_refresh = timer_pending(&a->timer) || a->req != NULL ?
+	    a->next_wall : 0;
+	v->not_before = a->not_before;
+	v->last_error = a->last_error;
+	v->refreshes = a->refreshes;
+	v->failures = a->nfailures;
+	v->attempted = a->attempted;
+	v->refreshable = a->conf->grant != GRANT_STATIC;
+	v->timeout_ms = a->conf->timeout;
+	v->users = a->conf->users;
+	v->nusers = a->conf->nusers;
+	v->groups = a->conf->groups;
+	v->ngroups = a->conf->ngroups;
 }
 
 /*

@@ -1380,3 +1380,16 @@ config_free(struct config *cfg)
 	free(cfg->socket_path);
 	free(cfg);
 }
+
+/*
+ * Move account i out of the configuration: the caller owns it now, and
+ * config_free() frees only what is left.
+ */
+struct account_conf *
+config_take_account(struct config *cfg, size_t i)
+{
+	struct account_conf	*ac = cfg->accounts[i];
+
+	cfg->accounts[i] = NULL;
+	return ac;
+}

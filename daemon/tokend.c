@@ -20,56 +20,35 @@
 
 #include "tokend.h"
 
-static struct daemon_ctx	 ctx;
-static int			 ready_sent;
-static struct event		*ready_ev;
-
 /*
  * READY=1 waits for every account's first attempt, but no longer than
  * this: a hanging endpoint times out per request, and a queue of them
  * behind max_requests_per_host would otherwise hold start-up for long.
  */
-#define READY_DEADLINE		90	/* seconds */
-static struct event		*status_ev;
-static struct event		*watchdog_ev;
+#define READY_DEADLINE_S	90
+
+/* The daemon's own state: what main() made, for the callbacks. */
+static struct event_base	*daemon_base;
+static struct http		*daemon_http;
+static struct registry		*daemon_registry;
+static struct config		*daemon_config;	/* global settings only */
+static const char		*daemon_config_file;
+static const char		*daemon_accounts_dir;	/* -A */
+static int			 daemon_verbose;
+static int			 daemon_ready_sent;
+static struct event		*daemon_ready_ev;
+static struct event		*daemon_status_ev;
+static struct event		*daemon_watchdog_ev;
 
 static void
-usage(FILE *f)
+daemon_usage(FILE *f)
 {
 	fprintf(f, "usage: tokend [-c FILE] [-A DIR] [--check] [-v] "
 	    "[--version]\n");
 }
 
-static int
-account_cmp(const void *a, const void *b)
-{
-	const struct account *const *x = a, *const *y = b;
-
-	return strcmp(account_name(*x), account_name(*y));
-}
-
-static int
-account_key_cmp(const void *key, const void *elem)
-{
-	const struct account *const *a = elem;
-
-	return strcmp(key, account_name(*a));
-}
-
-struct account *
-daemon_find_account(struct daemon_ctx *c, const char *name)
-{
-	struct account	**found;
-
-	if (c->naccounts == 0)
-		return NULL;
-	found = bsearch(name, c->accounts, c->naccounts, sizeof *c->accounts,
-	    account_key_cmp);
-	return found != NULL ? *found : NULL;
-}
-
 static void
-print_diag(const struct diag *d)
+daemon_print_diag(const struct diag *d)
 {
 	size_t	 i;
 
@@ -80,7 +59,7 @@ print_diag(const struct diag *d)
 }
 
 static void
-log_diag(const struct diag *d)
+daemon_log_diag(const struct diag *d)
 {
 	size_t	 i;
 
@@ -93,27 +72,29 @@ log_diag(const struct diag *d)
 /* ---- systemd ---- */
 
 static void
-status_update_cb(evutil_socket_t fd, short events, void *arg)
+daemon_status_cb(evutil_socket_t fd, short events, void *arg)
 {
-	size_t	 counts[5] = { 0 }, i;
-	int64_t	 now = clock_wall_ms(), next = 0, n;
-	char	 nextbuf[48] = "";
+	struct account_view	 v;
+	size_t			 counts[ACCOUNT_STATE_COUNT] = { 0 }, i, n;
+	int64_t			 now = clock_wall_ms(), next = 0;
+	char			 nextbuf[48] = "";
 
 	(void)fd;
 	(void)events;
 	(void)arg;
-	for (i = 0; i < ctx.naccounts; i++) {
-		counts[account_state(ctx.accounts[i], now)]++;
-		n = account_next_refresh(ctx.accounts[i]);
-		if (n != 0 && (next == 0 || n < next))
-			next = n;
+	n = registry_count(daemon_registry);
+	for (i = 0; i < n; i++) {
+		account_view(registry_get(daemon_registry, i), now, &v);
+		counts[v.state]++;
+		if (v.next_refresh != 0 && (next == 0 || v.next_refresh < next))
+			next = v.next_refresh;
 	}
 	if (next != 0) {
 		memcpy(nextbuf, ", next refresh ", 15);
 		format_rfc3339(next, nextbuf + 15, sizeof nextbuf - 15);
 	}
 	sd_notifyf(0, "STATUS=%zu accounts: %zu fresh, %zu refreshing, "
-	    "%zu backoff, %zu expired, %zu failed%s", ctx.naccounts,
+	    "%zu backoff, %zu expired, %zu failed%s", n,
 	    counts[ACCOUNT_FRESH], counts[ACCOUNT_REFRESHING],
 	    counts[ACCOUNT_BACKOFF], counts[ACCOUNT_EXPIRED],
 	    counts[ACCOUNT_FAILED], nextbuf);
@@ -122,66 +103,54 @@ status_update_cb(evutil_socket_t fd, short events, void *arg)
 static void
 daemon_send_ready(const char *how)
 {
-	ready_sent = 1;
-	if (ready_ev != NULL)
-		evtimer_del(ready_ev);
-	log_info("ready: %zu accounts%s", ctx.naccounts, how);
+	daemon_ready_sent = 1;
+	if (daemon_ready_ev != NULL)
+		evtimer_del(daemon_ready_ev);
+	log_info("ready: %zu accounts%s", registry_count(daemon_registry),
+	    how);
 	sd_notify(0, "READY=1");
 }
 
-/*
- * Every account has had its first attempt. An account never goes back to
- * not having had one, so a cursor past those that have keeps this linear
- * over a whole start-up, not quadratic in the number of accounts.
- */
-static size_t	 ready_cursor;
-
 static void
-daemon_check_ready(void)
+daemon_ready_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
-	if (ready_sent)
-		return;
-	while (ready_cursor < ctx.naccounts &&
-	    account_has_attempted(ctx.accounts[ready_cursor]))
-		ready_cursor++;
-	if (ready_cursor == ctx.naccounts)
-		daemon_send_ready("");
-}
-
-static void
-ready_deadline_cb(evutil_socket_t fd, short events, void *arg)
-{
-	size_t	 i, waiting = 0;
-	char	 how[80];
+	struct account_view	 v;
+	size_t			 i, waiting = 0;
+	int64_t			 now = clock_wall_ms();
+	char			 how[80];
 
 	(void)fd;
 	(void)events;
 	(void)arg;
-	if (ready_sent)
+	if (daemon_ready_sent)
 		return;
-	for (i = 0; i < ctx.naccounts; i++)
-		if (!account_has_attempted(ctx.accounts[i]))
+	for (i = 0; i < registry_count(daemon_registry); i++) {
+		account_view(registry_get(daemon_registry, i), now, &v);
+		if (!v.attempted)
 			waiting++;
+	}
 	snprintf(how, sizeof how, " (%zu still waiting for a first answer "
-	    "after %d s)", waiting, READY_DEADLINE);
+	    "after %d s)", waiting, READY_DEADLINE_S);
 	daemon_send_ready(how);
 }
 
-/* An account changed state: refresh STATUS= soon, once for many. */
-void
-daemon_account_changed(struct daemon_ctx *c, struct account *a)
+/* Something changed: refresh STATUS= soon, once for many; READY=1. */
+static void
+daemon_changed_cb(void *arg)
 {
 	struct timeval	 tv = { 0, 250000 };
 
-	(void)c;
-	(void)a;
-	if (status_ev != NULL && !evtimer_pending(status_ev, NULL))
-		evtimer_add(status_ev, &tv);
-	daemon_check_ready();
+	(void)arg;
+	if (daemon_status_ev != NULL &&
+	    !evtimer_pending(daemon_status_ev, NULL))
+		evtimer_add(daemon_status_ev, &tv);
+	if (!daemon_ready_sent && daemon_registry != NULL &&
+	    registry_all_attempted(daemon_registry))
+		daemon_send_ready("");
 }
 
 static void
-watchdog_cb(evutil_socket_t fd, short events, void *arg)
+daemon_watchdog_cb(evutil_socket_t fd, short events, void *arg)
 {
 	(void)fd;
 	(void)events;
@@ -190,7 +159,7 @@ watchdog_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 static void
-watchdog_init(void)
+daemon_watchdog_init(void)
 {
 	struct timeval	 tv;
 	uint64_t	 usec;
@@ -200,15 +169,18 @@ watchdog_init(void)
 	usec /= 2;
 	tv.tv_sec = (time_t)(usec / 1000000);
 	tv.tv_usec = (suseconds_t)(usec % 1000000);
-	watchdog_ev = event_new(ctx.base, -1, EV_PERSIST, watchdog_cb, NULL);
-	event_add(watchdog_ev, &tv);
+	daemon_watchdog_ev = event_new(daemon_base, -1, EV_PERSIST,
+	    daemon_watchdog_cb, NULL);
+	if (daemon_watchdog_ev == NULL ||
+	    event_add(daemon_watchdog_ev, &tv) != 0)
+		fatalx("cannot arm the watchdog timer");
 	sd_notify(0, "WATCHDOG=1");
 }
 
 /* ---- accounts ---- */
 
 static void
-prepare_dirs(const struct config *cfg)
+daemon_prepare_dirs(const struct config *cfg)
 {
 	size_t	 i, j;
 	char	*dir, *slash;
@@ -227,27 +199,15 @@ prepare_dirs(const struct config *cfg)
 		}
 }
 
-/* Give each account its conf; the config keeps only global settings. */
 static void
-adopt_accounts(struct config *cfg)
+daemon_clock_jumped_cb(void *arg)
 {
-	free(cfg->accounts);
-	cfg->accounts = NULL;
-	cfg->naccounts = 0;
-}
-
-static void
-clock_jumped_cb(void *arg)
-{
-	size_t	 i;
-
 	(void)arg;
-	for (i = 0; i < ctx.naccounts; i++)
-		account_clock_jumped(ctx.accounts[i]);
+	registry_clock_jumped(daemon_registry);
 }
 
 static uint64_t
-monotonic_usec(void)
+daemon_monotonic_usec(void)
 {
 	struct timespec	 ts;
 
@@ -256,23 +216,19 @@ monotonic_usec(void)
 }
 
 /*
- * Re-read the configuration. Unchanged accounts keep everything; changed
- * ones keep their tokens and take the new settings; new ones start;
- * removed ones stop. A broken configuration changes nothing.
+ * Re-read the configuration and let the registry match it. A broken
+ * configuration changes nothing.
  */
-int
-daemon_reload(struct daemon_ctx *c, char **cause)
+static int
+daemon_reload(char **cause)
 {
+	struct registry_diff	 diff;
 	struct diag		 d;
 	struct config		*cfg;
-	struct account	       **next, **start, *a;
-	struct account_conf	*ac, **replace;
-	size_t			 i, j, n, added = 0, changed = 0, removed = 0;
-	int			 kept;
 
 	memset(&d, 0, sizeof d);
-	cfg = config_load(c->config_file, c->accounts_dir_arg, &d);
-	log_diag(&d);
+	cfg = config_load(daemon_config_file, daemon_accounts_dir, &d);
+	daemon_log_diag(&d);
 	if (cfg == NULL) {
 		xasprintf(cause, "the new configuration has %zu error%s; the "
 		    "running one stays", d.nerrors, d.nerrors == 1 ? "" : "s");
@@ -282,74 +238,34 @@ daemon_reload(struct daemon_ctx *c, char **cause)
 	}
 	diag_clear(&d);
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
-	    (unsigned long long)monotonic_usec());
-	prepare_dirs(cfg);	/* while cfg still lists every account */
+	    (unsigned long long)daemon_monotonic_usec());
+	daemon_prepare_dirs(cfg);	/* while cfg still lists every account */
 
-	n = cfg->naccounts;
-	next = xcalloc(n ? n : 1, sizeof *next);
-	start = xcalloc(n ? n : 1, sizeof *start);
-	replace = xcalloc(n ? n : 1, sizeof *replace);
-	for (i = 0; i < n; i++) {
-		ac = cfg->accounts[i];
-		a = daemon_find_account(c, ac->name);
-		/* becoming or ceasing to be static starts over */
-		if (a != NULL && ((account_conf(a)->grant == GRANT_STATIC) !=
-		    (ac->grant == GRANT_STATIC)))
-			a = NULL;
-		if (a == NULL) {
-			next[i] = start[i] = account_new(c, ac);
-			added++;
-		} else if (config_account_equal(account_conf(a), ac)) {
-			config_account_free(ac);
-			next[i] = a;
-		} else {
-			next[i] = a;
-			replace[i] = ac;
-			changed++;
-		}
-	}
-	for (i = 0; i < c->naccounts; i++) {
-		for (j = 0, kept = 0; j < n && !kept; j++)
-			kept = next[j] == c->accounts[i];
-		if (!kept) {
-			log_account(LOG_LEVEL_INFO, account_name(c->accounts[i]),
-			    "removed from the configuration");
-			account_free(c->accounts[i]);
-			removed++;
-		}
-	}
-	free(c->accounts);
-	c->accounts = next;
-	c->naccounts = n;
-	qsort(c->accounts, c->naccounts, sizeof *c->accounts, account_cmp);
-	ready_cursor = 0;	/* the array changed */
-
-	if (strcmp(cfg->socket_path, c->config->socket_path) != 0)
+	if (strcmp(cfg->socket_path, daemon_config->socket_path) != 0)
 		log_warnx("the socket moves from %s to %s only on restart",
-		    c->config->socket_path, cfg->socket_path);
-	log_set_level(c->verbose ? LOG_LEVEL_DEBUG : cfg->log_level);
-	http_set_limits(c->http, cfg->max_requests, cfg->max_requests_per_host);
-	adopt_accounts(cfg);
-	config_free(c->config);
-	c->config = cfg;
-
-	for (i = 0; i < n; i++) {
-		if (replace[i] != NULL)
-			account_replace_conf(next[i], replace[i]);
-		else if (start[i] != NULL)
-			account_start(start[i]);
-	}
-	free(start);
-	free(replace);
+		    daemon_config->socket_path, cfg->socket_path);
+	log_set_level(daemon_verbose ? LOG_LEVEL_DEBUG : cfg->log_level);
+	http_set_limits(daemon_http, cfg->max_requests,
+	    cfg->max_requests_per_host);
+	registry_apply(daemon_registry, cfg, &diff);
+	config_free(daemon_config);
+	daemon_config = cfg;
 	log_info("reloaded: %zu accounts (%zu added, %zu changed, %zu "
-	    "removed)", n, added, changed, removed);
+	    "removed)", registry_count(daemon_registry), diff.added,
+	    diff.changed, diff.removed);
 	sd_notify(0, "READY=1");
-	daemon_account_changed(c, NULL);
 	return 0;
 }
 
+static int
+daemon_reload_cb(char **cause, void *arg)
+{
+	(void)arg;
+	return daemon_reload(cause);
+}
+
 static void
-sighup_cb(evutil_socket_t sig, short events, void *arg)
+daemon_sighup_cb(evutil_socket_t sig, short events, void *arg)
 {
 	char	*cause = NULL;
 
@@ -357,18 +273,18 @@ sighup_cb(evutil_socket_t sig, short events, void *arg)
 	(void)events;
 	(void)arg;
 	log_info("SIGHUP: reloading the configuration");
-	if (daemon_reload(&ctx, &cause) != 0)
+	if (daemon_reload(&cause) != 0)
 		free(cause);
 }
 
 static void
-sigterm_cb(evutil_socket_t sig, short events, void *arg)
+daemon_sigterm_cb(evutil_socket_t sig, short events, void *arg)
 {
 	(void)events;
 	(void)arg;
 	log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	sd_notify(0, "STOPPING=1");
-	event_base_loopbreak(ctx.base);
+	event_base_loopbreak(daemon_base);
 }
 
 int
@@ -381,10 +297,12 @@ main(int argc, char *argv[])
 		{ NULL, 0, NULL, 0 }
 	};
 	struct event	*ev_hup, *ev_term, *ev_int;
+	struct api_env	 api_env;
+	struct registry_diff diff;
+	struct timeval	 ready_tv = { READY_DEADLINE_S, 0 };
 	struct diag	 d;
 	struct config	*cfg;
 	const char	*file = NULL, *accounts_dir = NULL;
-	size_t		 i;
 	int		 ch, check = 0, verbose = 0;
 
 	while ((ch = getopt_long(argc, argv, "c:A:nvVh", longopts, NULL)) !=
@@ -406,15 +324,15 @@ main(int argc, char *argv[])
 			printf("tokend %s\n", TOKEND_VERSION);
 			return 0;
 		case 'h':
-			usage(stdout);
+			daemon_usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
+			daemon_usage(stderr);
 			return 2;
 		}
 	}
 	if (optind != argc) {
-		usage(stderr);
+		daemon_usage(stderr);
 		return 2;
 	}
 	log_init(verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, !check);
@@ -428,7 +346,7 @@ main(int argc, char *argv[])
 	memset(&d, 0, sizeof d);
 	cfg = config_load(file, accounts_dir, &d);
 	if (check) {
-		print_diag(&d);
+		daemon_print_diag(&d);
 		if (cfg != NULL)
 			printf("%s: %zu account%s OK\n", cfg->file != NULL ?
 			    cfg->file : "(defaults)", cfg->naccounts,
@@ -439,84 +357,81 @@ main(int argc, char *argv[])
 		return cfg != NULL ? 0 : 1;
 	}
 	if (cfg == NULL) {
-		log_diag(&d);
+		daemon_log_diag(&d);
 		diag_clear(&d);
 		fatalx("configuration has errors; nothing started");
 	}
-	log_diag(&d);
+	daemon_log_diag(&d);
 	diag_clear(&d);
 	if (!verbose)
 		log_set_level(cfg->log_level);
 
 	signal(SIGPIPE, SIG_IGN);
 	rng_seed(0);
-	prepare_dirs(cfg);
+	daemon_prepare_dirs(cfg);
 
-	memset(&ctx, 0, sizeof ctx);
-	ctx.config = cfg;
-	ctx.config_file = file;
-	ctx.accounts_dir_arg = accounts_dir;
-	ctx.uid = geteuid();
-	ctx.verbose = verbose;
-	if ((ctx.base = event_base_new()) == NULL)
+	daemon_config = cfg;
+	daemon_config_file = file;
+	daemon_accounts_dir = accounts_dir;
+	daemon_verbose = verbose;
+	if ((daemon_base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	if (timer_init(ctx.base, clock_jumped_cb, NULL) != 0)
+	if (timer_init(daemon_base, daemon_clock_jumped_cb, NULL) != 0)
 		fatal("timerfd");
-	ctx.http = http_new(ctx.base, cfg->max_requests,
+	daemon_http = http_new(daemon_base, cfg->max_requests,
 	    cfg->max_requests_per_host);
-	hooks_init(ctx.base);
-	status_ev = evtimer_new(ctx.base, status_update_cb, NULL);
+	hooks_init(daemon_base);
+	if ((daemon_status_ev = evtimer_new(daemon_base, daemon_status_cb,
+	    NULL)) == NULL)
+		fatalx("event_new failed");
 
-	ev_hup = evsignal_new(ctx.base, SIGHUP, sighup_cb, NULL);
-	ev_term = evsignal_new(ctx.base, SIGTERM, sigterm_cb, NULL);
-	ev_int = evsignal_new(ctx.base, SIGINT, sigterm_cb, NULL);
-	event_add(ev_hup, NULL);
-	event_add(ev_term, NULL);
-	event_add(ev_int, NULL);
+	ev_hup = evsignal_new(daemon_base, SIGHUP, daemon_sighup_cb, NULL);
+	ev_term = evsignal_new(daemon_base, SIGTERM, daemon_sigterm_cb, NULL);
+	ev_int = evsignal_new(daemon_base, SIGINT, daemon_sigterm_cb, NULL);
+	if (ev_hup == NULL || ev_term == NULL || ev_int == NULL ||
+	    event_add(ev_hup, NULL) != 0 || event_add(ev_term, NULL) != 0 ||
+	    event_add(ev_int, NULL) != 0)
+		fatalx("cannot watch signals");
 
-	if (control_init(&ctx, cfg->socket_path) != 0)
+	daemon_registry = registry_new(daemon_http, daemon_changed_cb, NULL);
+	memset(&api_env, 0, sizeof api_env);
+	api_env.base = daemon_base;
+	api_env.registry = daemon_registry;
+	api_env.http = daemon_http;
+	api_env.reload = daemon_reload_cb;
+	api_init(&api_env);
+	if (control_init(daemon_base, cfg->socket_path, api_handle, NULL) != 0)
 		fatalx("cannot serve the control socket");
 
-	ctx.naccounts = cfg->naccounts;
-	ctx.accounts = xcalloc(ctx.naccounts ? ctx.naccounts : 1,
-	    sizeof *ctx.accounts);
-	for (i = 0; i < cfg->naccounts; i++)
-		ctx.accounts[i] = account_new(&ctx, cfg->accounts[i]);
-	qsort(ctx.accounts, ctx.naccounts, sizeof *ctx.accounts, account_cmp);
-	adopt_accounts(cfg);
 	log_info("tokend %s starting: %zu accounts", TOKEND_VERSION,
-	    ctx.naccounts);
-	if (ctx.naccounts == 0)
+	    cfg->naccounts);
+	if (cfg->naccounts == 0)
 		log_warnx("no accounts in %s", cfg->accounts_dir);
-	for (i = 0; i < ctx.naccounts; i++)
-		account_start(ctx.accounts[i]);
-	ready_ev = evtimer_new(ctx.base, ready_deadline_cb, NULL);
-	{
-		struct timeval	 tv = { READY_DEADLINE, 0 };
+	if ((daemon_ready_ev = evtimer_new(daemon_base,
+	    daemon_ready_deadline_cb, NULL)) == NULL ||
+	    evtimer_add(daemon_ready_ev, &ready_tv) != 0)
+		fatalx("event_new failed");
+	/* the accounts start here; READY=1 follows their first attempts */
+	registry_apply(daemon_registry, cfg, &diff);
+	daemon_watchdog_init();
 
-		evtimer_add(ready_ev, &tv);
-	}
-	daemon_check_ready();
-	watchdog_init();
+	event_base_dispatch(daemon_base);
 
-	event_base_dispatch(ctx.base);
-
-	for (i = 0; i < ctx.naccounts; i++)
-		account_free(ctx.accounts[i]);
-	free(ctx.accounts);
+	api_shutdown();
+	registry_free(daemon_registry);
 	control_shutdown();
 	hooks_shutdown();
-	http_free(ctx.http);
+	http_free(daemon_http);
 	timer_shutdown();
 	event_free(ev_hup);
 	event_free(ev_term);
 	event_free(ev_int);
-	event_free(status_ev);
-	event_free(ready_ev);
-	if (watchdog_ev != NULL)
-		event_free(watchdog_ev);
-	event_base_free(ctx.base);
-	config_free(ctx.config);
+	event_free(daemon_status_ev);
+	event_free(daemon_ready_ev);
+	if (daemon_watchdog_ev != NULL)
+		event_free(daemon_watchdog_ev);
+	event_base_free(daemon_base);
+	config_free(daemon_config);
 	curl_global_cleanup();
 	log_info("stopped");
 	return 0;

@@ -170,8 +170,6 @@ char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 void		 freezero_str(char *);
-int64_t		 clock_wall_ms(void);
-int64_t		 clock_boot_ms(void);
 int		 read_file_capped(const char *, size_t, char **, size_t *);
 int		 str_is_printable(const char *);
 void		 rng_seed(uint64_t);
@@ -181,6 +179,10 @@ char		*fingerprint(const char *);
 int		 format_rfc3339(int64_t, char *, size_t);
 int		 parse_rfc3339(const char *, int64_t *);
 char		*json_quote(const char *);
+
+/* clock.c */
+int64_t		 clock_wall_ms(void);
+int64_t		 clock_boot_ms(void);
 
 /* log.c */
 void		 log_init(enum log_level, int);
@@ -221,6 +223,7 @@ struct account_conf *config_account_parse(const char *, const char *,
 struct account_conf *config_account_load(const char *, const char *,
 		    struct diag *);
 void		 config_free(struct config *);
+struct account_conf *config_take_account(struct config *, size_t);
 void		 config_account_free(struct account_conf *);
 int		 config_account_equal(const struct account_conf *,
 		    const struct account_conf *);
@@ -331,57 +334,106 @@ char		*sink_render(enum sink_format, const struct token *, int64_t,
 int		 sink_write(const struct sink_conf *, const struct token *,
 		    int64_t);
 
-/* account.c */
+/* account.c: one account's state machine */
 enum account_state {
 	ACCOUNT_FRESH,
 	ACCOUNT_REFRESHING,
 	ACCOUNT_BACKOFF,
 	ACCOUNT_EXPIRED,
 	ACCOUNT_FAILED,
+	ACCOUNT_STATE_COUNT	/* not a state: the end marker */
 };
 struct account;
-struct daemon_ctx;
+/* What an account needs from outside, handed in at account_new(). Its
+ * owner (the registry) keeps it at one address for the accounts' life. */
+struct account_env {
+	struct http		*http;
+	const char		*state_dir;
+	/* after every change of state, token, error or schedule */
+	void			(*changed)(struct account *, void *);
+	void			*arg;
+};
+/* A snapshot for readers: valid until the account next changes. */
+struct account_view {
+	const char		*name;
+	enum account_state	 state;
+	const struct token	*token;		/* the last one; NULL: none */
+	int			 valid;		/* token is valid now */
+	int64_t			 next_refresh;	/* wall ms; 0: none planned */
+	int64_t			 not_before;	/* wall ms: Retry-After until */
+	const char		*last_error;	/* "": none */
+	uint64_t		 refreshes;
+	uint64_t		 failures;
+	int			 attempted;	/* the first attempt is over */
+	int			 refreshable;	/* not a static token */
+	int64_t			 timeout_ms;
+	const uid_t		*users;		/* [access] */
+	size_t			 nusers;
+	const gid_t		*groups;
+	size_t			 ngroups;
+};
 typedef void	(*account_wait_cb)(struct account *, int, const char *, void *);
-struct account	*account_new(struct daemon_ctx *, struct account_conf *);
+struct account	*account_new(const struct account_env *, struct account_conf *);
 void		 account_free(struct account *);
 void		 account_start(struct account *);
 void		 account_replace_conf(struct account *, struct account_conf *);
 const char	*account_name(const struct account *);
 const struct account_conf *account_conf(const struct account *);
-enum account_state account_state(const struct account *, int64_t);
+void		 account_view(const struct account *, int64_t,
+		    struct account_view *);
 const char	*account_state_name(enum account_state);
-const struct token *account_token(const struct account *, int64_t);
-const struct token *account_current_token(const struct account *);
-int64_t		 account_next_refresh(const struct account *);
-const char	*account_last_error(const struct account *);
-uint64_t	 account_refreshes(const struct account *);
-uint64_t	 account_failures(const struct account *);
-int		 account_has_attempted(const struct account *);
 int		 account_refresh_now(struct account *, account_wait_cb, void *,
 		    char **);
 void		 account_cancel_waiter(struct account *, account_wait_cb,
 		    void *);
 void		 account_clock_jumped(struct account *);
 
-/* tokend.c: the daemon's state, shared by accounts and the socket */
-struct daemon_ctx {
-	struct event_base	*base;
-	struct http		*http;
-	struct config		*config;
-	struct account	       **accounts;	/* sorted by name, as config */
-	size_t			 naccounts;
-	const char		*config_file;
-	const char		*accounts_dir_arg;
-	uid_t			 uid;		/* the daemon's own user */
-	int			 verbose;
+/* registry.c: the set of accounts, sorted by name; the reload diff */
+struct registry;
+struct registry_diff {
+	size_t			 added;
+	size_t			 changed;
+	size_t			 removed;
 };
-struct account	*daemon_find_account(struct daemon_ctx *, const char *);
-void		 daemon_account_changed(struct daemon_ctx *, struct account *);
-int		 daemon_reload(struct daemon_ctx *, char **);
+struct registry	*registry_new(struct http *, void (*)(void *), void *);
+void		 registry_free(struct registry *);
+void		 registry_apply(struct registry *, struct config *,
+		    struct registry_diff *);
+size_t		 registry_count(const struct registry *);
+struct account	*registry_get(const struct registry *, size_t);
+struct account	*registry_find(const struct registry *, const char *);
+int		 registry_all_attempted(struct registry *);
+void		 registry_clock_jumped(struct registry *);
 
-/* control.c */
-int		 control_init(struct daemon_ctx *, const char *);
+/* control.c: the socket, its connections and who is on the other end */
+struct evhttp_request;
+struct control_peer {
+	uid_t			 uid;
+	gid_t			 gid;
+	const gid_t		*groups;	/* supplementary groups */
+	int			 ngroups;
+	int			 all;		/* root or the daemon's own user */
+};
+/* peer is NULL when the caller's credentials cannot be had */
+typedef void	(*control_handler)(struct evhttp_request *,
+		    const struct control_peer *, void *);
+int		 control_init(struct event_base *, const char *,
+		    control_handler, void *);
 void		 control_shutdown(void);
+int		 control_connections(void);
+
+/* api.c: the routes of the socket API, answered from account views */
+struct api_env {
+	struct event_base	*base;
+	struct registry		*registry;
+	struct http		*http;
+	int			(*reload)(char **, void *);	/* POST /v1/reload */
+	void			*arg;
+};
+void		 api_init(const struct api_env *);
+void		 api_handle(struct evhttp_request *, const struct control_peer *,
+		    void *);
+void		 api_shutdown(void);
 
 /* hooks.c */
 void		 hooks_init(struct event_base *);

@@ -84,27 +84,6 @@ freezero_str(char *s)
 	free(s);
 }
 
-static int64_t
-clock_ms(clockid_t id)
-{
-	struct timespec	 ts;
-
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t
-clock_wall_ms(void)
-{
-	return clock_ms(CLOCK_REALTIME);
-}
-
-int64_t
-clock_boot_ms(void)
-{
-	return clock_ms(CLOCK_BOOTTIME);
-}
-
 /*
  * Read a whole regular file of at most cap bytes, NUL-terminated.
  * Returns 0 or a negative errno: -EFBIG when it is larger than cap,

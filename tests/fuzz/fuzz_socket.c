@@ -3,8 +3,8 @@
  * as raw bytes over a real Unix socket to evhttp and control.c, serving
  * two accounts with static tokens (no network), and the loop runs until
  * the daemon has answered and closed or a bounded number of passes is
- * over. Everything but main() of tokend links in; the daemon_* hooks that
- * tokend.c provides are given here over the same two accounts.
+ * over. Everything but main() of tokend links in: the real registry,
+ * API routes and socket server, wired as tokend.c wires them.
  */
 #define _GNU_SOURCE
 #include <sys/socket.h>
@@ -25,36 +25,18 @@
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
-static struct daemon_ctx	 ctx;
+static struct event_base	*base;
 static char			 sockpath[108];
 
-struct account *
-daemon_find_account(struct daemon_ctx *c, const char *name)
+static int
+fuzz_reload_cb(char **cause, void *arg)
 {
-	size_t	 i;
-
-	for (i = 0; i < c->naccounts; i++)
-		if (!strcmp(account_name(c->accounts[i]), name))
-			return c->accounts[i];
-	return NULL;
-}
-
-void
-daemon_account_changed(struct daemon_ctx *c, struct account *a)
-{
-	(void)c;
-	(void)a;
-}
-
-int
-daemon_reload(struct daemon_ctx *c, char **cause)
-{
-	(void)c;
+	(void)arg;
 	*cause = xstrdup("reload is not available while fuzzing");
 	return -1;
 }
 
-static struct account *
+static struct account_conf *
 static_account(const char *dir, const char *name, const char *token)
 {
 	struct account_conf	*ac;
@@ -78,37 +60,44 @@ static_account(const char *dir, const char *name, const char *token)
 	free(text);
 	free(conf);
 	free(tokfile);
-	return account_new(&ctx, ac);
+	return ac;
 }
 
 static void
 setup(void)
 {
 	static struct config	 cfg;
+	static struct registry	*reg;
+	static struct http	*http;
+	struct account_conf	*acs[2];
+	struct registry_diff	 diff;
+	struct api_env		 env;
 	char			 dir[] = "/tmp/tokend-fuzz-XXXXXX";
-	size_t			 i;
 
-	if (ctx.base != NULL)
+	if (base != NULL)
 		return;
 	signal(SIGPIPE, SIG_IGN);
 	log_init(LOG_LEVEL_ERROR, 0);
 	if (mkdtemp(dir) == NULL)
 		abort();
+	base = event_base_new();
+	http = http_new(base, 4, 2);
+	timer_init(base, NULL, NULL);
 	cfg.state_dir = xstrdup(dir);
-	cfg.socket_path = NULL;
-	ctx.config = &cfg;
-	ctx.uid = geteuid();
-	ctx.base = event_base_new();
-	ctx.http = http_new(ctx.base, 4, 2);
-	timer_init(ctx.base, NULL, NULL);
-	ctx.naccounts = 2;
-	ctx.accounts = xcalloc(2, sizeof *ctx.accounts);
-	ctx.accounts[0] = static_account(dir, "alpha", "tok-alpha");
-	ctx.accounts[1] = static_account(dir, "beta", "tok-beta");
-	for (i = 0; i < ctx.naccounts; i++)
-		account_start(ctx.accounts[i]);
+	acs[0] = static_account(dir, "alpha", "tok-alpha");
+	acs[1] = static_account(dir, "beta", "tok-beta");
+	cfg.accounts = acs;
+	cfg.naccounts = 2;
+	reg = registry_new(http, NULL, NULL);
+	registry_apply(reg, &cfg, &diff);
+	memset(&env, 0, sizeof env);
+	env.base = base;
+	env.registry = reg;
+	env.http = http;
+	env.reload = fuzz_reload_cb;
+	api_init(&env);
 	snprintf(sockpath, sizeof sockpath, "%s/s", dir);
-	if (control_init(&ctx, sockpath) != 0)
+	if (control_init(base, sockpath, api_handle, NULL) != 0)
 		abort();
 }
 
@@ -143,7 +132,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				shutdown(fd, SHUT_WR);
 		} else if (size == 0 && pass == 0)
 			shutdown(fd, SHUT_WR);
-		event_base_loop(ctx.base, EVLOOP_NONBLOCK);
+		event_base_loop(base, EVLOOP_NONBLOCK);
 		while ((n = read(fd, buf, sizeof buf)) > 0)
 			;
 		if (n == 0)
@@ -153,6 +142,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	close(fd);
 	/* let the daemon see the close */
-	event_base_loop(ctx.base, EVLOOP_NONBLOCK);
+	event_base_loop(base, EVLOOP_NONBLOCK);
 	return 0;
 }

@@ -1,0 +1,630 @@
+/*
+ * The socket API: a route table, its handlers, and refresh waiters. Every
+ * answer is built from account views (account_view()); nothing here walks
+ * an account's internals. Who may see what follows the caller's
+ * credentials, as control.c found them.
+ */
+#define _GNU_SOURCE
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "tokend.h"
+
+#define API_WAIT_MAX_MS		(60 * MSEC_PER_SEC)
+
+/* A request that waits for a refresh to finish. */
+struct api_pending {
+	struct evhttp_request		*req;
+	struct evhttp_connection	*evcon;
+	struct account			*account;
+	struct event			*timeout;
+	int64_t				 min_valid_ms;	/* -1: a refresh */
+	int				 json;
+	LIST_ENTRY(api_pending)		 entry;
+};
+
+static struct api_env			 api;
+static LIST_HEAD(, api_pending)		 api_pendings =
+    LIST_HEAD_INITIALIZER(api_pendings);
+
+/* answers by code, for /metrics */
+static uint64_t	 api_answers_2xx, api_answers_4xx, api_answers_5xx;
+
+static void	api_waited_cb(struct account *, int, const char *, void *);
+
+/* ---- who may see what ---- */
+
+static int
+api_peer_may_see(const struct control_peer *p, const struct account_view *v)
+{
+	size_t	 i;
+	int	 j;
+
+	if (p->all)
+		return 1;
+	for (i = 0; i < v->nusers; i++)
+		if (v->users[i] == p->uid)
+			return 1;
+	for (i = 0; i < v->ngroups; i++) {
+		if (v->groups[i] == p->gid)
+			return 1;
+		for (j = 0; j < p->ngroups; j++)
+			if (v->groups[i] == p->groups[j])
+				return 1;
+	}
+	return 0;
+}
+
+/* ---- answers ---- */
+
+static void
+api_count(int code)
+{
+	if (code < 300)
+		api_answers_2xx++;
+	else if (code < 500)
+		api_answers_4xx++;
+	else
+		api_answers_5xx++;
+}
+
+/* A buffer for an answer; NULL (out of memory) has been answered. */
+static struct evbuffer *
+api_buffer(struct evhttp_request *req)
+{
+	struct evbuffer	*b;
+
+	if ((b = evbuffer_new()) == NULL) {
+		api_count(503);
+		evhttp_send_reply(req, 503, "Out of memory", NULL);
+	}
+	return b;
+}
+
+/* Send and free body. */
+static void
+api_reply(struct evhttp_request *req, int code, const char *type,
+    struct evbuffer *body)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+
+	if (type != NULL)
+		evhttp_add_header(h, "Content-Type", type);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	api_count(code);
+	evhttp_send_reply(req, code, NULL, body);
+	/* the evbuffer's copy of a token goes with it */
+	evbuffer_free(body);
+}
+
+/* A JSON error object; `msg` must hold no secret. */
+static void
+api_reply_error(struct evhttp_request *req, int code, const char *msg,
+    int64_t retry_after_s)
+{
+	struct evbuffer	*b;
+	char		*q, ra[32];
+
+	if ((b = api_buffer(req)) == NULL)
+		return;
+	q = json_quote(msg);
+	evbuffer_add_printf(b, "{\"error\":%s}\n", q);
+	free(q);
+	if (retry_after_s > 0) {
+		snprintf(ra, sizeof ra, "%lld", (long long)retry_after_s);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Retry-After", ra);
+	}
+	api_reply(req, code, "application/json", b);
+}
+
+/* Seconds until the account's next attempt, for Retry-After. */
+static int64_t
+api_retry_after_s(const struct account_view *v, int64_t now)
+{
+	int64_t	 s;
+
+	if (v->next_refresh == 0 || v->next_refresh <= now)
+		return 1;
+	s = (v->next_refresh - now + 999) / 1000;
+	return s < 1 ? 1 : s;
+}
+
+static void
+api_reply_token(struct evhttp_request *req, const struct account_view *v,
+    int json, int64_t now)
+{
+	struct evbuffer		*b;
+	char			*out;
+	size_t			 len;
+
+	if (!v->valid) {
+		api_reply_error(req, 503, "no valid token",
+		    api_retry_after_s(v, now));
+		return;
+	}
+	if ((b = api_buffer(req)) == NULL)
+		return;
+	if (json) {
+		out = sink_render(SINK_JSON, v->token, now, &len);
+		evbuffer_add(b, out, len);
+		explicit_bzero(out, len);
+		free(out);
+		api_reply(req, 200, "application/json", b);
+	} else {
+		evbuffer_add(b, v->token->access_token,
+		    strlen(v->token->access_token));
+		api_reply(req, 200, "text/plain", b);
+	}
+}
+
+static void
+api_format_time(int64_t wall, char *buf, size_t len)
+{
+	if (wall == 0)
+		snprintf(buf, len, "null");
+	else {
+		buf[0] = '"';
+		format_rfc3339(wall, buf + 1, len - 2);
+		strcat(buf, "\"");
+	}
+}
+
+static void
+api_status_one(struct evbuffer *b, const struct account_view *v)
+{
+	char	 exp[40], next[40], *qerr, *qname;
+
+	api_format_time(v->token != NULL ? v->token->expires_at : 0, exp,
+	    sizeof exp);
+	api_format_time(v->next_refresh, next, sizeof next);
+	qname = json_quote(v->name);
+	qerr = v->last_error[0] != '\0' ? json_quote(v->last_error) :
+	    xstrdup("null");
+	evbuffer_add_printf(b, "{\"account\":%s,\"state\":\"%s\","
+	    "\"expires_at\":%s,\"next_refresh_at\":%s,\"last_error\":%s,"
+	    "\"refreshes\":%llu,\"failures\":%llu}", qname,
+	    account_state_name(v->state), exp, next, qerr,
+	    (unsigned long long)v->refreshes, (unsigned long long)v->failures);
+	free(qname);
+	free(qerr);
+}
+
+/* ---- waiting for a refresh ---- */
+
+static void
+api_pending_free(struct api_pending *p)
+{
+	LIST_REMOVE(p, entry);
+	if (p->account != NULL)
+		account_cancel_waiter(p->account, api_waited_cb, p);
+	event_free(p->timeout);
+	free(p);
+}
+
+static void
+api_waited_cb(struct account *a, int ok, const char *error, void *arg)
+{
+	struct api_pending	*p = arg;
+	struct account_view	 v;
+	struct evbuffer		*b;
+	int64_t			 now = clock_wall_ms();
+
+	p->account = NULL;	/* the account dropped its waiter already */
+	account_view(a, now, &v);
+	if (p->min_valid_ms >= 0) {
+		if (v.valid && (v.token->expires_at == 0 ||
+		    v.token->expires_at >= now + p->min_valid_ms))
+			api_reply_token(p->req, &v, p->json, now);
+		else
+			api_reply_error(p->req, 503, ok ? "no token valid that "
+			    "long could be had" : error,
+			    api_retry_after_s(&v, now));
+	} else if (ok) {
+		if ((b = api_buffer(p->req)) != NULL) {
+			api_status_one(b, &v);
+			evbuffer_add(b, "\n", 1);
+			api_reply(p->req, 200, "application/json", b);
+		}
+	} else
+		api_reply_error(p->req, 502, error != NULL ? error : "refresh "
+		    "failed", api_retry_after_s(&v, now));
+	api_pending_free(p);
+}
+
+static void
+api_pending_timeout_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct api_pending	*p = arg;
+
+	(void)fd;
+	(void)events;
+	api_reply_error(p->req, 503, "the refresh did not finish in time", 5);
+	api_pending_free(p);
+}
+
+/* evhttp frees a connection's requests when it closes: forget ours. */
+static void
+api_conn_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct api_pending	*p, *next;
+
+	(void)arg;
+	for (p = LIST_FIRST(&api_pendings); p != NULL; p = next) {
+		next = LIST_NEXT(p, entry);
+		if (p->evcon == evcon)
+			api_pending_free(p);
+	}
+}
+
+static void
+api_wait_for_refresh(struct evhttp_request *req, struct account *a,
+    int64_t min_valid_ms, int json)
+{
+	struct api_pending	*p;
+	struct account_view	 v;
+	struct timeval		 tv;
+	char			*cause = NULL;
+	int64_t			 wait, now = clock_wall_ms();
+
+	account_view(a, now, &v);
+	wait = v.timeout_ms + 5 * MSEC_PER_SEC;
+	if (wait > API_WAIT_MAX_MS)
+		wait = API_WAIT_MAX_MS;
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+
+	p = xcalloc(1, sizeof *p);
+	p->req = req;
+	p->evcon = evhttp_request_get_connection(req);
+	p->min_valid_ms = min_valid_ms;
+	p->json = json;
+	if ((p->timeout = evtimer_new(api.base, api_pending_timeout_cb, p)) ==
+	    NULL || evtimer_add(p->timeout, &tv) != 0) {
+		if (p->timeout != NULL)
+			event_free(p->timeout);
+		free(p);
+		api_reply_error(req, 503, "out of memory", 5);
+		return;
+	}
+	/*
+	 * Linked, and the connection watched, before the account may call
+	 * back: it can answer at once (a request that cannot be built fails
+	 * the account there and then), and p is gone after that.
+	 */
+	LIST_INSERT_HEAD(&api_pendings, p, entry);
+	evhttp_connection_set_closecb(p->evcon, api_conn_close_cb, NULL);
+	p->account = a;
+	if (account_refresh_now(a, api_waited_cb, p, &cause) != 0) {
+		p->account = NULL;
+		api_reply_error(req, 503, cause, api_retry_after_s(&v, now));
+		free(cause);
+		api_pending_free(p);
+	}
+}
+
+/* ---- routes ---- */
+
+static int
+api_wants_json(struct evhttp_request *req)
+{
+	const char	*accept = evhttp_find_header(
+			    evhttp_request_get_input_headers(req), "Accept");
+
+	return accept != NULL && strstr(accept, "application/json") != NULL;
+}
+
+/* The account named by the rest of the path, if the caller may see it. */
+static struct account *
+api_lookup(struct evhttp_request *req, const struct control_peer *p,
+    const char *name)
+{
+	struct account		*a;
+	struct account_view	 v;
+
+	if (config_account_name_valid(name) &&
+	    (a = registry_find(api.registry, name)) != NULL) {
+		account_view(a, clock_wall_ms(), &v);
+		if (api_peer_may_see(p, &v))
+			return a;
+	}
+	/* the same answer for unknown and forbidden */
+	api_reply_error(req, 404, "no such account", 0);
+	return NULL;
+}
+
+/* ?min_valid=SECONDS; -1 when absent, -2 when malformed (answered). */
+static long long
+api_min_valid(struct evhttp_request *req, const char *query)
+{
+	struct evkeyvalq	 params;
+	const char		*mv;
+	char			*end;
+	long long		 min_valid = -1;
+
+	if (query == NULL)
+		return -1;
+	TAILQ_INIT(&params);
+	if (evhttp_parse_query_str(query, &params) != 0) {
+		api_reply_error(req, 400, "malformed query", 0);
+		return -2;
+	}
+	if ((mv = evhttp_find_header(&params, "min_valid")) != NULL) {
+		errno = 0;
+		min_valid = strtoll(mv, &end, 10);
+		if (*mv == '\0' || *end != '\0' || errno != 0 ||
+		    min_valid < 0 || min_valid > 366LL * 86400) {
+			evhttp_clear_headers(&params);
+			api_reply_error(req, 400, "min_valid takes seconds", 0);
+			return -2;
+		}
+	}
+	evhttp_clear_headers(&params);
+	return min_valid;
+}
+
+static void
+api_token(struct evhttp_request *req, const struct control_peer *p,
+    const char *name, const char *query)
+{
+	struct account		*a;
+	struct account_view	 v;
+	long long		 min_valid;
+	int64_t			 now = clock_wall_ms();
+
+	if ((min_valid = api_min_valid(req, query)) == -2)
+		return;
+	if ((a = api_lookup(req, p, name)) == NULL)
+		return;
+	account_view(a, now, &v);
+	if (min_valid > 0 && (!v.valid || (v.token->expires_at != 0 &&
+	    v.token->expires_at < now + min_valid * 1000))) {
+		api_wait_for_refresh(req, a, min_valid * 1000,
+		    api_wants_json(req));
+		return;
+	}
+	api_reply_token(req, &v, api_wants_json(req), now);
+}
+
+static void
+api_status(struct evhttp_request *req, const struct control_peer *p,
+    const char *rest, const char *query)
+{
+	struct account_view	 v;
+	struct evbuffer		*b;
+	int64_t			 now = clock_wall_ms();
+	size_t			 i;
+	int			 first = 1;
+
+	(void)rest;
+	(void)query;
+	if ((b = api_buffer(req)) == NULL)
+		return;
+	evbuffer_add(b, "[", 1);
+	for (i = 0; i < registry_count(api.registry); i++) {
+		account_view(registry_get(api.registry, i), now, &v);
+		if (!api_peer_may_see(p, &v))
+			continue;
+		if (!first)
+			evbuffer_add(b, ",", 1);
+		first = 0;
+		api_status_one(b, &v);
+	}
+	evbuffer_add(b, "]\n", 2);
+	api_reply(req, 200, "application/json", b);
+}
+
+static void
+api_refresh(struct evhttp_request *req, const struct control_peer *p,
+    const char *name, const char *query)
+{
+	struct account	*a;
+
+	(void)query;
+	if ((a = api_lookup(req, p, name)) != NULL)
+		api_wait_for_refresh(req, a, -1, 1);
+}
+
+static void
+api_reload(struct evhttp_request *req, const struct control_peer *p,
+    const char *rest, const char *query)
+{
+	struct evbuffer	*b;
+	char		*cause = NULL;
+
+	(void)rest;
+	(void)query;
+	if (!p->all) {
+		api_reply_error(req, 403, "reload is for root and the daemon's "
+		    "user", 0);
+		return;
+	}
+	log_info("reload requested over the socket (uid %u)",
+	    (unsigned)p->uid);
+	if (api.reload(&cause, api.arg) != 0) {
+		api_reply_error(req, 422, cause, 0);
+		free(cause);
+		return;
+	}
+	if ((b = api_buffer(req)) == NULL)
+		return;
+	evbuffer_add_printf(b, "{\"reloaded\":true,\"accounts\":%zu}\n",
+	    registry_count(api.registry));
+	api_reply(req, 200, "application/json", b);
+}
+
+/* One gauge or counter per account the caller may see. */
+enum api_metric {
+	API_METRIC_EXPIRY,
+	API_METRIC_REFRESHES,
+	API_METRIC_FAILURES,
+	API_METRIC_STATE,
+};
+
+static void
+api_metric(struct evbuffer *b, const struct control_peer *p,
+    enum api_metric m, int64_t now)
+{
+	static const struct {
+		const char	*name, *type, *help;
+	} defs[] = {
+		{ "tokend_token_expiry_timestamp_seconds", "gauge",
+		    "When the current token expires (0: never)." },
+		{ "tokend_refreshes_total", "counter", "Tokens obtained." },
+		{ "tokend_refresh_failures_total", "counter",
+		    "Failed token requests." },
+		{ "tokend_account_state", "gauge",
+		    "1 for the state the account is in." },
+	};
+	struct account_view	 v;
+	const char		*name = defs[m].name;
+	size_t			 i;
+	int			 s;
+
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name,
+	    defs[m].help, name, defs[m].type);
+	for (i = 0; i < registry_count(api.registry); i++) {
+		account_view(registry_get(api.registry, i), now, &v);
+		if (!api_peer_may_see(p, &v))
+			continue;
+		switch (m) {
+		case API_METRIC_EXPIRY:
+			if (v.token != NULL)
+				evbuffer_add_printf(b, "%s{account=\"%s\"} "
+				    "%lld\n", name, v.name,
+				    (long long)(v.token->expires_at / 1000));
+			break;
+		case API_METRIC_REFRESHES:
+		case API_METRIC_FAILURES:
+			evbuffer_add_printf(b, "%s{account=\"%s\"} %llu\n",
+			    name, v.name, (unsigned long long)(m ==
+			    API_METRIC_REFRESHES ? v.refreshes : v.failures));
+			break;
+		case API_METRIC_STATE:
+			for (s = 0; s < ACCOUNT_STATE_COUNT; s++)
+				evbuffer_add_printf(b, "%s{account=\"%s\","
+				    "state=\"%s\"} %d\n", name, v.name,
+				    account_state_name((enum account_state)s),
+				    (int)v.state == s);
+			break;
+		}
+	}
+}
+
+static void
+api_metrics(struct evhttp_request *req, const struct control_peer *p,
+    const char *rest, const char *query)
+{
+	struct evbuffer		*b;
+	int64_t			 now = clock_wall_ms();
+
+	(void)rest;
+	(void)query;
+	if ((b = api_buffer(req)) == NULL)
+		return;
+	api_metric(b, p, API_METRIC_EXPIRY, now);
+	api_metric(b, p, API_METRIC_REFRESHES, now);
+	api_metric(b, p, API_METRIC_FAILURES, now);
+	api_metric(b, p, API_METRIC_STATE, now);
+	evbuffer_add_printf(b,
+	    "# HELP tokend_token_requests_in_flight Token requests running.\n"
+	    "# TYPE tokend_token_requests_in_flight gauge\n"
+	    "tokend_token_requests_in_flight %zu\n"
+	    "# HELP tokend_token_requests_queued Token requests waiting for a "
+	    "slot.\n"
+	    "# TYPE tokend_token_requests_queued gauge\n"
+	    "tokend_token_requests_queued %zu\n"
+	    "# HELP tokend_socket_answers_total Answers on the socket by class."
+	    "\n# TYPE tokend_socket_answers_total counter\n"
+	    "tokend_socket_answers_total{code=\"2xx\"} %llu\n"
+	    "tokend_socket_answers_total{code=\"4xx\"} %llu\n"
+	    "tokend_socket_answers_total{code=\"5xx\"} %llu\n"
+	    "# HELP tokend_socket_connections Open socket connections.\n"
+	    "# TYPE tokend_socket_connections gauge\n"
+	    "tokend_socket_connections %d\n",
+	    http_in_flight(api.http), http_queued(api.http),
+	    (unsigned long long)api_answers_2xx,
+	    (unsigned long long)api_answers_4xx,
+	    (unsigned long long)api_answers_5xx, control_connections());
+	api_reply(req, 200, "text/plain; version=0.0.4", b);
+}
+
+typedef void	(*api_route_fn)(struct evhttp_request *,
+		    const struct control_peer *, const char *, const char *);
+
+static const struct api_route {
+	const char	*path;
+	int		 prefix;	/* the rest of the path is a name */
+	int		 post;		/* POST; else GET or HEAD */
+	api_route_fn	 fn;
+} api_routes[] = {
+	{ "/v1/token/", 1, 0, api_token },
+	{ "/v1/status", 0, 0, api_status },
+	{ "/v1/refresh/", 1, 1, api_refresh },
+	{ "/v1/reload", 0, 1, api_reload },
+	{ "/metrics", 0, 0, api_metrics },
+};
+
+void
+api_handle(struct evhttp_request *req, const struct control_peer *p,
+    void *arg)
+{
+	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(req);
+	enum evhttp_cmd_type	 cmd = evhttp_request_get_command(req);
+	const char		*path = uri != NULL ? evhttp_uri_get_path(uri) :
+				    NULL;
+	const struct api_route	*r;
+	size_t			 i, len;
+	int			 post = cmd == EVHTTP_REQ_POST;
+
+	(void)arg;
+	if (path == NULL) {
+		api_reply_error(req, 400, "malformed request", 0);
+		return;
+	}
+	if (p == NULL) {
+		api_reply_error(req, 403, "cannot tell who is asking", 0);
+		return;
+	}
+	for (i = 0; i < sizeof api_routes / sizeof api_routes[0]; i++) {
+		r = &api_routes[i];
+		len = strlen(r->path);
+		if (r->prefix ? strncmp(path, r->path, len) != 0 :
+		    strcmp(path, r->path) != 0)
+			continue;
+		if (r->post != post)
+			api_reply_error(req, 405, r->post ? "use POST" :
+			    "use GET", 0);
+		else
+			r->fn(req, p, path + len, evhttp_uri_get_query(uri));
+		return;
+	}
+	api_reply_error(req, 404, "no such endpoint", 0);
+}
+
+void
+api_init(const struct api_env *env)
+{
+	api = *env;
+}
+
+/* Answer everyone still waiting; before control_shutdown(). */
+void
+api_shutdown(void)
+{
+	struct api_pending	*p;
+
+	while ((p = LIST_FIRST(&api_pendings)) != NULL) {
+		api_reply_error(p->req, 503, "tokend is stopping", 5);
+		api_pending_free(p);
+	}
+}

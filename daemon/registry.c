@@ -1,0 +1,242 @@
+/*
+ * The set of accounts, sorted by name: lookup, iteration, the reload diff
+ * and the READY cursor. The registry owns its accounts and the
+ * environment they share, and tells its owner of every change through
+ * one callback.
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokend.h"
+
+struct registry {
+	struct account_env	 env;		/* shared by every account */
+	char			*state_dir;	/* env.state_dir points here */
+	struct account	       **accounts;	/* sorted by name */
+	size_t			 naccounts;
+	size_t			 ready_cursor;	/* accounts before it have had
+						   their first attempt */
+	void			(*changed)(void *);
+	void			*arg;
+};
+
+static void
+registry_account_changed_cb(struct account *a, void *arg)
+{
+	struct registry	*r = arg;
+
+	(void)a;
+	if (r->changed != NULL)
+		r->changed(r->arg);
+}
+
+struct registry *
+registry_new(struct http *http, void (*changed)(void *), void *arg)
+{
+	struct registry	*r;
+
+	r = xcalloc(1, sizeof *r);
+	r->env.http = http;
+	r->env.changed = registry_account_changed_cb;
+	r->env.arg = r;
+	r->state_dir = xstrdup("");
+	r->env.state_dir = r->state_dir;
+	r->changed = changed;
+	r->arg = arg;
+	return r;
+}
+
+void
+registry_free(struct registry *r)
+{
+	size_t	 i;
+
+	if (r == NULL)
+		return;
+	/* no news from accounts on their way out */
+	r->changed = NULL;
+	for (i = 0; i < r->naccounts; i++)
+		account_free(r->accounts[i]);
+	free(r->accounts);
+	free(r->state_dir);
+	free(r);
+}
+
+static int
+registry_account_cmp(const void *a, const void *b)
+{
+	const struct account *const *x = a, *const *y = b;
+
+	return strcmp(account_name(*x), account_name(*y));
+}
+
+static int
+registry_key_cmp(const void *key, const void *elem)
+{
+	const struct account *const *a = elem;
+
+	return strcmp(key, account_name(*a));
+}
+
+/* Accounts by address, to tell which running ones a reload keeps. */
+static int
+registry_ptr_cmp(const void *a, const void *b)
+{
+	const struct account *const *x = a, *const *y = b;
+
+	uintptr_t	 px = (uintptr_t)*x, py = (uintptr_t)*y;
+
+	return px < py ? -1 : px > py;
+}
+
+struct account *
+registry_find(const struct registry *r, const char *name)
+{
+	struct account	**found;
+
+	if (r->naccounts == 0)
+		return NULL;
+	found = bsearch(name, r->accounts, r->naccounts, sizeof *r->accounts,
+	    registry_key_cmp);
+	return found != NULL ? *found : NULL;
+}
+
+size_t
+registry_count(const struct registry *r)
+{
+	return r->naccounts;
+}
+
+struct account *
+registry_get(const struct registry *r, size_t i)
+{
+	return i < r->naccounts ? r->accounts[i] : NULL;
+}
+
+/* What becomes of the running account `a` given its new conf `ac`. */
+enum registry_fate {
+	REGISTRY_NEW,		/* start an account for ac */
+	REGISTRY_SAME,		/* keep a, drop ac */
+	REGISTRY_REPLACE,	/* a takes ac */
+};
+
+static enum registry_fate
+registry_fate(const struct account *a, const struct account_conf *ac)
+{
+	/* becoming or ceasing to be static starts over */
+	if (a == NULL || (account_conf(a)->grant == GRANT_STATIC) !=
+	    (ac->grant == GRANT_STATIC))
+		return REGISTRY_NEW;
+	if (config_account_equal(account_conf(a), ac))
+		return REGISTRY_SAME;
+	return REGISTRY_REPLACE;
+}
+
+/*
+ * Take every account out of cfg and make the registry match it.
+ * Unchanged accounts keep everything; changed ones keep their tokens and
+ * take the new settings; new ones start; removed ones stop. The accounts
+ * see cfg's state folder from now on. cfg keeps only its global settings.
+ */
+void
+registry_apply(struct registry *r, struct config *cfg,
+    struct registry_diff *diff)
+{
+	struct account	       **next, **start, **kept, *a;
+	struct account_conf	*ac, **replace;
+	size_t			 i, n = cfg->naccounts;
+	void			(*changed)(void *) = r->changed;
+
+	memset(diff, 0, sizeof *diff);
+	next = xcalloc(n ? n : 1, sizeof *next);
+	start = xcalloc(n ? n : 1, sizeof *start);
+	replace = xcalloc(n ? n : 1, sizeof *replace);
+	for (i = 0; i < n; i++) {
+		ac = config_take_account(cfg, i);
+		a = registry_find(r, ac->name);
+		switch (registry_fate(a, ac)) {
+		case REGISTRY_NEW:
+			next[i] = start[i] = account_new(&r->env, ac);
+			diff->added++;
+			break;
+		case REGISTRY_SAME:
+			config_account_free(ac);
+			next[i] = a;
+			break;
+		case REGISTRY_REPLACE:
+			next[i] = a;
+			replace[i] = ac;
+			diff->changed++;
+			break;
+		}
+	}
+
+	/* running accounts that next[] does not hold stop */
+	r->changed = NULL;	/* no news while the array is half made */
+	kept = xcalloc(n ? n : 1, sizeof *kept);
+	memcpy(kept, next, n * sizeof *next);
+	qsort(kept, n, sizeof *kept, registry_ptr_cmp);
+	for (i = 0; i < r->naccounts; i++) {
+		a = r->accounts[i];
+		if (bsearch(&a, kept, n, sizeof *kept, registry_ptr_cmp) != NULL)
+			continue;
+		log_account(LOG_LEVEL_INFO, account_name(a), "removed from the "
+		    "configuration");
+		account_free(a);
+		diff->removed++;
+	}
+	free(kept);
+	free(r->accounts);
+	r->accounts = next;
+	r->naccounts = n;
+	qsort(r->accounts, r->naccounts, sizeof *r->accounts,
+	    registry_account_cmp);
+	r->ready_cursor = 0;	/* the array changed */
+
+	free(r->state_dir);
+	r->state_dir = xstrdup(cfg->state_dir);
+	r->env.state_dir = r->state_dir;
+	r->changed = changed;
+
+	for (i = 0; i < n; i++) {
+		if (replace[i] != NULL)
+			account_replace_conf(next[i], replace[i]);
+		else if (start[i] != NULL)
+			account_start(start[i]);
+	}
+	free(start);
+	free(replace);
+	if (r->changed != NULL)
+		r->changed(r->arg);
+}
+
+/*
+ * Every account has had its first attempt. An account never goes back to
+ * not having had one, so a cursor past those that have keeps this linear
+ * over a whole start-up, not quadratic in the number of accounts.
+ */
+int
+registry_all_attempted(struct registry *r)
+{
+	struct account_view	 v;
+	int64_t			 now = clock_wall_ms();
+
+	while (r->ready_cursor < r->naccounts) {
+		account_view(r->accounts[r->ready_cursor], now, &v);
+		if (!v.attempted)
+			return 0;
+		r->ready_cursor++;
+	}
+	return 1;
+}
+
+void
+registry_clock_jumped(struct registry *r)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->naccounts; i++)
+		account_clock_jumped(r->accounts[i]);
+}
