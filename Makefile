@@ -96,7 +96,18 @@ $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 	$(Q)$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(UNIT_OBJS) $(ALL_LDFLAGS) \
 	    $(PKG_LIBS) $$(pkg-config --libs cmocka)
 
-unit: $(UNIT_BINS)
+# account.c with the real oauth, schedule, config, state and token files,
+# and link-time stand-ins for http, timers, hooks and the clock
+ACCOUNT_TEST_OBJS := $(addprefix $(BUILD)/,account.o util.o log.o ini.o \
+		   config.o schedule.o oauth.o sink.o file.o store.o)
+
+$(BUILD)/test_account: tests/unit/test_account.c tests/unit/unit.h \
+    $(ACCOUNT_TEST_OBJS) $(HEADERS)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(ACCOUNT_TEST_OBJS) \
+	    $(ALL_LDFLAGS) $(PKG_LIBS) $$(pkg-config --libs cmocka)
+
+unit: $(UNIT_BINS) $(BUILD)/test_account
 
 # LD_PRELOAD shims for regression tests (faults no real server can cause)
 SHIMS		:= $(BUILD)/fail_multi_add.so
