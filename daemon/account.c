@@ -24,9 +24,9 @@
 
 #include "tokend.h"
 
-#define RETRY_AFTER_MAX		(24 * 3600)	/* seconds we honour at most */
-#define PERSIST_RETRY_MIN	(2 * MSEC_PER_SEC)
-#define PERSIST_RETRY_MAX	(60 * MSEC_PER_SEC)
+#define RETRY_AFTER_MAX_MS	(24 * 3600 * MSEC_PER_SEC)	/* honoured at most */
+#define PERSIST_RETRY_MIN_MS	(2 * MSEC_PER_SEC)
+#define PERSIST_RETRY_MAX_MS	(60 * MSEC_PER_SEC)
 
 struct waiter {
 	account_wait_cb		 cb;
@@ -220,7 +220,7 @@ account_write_sinks(struct account *a)
 static void
 account_persist_later(struct account *a)
 {
-	int64_t	 delay = PERSIST_RETRY_MIN;
+	int64_t	 delay = PERSIST_RETRY_MIN_MS;
 	int	 i;
 
 	if (!a->state_unsaved && !a->sinks_unwritten) {
@@ -230,10 +230,10 @@ account_persist_later(struct account *a)
 	}
 	if (timer_pending(&a->persist_timer))
 		return;
-	for (i = 0; i < a->persist_failures && delay < PERSIST_RETRY_MAX; i++)
+	for (i = 0; i < a->persist_failures && delay < PERSIST_RETRY_MAX_MS; i++)
 		delay *= 2;
-	if (delay > PERSIST_RETRY_MAX)
-		delay = PERSIST_RETRY_MAX;
+	if (delay > PERSIST_RETRY_MAX_MS)
+		delay = PERSIST_RETRY_MAX_MS;
 	timer_set(&a->persist_timer, clock_boot_ms() + delay);
 }
 
@@ -246,7 +246,7 @@ account_persist_cb(void *arg)
 	if (a->state_unsaved)
 		account_save_state(a);
 	if (a->sinks_unwritten) {
-		if (token_valid(&a->token, clock_wall_ms()))
+		if (oauth_token_valid(&a->token, clock_wall_ms()))
 			account_write_sinks(a);
 		else
 			a->sinks_unwritten = 0;	/* nothing worth writing */
@@ -301,9 +301,9 @@ account_failed(struct account *a, const char *why)
 	account_transition(a, ACCOUNT_FAILED_NOW, "credentials refused");
 }
 
-/* A transient failure: back off, at least `min_delay` seconds (-1: none). */
+/* A transient failure: back off, at least `min_delay_ms` (-1: none). */
 static void
-account_backoff(struct account *a, const char *why, int64_t min_delay)
+account_backoff(struct account *a, const char *why, int64_t min_delay_ms)
 {
 	int64_t	 delay, now = clock_wall_ms();
 	char	 in[32];
@@ -313,16 +313,16 @@ account_backoff(struct account *a, const char *why, int64_t min_delay)
 	a->attempted = 1;
 	snprintf(a->last_error, sizeof a->last_error, "%s", why);
 	delay = schedule_backoff(&a->conf->refresh, a->failures, rng_unit());
-	if (min_delay >= 0) {
-		if (min_delay > RETRY_AFTER_MAX)
-			min_delay = RETRY_AFTER_MAX;
-		a->not_before = now + min_delay * 1000;
-		if (min_delay * 1000 > delay)
-			delay = min_delay * 1000;
+	if (min_delay_ms >= 0) {
+		if (min_delay_ms > RETRY_AFTER_MAX_MS)
+			min_delay_ms = RETRY_AFTER_MAX_MS;
+		a->not_before = now + min_delay_ms;
+		if (min_delay_ms > delay)
+			delay = min_delay_ms;
 	}
 	account_fmt_delay(delay, in, sizeof in);
 	log_account(LOG_LEVEL_WARNING, a->conf->name, "%s; retrying in %s%s",
-	    why, in, token_valid(&a->token, now) ? " (the current token is "
+	    why, in, oauth_token_valid(&a->token, now) ? " (the current token is "
 	    "still served)" : "");
 	account_schedule_delay(a, delay);
 	account_transition(a, ACCOUNT_FAILED_NOW, "transient failure");
@@ -338,7 +338,7 @@ account_success(struct account *a, struct token *t)
 	if (t->refresh_token == NULL && a->refresh_token != NULL)
 		t->refresh_token = xstrdup(a->refresh_token);
 
-	token_clear(&a->token);
+	oauth_token_clear(&a->token);
 	a->token = *t;
 	freezero_str(a->refresh_token);
 	a->refresh_token = a->token.refresh_token;
@@ -405,7 +405,7 @@ account_http_done_cb(const struct http_result *res, void *arg)
 	struct token		 t;
 	enum grant		 grant = a->req_grant;
 	char			 why[192], *used;
-	int64_t			 now = clock_wall_ms(), ra;
+	int64_t			 now = clock_wall_ms(), ra_ms;
 
 	/* this answer's refresh token is ours; a retry takes its own copy */
 	a->req = NULL;
@@ -448,8 +448,8 @@ account_http_done_cb(const struct http_result *res, void *arg)
 		account_failed(a, or.error);
 		break;
 	case OAUTH_RATE_LIMITED:
-		ra = schedule_retry_after(res->retry_after_raw, now);
-		account_backoff(a, or.error, ra);
+		ra_ms = schedule_retry_after(res->retry_after_raw, now);
+		account_backoff(a, or.error, ra_ms);
 		break;
 	default:
 		account_backoff(a, or.error, -1);
@@ -538,7 +538,7 @@ account_new(const struct account_env *env, struct account_conf *conf)
 static void
 account_start_static(struct account *a)
 {
-	token_clear(&a->token);
+	oauth_token_clear(&a->token);
 	a->token.access_token = xstrdup(a->conf->static_token);
 	a->token.token_type = xstrdup("Bearer");
 	a->token.obtained_at = clock_wall_ms();
@@ -580,7 +580,7 @@ account_start(struct account *a)
 	if (rc == 0) {
 		a->refresh_token = t.refresh_token;
 		t.refresh_token = NULL;
-		if (token_valid(&t, now + 1000)) {
+		if (oauth_token_valid(&t, now + 1000)) {
 			a->token = t;
 			memset(&t, 0, sizeof t);
 			a->attempted = 1;
@@ -591,7 +591,7 @@ account_start(struct account *a)
 			account_schedule_refresh(a);
 			account_transition(a, ACCOUNT_SUCCEEDED, "saved token");
 		}
-		token_clear(&t);
+		oauth_token_clear(&t);
 	}
 	if (a->refresh_token == NULL && a->conf->refresh_token != NULL)
 		a->refresh_token = xstrdup(a->conf->refresh_token);
@@ -619,9 +619,9 @@ account_replace_conf(struct account *a, struct account_conf *conf)
 		account_save_state(a);
 	}
 	config_account_free(old);
-	if (token_valid(&a->token, now))
+	if (oauth_token_valid(&a->token, now))
 		account_write_sinks(a);
-	if (a->failed || a->failures > 0 || !token_valid(&a->token, now)) {
+	if (a->failed || a->failures > 0 || !oauth_token_valid(&a->token, now)) {
 		a->failed = 0;
 		a->failures = 0;
 		a->not_before = 0;
@@ -641,7 +641,7 @@ account_free(struct account *a)
 	timer_clear(&a->timer);
 	timer_clear(&a->persist_timer);
 	account_notify(a, 0, "the account was removed");
-	token_clear(&a->token);
+	oauth_token_clear(&a->token);
 	freezero_str(a->refresh_token);
 	freezero_str(a->req_refresh_token);
 	config_account_free(a->conf);
@@ -668,7 +668,7 @@ account_state_at(const struct account *a, int64_t now)
 		return ACCOUNT_FAILED;
 	if (a->req != NULL || !a->attempted)
 		return ACCOUNT_REFRESHING;
-	if (!token_valid(&a->token, now))
+	if (!oauth_token_valid(&a->token, now))
 		return ACCOUNT_EXPIRED;
 	if (a->failures > 0)
 		return ACCOUNT_BACKOFF;
@@ -697,7 +697,7 @@ account_view(const struct account *a, int64_t now, struct account_view *v)
 	v->name = a->conf->name;
 	v->state = account_state_at(a, now);
 	v->token = a->token.access_token != NULL ? &a->token : NULL;
-	v->valid = token_valid(&a->token, now);
+	v->valid = oauth_token_valid(&a->token, now);
 	v->next_refresh = timer_pending(&a->timer) || a->req != NULL ?
 	    a->next_wall : 0;
 	v->not_before = a->not_before;

@@ -21,7 +21,7 @@
 #define TEMP_MARK	".tokend-"
 
 static int
-write_all(int fd, const void *data, size_t len)
+file_write_all(int fd, const void *data, size_t len)
 {
 	const char	*p = data;
 	ssize_t		 n;
@@ -39,7 +39,7 @@ write_all(int fd, const void *data, size_t len)
 }
 
 static int
-sync_dir(const char *dir)
+file_sync_dir(const char *dir)
 {
 	int	 fd, rc = 0;
 
@@ -88,7 +88,7 @@ file_write_atomic(const char *path, const void *data, size_t len,
 		rc = -errno;
 		goto fail;
 	}
-	if ((rc = write_all(fd, data, len)) != 0)
+	if ((rc = file_write_all(fd, data, len)) != 0)
 		goto fail;
 	if ((flags & FILE_DURABLE) && fsync(fd) == -1) {
 		rc = -errno;
@@ -105,7 +105,7 @@ file_write_atomic(const char *path, const void *data, size_t len,
 		goto fail;
 	}
 	if (flags & FILE_DURABLE)
-		(void)sync_dir(dir);	/* the rename is done: that stands */
+		(void)file_sync_dir(dir);	/* the rename is done: that stands */
 	rc = 0;
 	goto out;
 fail:

@@ -21,7 +21,7 @@
 
 #include "tokend.h"
 
-#define HOOK_TIME_LIMIT		30	/* seconds */
+#define HOOKS_TIME_LIMIT_S	30
 #define HOOKS_MAX		64	/* running at once */
 
 struct hook {
@@ -39,7 +39,7 @@ static LIST_HEAD(, hook)	 hooks = LIST_HEAD_INITIALIZER(hooks);
 static int			 hooks_running;
 
 static void
-hook_free(struct hook *h)
+hooks_forget(struct hook *h)
 {
 	LIST_REMOVE(h, entry);
 	hooks_running--;
@@ -76,13 +76,13 @@ hooks_sigchld_cb(evutil_socket_t sig, short events, void *arg)
 				    "hook %s killed by signal %d%s", h->program,
 				    WTERMSIG(status), h->killed ? " after its "
 				    "time limit" : "");
-			hook_free(h);
+			hooks_forget(h);
 		}
 	}
 }
 
 static void
-hook_timeout_cb(evutil_socket_t fd, short events, void *arg)
+hooks_timeout_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct hook	*h = arg;
 
@@ -108,7 +108,7 @@ hooks_shutdown(void)
 	while ((h = LIST_FIRST(&hooks)) != NULL) {
 		kill(h->pid, SIGKILL);
 		waitpid(h->pid, NULL, 0);
-		hook_free(h);
+		hooks_forget(h);
 	}
 	if (hooks_sigchld != NULL)
 		event_free(hooks_sigchld);
@@ -121,7 +121,7 @@ hooks_run(char **argv, const char *account, int64_t expires_at)
 	posix_spawn_file_actions_t	 fa;
 	posix_spawnattr_t		 attr;
 	sigset_t			 none;
-	struct timeval			 tv = { HOOK_TIME_LIMIT, 0 };
+	struct timeval			 tv = { HOOKS_TIME_LIMIT_S, 0 };
 	struct hook			*h;
 	char				*env[5], *path_env;
 	pid_t				 pid;
@@ -182,7 +182,7 @@ hooks_run(char **argv, const char *account, int64_t expires_at)
 	h->pid = pid;
 	h->account = xstrdup(account);
 	h->program = xstrdup(argv[0]);
-	h->timeout = evtimer_new(hooks_base, hook_timeout_cb, h);
+	h->timeout = evtimer_new(hooks_base, hooks_timeout_cb, h);
 	evtimer_add(h->timeout, &tv);
 	LIST_INSERT_HEAD(&hooks, h, entry);
 	hooks_running++;

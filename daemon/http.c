@@ -257,7 +257,7 @@ http_set_limits(struct http *http, int max_requests, int max_per_host)
 }
 
 static void
-wipe_slist(struct curl_slist *l)
+http_wipe_slist(struct curl_slist *l)
 {
 	for (; l != NULL; l = l->next)
 		explicit_bzero(l->data, strlen(l->data));
@@ -270,7 +270,7 @@ http_request_free(struct http_request *req)
 		curl_multi_remove_handle(req->http->multi, req->easy);
 		curl_easy_cleanup(req->easy);
 	}
-	wipe_slist(req->headers);
+	http_wipe_slist(req->headers);
 	curl_slist_free_all(req->headers);
 	free(req->url);
 	freezero_str(req->body);

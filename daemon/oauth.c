@@ -81,7 +81,7 @@ oauth_base64(const unsigned char *in, size_t len)
 
 /* base64url without padding (JWT), into a NUL-terminated buffer. */
 static int
-base64url_decode(const char *in, size_t len, char **out, size_t *outlen)
+oauth_base64url_decode(const char *in, size_t len, char **out, size_t *outlen)
 {
 	unsigned char	*buf;
 	uint32_t	 acc = 0;
@@ -129,7 +129,7 @@ struct form {
 };
 
 static void
-form_add(struct form *f, const char *name, const char *value)
+oauth_form_add(struct form *f, const char *name, const char *value)
 {
 	char	*ev, *next;
 
@@ -159,20 +159,20 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 	memset(out, 0, sizeof *out);
 	switch (grant) {
 	case GRANT_CLIENT_CREDENTIALS:
-		form_add(&f, "grant_type", "client_credentials");
+		oauth_form_add(&f, "grant_type", "client_credentials");
 		break;
 	case GRANT_PASSWORD:
-		form_add(&f, "grant_type", "password");
-		form_add(&f, "username", ac->username);
-		form_add(&f, "password", ac->password);
+		oauth_form_add(&f, "grant_type", "password");
+		oauth_form_add(&f, "username", ac->username);
+		oauth_form_add(&f, "password", ac->password);
 		break;
 	case GRANT_REFRESH_TOKEN:
 		if (refresh_token == NULL) {
 			*cause = xstrdup("no refresh token is held");
 			return -1;
 		}
-		form_add(&f, "grant_type", "refresh_token");
-		form_add(&f, "refresh_token", refresh_token);
+		oauth_form_add(&f, "grant_type", "refresh_token");
+		oauth_form_add(&f, "refresh_token", refresh_token);
 		break;
 	case GRANT_STATIC:
 		*cause = xstrdup("a static token is never requested");
@@ -195,21 +195,21 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 		freezero_str(secret);
 		break;
 	case CLIENT_AUTH_POST:
-		form_add(&f, "client_id", ac->client_id);
-		form_add(&f, "client_secret", ac->client_secret);
+		oauth_form_add(&f, "client_id", ac->client_id);
+		oauth_form_add(&f, "client_secret", ac->client_secret);
 		break;
 	case CLIENT_AUTH_NONE:
-		form_add(&f, "client_id", ac->client_id);
+		oauth_form_add(&f, "client_id", ac->client_id);
 		break;
 	}
 
 	/* a refresh keeps the scope it was granted (RFC 6749 section 6) */
 	if (grant != GRANT_REFRESH_TOKEN)
-		form_add(&f, "scope", ac->scope);
-	form_add(&f, "audience", ac->audience);
-	form_add(&f, "resource", ac->resource);
+		oauth_form_add(&f, "scope", ac->scope);
+	oauth_form_add(&f, "audience", ac->audience);
+	oauth_form_add(&f, "resource", ac->resource);
 	for (i = 0; i < ac->nparams; i++)
-		form_add(&f, ac->params[i].name, ac->params[i].value);
+		oauth_form_add(&f, ac->params[i].name, ac->params[i].value);
 
 	out->url = grant == GRANT_REFRESH_TOKEN ? ac->refresh_url :
 	    ac->token_url;
@@ -286,7 +286,7 @@ oauth_json_pointer(const char *ptr, const void *root, const void **out)
 
 /* Look a pointer up; NULL when unset, absent or JSON null. */
 static struct json_object *
-lookup(const char *ptr, struct json_object *root)
+oauth_lookup(const char *ptr, struct json_object *root)
 {
 	const void	*v;
 
@@ -297,7 +297,7 @@ lookup(const char *ptr, struct json_object *root)
 
 /* An error code safe to log: [A-Za-z0-9_.-], at most 64 characters. */
 static void
-sanitize_code(const char *in, char *out, size_t len)
+oauth_sanitize_code(const char *in, char *out, size_t len)
 {
 	size_t	 i;
 
@@ -311,7 +311,7 @@ sanitize_code(const char *in, char *out, size_t len)
 }
 
 static struct json_object *
-parse_json(const char *body, size_t len, const char **why)
+oauth_parse_json(const char *body, size_t len, const char **why)
 {
 	struct json_tokener	*tok;
 	struct json_object	*obj;
@@ -363,7 +363,7 @@ struct json_key {
 };
 
 static int
-json_duplicate_keys(const char *p, size_t len)
+oauth_json_duplicate_keys(const char *p, size_t len)
 {
 	/* per open container: is it an object, does a key come next, and
 	 * where its keys start in the one list of keys seen */
@@ -428,7 +428,7 @@ json_duplicate_keys(const char *p, size_t len)
  * json_object_get_int64 would read "3600abc" as 3600 and null as 0.
  */
 static int
-json_seconds(struct json_object *v, int64_t *out)
+oauth_json_seconds(struct json_object *v, int64_t *out)
 {
 	const char	*s;
 	double		 d;
@@ -477,15 +477,15 @@ oauth_jwt_exp(const char *token)
 	if ((dot1 = strchr(token, '.')) == NULL ||
 	    (dot2 = strchr(dot1 + 1, '.')) == NULL || strchr(dot2 + 1, '.'))
 		return 0;
-	if (base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &payload,
+	if (oauth_base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &payload,
 	    &len) != 0)
 		return 0;
-	if ((obj = parse_json(payload, len, &why)) != NULL) {
+	if ((obj = oauth_parse_json(payload, len, &why)) != NULL) {
 		if (json_object_is_type(obj, json_type_object) &&
 		    json_object_object_get_ex(obj, "exp", &exp) &&
 		    (json_object_is_type(exp, json_type_int) ||
 		    json_object_is_type(exp, json_type_double)) &&
-		    json_seconds(exp, &secs) != 0)
+		    oauth_json_seconds(exp, &secs) != 0)
 			secs = 0;
 		json_object_put(obj);
 	}
@@ -494,7 +494,7 @@ oauth_jwt_exp(const char *token)
 }
 
 static int
-take_token(struct json_object *v, char **out)
+oauth_take_token(struct json_object *v, char **out)
 {
 	const char	*s;
 
@@ -510,7 +510,7 @@ take_token(struct json_object *v, char **out)
 }
 
 static int
-fail(struct oauth_result *res, enum oauth_outcome outcome, const char *fmt,
+oauth_fail(struct oauth_result *res, enum oauth_outcome outcome, const char *fmt,
     ...)
 {
 	va_list	 ap;
@@ -524,7 +524,7 @@ fail(struct oauth_result *res, enum oauth_outcome outcome, const char *fmt,
 
 /* Classify an error answer: 4xx with an RFC 6749 5.2 error code, or not. */
 static int
-parse_error(long status, const char *body, size_t len,
+oauth_parse_error(long status, const char *body, size_t len,
     struct oauth_result *res)
 {
 	static const char *const permanent[] = {
@@ -538,32 +538,32 @@ parse_error(long status, const char *body, size_t len,
 	int			 i;
 
 	if (status == 429 || status == 503)
-		return fail(res, OAUTH_RATE_LIMITED, "HTTP %ld", status);
+		return oauth_fail(res, OAUTH_RATE_LIMITED, "HTTP %ld", status);
 	if (status >= 300 && status < 400)
-		return fail(res, OAUTH_RETRY, "HTTP %ld: redirects are not "
+		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld: redirects are not "
 		    "followed", status);
 	if (status != 400 && status != 401)
-		return fail(res, OAUTH_RETRY, "HTTP %ld", status);
-	if ((obj = parse_json(body, len, &why)) == NULL)
-		return fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth error",
+		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld", status);
+	if ((obj = oauth_parse_json(body, len, &why)) == NULL)
+		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth error",
 		    status);
 	if (!json_object_is_type(obj, json_type_object) ||
 	    !json_object_object_get_ex(obj, "error", &err) ||
 	    !json_object_is_type(err, json_type_string)) {
 		json_object_put(obj);
-		return fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth error",
+		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth error",
 		    status);
 	}
-	sanitize_code(json_object_get_string(err), code, sizeof code);
+	oauth_sanitize_code(json_object_get_string(err), code, sizeof code);
 	json_object_put(obj);
 	if (!strcmp(code, "invalid_grant"))
-		return fail(res, OAUTH_INVALID_GRANT, "HTTP %ld invalid_grant",
+		return oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld invalid_grant",
 		    status);
 	for (i = 0; permanent[i] != NULL; i++)
 		if (!strcmp(code, permanent[i]))
-			return fail(res, OAUTH_PERMANENT, "HTTP %ld %s", status,
+			return oauth_fail(res, OAUTH_PERMANENT, "HTTP %ld %s", status,
 			    code);
-	return fail(res, OAUTH_RETRY, "HTTP %ld %s", status, code);
+	return oauth_fail(res, OAUTH_RETRY, "HTTP %ld %s", status, code);
 }
 
 /*
@@ -584,78 +584,78 @@ oauth_response_parse(const struct account_conf *ac, long status,
 
 	memset(res, 0, sizeof *res);
 	if (status < 200 || status > 299)
-		return parse_error(status, body, len, res);
-	if ((obj = parse_json(body, len, &why)) == NULL)
-		return fail(res, OAUTH_RETRY, "malformed response: %s", why);
-	if (json_duplicate_keys(body, len)) {
+		return oauth_parse_error(status, body, len, res);
+	if ((obj = oauth_parse_json(body, len, &why)) == NULL)
+		return oauth_fail(res, OAUTH_RETRY, "malformed response: %s", why);
+	if (oauth_json_duplicate_keys(body, len)) {
 		json_object_put(obj);
-		return fail(res, OAUTH_RETRY, "malformed response: a key appears "
+		return oauth_fail(res, OAUTH_RETRY, "malformed response: a key appears "
 		    "twice in one object (or an object has over %d keys)",
 		    JSON_KEYS_MAX);
 	}
 
 	memset(&t, 0, sizeof t);
-	if (take_token(lookup(rc->access_token, obj), &t.access_token) != 0) {
+	if (oauth_take_token(oauth_lookup(rc->access_token, obj), &t.access_token) != 0) {
 		json_object_put(obj);
-		return fail(res, OAUTH_RETRY, "malformed response: no usable "
+		return oauth_fail(res, OAUTH_RETRY, "malformed response: no usable "
 		    "access token at %s", rc->access_token);
 	}
-	if ((v = lookup(rc->refresh_token, obj)) != NULL &&
-	    take_token(v, &t.refresh_token) != 0) {
-		token_clear(&t);
+	if ((v = oauth_lookup(rc->refresh_token, obj)) != NULL &&
+	    oauth_take_token(v, &t.refresh_token) != 0) {
+		oauth_token_clear(&t);
 		json_object_put(obj);
-		return fail(res, OAUTH_RETRY, "malformed response: refresh "
+		return oauth_fail(res, OAUTH_RETRY, "malformed response: refresh "
 		    "token at %s is not a token", rc->refresh_token);
 	}
 
-	if ((v = lookup(rc->token_type, obj)) != NULL) {
+	if ((v = oauth_lookup(rc->token_type, obj)) != NULL) {
 		if (!json_object_is_type(v, json_type_string) ||
 		    (s = json_object_get_string(v))[0] == '\0' ||
 		    strlen(s) > TOKEN_TYPE_MAX || !str_is_printable(s)) {
-			token_clear(&t);
+			oauth_token_clear(&t);
 			json_object_put(obj);
-			return fail(res, OAUTH_RETRY, "malformed response: "
+			return oauth_fail(res, OAUTH_RETRY, "malformed response: "
 			    "bad token_type");
 		}
 		t.token_type = xstrdup(strcasecmp(s, "bearer") ? s : "Bearer");
 	} else
 		t.token_type = xstrdup("Bearer");
 
-	if ((v = lookup(rc->expires_in, obj)) != NULL) {
-		if (json_seconds(v, &secs) != 0 || secs <= 0 ||
+	if ((v = oauth_lookup(rc->expires_in, obj)) != NULL) {
+		if (oauth_json_seconds(v, &secs) != 0 || secs <= 0 ||
 		    secs > LIFETIME_MAX) {
-			token_clear(&t);
+			oauth_token_clear(&t);
 			json_object_put(obj);
-			return fail(res, OAUTH_RETRY, "malformed response: "
+			return oauth_fail(res, OAUTH_RETRY, "malformed response: "
 			    "expires_in is not a positive number of seconds");
 		}
 		lifetime = secs * 1000;
-	} else if ((v = lookup(rc->expires_at, obj)) != NULL) {
+	} else if ((v = oauth_lookup(rc->expires_at, obj)) != NULL) {
 		if (json_object_is_type(v, json_type_string) &&
 		    parse_rfc3339(json_object_get_string(v), &at) == 0)
 			;
-		else if (json_seconds(v, &secs) == 0 && secs > 0 &&
+		else if (oauth_json_seconds(v, &secs) == 0 && secs > 0 &&
 		    secs < INT64_MAX / 1000)
 			at = secs * 1000;
 		else {
-			token_clear(&t);
+			oauth_token_clear(&t);
 			json_object_put(obj);
-			return fail(res, OAUTH_RETRY, "malformed response: "
+			return oauth_fail(res, OAUTH_RETRY, "malformed response: "
 			    "expires_at is neither epoch seconds nor RFC 3339");
 		}
 		lifetime = at - now;
 		if (lifetime <= 0 || lifetime > LIFETIME_MAX * 1000) {
-			token_clear(&t);
+			oauth_token_clear(&t);
 			json_object_put(obj);
-			return fail(res, OAUTH_RETRY, "malformed response: "
+			return oauth_fail(res, OAUTH_RETRY, "malformed response: "
 			    "expires_at is in the past or absurdly far");
 		}
 	} else if ((at = oauth_jwt_exp(t.access_token)) != 0) {
 		lifetime = at - now;
 		if (lifetime <= 0) {
-			token_clear(&t);
+			oauth_token_clear(&t);
 			json_object_put(obj);
-			return fail(res, OAUTH_RETRY, "malformed response: the "
+			return oauth_fail(res, OAUTH_RETRY, "malformed response: the "
 			    "token's JWT exp is in the past");
 		}
 		if (lifetime > LIFETIME_MAX * 1000)
@@ -674,7 +674,7 @@ oauth_response_parse(const struct account_conf *ac, long status,
 /* ---- tokens ---- */
 
 void
-token_clear(struct token *t)
+oauth_token_clear(struct token *t)
 {
 	freezero_str(t->access_token);
 	freezero_str(t->refresh_token);
@@ -684,7 +684,7 @@ token_clear(struct token *t)
 
 /* Usable at `now`: present and not expired (expires_at 0: never). */
 int
-token_valid(const struct token *t, int64_t now)
+oauth_token_valid(const struct token *t, int64_t now)
 {
 	return t->access_token != NULL &&
 	    (t->expires_at == 0 || t->expires_at > now);

@@ -13,10 +13,10 @@
 #include "tokend.h"
 
 /* A token is never refreshed sooner than this after it was obtained. */
-#define SCHEDULE_FLOOR		(1 * MSEC_PER_SEC)
+#define SCHEDULE_FLOOR_MS	(1 * MSEC_PER_SEC)
 
 /* Retry-After values beyond this many seconds (three years) are cut. */
-#define RETRY_AFTER_CLAMP	100000000
+#define RETRY_AFTER_CLAMP_S	100000000
 
 /*
  * When to refresh a token obtained at `obtained` (wall ms) that expires at
@@ -32,14 +32,14 @@ schedule_refresh_at(const struct refresh_conf *rc, int64_t obtained,
 	if (expires_at == 0)
 		return 0;
 	lifetime = expires_at - obtained;
-	if (lifetime <= SCHEDULE_FLOOR)
+	if (lifetime <= SCHEDULE_FLOOR_MS)
 		return obtained + (lifetime > 0 ? lifetime : 0);
 	by_ratio = (int64_t)(rc->ratio * (double)lifetime);
 	by_margin = lifetime - rc->margin;
 	due = obtained + (by_ratio < by_margin ? by_ratio : by_margin);
 	due -= (int64_t)(rnd * rc->jitter * (double)lifetime);
-	if (due < obtained + SCHEDULE_FLOOR)
-		due = obtained + SCHEDULE_FLOOR;
+	if (due < obtained + SCHEDULE_FLOOR_MS)
+		due = obtained + SCHEDULE_FLOOR_MS;
 	return due;
 }
 
@@ -69,7 +69,7 @@ schedule_backoff(const struct refresh_conf *rc, int n, double rnd)
 }
 
 static int
-parse_http_date(const char *s, time_t *out)
+schedule_parse_http_date(const char *s, time_t *out)
 {
 	static const char *const formats[] = {
 		"%a, %d %b %Y %H:%M:%S GMT",	/* IMF-fixdate */
@@ -94,8 +94,8 @@ parse_http_date(const char *s, time_t *out)
 
 /*
  * A Retry-After value (RFC 9110 10.2.3: delay-seconds or HTTP-date) as a
- * delay in seconds from `now` (wall ms); past dates give 0, and nothing
- * is longer than RETRY_AFTER_CLAMP. -1 when the value is absent or
+ * delay in milliseconds from `now` (wall ms); past dates give 0, and nothing
+ * is longer than RETRY_AFTER_CLAMP_S. -1 when the value is absent or
  * malformed, so that plain backoff applies.
  */
 int64_t
@@ -112,18 +112,18 @@ schedule_retry_after(const char *value, int64_t now)
 	if (*value >= '0' && *value <= '9') {
 		/* clamp at years, without overflow */
 		for (p = value; *p >= '0' && *p <= '9'; p++)
-			if (v <= RETRY_AFTER_CLAMP)
+			if (v <= RETRY_AFTER_CLAMP_S)
 				v = v * 10 + (*p - '0');
-		if (v > RETRY_AFTER_CLAMP)
-			v = RETRY_AFTER_CLAMP;
+		if (v > RETRY_AFTER_CLAMP_S)
+			v = RETRY_AFTER_CLAMP_S;
 		while (*p == ' ' || *p == '\t')
 			p++;
-		return *p == '\0' ? v : -1;
+		return *p == '\0' ? v * MSEC_PER_SEC : -1;
 	}
-	if (parse_http_date(value, &t) != 0)
+	if (schedule_parse_http_date(value, &t) != 0)
 		return -1;
 	v = (int64_t)t - now / 1000;
-	if (v > RETRY_AFTER_CLAMP)
-		v = RETRY_AFTER_CLAMP;
-	return v > 0 ? v : 0;
+	if (v > RETRY_AFTER_CLAMP_S)
+		v = RETRY_AFTER_CLAMP_S;
+	return v > 0 ? v * MSEC_PER_SEC : 0;
 }

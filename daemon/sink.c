@@ -14,7 +14,7 @@
  * expands it at the start of an assignment's value and after a ':'.
  */
 static int
-env_bare_ok(const char *s)
+sink_env_bare_ok(const char *s)
 {
 	for (; *s != '\0'; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
@@ -28,11 +28,11 @@ env_bare_ok(const char *s)
  * (nothing inside is special then), else double quotes with \ escapes.
  */
 static char *
-env_quote(const char *s)
+sink_env_quote(const char *s)
 {
 	char	*out, *w;
 
-	if (env_bare_ok(s))
+	if (sink_env_bare_ok(s))
 		return xstrdup(s);
 	w = out = xcalloc(1, strlen(s) * 2 + 3);
 	if (strchr(s, '\'') == NULL) {
@@ -72,8 +72,8 @@ sink_render(enum sink_format format, const struct token *t, int64_t now,
 		    t->access_token);
 		break;
 	case SINK_ENV:
-		q = env_quote(t->access_token);
-		tq = env_quote(type);
+		q = sink_env_quote(t->access_token);
+		tq = sink_env_quote(type);
 		n = xasprintf(&out, "ACCESS_TOKEN=%s\nTOKEN_TYPE=%s\n"
 		    "EXPIRES_AT=%lld\n", q, tq, (long long)(t->expires_at /
 		    1000));

@@ -25,7 +25,7 @@ store_path(const char *state_dir, const char *name)
 }
 
 static int
-get_string(struct json_object *obj, const char *key, char **out)
+store_get_string(struct json_object *obj, const char *key, char **out)
 {
 	struct json_object	*v;
 	const char		*s;
@@ -43,7 +43,7 @@ get_string(struct json_object *obj, const char *key, char **out)
 }
 
 static int
-get_seconds(struct json_object *obj, const char *key, int64_t *out)
+store_get_seconds(struct json_object *obj, const char *key, int64_t *out)
 {
 	struct json_object	*v;
 	int64_t			 n;
@@ -93,13 +93,13 @@ store_load(const char *state_dir, const char *name, struct token *t)
 		json_object_put(obj);
 		return -EBADMSG;
 	}
-	if (get_string(obj, "access_token", &t->access_token) != 0 ||
-	    get_string(obj, "refresh_token", &t->refresh_token) != 0 ||
-	    get_string(obj, "token_type", &t->token_type) != 0 ||
-	    get_seconds(obj, "expires_at", &t->expires_at) != 0 ||
-	    get_seconds(obj, "obtained_at", &t->obtained_at) != 0) {
+	if (store_get_string(obj, "access_token", &t->access_token) != 0 ||
+	    store_get_string(obj, "refresh_token", &t->refresh_token) != 0 ||
+	    store_get_string(obj, "token_type", &t->token_type) != 0 ||
+	    store_get_seconds(obj, "expires_at", &t->expires_at) != 0 ||
+	    store_get_seconds(obj, "obtained_at", &t->obtained_at) != 0) {
 		json_object_put(obj);
-		token_clear(t);
+		oauth_token_clear(t);
 		return -EBADMSG;
 	}
 	json_object_put(obj);

@@ -34,7 +34,7 @@ static void		(*jump_cb)(void *);
 static void		 *jump_arg;
 
 static void
-heap_swap(size_t a, size_t b)
+timer_heap_swap(size_t a, size_t b)
 {
 	struct timer	*t = heap[a];
 
@@ -45,16 +45,16 @@ heap_swap(size_t a, size_t b)
 }
 
 static void
-heap_up(size_t i)
+timer_heap_up(size_t i)
 {
 	while (i > 1 && heap[i]->when < heap[i / 2]->when) {
-		heap_swap(i, i / 2);
+		timer_heap_swap(i, i / 2);
 		i /= 2;
 	}
 }
 
 static void
-heap_down(size_t i)
+timer_heap_down(size_t i)
 {
 	size_t	 c;
 
@@ -66,22 +66,22 @@ heap_down(size_t i)
 			c++;
 		if (heap[i]->when <= heap[c]->when)
 			break;
-		heap_swap(i, c);
+		timer_heap_swap(i, c);
 		i = c;
 	}
 }
 
 static void
-heap_remove(struct timer *t)
+timer_heap_remove(struct timer *t)
 {
 	size_t	 i = t->idx;
 
-	heap_swap(i, heap_len);
+	timer_heap_swap(i, heap_len);
 	heap_len--;
 	t->idx = 0;
 	if (i <= heap_len) {
-		heap_up(i);
-		heap_down(i);
+		timer_heap_up(i);
+		timer_heap_down(i);
 	}
 }
 
@@ -122,14 +122,14 @@ timer_fire_cb(evutil_socket_t fd, short events, void *arg)
 	now = clock_boot_ms();
 	while (heap_len > 0 && heap[1]->when <= now) {
 		t = heap[1];
-		heap_remove(t);
+		timer_heap_remove(t);
 		t->cb(t->arg);	/* may set timers again */
 	}
 	timer_rearm();
 }
 
 static void
-wall_arm(void)
+timer_wall_arm(void)
 {
 	struct itimerspec	 its;
 
@@ -150,7 +150,7 @@ timer_wall_cb(evutil_socket_t fd, short events, void *arg)
 	(void)arg;
 	if (read(fd, &n, sizeof n) == -1 && errno == ECANCELED) {
 		log_info("the wall clock was set; re-checking every token");
-		wall_arm();
+		timer_wall_arm();
 		if (jump_cb != NULL)
 			jump_cb(jump_arg);
 	}
@@ -173,7 +173,7 @@ timer_init(struct event_base *base, void (*on_jump)(void *), void *arg)
 		return -ENOMEM;
 	event_add(boot_ev, NULL);
 	event_add(wall_ev, NULL);
-	wall_arm();
+	timer_wall_arm();
 	return 0;
 }
 
@@ -202,8 +202,8 @@ timer_set(struct timer *t, int64_t when)
 {
 	if (t->idx != 0) {
 		t->when = when;
-		heap_up(t->idx);
-		heap_down(t->idx);
+		timer_heap_up(t->idx);
+		timer_heap_down(t->idx);
 	} else {
 		if (heap_len + 2 > heap_cap) {
 			heap_cap = heap_cap ? heap_cap * 2 : 64;
@@ -212,7 +212,7 @@ timer_set(struct timer *t, int64_t when)
 		t->when = when;
 		heap[++heap_len] = t;
 		t->idx = heap_len;
-		heap_up(heap_len);
+		timer_heap_up(heap_len);
 	}
 	timer_rearm();
 }
@@ -222,7 +222,7 @@ timer_clear(struct timer *t)
 {
 	if (t->idx == 0)
 		return;
-	heap_remove(t);
+	timer_heap_remove(t);
 	timer_rearm();
 }
 

@@ -33,7 +33,7 @@ static const char	*socket_path;
 static int		 json_out;
 
 static void __attribute__((noreturn))
-usage(void)
+tokenctl_usage(void)
 {
 	fprintf(stderr,
 	    "usage: tokenctl [--socket PATH] [--json] COMMAND\n"
@@ -45,7 +45,7 @@ usage(void)
 }
 
 static size_t
-write_cb(char *data, size_t size, size_t nmemb, void *arg)
+tokenctl_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct answer	*a = arg;
 	size_t		 n = size * nmemb;
@@ -61,7 +61,7 @@ write_cb(char *data, size_t size, size_t nmemb, void *arg)
 
 /* One request to the daemon; exits EXIT_UNREACHABLE when it is not there. */
 static void
-request(const char *method, const char *path, int want_json,
+tokenctl_request(const char *method, const char *path, int want_json,
     struct answer *out)
 {
 	struct curl_slist	*headers = NULL;
@@ -86,7 +86,7 @@ request(const char *method, const char *path, int want_json,
 		headers = curl_slist_append(headers,
 		    "Accept: application/json");
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tokenctl_write_cb);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 90L);
@@ -105,7 +105,7 @@ request(const char *method, const char *path, int want_json,
 }
 
 static void
-answer_free(struct answer *a)
+tokenctl_answer_free(struct answer *a)
 {
 	if (a->body != NULL)
 		explicit_bzero(a->body, a->len);
@@ -114,7 +114,7 @@ answer_free(struct answer *a)
 
 /* The "error" of an error answer, or a generic text. */
 static char *
-answer_error(const struct answer *a)
+tokenctl_answer_error(const struct answer *a)
 {
 	struct json_object	*obj, *e;
 	char			*out;
@@ -130,7 +130,7 @@ answer_error(const struct answer *a)
 }
 
 static int
-exit_for(const struct answer *a)
+tokenctl_exit_for(const struct answer *a)
 {
 	if (a->status == 404 || a->status == 403)
 		return EXIT_NO_ACCOUNT;
@@ -138,10 +138,10 @@ exit_for(const struct answer *a)
 }
 
 static int
-fail(const struct answer *a, const char *what)
+tokenctl_fail(const struct answer *a, const char *what)
 {
-	char	*err = answer_error(a);
-	int	 code = exit_for(a);
+	char	*err = tokenctl_answer_error(a);
+	int	 code = tokenctl_exit_for(a);
 
 	fprintf(stderr, "tokenctl: %s: %s\n", what, err);
 	free(err);
@@ -150,7 +150,7 @@ fail(const struct answer *a, const char *what)
 
 /* "in 1h 59m", "3m ago": a distance in time, rounded for people. */
 static void
-relative(int64_t secs, char *buf, size_t len)
+tokenctl_relative(int64_t secs, char *buf, size_t len)
 {
 	int64_t	 s = secs < 0 ? -secs : secs;
 	char	 d[32];
@@ -174,7 +174,7 @@ relative(int64_t secs, char *buf, size_t len)
 
 /* "2026-11-23 17:04 (in 1h 59m)" in local time, or "-". */
 static void
-when(struct json_object *v, char *buf, size_t len)
+tokenctl_when(struct json_object *v, char *buf, size_t len)
 {
 	struct tm	 tm;
 	int64_t		 ms;
@@ -189,12 +189,12 @@ when(struct json_object *v, char *buf, size_t len)
 	t = (time_t)(ms / 1000);
 	localtime_r(&t, &tm);
 	strftime(abs, sizeof abs, "%Y-%m-%d %H:%M", &tm);
-	relative(ms / 1000 - (int64_t)time(NULL), rel, sizeof rel);
+	tokenctl_relative(ms / 1000 - (int64_t)time(NULL), rel, sizeof rel);
 	snprintf(buf, len, "%s (%s)", abs, rel);
 }
 
 static const char *
-field(struct json_object *o, const char *key)
+tokenctl_field(struct json_object *o, const char *key)
 {
 	struct json_object	*v;
 
@@ -205,7 +205,7 @@ field(struct json_object *o, const char *key)
 }
 
 static int
-cmd_status(const char *account)
+tokenctl_status(const char *account)
 {
 	struct answer		 a;
 	struct json_object	*arr, *o, *v;
@@ -214,27 +214,27 @@ cmd_status(const char *account)
 	size_t			 i, n, w = 7, shown = 0;
 	int			 rc;
 
-	request("GET", "/v1/status", 1, &a);
+	tokenctl_request("GET", "/v1/status", 1, &a);
 	if (a.status != 200) {
-		rc = fail(&a, "status");
-		answer_free(&a);
+		rc = tokenctl_fail(&a, "status");
+		tokenctl_answer_free(&a);
 		return rc;
 	}
 	arr = json_tokener_parse(a.body);
 	if (arr == NULL || !json_object_is_type(arr, json_type_array)) {
 		fprintf(stderr, "tokenctl: status: malformed answer\n");
-		answer_free(&a);
+		tokenctl_answer_free(&a);
 		return EXIT_NO_TOKEN;
 	}
 	n = json_object_array_length(arr);
 	if (json_out && account == NULL) {
 		printf("%s", a.body);
 		json_object_put(arr);
-		answer_free(&a);
+		tokenctl_answer_free(&a);
 		return EXIT_OK;
 	}
 	for (i = 0; i < n; i++) {
-		name = field(json_object_array_get_idx(arr, i), "account");
+		name = tokenctl_field(json_object_array_get_idx(arr, i), "account");
 		if (name != NULL && strlen(name) > w)
 			w = strlen(name);
 		if (name != NULL && account != NULL && !strcmp(name, account))
@@ -244,7 +244,7 @@ cmd_status(const char *account)
 		fprintf(stderr, "tokenctl: status: no such account: %s\n",
 		    account);
 		json_object_put(arr);
-		answer_free(&a);
+		tokenctl_answer_free(&a);
 		return EXIT_NO_ACCOUNT;
 	}
 	shown = 0;
@@ -253,7 +253,7 @@ cmd_status(const char *account)
 		    "STATE", "EXPIRES", "NEXT REFRESH", "LAST ERROR");
 	for (i = 0; i < n; i++) {
 		o = json_object_array_get_idx(arr, i);
-		name = field(o, "account");
+		name = tokenctl_field(o, "account");
 		if (name == NULL || (account != NULL && strcmp(name, account)))
 			continue;
 		shown++;
@@ -263,22 +263,22 @@ cmd_status(const char *account)
 			continue;
 		}
 		json_object_object_get_ex(o, "expires_at", &v);
-		when(v, exp, sizeof exp);
+		tokenctl_when(v, exp, sizeof exp);
 		v = NULL;
 		json_object_object_get_ex(o, "next_refresh_at", &v);
-		when(v, next, sizeof next);
-		err = field(o, "last_error");
+		tokenctl_when(v, next, sizeof next);
+		err = tokenctl_field(o, "last_error");
 		printf("%-*s  %-10s  %-30s  %-30s  %s\n", (int)w, name,
-		    field(o, "state") ? field(o, "state") : "?", exp, next,
+		    tokenctl_field(o, "state") ? tokenctl_field(o, "state") : "?", exp, next,
 		    err != NULL ? err : "-");
 	}
 	json_object_put(arr);
-	answer_free(&a);
+	tokenctl_answer_free(&a);
 	return EXIT_OK;
 }
 
 static int
-cmd_token(const char *account, long min_valid)
+tokenctl_token(const char *account, long min_valid)
 {
 	struct answer	 a;
 	char		 path[256];
@@ -289,19 +289,19 @@ cmd_token(const char *account, long min_valid)
 		    account, min_valid);
 	else
 		snprintf(path, sizeof path, "/v1/token/%s", account);
-	request("GET", path, json_out, &a);
+	tokenctl_request("GET", path, json_out, &a);
 	if (a.status == 200) {
 		fwrite(a.body, 1, a.len, stdout);
 		if (a.len > 0 && a.body[a.len - 1] != '\n')
 			putchar('\n');
 	} else
-		rc = fail(&a, account);
-	answer_free(&a);
+		rc = tokenctl_fail(&a, account);
+	tokenctl_answer_free(&a);
 	return rc;
 }
 
 static int
-cmd_refresh(const char *account)
+tokenctl_refresh(const char *account)
 {
 	struct answer		 a;
 	struct json_object	*o, *v = NULL;
@@ -309,40 +309,40 @@ cmd_refresh(const char *account)
 	int			 rc = EXIT_OK;
 
 	snprintf(path, sizeof path, "/v1/refresh/%s", account);
-	request("POST", path, 1, &a);
+	tokenctl_request("POST", path, 1, &a);
 	if (a.status != 200)
-		rc = fail(&a, account);
+		rc = tokenctl_fail(&a, account);
 	else if (json_out)
 		printf("%s", a.body);
 	else if ((o = json_tokener_parse(a.body)) != NULL) {
 		json_object_object_get_ex(o, "expires_at", &v);
-		when(v, exp, sizeof exp);
+		tokenctl_when(v, exp, sizeof exp);
 		printf("%s: refreshed; expires %s\n", account, exp);
 		json_object_put(o);
 	}
-	answer_free(&a);
+	tokenctl_answer_free(&a);
 	return rc;
 }
 
 static int
-cmd_reload(void)
+tokenctl_reload(void)
 {
 	struct answer	 a;
 	int		 rc = EXIT_OK;
 
-	request("POST", "/v1/reload", 1, &a);
+	tokenctl_request("POST", "/v1/reload", 1, &a);
 	if (a.status != 200)
-		rc = fail(&a, "reload");
+		rc = tokenctl_fail(&a, "reload");
 	else if (json_out)
 		printf("%s", a.body);
 	else
 		printf("reloaded\n");
-	answer_free(&a);
+	tokenctl_answer_free(&a);
 	return rc;
 }
 
 static int
-name_ok(const char *name)
+tokenctl_name_ok(const char *name)
 {
 	size_t	 i;
 
@@ -366,7 +366,7 @@ static const struct option longopts[] = {
 
 /* Options up to the next word that is not one ("+"). */
 static void
-parse_options(int argc, char *argv[], long *min_valid)
+tokenctl_parse_options(int argc, char *argv[], long *min_valid)
 {
 	char	*end;
 	int	 ch;
@@ -385,13 +385,13 @@ parse_options(int argc, char *argv[], long *min_valid)
 			*min_valid = strtol(optarg, &end, 10);
 			if (*optarg == '\0' || *end != '\0' || errno != 0 ||
 			    *min_valid < 0)
-				usage();
+				tokenctl_usage();
 			break;
 		case 'V':
 			printf("tokenctl %s\n", TOKEND_VERSION);
 			exit(EXIT_OK);
 		default:
-			usage();
+			tokenctl_usage();
 		}
 	}
 }
@@ -406,31 +406,31 @@ main(int argc, char *argv[])
 	socket_path = getenv("TOKEND_SOCKET");
 	if (socket_path == NULL || *socket_path == '\0')
 		socket_path = DEFAULT_SOCKET;
-	parse_options(argc, argv, &min_valid);
+	tokenctl_parse_options(argc, argv, &min_valid);
 	if (optind >= argc)
-		usage();
+		tokenctl_usage();
 	cmd = argv[optind++];
 	/* options may follow the command: token --min-valid 300 NAME */
-	parse_options(argc, argv, &min_valid);
+	tokenctl_parse_options(argc, argv, &min_valid);
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!strcmp(cmd, "status") && argc - optind <= 1)
-		rc = cmd_status(optind < argc ? argv[optind] : NULL);
+		rc = tokenctl_status(optind < argc ? argv[optind] : NULL);
 	else if (!strcmp(cmd, "token") && argc - optind == 1 &&
-	    name_ok(argv[optind]))
-		rc = cmd_token(argv[optind], min_valid);
+	    tokenctl_name_ok(argv[optind]))
+		rc = tokenctl_token(argv[optind], min_valid);
 	else if (!strcmp(cmd, "refresh") && argc - optind == 1 &&
-	    name_ok(argv[optind]))
-		rc = cmd_refresh(argv[optind]);
+	    tokenctl_name_ok(argv[optind]))
+		rc = tokenctl_refresh(argv[optind]);
 	else if (!strcmp(cmd, "reload") && argc == optind)
-		rc = cmd_reload();
+		rc = tokenctl_reload();
 	else if ((!strcmp(cmd, "token") || !strcmp(cmd, "refresh")) &&
 	    argc - optind == 1) {
 		fprintf(stderr, "tokenctl: no such account: %s\n",
 		    argv[optind]);
 		rc = EXIT_NO_ACCOUNT;
 	} else
-		usage();
+		tokenctl_usage();
 	curl_global_cleanup();
 	return rc;
 }

@@ -28,27 +28,27 @@
 #define READY_DEADLINE_S	90
 
 /* The daemon's own state: what main() made, for the callbacks. */
-static struct event_base	*daemon_base;
-static struct http		*daemon_http;
-static struct registry		*daemon_registry;
-static struct config		*daemon_config;	/* global settings only */
-static const char		*daemon_config_file;
-static const char		*daemon_accounts_dir;	/* -A */
-static int			 daemon_verbose;
-static int			 daemon_ready_sent;
-static struct event		*daemon_ready_ev;
-static struct event		*daemon_status_ev;
-static struct event		*daemon_watchdog_ev;
+static struct event_base	*tokend_base;
+static struct http		*tokend_http;
+static struct registry		*tokend_registry;
+static struct config		*tokend_config;	/* global settings only */
+static const char		*tokend_config_file;
+static const char		*tokend_accounts_dir;	/* -A */
+static int			 tokend_verbose;
+static int			 tokend_ready_sent;
+static struct event		*tokend_ready_ev;
+static struct event		*tokend_status_ev;
+static struct event		*tokend_watchdog_ev;
 
 static void
-daemon_usage(FILE *f)
+tokend_usage(FILE *f)
 {
 	fprintf(f, "usage: tokend [-c FILE] [-A DIR] [--check] [-v] "
 	    "[--version]\n");
 }
 
 static void
-daemon_print_diag(const struct diag *d)
+tokend_print_diag(const struct diag *d)
 {
 	size_t	 i;
 
@@ -59,7 +59,7 @@ daemon_print_diag(const struct diag *d)
 }
 
 static void
-daemon_log_diag(const struct diag *d)
+tokend_log_diag(const struct diag *d)
 {
 	size_t	 i;
 
@@ -72,7 +72,7 @@ daemon_log_diag(const struct diag *d)
 /* ---- systemd ---- */
 
 static void
-daemon_status_cb(evutil_socket_t fd, short events, void *arg)
+tokend_status_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct account_view	 v;
 	size_t			 counts[ACCOUNT_STATE_COUNT] = { 0 }, i, n;
@@ -82,9 +82,9 @@ daemon_status_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	(void)arg;
-	n = registry_count(daemon_registry);
+	n = registry_count(tokend_registry);
 	for (i = 0; i < n; i++) {
-		account_view(registry_get(daemon_registry, i), now, &v);
+		account_view(registry_get(tokend_registry, i), now, &v);
 		counts[v.state]++;
 		if (v.next_refresh != 0 && (next == 0 || v.next_refresh < next))
 			next = v.next_refresh;
@@ -101,18 +101,18 @@ daemon_status_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 static void
-daemon_send_ready(const char *how)
+tokend_send_ready(const char *how)
 {
-	daemon_ready_sent = 1;
-	if (daemon_ready_ev != NULL)
-		evtimer_del(daemon_ready_ev);
-	log_info("ready: %zu accounts%s", registry_count(daemon_registry),
+	tokend_ready_sent = 1;
+	if (tokend_ready_ev != NULL)
+		evtimer_del(tokend_ready_ev);
+	log_info("ready: %zu accounts%s", registry_count(tokend_registry),
 	    how);
 	sd_notify(0, "READY=1");
 }
 
 static void
-daemon_ready_deadline_cb(evutil_socket_t fd, short events, void *arg)
+tokend_ready_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct account_view	 v;
 	size_t			 i, waiting = 0;
@@ -122,35 +122,35 @@ daemon_ready_deadline_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	(void)arg;
-	if (daemon_ready_sent)
+	if (tokend_ready_sent)
 		return;
-	for (i = 0; i < registry_count(daemon_registry); i++) {
-		account_view(registry_get(daemon_registry, i), now, &v);
+	for (i = 0; i < registry_count(tokend_registry); i++) {
+		account_view(registry_get(tokend_registry, i), now, &v);
 		if (!v.attempted)
 			waiting++;
 	}
 	snprintf(how, sizeof how, " (%zu still waiting for a first answer "
 	    "after %d s)", waiting, READY_DEADLINE_S);
-	daemon_send_ready(how);
+	tokend_send_ready(how);
 }
 
 /* Something changed: refresh STATUS= soon, once for many; READY=1. */
 static void
-daemon_changed_cb(void *arg)
+tokend_changed_cb(void *arg)
 {
 	struct timeval	 tv = { 0, 250000 };
 
 	(void)arg;
-	if (daemon_status_ev != NULL &&
-	    !evtimer_pending(daemon_status_ev, NULL))
-		evtimer_add(daemon_status_ev, &tv);
-	if (!daemon_ready_sent && daemon_registry != NULL &&
-	    registry_all_attempted(daemon_registry))
-		daemon_send_ready("");
+	if (tokend_status_ev != NULL &&
+	    !evtimer_pending(tokend_status_ev, NULL))
+		evtimer_add(tokend_status_ev, &tv);
+	if (!tokend_ready_sent && tokend_registry != NULL &&
+	    registry_all_attempted(tokend_registry))
+		tokend_send_ready("");
 }
 
 static void
-daemon_watchdog_cb(evutil_socket_t fd, short events, void *arg)
+tokend_watchdog_cb(evutil_socket_t fd, short events, void *arg)
 {
 	(void)fd;
 	(void)events;
@@ -159,7 +159,7 @@ daemon_watchdog_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 static void
-daemon_watchdog_init(void)
+tokend_watchdog_init(void)
 {
 	struct timeval	 tv;
 	uint64_t	 usec;
@@ -169,10 +169,10 @@ daemon_watchdog_init(void)
 	usec /= 2;
 	tv.tv_sec = (time_t)(usec / 1000000);
 	tv.tv_usec = (suseconds_t)(usec % 1000000);
-	daemon_watchdog_ev = event_new(daemon_base, -1, EV_PERSIST,
-	    daemon_watchdog_cb, NULL);
-	if (daemon_watchdog_ev == NULL ||
-	    event_add(daemon_watchdog_ev, &tv) != 0)
+	tokend_watchdog_ev = event_new(tokend_base, -1, EV_PERSIST,
+	    tokend_watchdog_cb, NULL);
+	if (tokend_watchdog_ev == NULL ||
+	    event_add(tokend_watchdog_ev, &tv) != 0)
 		fatalx("cannot arm the watchdog timer");
 	sd_notify(0, "WATCHDOG=1");
 }
@@ -180,7 +180,7 @@ daemon_watchdog_init(void)
 /* ---- accounts ---- */
 
 static void
-daemon_prepare_dirs(const struct config *cfg)
+tokend_prepare_dirs(const struct config *cfg)
 {
 	size_t	 i, j;
 	char	*dir, *slash;
@@ -200,14 +200,14 @@ daemon_prepare_dirs(const struct config *cfg)
 }
 
 static void
-daemon_clock_jumped_cb(void *arg)
+tokend_clock_jumped_cb(void *arg)
 {
 	(void)arg;
-	registry_clock_jumped(daemon_registry);
+	registry_clock_jumped(tokend_registry);
 }
 
 static uint64_t
-daemon_monotonic_usec(void)
+tokend_monotonic_usec(void)
 {
 	struct timespec	 ts;
 
@@ -220,15 +220,15 @@ daemon_monotonic_usec(void)
  * configuration changes nothing.
  */
 static int
-daemon_reload(char **cause)
+tokend_reload(char **cause)
 {
 	struct registry_diff	 diff;
 	struct diag		 d;
 	struct config		*cfg;
 
 	memset(&d, 0, sizeof d);
-	cfg = config_load(daemon_config_file, daemon_accounts_dir, &d);
-	daemon_log_diag(&d);
+	cfg = config_load(tokend_config_file, tokend_accounts_dir, &d);
+	tokend_log_diag(&d);
 	if (cfg == NULL) {
 		xasprintf(cause, "the new configuration has %zu error%s; the "
 		    "running one stays", d.nerrors, d.nerrors == 1 ? "" : "s");
@@ -238,34 +238,34 @@ daemon_reload(char **cause)
 	}
 	diag_clear(&d);
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
-	    (unsigned long long)daemon_monotonic_usec());
-	daemon_prepare_dirs(cfg);	/* while cfg still lists every account */
+	    (unsigned long long)tokend_monotonic_usec());
+	tokend_prepare_dirs(cfg);	/* while cfg still lists every account */
 
-	if (strcmp(cfg->socket_path, daemon_config->socket_path) != 0)
+	if (strcmp(cfg->socket_path, tokend_config->socket_path) != 0)
 		log_warnx("the socket moves from %s to %s only on restart",
-		    daemon_config->socket_path, cfg->socket_path);
-	log_set_level(daemon_verbose ? LOG_LEVEL_DEBUG : cfg->log_level);
-	http_set_limits(daemon_http, cfg->max_requests,
+		    tokend_config->socket_path, cfg->socket_path);
+	log_set_level(tokend_verbose ? LOG_LEVEL_DEBUG : cfg->log_level);
+	http_set_limits(tokend_http, cfg->max_requests,
 	    cfg->max_requests_per_host);
-	registry_apply(daemon_registry, cfg, &diff);
-	config_free(daemon_config);
-	daemon_config = cfg;
+	registry_apply(tokend_registry, cfg, &diff);
+	config_free(tokend_config);
+	tokend_config = cfg;
 	log_info("reloaded: %zu accounts (%zu added, %zu changed, %zu "
-	    "removed)", registry_count(daemon_registry), diff.added,
+	    "removed)", registry_count(tokend_registry), diff.added,
 	    diff.changed, diff.removed);
 	sd_notify(0, "READY=1");
 	return 0;
 }
 
 static int
-daemon_reload_cb(char **cause, void *arg)
+tokend_reload_cb(char **cause, void *arg)
 {
 	(void)arg;
-	return daemon_reload(cause);
+	return tokend_reload(cause);
 }
 
 static void
-daemon_sighup_cb(evutil_socket_t sig, short events, void *arg)
+tokend_sighup_cb(evutil_socket_t sig, short events, void *arg)
 {
 	char	*cause = NULL;
 
@@ -273,18 +273,110 @@ daemon_sighup_cb(evutil_socket_t sig, short events, void *arg)
 	(void)events;
 	(void)arg;
 	log_info("SIGHUP: reloading the configuration");
-	if (daemon_reload(&cause) != 0)
+	if (tokend_reload(&cause) != 0)
 		free(cause);
 }
 
 static void
-daemon_sigterm_cb(evutil_socket_t sig, short events, void *arg)
+tokend_sigterm_cb(evutil_socket_t sig, short events, void *arg)
 {
 	(void)events;
 	(void)arg;
 	log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	sd_notify(0, "STOPPING=1");
-	event_base_loopbreak(daemon_base);
+	event_base_loopbreak(tokend_base);
+}
+
+/* --check: print every problem; 0 when the configuration is valid. */
+static int
+tokend_check(struct config *cfg, struct diag *d)
+{
+	tokend_print_diag(d);
+	if (cfg != NULL)
+		printf("%s: %zu account%s OK\n", cfg->file != NULL ? cfg->file :
+		    "(defaults)", cfg->naccounts, cfg->naccounts == 1 ? "" : "s");
+	diag_clear(d);
+	config_free(cfg);
+	curl_global_cleanup();
+	return cfg != NULL ? 0 : 1;
+}
+
+static struct event	*tokend_signal_evs[3];
+
+/* The loop, the HTTP client, the socket and the accounts, started. */
+static void
+tokend_start(struct config *cfg)
+{
+	static const int	 sigs[] = { SIGHUP, SIGTERM, SIGINT };
+	struct api_env		 api_env;
+	struct registry_diff	 diff;
+	struct timeval		 ready_tv = { READY_DEADLINE_S, 0 };
+	size_t			 i;
+
+	signal(SIGPIPE, SIG_IGN);
+	rng_seed(0);
+	tokend_prepare_dirs(cfg);
+	tokend_config = cfg;
+	if ((tokend_base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	if (timer_init(tokend_base, tokend_clock_jumped_cb, NULL) != 0)
+		fatal("timerfd");
+	tokend_http = http_new(tokend_base, cfg->max_requests,
+	    cfg->max_requests_per_host);
+	hooks_init(tokend_base);
+	if ((tokend_status_ev = evtimer_new(tokend_base, tokend_status_cb,
+	    NULL)) == NULL)
+		fatalx("event_new failed");
+	for (i = 0; i < 3; i++)
+		if ((tokend_signal_evs[i] = evsignal_new(tokend_base, sigs[i],
+		    sigs[i] == SIGHUP ? tokend_sighup_cb : tokend_sigterm_cb,
+		    NULL)) == NULL || event_add(tokend_signal_evs[i], NULL) != 0)
+			fatalx("cannot watch signals");
+
+	tokend_registry = registry_new(tokend_http, tokend_changed_cb, NULL);
+	memset(&api_env, 0, sizeof api_env);
+	api_env.base = tokend_base;
+	api_env.registry = tokend_registry;
+	api_env.http = tokend_http;
+	api_env.reload = tokend_reload_cb;
+	api_init(&api_env);
+	if (control_init(tokend_base, cfg->socket_path, api_handle, NULL) != 0)
+		fatalx("cannot serve the control socket");
+
+	log_info("tokend %s starting: %zu accounts", TOKEND_VERSION,
+	    cfg->naccounts);
+	if (cfg->naccounts == 0)
+		log_warnx("no accounts in %s", cfg->accounts_dir);
+	if ((tokend_ready_ev = evtimer_new(tokend_base,
+	    tokend_ready_deadline_cb, NULL)) == NULL ||
+	    evtimer_add(tokend_ready_ev, &ready_tv) != 0)
+		fatalx("event_new failed");
+	/* the accounts start here; READY=1 follows their first attempts */
+	registry_apply(tokend_registry, cfg, &diff);
+	tokend_watchdog_init();
+}
+
+/* Everything tokend_start() made, freed: a clean exit leaks nothing. */
+static void
+tokend_stop(void)
+{
+	size_t	 i;
+
+	api_shutdown();
+	registry_free(tokend_registry);
+	control_shutdown();
+	hooks_shutdown();
+	http_free(tokend_http);
+	timer_shutdown();
+	for (i = 0; i < 3; i++)
+		event_free(tokend_signal_evs[i]);
+	event_free(tokend_status_ev);
+	event_free(tokend_ready_ev);
+	if (tokend_watchdog_ev != NULL)
+		event_free(tokend_watchdog_ev);
+	event_base_free(tokend_base);
+	config_free(tokend_config);
+	curl_global_cleanup();
 }
 
 int
@@ -296,46 +388,41 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct event	*ev_hup, *ev_term, *ev_int;
-	struct api_env	 api_env;
-	struct registry_diff diff;
-	struct timeval	 ready_tv = { READY_DEADLINE_S, 0 };
 	struct diag	 d;
 	struct config	*cfg;
-	const char	*file = NULL, *accounts_dir = NULL;
-	int		 ch, check = 0, verbose = 0;
+	int		 ch, check = 0;
 
 	while ((ch = getopt_long(argc, argv, "c:A:nvVh", longopts, NULL)) !=
 	    -1) {
 		switch (ch) {
 		case 'c':
-			file = optarg;
+			tokend_config_file = optarg;
 			break;
 		case 'A':
-			accounts_dir = optarg;
+			tokend_accounts_dir = optarg;
 			break;
 		case 'n':
 			check = 1;
 			break;
 		case 'v':
-			verbose = 1;
+			tokend_verbose = 1;
 			break;
 		case 'V':
 			printf("tokend %s\n", TOKEND_VERSION);
 			return 0;
 		case 'h':
-			daemon_usage(stdout);
+			tokend_usage(stdout);
 			return 0;
 		default:
-			daemon_usage(stderr);
+			tokend_usage(stderr);
 			return 2;
 		}
 	}
 	if (optind != argc) {
-		daemon_usage(stderr);
+		tokend_usage(stderr);
 		return 2;
 	}
-	log_init(verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, !check);
+	log_init(tokend_verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, !check);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatalx("curl_global_init failed");
 	if (!(curl_version_info(CURLVERSION_NOW)->features &
@@ -344,95 +431,19 @@ main(int argc, char *argv[])
 		    "server can stall every account");
 
 	memset(&d, 0, sizeof d);
-	cfg = config_load(file, accounts_dir, &d);
-	if (check) {
-		daemon_print_diag(&d);
-		if (cfg != NULL)
-			printf("%s: %zu account%s OK\n", cfg->file != NULL ?
-			    cfg->file : "(defaults)", cfg->naccounts,
-			    cfg->naccounts == 1 ? "" : "s");
-		diag_clear(&d);
-		config_free(cfg);
-		curl_global_cleanup();
-		return cfg != NULL ? 0 : 1;
-	}
-	if (cfg == NULL) {
-		daemon_log_diag(&d);
-		diag_clear(&d);
-		fatalx("configuration has errors; nothing started");
-	}
-	daemon_log_diag(&d);
+	cfg = config_load(tokend_config_file, tokend_accounts_dir, &d);
+	if (check)
+		return tokend_check(cfg, &d);
+	tokend_log_diag(&d);
 	diag_clear(&d);
-	if (!verbose)
+	if (cfg == NULL)
+		fatalx("configuration has errors; nothing started");
+	if (!tokend_verbose)
 		log_set_level(cfg->log_level);
 
-	signal(SIGPIPE, SIG_IGN);
-	rng_seed(0);
-	daemon_prepare_dirs(cfg);
-
-	daemon_config = cfg;
-	daemon_config_file = file;
-	daemon_accounts_dir = accounts_dir;
-	daemon_verbose = verbose;
-	if ((daemon_base = event_base_new()) == NULL)
-		fatalx("event_base_new failed");
-	if (timer_init(daemon_base, daemon_clock_jumped_cb, NULL) != 0)
-		fatal("timerfd");
-	daemon_http = http_new(daemon_base, cfg->max_requests,
-	    cfg->max_requests_per_host);
-	hooks_init(daemon_base);
-	if ((daemon_status_ev = evtimer_new(daemon_base, daemon_status_cb,
-	    NULL)) == NULL)
-		fatalx("event_new failed");
-
-	ev_hup = evsignal_new(daemon_base, SIGHUP, daemon_sighup_cb, NULL);
-	ev_term = evsignal_new(daemon_base, SIGTERM, daemon_sigterm_cb, NULL);
-	ev_int = evsignal_new(daemon_base, SIGINT, daemon_sigterm_cb, NULL);
-	if (ev_hup == NULL || ev_term == NULL || ev_int == NULL ||
-	    event_add(ev_hup, NULL) != 0 || event_add(ev_term, NULL) != 0 ||
-	    event_add(ev_int, NULL) != 0)
-		fatalx("cannot watch signals");
-
-	daemon_registry = registry_new(daemon_http, daemon_changed_cb, NULL);
-	memset(&api_env, 0, sizeof api_env);
-	api_env.base = daemon_base;
-	api_env.registry = daemon_registry;
-	api_env.http = daemon_http;
-	api_env.reload = daemon_reload_cb;
-	api_init(&api_env);
-	if (control_init(daemon_base, cfg->socket_path, api_handle, NULL) != 0)
-		fatalx("cannot serve the control socket");
-
-	log_info("tokend %s starting: %zu accounts", TOKEND_VERSION,
-	    cfg->naccounts);
-	if (cfg->naccounts == 0)
-		log_warnx("no accounts in %s", cfg->accounts_dir);
-	if ((daemon_ready_ev = evtimer_new(daemon_base,
-	    daemon_ready_deadline_cb, NULL)) == NULL ||
-	    evtimer_add(daemon_ready_ev, &ready_tv) != 0)
-		fatalx("event_new failed");
-	/* the accounts start here; READY=1 follows their first attempts */
-	registry_apply(daemon_registry, cfg, &diff);
-	daemon_watchdog_init();
-
-	event_base_dispatch(daemon_base);
-
-	api_shutdown();
-	registry_free(daemon_registry);
-	control_shutdown();
-	hooks_shutdown();
-	http_free(daemon_http);
-	timer_shutdown();
-	event_free(ev_hup);
-	event_free(ev_term);
-	event_free(ev_int);
-	event_free(daemon_status_ev);
-	event_free(daemon_ready_ev);
-	if (daemon_watchdog_ev != NULL)
-		event_free(daemon_watchdog_ev);
-	event_base_free(daemon_base);
-	config_free(daemon_config);
-	curl_global_cleanup();
+	tokend_start(cfg);
+	event_base_dispatch(tokend_base);
+	tokend_stop();
 	log_info("stopped");
 	return 0;
 }

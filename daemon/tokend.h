@@ -27,8 +27,10 @@
 #define RESPONSE_MAX		(1024 * 1024)	/* a token endpoint's body */
 #define TOKEN_MAX		(64 * 1024)	/* one access or refresh token */
 
-/* Times are int64_t milliseconds: wall clock since the epoch ("wall")
- * or CLOCK_BOOTTIME ("boot"), which keeps counting through suspend. */
+/* Times and durations inside are int64_t milliseconds: wall clock since
+ * the epoch ("wall") or CLOCK_BOOTTIME ("boot"), which keeps counting
+ * through suspend. The few values in seconds (for APIs and protocols that
+ * count in seconds) say so in their names: _s, _S. */
 #define MSEC_PER_SEC		1000LL
 
 enum grant {
@@ -269,8 +271,8 @@ int		 oauth_response_parse(const struct account_conf *, long,
 		    const char *, size_t, int64_t, struct token *,
 		    struct oauth_result *);
 int64_t		 oauth_jwt_exp(const char *);
-void		 token_clear(struct token *);
-int		 token_valid(const struct token *, int64_t);
+void		 oauth_token_clear(struct token *);
+int		 oauth_token_valid(const struct token *, int64_t);
 
 /* timer.c: deadlines on CLOCK_BOOTTIME, plus wall-clock jump detection */
 struct timer {

@@ -50,7 +50,7 @@ check(const struct account_conf *ac, long status, const char *body,
 		    !str_is_printable(t.access_token) ||
 		    t.expires_at <= NOW || t.token_type == NULL)
 			__builtin_trap();
-		token_clear(&t);
+		oauth_token_clear(&t);
 	} else if (res.outcome == OAUTH_OK ||
 	    memchr(res.error, '\0', sizeof res.error) == NULL)
 		__builtin_trap();

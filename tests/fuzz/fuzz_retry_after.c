@@ -22,8 +22,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	v = schedule_retry_after(s, NOW);
-	/* -1 (use backoff) or a delay within the clamp, never negative */
-	if (v < -1 || v > 100000000)
+	/* -1 (use backoff) or a delay in ms within the clamp, never negative */
+	if (v < -1 || v > 100000000LL * 1000 || (v > 0 && v % 1000 != 0))
 		__builtin_trap();
 	if (parse_rfc3339(s, &t) == 0 && (t % 1000) != 0)
 		__builtin_trap();

@@ -658,7 +658,7 @@ check_ok(const char *name, const struct account_conf *ac, const char *body,
 	CHECK_I64(what, t.obtained_at, T0);
 	snprintf(what, sizeof what, "%s: lifetime", name);
 	CHECK_I64(what, t.expires_at - T0, lifetime);
-	token_clear(&t);
+	oauth_token_clear(&t);
 }
 
 static void
@@ -690,7 +690,7 @@ test_response_2xx(void **state)
 	memset(&t, 0, sizeof t);
 	assert_int_equal(parse(&ac, 201, body, &t, &res), 0);
 	CHECK_OUTCOME("201", res.outcome, OAUTH_OK);
-	token_clear(&t);
+	oauth_token_clear(&t);
 }
 
 /* The JWT exp claim when there is no expires_in (and no expires_at). */
@@ -964,7 +964,7 @@ test_response_limits(void **state)
 	memset(&t, 0, sizeof t);
 	if (parse(&ac, 200, body, &t, &res) != 0)
 		fail_msg("20 deep: rejected: %s", res.error);
-	token_clear(&t);
+	oauth_token_clear(&t);
 	free(body);
 	body = nested(100);
 	check_rejected("100 deep", &ac, 200, body, strlen(body), OAUTH_RETRY);
@@ -987,7 +987,7 @@ test_response_limits(void **state)
 	if (oauth_response_parse(&ac, 200, body, len, T0, &t, &res) != 0)
 		fail_msg("1 MiB body: rejected: %s", res.error);
 	CHECK_STR("1 MiB body", t.access_token, "big");
-	token_clear(&t);
+	oauth_token_clear(&t);
 	body[len] = ' ';
 	body[len + 1] = '\0';
 	check_rejected("1 MiB + 1 body", &ac, 200, body, len + 1, OAUTH_RETRY);
@@ -1009,7 +1009,7 @@ test_response_limits(void **state)
 	if (parse(&ac, 200, body, &t, &res) != 0)
 		fail_msg("64 KiB token: rejected: %s", res.error);
 	assert_int_equal(strlen(t.access_token), TOKEN_MAX);
-	token_clear(&t);
+	oauth_token_clear(&t);
 	memset(body + 17, 'A', len + 1);
 	strcpy(body + 17 + len + 1, "\"}");
 	check_rejected("64 KiB + 1 token", &ac, 200, body, strlen(body),
@@ -1156,23 +1156,23 @@ test_token_helpers(void **state)
 
 	(void)state;
 	memset(&a, 0, sizeof a);
-	assert_false(token_valid(&a, T0));
+	assert_false(oauth_token_valid(&a, T0));
 	a.access_token = strdup("tok");
 	a.refresh_token = strdup("rt");
 	a.token_type = strdup("Bearer");
 	a.expires_at = T0 + SEC;
 	a.obtained_at = T0 - SEC;
-	assert_true(token_valid(&a, T0));
-	assert_false(token_valid(&a, T0 + SEC));
-	token_clear(&a);
+	assert_true(oauth_token_valid(&a, T0));
+	assert_false(oauth_token_valid(&a, T0 + SEC));
+	oauth_token_clear(&a);
 	assert_null(a.access_token);
 	assert_null(a.refresh_token);
 	assert_true(a.expires_at == 0);
 	memset(&b, 0, sizeof b);
 	b.access_token = strdup("static");
 	b.expires_at = 0;		/* never expires */
-	assert_true(token_valid(&b, INT64_MAX));
-	token_clear(&b);
+	assert_true(oauth_token_valid(&b, INT64_MAX));
+	oauth_token_clear(&b);
 }
 
 int

@@ -295,7 +295,7 @@ test_backoff_doubling(void **state)
 struct retry_case {
 	const char	*value;
 	int64_t		 now;
-	int64_t		 want;
+	int64_t		 want_s;	/* -1: none; the answer is in ms */
 };
 
 /* Sun, 06 Nov 1994 08:49:37 GMT, the RFC 9110 example date */
@@ -352,7 +352,8 @@ test_retry_after_table(void **state)
 		snprintf(what, sizeof what, "Retry-After '%s' at %lld",
 		    retry_cases[i].value, (long long)retry_cases[i].now);
 		CHECK_I64(what, schedule_retry_after(retry_cases[i].value,
-		    retry_cases[i].now), retry_cases[i].want);
+		    retry_cases[i].now), retry_cases[i].want_s < 0 ? -1 :
+		    retry_cases[i].want_s * SEC);
 	}
 	CHECK_I64("NULL", schedule_retry_after(NULL, T0), -1);
 }
@@ -376,21 +377,21 @@ test_retry_after_huge(void **state)
 	for (i = 0; i < sizeof huge / sizeof huge[0]; i++) {
 		v = schedule_retry_after(huge[i], T0);
 		snprintf(what, sizeof what, "Retry-After '%s'", huge[i]);
-		/* at least three years, and far from wrapping when * 1000 */
-		CHECK_RANGE(what, v, 100000000LL, INT64_MAX / 1000 / 1000);
+		/* at least three years, and far from wrapping */
+		CHECK_RANGE(what, v, 100000000LL * SEC, INT64_MAX / 1000);
 	}
 	CHECK_I64("100000000", schedule_retry_after("100000000", T0),
-	    100000000);
+	    100000000 * SEC);
 	CHECK_I64("99999999", schedule_retry_after("99999999", T0),
-	    99999999);
+	    99999999 * SEC);
 	/* a date in the far future clamps like a huge delay */
 	CHECK_I64("year 9999", schedule_retry_after(
-	    "Fri, 31 Dec 9999 23:59:59 GMT", T0), 100000000);
+	    "Fri, 31 Dec 9999 23:59:59 GMT", T0), 100000000 * SEC);
 	/* the clamp is monotonic: nine digits above it clamp too */
 	CHECK_I64("999999999", schedule_retry_after("999999999", T0),
-	    100000000);
+	    100000000 * SEC);
 	CHECK_I64("100000001", schedule_retry_after("100000001", T0),
-	    100000000);
+	    100000000 * SEC);
 }
 
 int

@@ -128,7 +128,7 @@ test_render_raw_header(void **state)
 		CHECK_STR(what, out, cases[i].want);
 		CHECK_I64(what, len, strlen(cases[i].want));
 		free(out);
-		token_clear(&t);
+		oauth_token_clear(&t);
 	}
 }
 
@@ -182,7 +182,7 @@ test_render_env_exact(void **state)
 	    "TOKEN_TYPE=Bearer\nEXPIRES_AT=1700003600\n");
 	CHECK_I64("env bare len", len, strlen(out));
 	free(out);
-	token_clear(&t);
+	oauth_token_clear(&t);
 
 	/* a static token never expires */
 	token_set(&t, "perm", NULL, NULL, 0, T0);
@@ -190,7 +190,7 @@ test_render_env_exact(void **state)
 	CHECK_STR("env static", out, "ACCESS_TOKEN=perm\nTOKEN_TYPE=Bearer\n"
 	    "EXPIRES_AT=0\n");
 	free(out);
-	token_clear(&t);
+	oauth_token_clear(&t);
 }
 
 /*
@@ -227,7 +227,7 @@ env_round_trip(const char *dir, const char *const *tokens, size_t n)
 		CHECK_STR("EXPIRES_AT through sh", got, "1700000060");
 		free(got);
 		free(out);
-		token_clear(&t);
+		oauth_token_clear(&t);
 	}
 	free(file);
 	return bad;
@@ -391,7 +391,7 @@ test_render_json(void **state)
 			    cases[i].want_in);
 		}
 		json_object_put(obj);
-		token_clear(&t);
+		oauth_token_clear(&t);
 	}
 }
 
@@ -418,14 +418,14 @@ test_sink_write(void **state)
 	free(got);
 	assert_int_equal(stat(sc.path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0640);
-	token_clear(&t);
+	oauth_token_clear(&t);
 
 	/* a missing folder: an error, nothing written */
 	free(sc.path);
 	sc.path = path_in(dir, "missing/acct.header");
 	token_set(&t, "tok123", NULL, "Bearer", T0 + 60 * SEC, T0);
 	assert_int_equal(sink_write(&sc, &t, T0), -ENOENT);
-	token_clear(&t);
+	oauth_token_clear(&t);
 	free(sc.path);
 }
 
@@ -469,8 +469,8 @@ test_store_round_trip(void **state)
 		CHECK_STR(what, got.token_type, cases[i].type);
 		CHECK_I64(what, got.expires_at, cases[i].expires_at);
 		CHECK_I64(what, got.obtained_at, cases[i].obtained_at);
-		token_clear(&got);
-		token_clear(&t);
+		oauth_token_clear(&got);
+		oauth_token_clear(&t);
 	}
 	/* saving replaced the file: no temp file was left */
 	listing = list_dir(dir);
@@ -484,8 +484,8 @@ test_store_round_trip(void **state)
 	assert_int_equal(store_load(dir, "ms", &got), 0);
 	CHECK_I64("expires_at in seconds", got.expires_at, T0 + SEC);
 	CHECK_I64("obtained_at in seconds", got.obtained_at, T0);
-	token_clear(&got);
-	token_clear(&t);
+	oauth_token_clear(&got);
+	oauth_token_clear(&t);
 }
 
 static void
@@ -552,7 +552,7 @@ test_store_load_files(void **state)
 			CHECK_STR(what, t.token_type, "Bearer");
 		} else if (t.access_token != NULL || t.refresh_token != NULL)
 			fail_msg("%s: token left set on failure", what);
-		token_clear(&t);
+		oauth_token_clear(&t);
 	}
 	free(path);
 }
