@@ -389,6 +389,21 @@ saved_refresh_token(struct fixture *f)
 	return out;
 }
 
+/* A 0600 file in the test's folder; returns its path. */
+static char *
+put_secret(struct fixture *f, const char *name, const char *content)
+{
+	char	*path = path_in(f->dir, name);
+	FILE	*fp;
+
+	if ((fp = fopen(path, "w")) == NULL)
+		fail_msg("cannot write %s", path);
+	fprintf(fp, "%s\n", content);
+	fclose(fp);
+	chmod(path, 0600);
+	return path;
+}
+
 static void
 check_token_file(struct fixture *f, const char *want)
 {
@@ -714,14 +729,8 @@ static void
 test_refresh_token_grant_refused(void **state)
 {
 	struct fixture	*f = *state;
-	char		*rtfile = path_in(f->dir, "rt"), *conf, *rt;
-	FILE		*fp;
+	char		*rtfile = put_secret(f, "rt", "rt-0"), *conf, *rt;
 
-	fp = fopen(rtfile, "w");
-	assert_non_null(fp);
-	fputs("rt-0\n", fp);
-	fclose(fp);
-	chmod(rtfile, 0600);
 	xasprintf(&conf, "[account]\ngrant = refresh_token\n"
 	    "token_url = https://issuer.test/token\nclient_id = cid\n"
 	    "refresh_token_file = %s\n", rtfile);
@@ -781,14 +790,9 @@ static void
 test_static_token(void **state)
 {
 	struct fixture	*f = *state;
-	char		*tokfile = path_in(f->dir, "static"), *conf, *cause = NULL;
-	FILE		*fp;
+	char		*tokfile = put_secret(f, "static", "perm-token");
+	char		*conf, *cause = NULL;
 
-	fp = fopen(tokfile, "w");
-	assert_non_null(fp);
-	fputs("perm-token\n", fp);
-	fclose(fp);
-	chmod(tokfile, 0600);
 	xasprintf(&conf, "[account]\ngrant = static\ntoken_file = %s\n",
 	    tokfile);
 	start(f, conf);
