@@ -2,6 +2,10 @@
  * Configuration: the global file and one file per account, read into
  * struct config and struct account_conf. Every problem is collected as
  * "FILE:LINE: message" so that --check can show all of them at once.
+ *
+ * What each key means (section, type, where it is stored, its choices or
+ * range, its default) is written once, in config_keys[]; the parsers of
+ * both kinds of file, the defaults and the messages come from there.
  */
 #define _GNU_SOURCE
 #include <sys/stat.h>
@@ -21,6 +25,8 @@
 #include <unistd.h>
 
 #include "tokend.h"
+
+#define nitems(a)	(sizeof (a) / sizeof (a)[0])
 
 /* ---- diagnostics ---- */
 
@@ -136,7 +142,7 @@ config_parse_mode(const char *s, mode_t *out)
 }
 
 static void
-argv_free(char **argv)
+config_argv_free(char **argv)
 {
 	size_t	 i;
 
@@ -185,7 +191,7 @@ config_parse_argv(const char *s, char ***out)
 		}
 		if (quote != 0) {
 			free(word);
-			argv_free(argv);
+			config_argv_free(argv);
 			return -EINVAL;
 		}
 		word[wl] = '\0';
@@ -215,7 +221,7 @@ config_account_name_valid(const char *name)
 }
 
 static int
-parse_bool(const char *s, int *out)
+config_parse_bool(const char *s, int *out)
 {
 	if (!strcasecmp(s, "yes") || !strcasecmp(s, "true") ||
 	    !strcasecmp(s, "on") || !strcmp(s, "1"))
@@ -229,7 +235,7 @@ parse_bool(const char *s, int *out)
 }
 
 static int
-parse_fraction(const char *s, double lo, double hi, double *out)
+config_parse_fraction(const char *s, double lo, double hi, double *out)
 {
 	char	*end;
 	double	 v;
@@ -244,7 +250,7 @@ parse_fraction(const char *s, double lo, double hi, double *out)
 }
 
 static int
-parse_int(const char *s, int lo, int hi, int *out)
+config_parse_int(const char *s, int lo, int hi, int *out)
 {
 	char	*end;
 	long	 v;
@@ -258,7 +264,7 @@ parse_int(const char *s, int lo, int hi, int *out)
 }
 
 static int
-resolve_user(const char *s, uid_t *out)
+config_resolve_user(const char *s, uid_t *out)
 {
 	struct passwd	 pw, *res = NULL;
 	char		 buf[4096], *end;
@@ -277,7 +283,7 @@ resolve_user(const char *s, uid_t *out)
 }
 
 static int
-resolve_group(const char *s, gid_t *out)
+config_resolve_group(const char *s, gid_t *out)
 {
 	struct group	 gr, *res = NULL;
 	char		 buf[16384], *end;
@@ -295,41 +301,42 @@ resolve_group(const char *s, gid_t *out)
 	return 0;
 }
 
-/* ---- account files ---- */
+/* ---- the key table ---- */
 
-enum key_type {
-	K_STRING,	/* any non-empty text */
-	K_SECRET,	/* an inline secret */
-	K_FILE,		/* a path, resolved and read after the parse */
-	K_URL,
-	K_POINTER,
-	K_DURATION,
-	K_BOOL,
-	K_RATIO,
-	K_JITTER,
-	K_GRANT,
-	K_CLIENT_AUTH,
-	K_FORMAT,
-	K_MODE,
-	K_OWNER,
-	K_GROUP,
-	K_USERS,
-	K_GROUPS,
-	K_ARGV,
+enum config_key_type {
+	KEY_STRING,	/* any text */
+	KEY_SECRET,	/* an inline secret: wiped when replaced */
+	KEY_URL,	/* checked after the parse, once allow_http is known */
+	KEY_PATH,	/* an absolute path */
+	KEY_POINTER,	/* an RFC 6901 JSON pointer; empty: not used */
+	KEY_DURATION,	/* config_parse_duration, int64_t ms */
+	KEY_BOOL,	/* int */
+	KEY_NUMBER,	/* int, min to max */
+	KEY_FRACTION,	/* double, min to max */
+	KEY_CHOICE,	/* one of choices; an enum, the name's index */
+	KEY_MODE,	/* config_parse_mode */
+	KEY_OWNER,	/* a user; unset: (uid_t)-1 */
+	KEY_GROUP,	/* a group; unset: (gid_t)-1 */
+	KEY_ARGV,	/* a hook: an absolute program and its arguments */
+	/* account files only: set by the account parser itself */
+	KEY_FILE,	/* a path, resolved and read after the parse */
+	KEY_USERS,	/* a list of users, added to [access] */
+	KEY_GROUPS,	/* a list of groups, added to [access] */
 };
 
-enum section_id {
-	S_ACCOUNT,
+enum config_section {
+	S_ACCOUNT,	/* the sections of an account file ... */
 	S_RESPONSE,
 	S_REFRESH,
-	S_FILE,
+	S_FILE,		/* repeatable: each is one struct sink_conf */
 	S_ACCESS,
-	S_HOOKS,
-	S_COUNT
+	S_HOOKS,	/* ... end here */
+	S_TOKEND,	/* the global file's only section */
+	S_COUNT		/* not a section: none, or an unknown one */
 };
 
-static const char *const section_names[S_COUNT] = {
-	"account", "response", "refresh", "file", "access", "hooks"
+static const char *const config_section_names[S_COUNT] = {
+	"account", "response", "refresh", "file", "access", "hooks", "tokend"
 };
 
 /* Paths read after the parse; their line numbers are kept for messages. */
@@ -342,58 +349,429 @@ enum file_key {
 	F_COUNT
 };
 
-struct key_def {
-	enum section_id	 section;
-	const char	*name;
-	enum key_type	 type;
-	size_t		 offset;	/* in account_conf, or sink_conf */
-	int		 file_key;	/* K_FILE: which; else -1 */
+/*
+ * One key. Its value is stored at offset in the section's struct: struct
+ * config for [tokend], struct sink_conf for [file], struct account_conf
+ * for the other sections of an account file. The default is text for the
+ * same parser as a value from a file (NULL: unset, that is NULL, 0 or -1
+ * for an owner or group).
+ */
+struct config_key {
+	enum config_section	 section;
+	const char		*name;
+	enum config_key_type	 type;
+	size_t			 offset;
+	const char *const	*choices;	/* NULL-terminated */
+	double			 min, max;	/* numbers, fractions */
+	const char		*default_str;
+	enum file_key		 file;		/* KEY_FILE: which */
 };
+
+/* The index of each name is its enum value. */
+static const char *const config_grant_names[] = {
+	"client_credentials", "password", "refresh_token", "static", NULL
+};
+static const char *const config_client_auth_names[] = {
+	"basic", "post", "none", NULL
+};
+static const char *const config_format_names[] = {
+	"raw", "json", "env", "header", NULL
+};
+static const char *const config_log_level_names[] = {
+	"error", "warning", "info", "debug", NULL
+};
+
+_Static_assert(nitems(config_grant_names) == GRANT_STATIC + 2,
+    "a name for each enum grant");
+_Static_assert(nitems(config_client_auth_names) == CLIENT_AUTH_NONE + 2,
+    "a name for each enum client_auth");
+_Static_assert(nitems(config_format_names) == SINK_HEADER + 2,
+    "a name for each enum sink_format");
+_Static_assert(nitems(config_log_level_names) == LOG_LEVEL_DEBUG + 2,
+    "a name for each enum log_level");
+/* KEY_CHOICE stores the index as an int */
+_Static_assert(sizeof (enum grant) == sizeof (int) &&
+    sizeof (enum client_auth) == sizeof (int) &&
+    sizeof (enum sink_format) == sizeof (int) &&
+    sizeof (enum log_level) == sizeof (int), "enums are ints");
 
 #define AC(f)	offsetof(struct account_conf, f)
 #define SC(f)	offsetof(struct sink_conf, f)
+#define GC(f)	offsetof(struct config, f)
 
-static const struct key_def key_defs[] = {
-	{ S_ACCOUNT, "grant", K_GRANT, AC(grant), -1 },
-	{ S_ACCOUNT, "token_url", K_URL, AC(token_url), -1 },
-	{ S_ACCOUNT, "refresh_url", K_URL, AC(refresh_url), -1 },
-	{ S_ACCOUNT, "client_id", K_STRING, AC(client_id), -1 },
-	{ S_ACCOUNT, "client_secret", K_SECRET, AC(client_secret), -1 },
-	{ S_ACCOUNT, "client_secret_file", K_FILE, 0, F_CLIENT_SECRET },
-	{ S_ACCOUNT, "client_auth", K_CLIENT_AUTH, AC(client_auth), -1 },
-	{ S_ACCOUNT, "username", K_STRING, AC(username), -1 },
-	{ S_ACCOUNT, "password", K_SECRET, AC(password), -1 },
-	{ S_ACCOUNT, "password_file", K_FILE, 0, F_PASSWORD },
-	{ S_ACCOUNT, "refresh_token_file", K_FILE, 0, F_REFRESH_TOKEN },
-	{ S_ACCOUNT, "token_file", K_FILE, 0, F_TOKEN },
-	{ S_ACCOUNT, "scope", K_STRING, AC(scope), -1 },
-	{ S_ACCOUNT, "audience", K_STRING, AC(audience), -1 },
-	{ S_ACCOUNT, "resource", K_STRING, AC(resource), -1 },
-	{ S_ACCOUNT, "ca_file", K_FILE, 0, F_CA },
-	{ S_ACCOUNT, "timeout", K_DURATION, AC(timeout), -1 },
-	{ S_ACCOUNT, "allow_http", K_BOOL, AC(allow_http), -1 },
-	{ S_RESPONSE, "access_token", K_POINTER, AC(response.access_token), -1 },
-	{ S_RESPONSE, "refresh_token", K_POINTER, AC(response.refresh_token), -1 },
-	{ S_RESPONSE, "expires_in", K_POINTER, AC(response.expires_in), -1 },
-	{ S_RESPONSE, "expires_at", K_POINTER, AC(response.expires_at), -1 },
-	{ S_RESPONSE, "token_type", K_POINTER, AC(response.token_type), -1 },
-	{ S_RESPONSE, "default_lifetime", K_DURATION,
-	    AC(response.default_lifetime), -1 },
-	{ S_REFRESH, "margin", K_DURATION, AC(refresh.margin), -1 },
-	{ S_REFRESH, "ratio", K_RATIO, AC(refresh.ratio), -1 },
-	{ S_REFRESH, "jitter", K_JITTER, AC(refresh.jitter), -1 },
-	{ S_REFRESH, "min_backoff", K_DURATION, AC(refresh.min_backoff), -1 },
-	{ S_REFRESH, "max_backoff", K_DURATION, AC(refresh.max_backoff), -1 },
-	{ S_FILE, "path", K_STRING, SC(path), -1 },
-	{ S_FILE, "format", K_FORMAT, SC(format), -1 },
-	{ S_FILE, "mode", K_MODE, SC(mode), -1 },
-	{ S_FILE, "owner", K_OWNER, SC(uid), -1 },
-	{ S_FILE, "group", K_GROUP, SC(gid), -1 },
-	{ S_ACCESS, "users", K_USERS, 0, -1 },
-	{ S_ACCESS, "groups", K_GROUPS, 0, -1 },
-	{ S_HOOKS, "on_refresh", K_ARGV, AC(on_refresh), -1 },
-	{ S_HOOKS, "on_failure", K_ARGV, AC(on_failure), -1 },
+static const struct config_key config_keys[] = {
+	{ S_ACCOUNT, "grant", KEY_CHOICE, AC(grant),
+	    .choices = config_grant_names,
+	    .default_str = "client_credentials" },
+	{ S_ACCOUNT, "token_url", KEY_URL, AC(token_url),
+	    .default_str = NULL },
+	/* unset: token_url's value, after the parse */
+	{ S_ACCOUNT, "refresh_url", KEY_URL, AC(refresh_url),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "client_id", KEY_STRING, AC(client_id),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "client_secret", KEY_SECRET, AC(client_secret),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "client_secret_file", KEY_FILE, 0,
+	    .file = F_CLIENT_SECRET, .default_str = NULL },
+	/* unset: basic with a client secret, else none, after the parse */
+	{ S_ACCOUNT, "client_auth", KEY_CHOICE, AC(client_auth),
+	    .choices = config_client_auth_names, .default_str = "none" },
+	{ S_ACCOUNT, "username", KEY_STRING, AC(username),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "password", KEY_SECRET, AC(password),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "password_file", KEY_FILE, 0,
+	    .file = F_PASSWORD, .default_str = NULL },
+	{ S_ACCOUNT, "refresh_token_file", KEY_FILE, 0,
+	    .file = F_REFRESH_TOKEN, .default_str = NULL },
+	{ S_ACCOUNT, "token_file", KEY_FILE, 0,
+	    .file = F_TOKEN, .default_str = NULL },
+	{ S_ACCOUNT, "scope", KEY_STRING, AC(scope),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "audience", KEY_STRING, AC(audience),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "resource", KEY_STRING, AC(resource),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "ca_file", KEY_FILE, 0,
+	    .file = F_CA, .default_str = NULL },
+	{ S_ACCOUNT, "timeout", KEY_DURATION, AC(timeout),
+	    .default_str = "30s" },
+	{ S_ACCOUNT, "allow_http", KEY_BOOL, AC(allow_http),
+	    .default_str = "no" },
+
+	{ S_RESPONSE, "access_token", KEY_POINTER, AC(response.access_token),
+	    .default_str = "/access_token" },
+	{ S_RESPONSE, "refresh_token", KEY_POINTER, AC(response.refresh_token),
+	    .default_str = "/refresh_token" },
+	{ S_RESPONSE, "expires_in", KEY_POINTER, AC(response.expires_in),
+	    .default_str = "/expires_in" },
+	{ S_RESPONSE, "expires_at", KEY_POINTER, AC(response.expires_at),
+	    .default_str = NULL },
+	{ S_RESPONSE, "token_type", KEY_POINTER, AC(response.token_type),
+	    .default_str = "/token_type" },
+	{ S_RESPONSE, "default_lifetime", KEY_DURATION,
+	    AC(response.default_lifetime), .default_str = "1h" },
+
+	{ S_REFRESH, "margin", KEY_DURATION, AC(refresh.margin),
+	    .default_str = "5m" },
+	{ S_REFRESH, "ratio", KEY_FRACTION, AC(refresh.ratio),
+	    .min = 0.01, .max = 1, .default_str = "0.75" },
+	{ S_REFRESH, "jitter", KEY_FRACTION, AC(refresh.jitter),
+	    .min = 0, .max = 0.5, .default_str = "0.1" },
+	{ S_REFRESH, "min_backoff", KEY_DURATION, AC(refresh.min_backoff),
+	    .default_str = "1s" },
+	{ S_REFRESH, "max_backoff", KEY_DURATION, AC(refresh.max_backoff),
+	    .default_str = "5m" },
+
+	{ S_FILE, "path", KEY_STRING, SC(path),
+	    .default_str = NULL },
+	{ S_FILE, "format", KEY_CHOICE, SC(format),
+	    .choices = config_format_names, .default_str = "raw" },
+	{ S_FILE, "mode", KEY_MODE, SC(mode),
+	    .default_str = "0640" },
+	{ S_FILE, "owner", KEY_OWNER, SC(uid),
+	    .default_str = NULL },
+	{ S_FILE, "group", KEY_GROUP, SC(gid),
+	    .default_str = NULL },
+
+	{ S_ACCESS, "users", KEY_USERS, 0,
+	    .default_str = NULL },
+	{ S_ACCESS, "groups", KEY_GROUPS, 0,
+	    .default_str = NULL },
+
+	{ S_HOOKS, "on_refresh", KEY_ARGV, AC(on_refresh),
+	    .default_str = NULL },
+	{ S_HOOKS, "on_failure", KEY_ARGV, AC(on_failure),
+	    .default_str = NULL },
+
+	{ S_TOKEND, "accounts_dir", KEY_PATH, GC(accounts_dir),
+	    .default_str = DEFAULT_ACCOUNTS_DIR },
+	/* $STATE_DIRECTORY first: see config_global_defaults */
+	{ S_TOKEND, "state_dir", KEY_PATH, GC(state_dir),
+	    .default_str = DEFAULT_STATE_DIR },
+	/* $RUNTIME_DIRECTORY/tokend.sock first: see config_global_defaults */
+	{ S_TOKEND, "socket", KEY_PATH, GC(socket_path),
+	    .default_str = DEFAULT_SOCKET },
+	{ S_TOKEND, "log_level", KEY_CHOICE, GC(log_level),
+	    .choices = config_log_level_names, .default_str = "info" },
+	{ S_TOKEND, "max_requests", KEY_NUMBER, GC(max_requests),
+	    .min = 1, .max = 100000, .default_str = "64" },
+	{ S_TOKEND, "max_requests_per_host", KEY_NUMBER,
+	    GC(max_requests_per_host), .min = 1, .max = 100000,
+	    .default_str = "4" },
 };
+
+#define CONFIG_NKEYS	nitems(config_keys)
+
+/* ---- setting a key from the table ---- */
+
+/* A section of first..last by name; S_COUNT if there is none. */
+static enum config_section
+config_section_find(const char *name, enum config_section first,
+    enum config_section last)
+{
+	int	 i;
+
+	for (i = first; i <= (int)last; i++)
+		if (!strcmp(name, config_section_names[i]))
+			return (enum config_section)i;
+	return S_COUNT;
+}
+
+/* The index of a key in config_keys; -1 if the section has no such key. */
+static int
+config_key_find(enum config_section section, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < CONFIG_NKEYS; i++)
+		if (config_keys[i].section == section &&
+		    !strcmp(config_keys[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+/*
+ * Whether a message about a bad value repeats it. Those about the global
+ * file never have, and people grep for them as they are.
+ */
+static int
+config_key_quotes_value(const struct config_key *key)
+{
+	return key->section != S_TOKEND;
+}
+
+/* What follows a bad value in a message: ", not 'VALUE'", or nothing. */
+static char *
+config_key_not(const struct config_key *key, const char *value)
+{
+	char	*s;
+
+	if (!config_key_quotes_value(key))
+		return xstrdup("");
+	xasprintf(&s, ", not '%s'", value);
+	return s;
+}
+
+/* "a, b, c or d" */
+static char *
+config_key_choices_text(const struct config_key *key)
+{
+	char	*s = xstrdup(""), *next;
+	size_t	 i;
+
+	for (i = 0; key->choices[i] != NULL; i++) {
+		xasprintf(&next, "%s%s%s", s, i == 0 ? "" :
+		    key->choices[i + 1] == NULL ? " or " : ", ",
+		    key->choices[i]);
+		free(s);
+		s = next;
+	}
+	return s;
+}
+
+static int
+config_key_set_choice(const struct config_key *key, int *out,
+    const char *value, char **cause)
+{
+	char	*list;
+	int	 i;
+
+	for (i = 0; key->choices[i] != NULL; i++)
+		if (!strcmp(value, key->choices[i])) {
+			*out = i;
+			return 0;
+		}
+	list = config_key_choices_text(key);
+	if (config_key_quotes_value(key))
+		xasprintf(cause, "unknown %s '%s' (%s)", key->name, value,
+		    list);
+	else
+		xasprintf(cause, "%s: expected %s", key->name, list);
+	free(list);
+	return -1;
+}
+
+static int
+config_key_set_number(const struct config_key *key, void *out,
+    const char *value, char **cause)
+{
+	char	*not;
+
+	if (key->type == KEY_NUMBER &&
+	    config_parse_int(value, (int)key->min, (int)key->max, out) == 0)
+		return 0;
+	if (key->type == KEY_FRACTION &&
+	    config_parse_fraction(value, key->min, key->max, out) == 0)
+		return 0;
+	not = config_key_not(key, value);
+	if (key->type == KEY_NUMBER)
+		xasprintf(cause, "%s: expected a number from %d to %d%s",
+		    key->name, (int)key->min, (int)key->max, not);
+	else
+		xasprintf(cause, "%s: expected a number from %g to %g%s",
+		    key->name, key->min, key->max, not);
+	free(not);
+	return -1;
+}
+
+/* A hook runs without a shell, so its program is an absolute path. */
+static int
+config_key_set_argv(const struct config_key *key, char ***out,
+    const char *value, char **cause)
+{
+	char	**argv;
+
+	if (config_parse_argv(value, &argv) != 0) {
+		xasprintf(cause, "%s: unbalanced quotes", key->name);
+		return -1;
+	}
+	if (argv[0][0] != '/') {
+		xasprintf(cause, "%s: the program needs an absolute path "
+		    "(hooks run without a shell)", key->name);
+		config_argv_free(argv);
+		return -1;
+	}
+	config_argv_free(*out);
+	*out = argv;
+	return 0;
+}
+
+/* A bad pointer leaves none: "[response] access_token cannot be empty". */
+static int
+config_key_set_pointer(const struct config_key *key, char **out,
+    const char *value, char **cause)
+{
+	free(*out);
+	*out = NULL;
+	if (*value == '\0')
+		return 0;
+	if (*value != '/') {
+		xasprintf(cause, "%s: a JSON pointer starts with '/' "
+		    "(RFC 6901)", key->name);
+		return -1;
+	}
+	*out = xstrdup(value);
+	return 0;
+}
+
+static void
+config_key_set_string(const struct config_key *key, char **out,
+    const char *value)
+{
+	if (key->type == KEY_SECRET)
+		freezero_str(*out);
+	else
+		free(*out);
+	*out = xstrdup(value);
+}
+
+/*
+ * Parse value as key's type into base (the struct of key's section). On
+ * failure, -1 with a message for "FILE:LINE: " in *cause.
+ */
+static int
+config_key_set(const struct config_key *key, void *base, const char *value,
+    char **cause)
+{
+	void	*p = (char *)base + key->offset;
+	int64_t	 duration;
+	mode_t	 mode;
+	int	 b;
+
+	switch (key->type) {
+	case KEY_STRING:
+	case KEY_SECRET:
+	case KEY_URL:
+		config_key_set_string(key, p, value);
+		return 0;
+	case KEY_PATH:
+		if (*value != '/') {
+			xasprintf(cause, "%s must be an absolute path",
+			    key->name);
+			return -1;
+		}
+		config_key_set_string(key, p, value);
+		return 0;
+	case KEY_POINTER:
+		return config_key_set_pointer(key, p, value, cause);
+	case KEY_DURATION:
+		if (config_parse_duration(value, &duration) != 0) {
+			xasprintf(cause, "%s: bad duration '%s' (use e.g. 90, "
+			    "30s, 5m, 2h, 7d)", key->name, value);
+			return -1;
+		}
+		*(int64_t *)p = duration;
+		return 0;
+	case KEY_BOOL:
+		if (config_parse_bool(value, &b) != 0) {
+			xasprintf(cause, "%s: expected yes or no, not '%s'",
+			    key->name, value);
+			return -1;
+		}
+		*(int *)p = b;
+		return 0;
+	case KEY_NUMBER:
+	case KEY_FRACTION:
+		return config_key_set_number(key, p, value, cause);
+	case KEY_CHOICE:
+		return config_key_set_choice(key, p, value, cause);
+	case KEY_MODE:
+		if (config_parse_mode(value, &mode) != 0) {
+			xasprintf(cause, "%s: expected octal permissions "
+			    "without execute bits such as 0640, not '%s'",
+			    key->name, value);
+			return -1;
+		}
+		*(mode_t *)p = mode;
+		return 0;
+	case KEY_OWNER:
+		if (config_resolve_user(value, p) != 0) {
+			xasprintf(cause, "unknown user '%s'", value);
+			return -1;
+		}
+		return 0;
+	case KEY_GROUP:
+		if (config_resolve_group(value, p) != 0) {
+			xasprintf(cause, "unknown group '%s'", value);
+			return -1;
+		}
+		return 0;
+	case KEY_ARGV:
+		return config_key_set_argv(key, p, value, cause);
+	case KEY_FILE:
+	case KEY_USERS:
+	case KEY_GROUPS:
+		break;
+	}
+	fatalx("%s: key %s is not stored in its section", __func__, key->name);
+}
+
+/* Set every key of one section in base to its default. */
+static void
+config_key_defaults(enum config_section section, void *base)
+{
+	const struct config_key	*key;
+	char			*cause;
+	size_t			 i;
+
+	for (i = 0; i < CONFIG_NKEYS; i++) {
+		key = &config_keys[i];
+		if (key->section != section)
+			continue;
+		if (key->default_str != NULL) {
+			if (config_key_set(key, base, key->default_str,
+			    &cause) != 0)
+				fatalx("default of %s: %s", key->name, cause);
+		} else if (key->type == KEY_OWNER)
+			*(uid_t *)((char *)base + key->offset) = (uid_t)-1;
+		else if (key->type == KEY_GROUP)
+			*(gid_t *)((char *)base + key->offset) = (gid_t)-1;
+	}
+}
+
+/* ---- account files ---- */
 
 /* Form parameters the request builder sets itself. */
 static const char *const reserved_params[] = {
@@ -413,7 +791,7 @@ struct account_parse {
 	struct diag		*diag;
 	struct account_conf	*ac;
 
-	enum section_id		 section;	/* S_COUNT: none or unknown */
+	enum config_section	 section;	/* S_COUNT: none or unknown */
 	int			 instance;
 	int			 section_line[S_COUNT];
 	int			 account_line;
@@ -423,15 +801,16 @@ struct account_parse {
 
 	char			*file_value[F_COUNT];
 	int			 file_line[F_COUNT];
-	int			 key_line[64];	/* by key_defs index */
-	int			 grant_set, client_auth_set;
+	/* by config_keys index: where each key is, and if it had a value */
+	int			 key_line[CONFIG_NKEYS];
+	int			 key_given[CONFIG_NKEYS];
 
 	char			*identity;
 	size_t			 identity_len;
 };
 
 static void
-identity_add(struct account_parse *ap, const char *s, size_t len)
+config_identity_add(struct account_parse *ap, const char *s, size_t len)
 {
 	ap->identity = xreallocarray(ap->identity, ap->identity_len + len + 1,
 	    1);
@@ -440,37 +819,28 @@ identity_add(struct account_parse *ap, const char *s, size_t len)
 	ap->identity_len += len + 1;
 }
 
+/* Every section but [file], whose defaults each [file] gets on its own. */
 static void
-account_defaults(struct account_conf *ac)
+config_account_defaults(struct account_conf *ac)
 {
-	ac->grant = GRANT_CLIENT_CREDENTIALS;
-	ac->client_auth = CLIENT_AUTH_NONE;
-	ac->timeout = 30 * MSEC_PER_SEC;
-	ac->response.access_token = xstrdup("/access_token");
-	ac->response.refresh_token = xstrdup("/refresh_token");
-	ac->response.expires_in = xstrdup("/expires_in");
-	ac->response.token_type = xstrdup("/token_type");
-	ac->response.default_lifetime = 3600 * MSEC_PER_SEC;
-	ac->refresh.margin = 300 * MSEC_PER_SEC;
-	ac->refresh.ratio = 0.75;
-	ac->refresh.jitter = 0.1;
-	ac->refresh.min_backoff = 1 * MSEC_PER_SEC;
-	ac->refresh.max_backoff = 300 * MSEC_PER_SEC;
+	int	 i;
+
+	for (i = S_ACCOUNT; i <= S_HOOKS; i++)
+		if (i != S_FILE)
+			config_key_defaults((enum config_section)i, ac);
 }
 
 static int
-account_section_cb(void *arg, const char *name, int line)
+config_account_section_cb(void *arg, const char *name, int line)
 {
 	struct account_parse	*ap = arg;
 	struct sink_conf	*sc;
-	int			 i;
+	enum config_section	 i;
 
 	ap->instance++;
-	identity_add(ap, name, strlen(name));
-	for (i = 0; i < S_COUNT; i++)
-		if (!strcmp(name, section_names[i]))
-			break;
-	ap->section = (enum section_id)i;
+	config_identity_add(ap, name, strlen(name));
+	i = config_section_find(name, S_ACCOUNT, S_HOOKS);
+	ap->section = i;
 	if (i == S_COUNT) {
 		diag_error(ap->diag, ap->file, line, "unknown section [%s]",
 		    name);
@@ -481,10 +851,7 @@ account_section_cb(void *arg, const char *name, int line)
 		    sizeof *ap->ac->sinks);
 		sc = &ap->ac->sinks[ap->ac->nsinks++];
 		memset(sc, 0, sizeof *sc);
-		sc->format = SINK_RAW;
-		sc->mode = 0640;
-		sc->uid = (uid_t)-1;
-		sc->gid = (gid_t)-1;
+		config_key_defaults(S_FILE, sc);
 		sc->line = line;
 	} else if (ap->section_line[i] != 0) {
 		diag_error(ap->diag, ap->file, line, "section [%s] repeated "
@@ -498,7 +865,8 @@ account_section_cb(void *arg, const char *name, int line)
 }
 
 static void
-add_ids(struct account_parse *ap, const char *value, int line, int groups)
+config_add_ids(struct account_parse *ap, const char *value, int line,
+    int groups)
 {
 	struct account_conf	*ac = ap->ac;
 	char			*copy, *word, *save = NULL;
@@ -509,7 +877,7 @@ add_ids(struct account_parse *ap, const char *value, int line, int groups)
 	for (word = strtok_r(copy, " \t,", &save); word != NULL;
 	    word = strtok_r(NULL, " \t,", &save)) {
 		if (groups) {
-			if (resolve_group(word, &gid) != 0) {
+			if (config_resolve_group(word, &gid) != 0) {
 				diag_error(ap->diag, ap->file, line,
 				    "unknown group '%s'", word);
 				continue;
@@ -518,7 +886,7 @@ add_ids(struct account_parse *ap, const char *value, int line, int groups)
 			    sizeof *ac->groups);
 			ac->groups[ac->ngroups++] = gid;
 		} else {
-			if (resolve_user(word, &uid) != 0) {
+			if (config_resolve_user(word, &uid) != 0) {
 				diag_error(ap->diag, ap->file, line,
 				    "unknown user '%s'", word);
 				continue;
@@ -532,8 +900,8 @@ add_ids(struct account_parse *ap, const char *value, int line, int groups)
 }
 
 static int
-account_param(struct account_parse *ap, const char *key, const char *value,
-    int line)
+config_account_param(struct account_parse *ap, const char *key,
+    const char *value, int line)
 {
 	struct account_conf	*ac = ap->ac;
 	const char		*name = key + strlen("param.");
@@ -563,242 +931,147 @@ account_param(struct account_parse *ap, const char *key, const char *value,
 	return 0;
 }
 
+/* Note key in this section instance; -1 if it was there before. */
 static int
-account_value_cb(void *arg, const char *section, const char *key,
-    const char *value, int line)
+config_account_seen(struct account_parse *ap, const char *key, int line)
 {
-	struct account_parse	*ap = arg;
-	struct account_conf	*ac = ap->ac;
-	const struct key_def	*kd = NULL;
-	void			*base;
-	size_t			 i;
-	int64_t			 dur;
-	int			 b;
-	mode_t			 mode;
-	char		       **argv;
-
-	(void)section;
-	identity_add(ap, key, strlen(key));
-	identity_add(ap, value, strlen(value));
-	if (ap->section == S_COUNT)
-		return 0;	/* already reported */
+	size_t	 i;
 
 	for (i = 0; i < ap->nseen; i++)
 		if (ap->seen[i].instance == ap->instance &&
 		    !strcmp(ap->seen[i].name, key)) {
 			diag_error(ap->diag, ap->file, line, "duplicate key "
 			    "'%s' (first at line %d)", key, ap->seen[i].line);
-			return 0;
+			return -1;
 		}
 	ap->seen = xreallocarray(ap->seen, ap->nseen + 1, sizeof *ap->seen);
 	ap->seen[ap->nseen].instance = ap->instance;
 	ap->seen[ap->nseen].name = xstrdup(key);
 	ap->seen[ap->nseen].line = line;
 	ap->nseen++;
+	return 0;
+}
 
+/*
+ * An empty value keeps the default: unset for strings, paths, owners
+ * and hooks; a JSON pointer is disabled; an empty list is no list.
+ * Keys with no such default (durations, numbers, choices) need one.
+ */
+static int
+config_account_empty_keeps_default(const struct config_key *key)
+{
+	switch (key->type) {
+	case KEY_STRING:
+	case KEY_URL:
+	case KEY_SECRET:
+	case KEY_FILE:
+	case KEY_OWNER:
+	case KEY_GROUP:
+	case KEY_ARGV:
+	case KEY_USERS:
+	case KEY_GROUPS:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Store the value of config_keys[i] in the current section. */
+static void
+config_account_set_value(struct account_parse *ap, int i, const char *value,
+    int line)
+{
+	const struct config_key	*key = &config_keys[i];
+	struct account_conf	*ac = ap->ac;
+	void			*base;
+	char			*cause;
+
+	if (*value == '\0' && key->type != KEY_POINTER) {
+		if (!config_account_empty_keeps_default(key))
+			diag_error(ap->diag, ap->file, line, "%s needs a value",
+			    key->name);
+		return;
+	}
+	ap->key_given[i] = 1;
+	switch (key->type) {
+	case KEY_FILE:
+		ap->file_value[key->file] = xstrdup(value);
+		ap->file_line[key->file] = line;
+		return;
+	case KEY_USERS:
+	case KEY_GROUPS:
+		config_add_ids(ap, value, line, key->type == KEY_GROUPS);
+		return;
+	default:
+		break;
+	}
+	base = ap->section == S_FILE ? (void *)&ac->sinks[ac->nsinks - 1] :
+	    (void *)ac;
+	if (config_key_set(key, base, value, &cause) != 0) {
+		diag_error(ap->diag, ap->file, line, "%s", cause);
+		free(cause);
+	}
+}
+
+static int
+config_account_value_cb(void *arg, const char *section, const char *key,
+    const char *value, int line)
+{
+	struct account_parse	*ap = arg;
+	int			 i;
+
+	(void)section;
+	config_identity_add(ap, key, strlen(key));
+	config_identity_add(ap, value, strlen(value));
+	if (ap->section == S_COUNT)
+		return 0;	/* already reported */
+	if (config_account_seen(ap, key, line) != 0)
+		return 0;
 	if (ap->section == S_ACCOUNT && !strncmp(key, "param.", 6))
-		return account_param(ap, key, value, line);
-	for (i = 0; i < sizeof key_defs / sizeof key_defs[0]; i++)
-		if (key_defs[i].section == ap->section &&
-		    !strcmp(key_defs[i].name, key)) {
-			kd = &key_defs[i];
-			break;
-		}
-	if (kd == NULL) {
+		return config_account_param(ap, key, value, line);
+	if ((i = config_key_find(ap->section, key)) == -1) {
 		diag_error(ap->diag, ap->file, line, "unknown key '%s' in "
-		    "[%s]", key, section_names[ap->section]);
+		    "[%s]", key, config_section_names[ap->section]);
 		return 0;
 	}
 	ap->key_line[i] = line;
-
-	base = ap->section == S_FILE ? (void *)&ac->sinks[ac->nsinks - 1] :
-	    (void *)ac;
-	base = (char *)base + kd->offset;
-
-	/*
-	 * An empty value keeps the default: unset for strings, paths, owners
-	 * and hooks; a JSON pointer is disabled; an empty list is no list.
-	 * Keys with no such default (durations, numbers, choices) need one.
-	 */
-	if (*value == '\0') {
-		switch (kd->type) {
-		case K_STRING:
-		case K_URL:
-		case K_SECRET:
-		case K_FILE:
-		case K_OWNER:
-		case K_GROUP:
-		case K_ARGV:
-		case K_USERS:
-		case K_GROUPS:
-			return 0;
-		case K_POINTER:
-			break;
-		default:
-			diag_error(ap->diag, ap->file, line, "%s needs a value",
-			    key);
-			return 0;
-		}
-	}
-
-	switch (kd->type) {
-	case K_STRING:
-	case K_URL:
-		*(char **)base = xstrdup(value);
-		break;
-	case K_SECRET:
-		*(char **)base = xstrdup(value);
-		break;
-	case K_FILE:
-		ap->file_value[kd->file_key] = xstrdup(value);
-		ap->file_line[kd->file_key] = line;
-		break;
-	case K_POINTER:
-		free(*(char **)base);
-		*(char **)base = NULL;
-		if (*value == '\0')
-			break;
-		if (*value != '/') {
-			diag_error(ap->diag, ap->file, line, "%s: a JSON "
-			    "pointer starts with '/' (RFC 6901)", key);
-			break;
-		}
-		*(char **)base = xstrdup(value);
-		break;
-	case K_DURATION:
-		if (config_parse_duration(value, &dur) != 0) {
-			diag_error(ap->diag, ap->file, line, "%s: bad duration "
-			    "'%s' (use e.g. 90, 30s, 5m, 2h, 7d)", key, value);
-			break;
-		}
-		*(int64_t *)base = dur;
-		break;
-	case K_BOOL:
-		if (parse_bool(value, &b) != 0) {
-			diag_error(ap->diag, ap->file, line, "%s: expected yes "
-			    "or no, not '%s'", key, value);
-			break;
-		}
-		*(int *)base = b;
-		break;
-	case K_RATIO:
-		if (parse_fraction(value, 0.01, 1.0, (double *)base) != 0)
-			diag_error(ap->diag, ap->file, line, "%s: expected a "
-			    "number from 0.01 to 1, not '%s'", key, value);
-		break;
-	case K_JITTER:
-		if (parse_fraction(value, 0.0, 0.5, (double *)base) != 0)
-			diag_error(ap->diag, ap->file, line, "%s: expected a "
-			    "number from 0 to 0.5, not '%s'", key, value);
-		break;
-	case K_GRANT:
-		ap->grant_set = 1;
-		if (!strcmp(value, "client_credentials"))
-			ac->grant = GRANT_CLIENT_CREDENTIALS;
-		else if (!strcmp(value, "password"))
-			ac->grant = GRANT_PASSWORD;
-		else if (!strcmp(value, "refresh_token"))
-			ac->grant = GRANT_REFRESH_TOKEN;
-		else if (!strcmp(value, "static"))
-			ac->grant = GRANT_STATIC;
-		else
-			diag_error(ap->diag, ap->file, line, "unknown grant "
-			    "'%s' (client_credentials, password, "
-			    "refresh_token or static)", value);
-		break;
-	case K_CLIENT_AUTH:
-		ap->client_auth_set = 1;
-		if (!strcmp(value, "basic"))
-			ac->client_auth = CLIENT_AUTH_BASIC;
-		else if (!strcmp(value, "post"))
-			ac->client_auth = CLIENT_AUTH_POST;
-		else if (!strcmp(value, "none"))
-			ac->client_auth = CLIENT_AUTH_NONE;
-		else
-			diag_error(ap->diag, ap->file, line, "unknown "
-			    "client_auth '%s' (basic, post or none)", value);
-		break;
-	case K_FORMAT:
-		if (!strcmp(value, "raw"))
-			*(enum sink_format *)base = SINK_RAW;
-		else if (!strcmp(value, "json"))
-			*(enum sink_format *)base = SINK_JSON;
-		else if (!strcmp(value, "env"))
-			*(enum sink_format *)base = SINK_ENV;
-		else if (!strcmp(value, "header"))
-			*(enum sink_format *)base = SINK_HEADER;
-		else
-			diag_error(ap->diag, ap->file, line, "unknown format "
-			    "'%s' (raw, json, env or header)", value);
-		break;
-	case K_MODE:
-		if (config_parse_mode(value, &mode) != 0) {
-			diag_error(ap->diag, ap->file, line, "mode: expected "
-			    "octal permissions without execute bits such as "
-			    "0640, not '%s'", value);
-			break;
-		}
-		*(mode_t *)base = mode;
-		break;
-	case K_OWNER:
-		if (resolve_user(value, (uid_t *)base) != 0)
-			diag_error(ap->diag, ap->file, line, "unknown user "
-			    "'%s'", value);
-		break;
-	case K_GROUP:
-		if (resolve_group(value, (gid_t *)base) != 0)
-			diag_error(ap->diag, ap->file, line, "unknown group "
-			    "'%s'", value);
-		break;
-	case K_USERS:
-		add_ids(ap, value, line, 0);
-		break;
-	case K_GROUPS:
-		add_ids(ap, value, line, 1);
-		break;
-	case K_ARGV:
-		if (config_parse_argv(value, &argv) != 0) {
-			diag_error(ap->diag, ap->file, line, "%s: unbalanced "
-			    "quotes", key);
-			break;
-		}
-		if (argv[0][0] != '/') {
-			diag_error(ap->diag, ap->file, line, "%s: the program "
-			    "needs an absolute path (hooks run without a "
-			    "shell)", key);
-			argv_free(argv);
-			break;
-		}
-		argv_free(*(char ***)base);
-		*(char ***)base = argv;
-		break;
-	}
+	config_account_set_value(ap, i, value, line);
 	return 0;
 }
 
 static void
-account_error_cb(void *arg, int line, const char *msg)
+config_account_error_cb(void *arg, int line, const char *msg)
 {
 	struct account_parse	*ap = arg;
 
 	diag_error(ap->diag, ap->file, line, "%s", msg);
 }
 
+/* The line of an [account] key, for messages; else [account]'s own. */
 static int
-key_line(struct account_parse *ap, const char *name)
+config_key_line(struct account_parse *ap, const char *name)
 {
-	size_t	 i;
+	int	 i;
 
-	for (i = 0; i < sizeof key_defs / sizeof key_defs[0]; i++)
-		if (key_defs[i].section == S_ACCOUNT &&
-		    !strcmp(key_defs[i].name, name))
-			return ap->key_line[i] ? ap->key_line[i] :
-			    ap->account_line;
+	if ((i = config_key_find(S_ACCOUNT, name)) != -1 &&
+	    ap->key_line[i] != 0)
+		return ap->key_line[i];
 	return ap->account_line;
 }
 
+/* Whether an [account] key was given a value. */
+static int
+config_key_given(struct account_parse *ap, const char *name)
+{
+	int	 i;
+
+	return (i = config_key_find(S_ACCOUNT, name)) != -1 &&
+	    ap->key_given[i];
+}
+
 static char *
-resolve_path(struct account_parse *ap, const char *path, int credential)
+config_resolve_path(struct account_parse *ap, const char *path,
+    int credential)
 {
 	const char	*creds = getenv("CREDENTIALS_DIRECTORY");
 	char		*out, *prefixed;
@@ -827,15 +1100,15 @@ resolve_path(struct account_parse *ap, const char *path, int credential)
 
 /* Read a secret file into *out; one trailing newline is not part of it. */
 static void
-read_secret(struct account_parse *ap, enum file_key fk, const char *key,
-    char **out)
+config_read_secret(struct account_parse *ap, enum file_key fk,
+    const char *key, char **out)
 {
 	struct stat	 st;
 	char		*path, *buf;
 	size_t		 len;
 	int		 rc;
 
-	path = resolve_path(ap, ap->file_value[fk], 1);
+	path = config_resolve_path(ap, ap->file_value[fk], 1);
 	rc = read_file_capped(path, SECRET_FILE_MAX, &buf, &len);
 	if (rc != 0) {
 		diag_error(ap->diag, ap->file, ap->file_line[fk], "%s: cannot "
@@ -860,73 +1133,68 @@ read_secret(struct account_parse *ap, enum file_key fk, const char *key,
 		diag_warning(ap->diag, ap->file, ap->file_line[fk], "%s: %s is "
 		    "readable by group or others (mode %04o)", key, path,
 		    (unsigned)(st.st_mode & 07777));
-	identity_add(ap, buf, len);
+	config_identity_add(ap, buf, len);
 	*out = buf;
 	free(path);
 }
 
 static int
-url_check(struct account_parse *ap, const char *key, const char *url)
+config_url_check(struct account_parse *ap, const char *key, const char *url)
 {
 	const char	*host;
+	int		 line = config_key_line(ap, key);
 
 	if (!strncasecmp(url, "https://", 8))
 		host = url + 8;
 	else if (!strncasecmp(url, "http://", 7)) {
 		if (!ap->ac->allow_http) {
-			diag_error(ap->diag, ap->file, key_line(ap, key), "%s: "
-			    "http:// sends secrets in clear text; use https:// "
-			    "or set allow_http = yes", key);
+			diag_error(ap->diag, ap->file, line, "%s: http:// "
+			    "sends secrets in clear text; use https:// or set "
+			    "allow_http = yes", key);
 			return -1;
 		}
 		host = url + 7;
 	} else {
-		diag_error(ap->diag, ap->file, key_line(ap, key), "%s: expected "
-		    "an https:// URL", key);
+		diag_error(ap->diag, ap->file, line, "%s: expected an "
+		    "https:// URL", key);
 		return -1;
 	}
 	if (*host == '\0' || *host == '/' || strpbrk(url, " \t\r\n") != NULL) {
-		diag_error(ap->diag, ap->file, key_line(ap, key), "%s: malformed "
-		    "URL", key);
+		diag_error(ap->diag, ap->file, line, "%s: malformed URL", key);
 		return -1;
 	}
 	return 0;
 }
 
-/* Cross-key checks and secret files, once the whole file is read. */
+/* The *_file keys: secrets and the CA, read once the file is parsed. */
 static void
-account_finish(struct account_parse *ap)
+config_account_read_files(struct account_parse *ap)
 {
 	struct account_conf	*ac = ap->ac;
 	struct stat		 st;
-	size_t			 i;
-	int			 has_secret;
-
-	if (ap->section_line[S_ACCOUNT] == 0) {
-		diag_error(ap->diag, ap->file, 0, "no [account] section");
-		return;
-	}
-	ap->account_line = ap->section_line[S_ACCOUNT];
 
 	if (ac->client_secret != NULL && ap->file_value[F_CLIENT_SECRET])
-		diag_error(ap->diag, ap->file, key_line(ap,
+		diag_error(ap->diag, ap->file, config_key_line(ap,
 		    "client_secret_file"), "set client_secret or "
 		    "client_secret_file, not both");
 	else if (ap->file_value[F_CLIENT_SECRET] != NULL)
-		read_secret(ap, F_CLIENT_SECRET, "client_secret_file",
+		config_read_secret(ap, F_CLIENT_SECRET, "client_secret_file",
 		    &ac->client_secret);
 	if (ac->password != NULL && ap->file_value[F_PASSWORD])
-		diag_error(ap->diag, ap->file, key_line(ap, "password_file"),
-		    "set password or password_file, not both");
+		diag_error(ap->diag, ap->file, config_key_line(ap,
+		    "password_file"), "set password or password_file, not "
+		    "both");
 	else if (ap->file_value[F_PASSWORD] != NULL)
-		read_secret(ap, F_PASSWORD, "password_file", &ac->password);
+		config_read_secret(ap, F_PASSWORD, "password_file",
+		    &ac->password);
 	if (ap->file_value[F_REFRESH_TOKEN] != NULL)
-		read_secret(ap, F_REFRESH_TOKEN, "refresh_token_file",
+		config_read_secret(ap, F_REFRESH_TOKEN, "refresh_token_file",
 		    &ac->refresh_token);
 	if (ap->file_value[F_TOKEN] != NULL)
-		read_secret(ap, F_TOKEN, "token_file", &ac->static_token);
+		config_read_secret(ap, F_TOKEN, "token_file",
+		    &ac->static_token);
 	if (ap->file_value[F_CA] != NULL) {
-		ac->ca_file = resolve_path(ap, ap->file_value[F_CA], 0);
+		ac->ca_file = config_resolve_path(ap, ap->file_value[F_CA], 0);
 		if (access(ac->ca_file, R_OK) != 0)
 			diag_error(ap->diag, ap->file, ap->file_line[F_CA],
 			    "ca_file: cannot read %s: %s", ac->ca_file,
@@ -940,11 +1208,18 @@ account_finish(struct account_parse *ap)
 			    "inline and is readable by group or others; use "
 			    "client_secret_file / password_file or chmod 600");
 	}
+}
+
+/* A static token, or the endpoint URLs; refresh_url defaults here. */
+static void
+config_account_check_urls(struct account_parse *ap)
+{
+	struct account_conf	*ac = ap->ac;
 
 	if (ac->grant == GRANT_STATIC) {
 		if (ap->file_value[F_TOKEN] == NULL)
-			diag_error(ap->diag, ap->file, key_line(ap, "grant"),
-			    "grant = static needs token_file");
+			diag_error(ap->diag, ap->file, config_key_line(ap,
+			    "grant"), "grant = static needs token_file");
 		else if (ac->static_token != NULL &&
 		    !str_is_printable(ac->static_token))
 			diag_error(ap->diag, ap->file, ap->file_line[F_TOKEN],
@@ -955,47 +1230,72 @@ account_finish(struct account_parse *ap)
 			diag_error(ap->diag, ap->file, ap->account_line,
 			    "token_url is missing");
 		else
-			url_check(ap, "token_url", ac->token_url);
+			config_url_check(ap, "token_url", ac->token_url);
 		if (ac->refresh_url != NULL)
-			url_check(ap, "refresh_url", ac->refresh_url);
+			config_url_check(ap, "refresh_url", ac->refresh_url);
 		if (ap->file_value[F_TOKEN] != NULL)
 			diag_error(ap->diag, ap->file, ap->file_line[F_TOKEN],
 			    "token_file is for grant = static");
 	}
 	if (ac->token_url != NULL && ac->refresh_url == NULL)
 		ac->refresh_url = xstrdup(ac->token_url);
+}
+
+/* client_auth: its default depends on the secret; what it needs. */
+static void
+config_account_check_auth(struct account_parse *ap)
+{
+	struct account_conf	*ac = ap->ac;
+	int			 has_secret;
 
 	has_secret = ac->client_secret != NULL ||
 	    ap->file_value[F_CLIENT_SECRET] != NULL;
-	if (!ap->client_auth_set)
+	if (!config_key_given(ap, "client_auth"))
 		ac->client_auth = has_secret ? CLIENT_AUTH_BASIC :
 		    CLIENT_AUTH_NONE;
 	else if (ac->client_auth != CLIENT_AUTH_NONE && !has_secret)
-		diag_error(ap->diag, ap->file, key_line(ap, "client_auth"),
-		    "client_auth = %s needs client_secret or "
-		    "client_secret_file", ac->client_auth == CLIENT_AUTH_BASIC ?
-		    "basic" : "post");
+		diag_error(ap->diag, ap->file, config_key_line(ap,
+		    "client_auth"), "client_auth = %s needs client_secret or "
+		    "client_secret_file",
+		    config_client_auth_names[ac->client_auth]);
 	if (ac->client_auth != CLIENT_AUTH_NONE && ac->client_id == NULL)
-		diag_error(ap->diag, ap->file, key_line(ap, "client_auth"),
-		    "client authentication needs client_id");
+		diag_error(ap->diag, ap->file, config_key_line(ap,
+		    "client_auth"), "client authentication needs client_id");
+}
+
+/* What each grant needs. */
+static void
+config_account_check_grant(struct account_parse *ap)
+{
+	struct account_conf	*ac = ap->ac;
+	int			 line = config_key_line(ap, "grant");
 
 	switch (ac->grant) {
 	case GRANT_PASSWORD:
 		if (ac->username == NULL)
-			diag_error(ap->diag, ap->file, key_line(ap, "grant"),
+			diag_error(ap->diag, ap->file, line,
 			    "grant = password needs username");
 		if (ac->password == NULL && ap->file_value[F_PASSWORD] == NULL)
-			diag_error(ap->diag, ap->file, key_line(ap, "grant"),
+			diag_error(ap->diag, ap->file, line,
 			    "grant = password needs password or password_file");
 		break;
 	case GRANT_REFRESH_TOKEN:
 		if (ap->file_value[F_REFRESH_TOKEN] == NULL)
-			diag_error(ap->diag, ap->file, key_line(ap, "grant"),
+			diag_error(ap->diag, ap->file, line,
 			    "grant = refresh_token needs refresh_token_file");
 		break;
 	default:
 		break;
 	}
+}
+
+/* Values that must agree with each other, and each [file]. */
+static void
+config_account_check_values(struct account_parse *ap)
+{
+	struct account_conf	*ac = ap->ac;
+	size_t			 i;
+
 	if (ac->response.access_token == NULL)
 		diag_error(ap->diag, ap->file, ap->section_line[S_RESPONSE] ?
 		    ap->section_line[S_RESPONSE] : ap->account_line,
@@ -1004,7 +1304,7 @@ account_finish(struct account_parse *ap)
 		diag_error(ap->diag, ap->file, ap->section_line[S_RESPONSE],
 		    "default_lifetime must be positive");
 	if (ac->timeout <= 0)
-		diag_error(ap->diag, ap->file, key_line(ap, "timeout"),
+		diag_error(ap->diag, ap->file, config_key_line(ap, "timeout"),
 		    "timeout must be positive");
 	if (ac->refresh.min_backoff <= 0 ||
 	    ac->refresh.min_backoff > ac->refresh.max_backoff)
@@ -1018,6 +1318,22 @@ account_finish(struct account_parse *ap)
 			diag_error(ap->diag, ap->file, ac->sinks[i].line,
 			    "[file] path must be absolute");
 	}
+}
+
+/* Cross-key checks and secret files, once the whole file is read. */
+static void
+config_account_finish(struct account_parse *ap)
+{
+	if (ap->section_line[S_ACCOUNT] == 0) {
+		diag_error(ap->diag, ap->file, 0, "no [account] section");
+		return;
+	}
+	ap->account_line = ap->section_line[S_ACCOUNT];
+	config_account_read_files(ap);
+	config_account_check_urls(ap);
+	config_account_check_auth(ap);
+	config_account_check_grant(ap);
+	config_account_check_values(ap);
 }
 
 void
@@ -1056,8 +1372,8 @@ config_account_free(struct account_conf *ac)
 	free(ac->sinks);
 	free(ac->users);
 	free(ac->groups);
-	argv_free(ac->on_refresh);
-	argv_free(ac->on_failure);
+	config_argv_free(ac->on_refresh);
+	config_argv_free(ac->on_failure);
 	if (ac->identity != NULL) {
 		explicit_bzero(ac->identity, ac->identity_len);
 		free(ac->identity);
@@ -1075,7 +1391,8 @@ config_account_parse(const char *path, const char *name, const char *buf,
     size_t len, struct diag *diag)
 {
 	static const struct ini_handler handler = {
-		account_section_cb, account_value_cb, account_error_cb
+		config_account_section_cb, config_account_value_cb,
+		config_account_error_cb
 	};
 	struct account_parse	 ap;
 	struct account_conf	*ac;
@@ -1090,7 +1407,7 @@ config_account_parse(const char *path, const char *name, const char *buf,
 	ac = xcalloc(1, sizeof *ac);
 	ac->name = xstrdup(name);
 	ac->file = xstrdup(path);
-	account_defaults(ac);
+	config_account_defaults(ac);
 
 	memset(&ap, 0, sizeof ap);
 	ap.file = path;
@@ -1104,10 +1421,10 @@ config_account_parse(const char *path, const char *name, const char *buf,
 		free(ap.dir);
 		ap.dir = xstrdup(".");
 	}
-	identity_add(&ap, path, strlen(path));
+	config_identity_add(&ap, path, strlen(path));
 
 	ini_parse_buffer(buf, len, &handler, &ap);
-	account_finish(&ap);
+	config_account_finish(&ap);
 
 	free(ap.dir);
 	for (i = 0; i < ap.nseen; i++)
@@ -1160,20 +1477,16 @@ struct global_parse {
 	struct diag	*diag;
 	struct config	*cfg;
 	int		 in_tokend;
-	int		 seen_line[6];
-};
-
-static const char *const global_keys[] = {
-	"accounts_dir", "state_dir", "socket", "log_level", "max_requests",
-	"max_requests_per_host", NULL
+	int		 seen_line[CONFIG_NKEYS];	/* by key index */
 };
 
 static int
-global_section_cb(void *arg, const char *name, int line)
+config_global_section_cb(void *arg, const char *name, int line)
 {
 	struct global_parse	*gp = arg;
 
-	gp->in_tokend = !strcmp(name, "tokend");
+	gp->in_tokend = config_section_find(name, S_TOKEND, S_TOKEND) ==
+	    S_TOKEND;
 	if (!gp->in_tokend)
 		diag_error(gp->diag, gp->file, line, "unknown section [%s]",
 		    name);
@@ -1181,22 +1494,19 @@ global_section_cb(void *arg, const char *name, int line)
 }
 
 static int
-global_value_cb(void *arg, const char *section, const char *key,
+config_global_value_cb(void *arg, const char *section, const char *key,
     const char *value, int line)
 {
 	struct global_parse	*gp = arg;
-	struct config		*cfg = gp->cfg;
+	char			*cause;
 	int			 i;
 
 	(void)section;
 	if (!gp->in_tokend)
 		return 0;
-	for (i = 0; global_keys[i] != NULL; i++)
-		if (!strcmp(global_keys[i], key))
-			break;
-	if (global_keys[i] == NULL) {
+	if ((i = config_key_find(S_TOKEND, key)) == -1) {
 		diag_error(gp->diag, gp->file, line, "unknown key '%s' in "
-		    "[tokend]", key);
+		    "[%s]", key, config_section_names[S_TOKEND]);
 		return 0;
 	}
 	if (gp->seen_line[i] != 0) {
@@ -1206,75 +1516,35 @@ global_value_cb(void *arg, const char *section, const char *key,
 	}
 	gp->seen_line[i] = line;
 	if (*value == '\0')
-		return 0;	/* keep the default */
-
-	switch (i) {
-	case 0:
-	case 1:
-	case 2:
-		if (value[0] != '/') {
-			diag_error(gp->diag, gp->file, line, "%s must be an "
-			    "absolute path", key);
-			break;
-		}
-		if (i == 0) {
-			free(cfg->accounts_dir);
-			cfg->accounts_dir = xstrdup(value);
-		} else if (i == 1) {
-			free(cfg->state_dir);
-			cfg->state_dir = xstrdup(value);
-		} else {
-			free(cfg->socket_path);
-			cfg->socket_path = xstrdup(value);
-		}
-		break;
-	case 3:
-		if (!strcmp(value, "error"))
-			cfg->log_level = LOG_LEVEL_ERROR;
-		else if (!strcmp(value, "warning"))
-			cfg->log_level = LOG_LEVEL_WARNING;
-		else if (!strcmp(value, "info"))
-			cfg->log_level = LOG_LEVEL_INFO;
-		else if (!strcmp(value, "debug"))
-			cfg->log_level = LOG_LEVEL_DEBUG;
-		else
-			diag_error(gp->diag, gp->file, line, "log_level: "
-			    "expected error, warning, info or debug");
-		break;
-	case 4:
-		if (parse_int(value, 1, 100000, &cfg->max_requests) != 0)
-			diag_error(gp->diag, gp->file, line, "max_requests: "
-			    "expected a number from 1 to 100000");
-		break;
-	case 5:
-		if (parse_int(value, 1, 100000, &cfg->max_requests_per_host)
-		    != 0)
-			diag_error(gp->diag, gp->file, line,
-			    "max_requests_per_host: expected a number from 1 "
-			    "to 100000");
-		break;
+		return 0;	/* keep the default, whatever the key */
+	if (config_key_set(&config_keys[i], gp->cfg, value, &cause) != 0) {
+		diag_error(gp->diag, gp->file, line, "%s", cause);
+		free(cause);
 	}
 	return 0;
 }
 
 static void
-global_error_cb(void *arg, int line, const char *msg)
+config_global_error_cb(void *arg, int line, const char *msg)
 {
 	struct global_parse	*gp = arg;
 
 	diag_error(gp->diag, gp->file, line, "%s", msg);
 }
 
-/* $STATE_DIRECTORY may list several folders; the first is ours. */
+/*
+ * A folder systemd hands us in $var, with suffix; NULL if it does not.
+ * $STATE_DIRECTORY may list several folders; the first is ours.
+ */
 static char *
-env_dir(const char *var, const char *suffix, const char *fallback)
+config_env_dir(const char *var, const char *suffix)
 {
 	const char	*v = getenv(var);
 	char		*out;
 	size_t		 n;
 
 	if (v == NULL || *v != '/')
-		return xstrdup(fallback);
+		return NULL;
 	n = strcspn(v, ":");
 	if (suffix != NULL)
 		xasprintf(&out, "%.*s/%s", (int)n, v, suffix);
@@ -1283,8 +1553,26 @@ env_dir(const char *var, const char *suffix, const char *fallback)
 	return out;
 }
 
+/* The table's defaults; the folders systemd names come first. */
+static void
+config_global_defaults(struct config *cfg)
+{
+	char	*dir;
+
+	config_key_defaults(S_TOKEND, cfg);
+	if ((dir = config_env_dir("STATE_DIRECTORY", NULL)) != NULL) {
+		free(cfg->state_dir);
+		cfg->state_dir = dir;
+	}
+	if ((dir = config_env_dir("RUNTIME_DIRECTORY", "tokend.sock")) !=
+	    NULL) {
+		free(cfg->socket_path);
+		cfg->socket_path = dir;
+	}
+}
+
 static int
-account_file_filter(const struct dirent *de)
+config_account_file_filter(const struct dirent *de)
 {
 	size_t	 len = strlen(de->d_name);
 
@@ -1299,7 +1587,8 @@ struct config *
 config_load(const char *file, const char *accounts_dir, struct diag *diag)
 {
 	static const struct ini_handler handler = {
-		global_section_cb, global_value_cb, global_error_cb
+		config_global_section_cb, config_global_value_cb,
+		config_global_error_cb
 	};
 	struct global_parse	 gp;
 	struct config		*cfg;
@@ -1310,13 +1599,7 @@ config_load(const char *file, const char *accounts_dir, struct diag *diag)
 	int			 n, i, rc;
 
 	cfg = xcalloc(1, sizeof *cfg);
-	cfg->accounts_dir = xstrdup(DEFAULT_ACCOUNTS_DIR);
-	cfg->state_dir = env_dir("STATE_DIRECTORY", NULL, DEFAULT_STATE_DIR);
-	cfg->socket_path = env_dir("RUNTIME_DIRECTORY", "tokend.sock",
-	    DEFAULT_SOCKET);
-	cfg->log_level = LOG_LEVEL_INFO;
-	cfg->max_requests = 64;
-	cfg->max_requests_per_host = 4;
+	config_global_defaults(cfg);
 
 	rc = read_file_capped(file != NULL ? file : DEFAULT_CONFIG_FILE,
 	    CONFIG_FILE_MAX, &buf, &len);
@@ -1337,7 +1620,7 @@ config_load(const char *file, const char *accounts_dir, struct diag *diag)
 		cfg->accounts_dir = xstrdup(accounts_dir);
 	}
 
-	n = scandir(cfg->accounts_dir, &names, account_file_filter,
+	n = scandir(cfg->accounts_dir, &names, config_account_file_filter,
 	    alphasort);
 	if (n == -1)
 		diag_error(diag, cfg->accounts_dir, 0, "cannot read accounts "

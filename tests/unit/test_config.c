@@ -1,8 +1,9 @@
 /*
  * Unit tests for config.c and ini.c: value parsers, the INI reader, account
  * files (valid ones of each grant, and every error with its FILE:LINE),
- * secret files, and the global file. Files go to a fresh mkdtemp folder
- * per test.
+ * secret files, the global file, and what the key table drives (choices,
+ * ranges, empty values, defaults). Files go to a fresh mkdtemp folder per
+ * test.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -1700,6 +1701,464 @@ test_config_load_errors(void **state)
 	free(acc);
 }
 
+/* ---- the key table: choices, ranges, empty values, defaults ---- */
+
+/* Load an account file that must fail with exactly this one message. */
+static void
+load_one_error(const char *dir, const char *what, const char *content,
+    int line, const char *msg)
+{
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*path, *want;
+
+	path = put_file(dir, "one.conf", content, 0600);
+	memset(&d, 0, sizeof d);
+	ac = config_account_load(path, "one", &d);
+	if (asprintf(&want, "%s:%d: %s", path, line, msg) == -1)
+		fail_msg("asprintf");
+	if (ac != NULL || d.nerrors != 1 || strcmp(d.errors[0], want) != 0) {
+		dump_diag(what, &d);
+		fail_msg("%s: expected exactly the error '%s'", what, want);
+	}
+	free(want);
+	diag_clear(&d);
+	free(path);
+}
+
+/*
+ * Load a global file into *cfg, with dir/accounts.d (which holds a valid
+ * account) as -A unless the file is to name it.
+ */
+static void
+global_load(const char *dir, const char *content, int dash_a,
+    struct config **cfg, struct diag *d)
+{
+	char	*acc, *global;
+
+	acc = path_in(dir, "accounts.d");
+	mkdir(acc, 0700);
+	free(put_file(acc, "ok.conf", "[account]\n" URL, 0600));
+	global = put_file(dir, "tokend.conf", content, 0644);
+	memset(d, 0, sizeof *d);
+	*cfg = config_load(global, dash_a ? acc : NULL, d);
+	free(global);
+	free(acc);
+}
+
+/* Every choice of every choice key is taken, as its enum value. */
+static void
+test_table_choices(void **state)
+{
+#define FILE_T	"[account]\n" URL "[file]\npath = /x\n"
+#define AUTH_T	"[account]\n" URL "client_id = a\n" \
+	    "client_secret_file = t\n"
+	static const struct {
+		const char	*before;	/* then "key = value" */
+		const char	*key;
+		const char	*value;
+		const char	*after;
+		int		 want;
+	} cases[] = {
+		{ "[account]\n", "grant", "client_credentials", URL,
+		    GRANT_CLIENT_CREDENTIALS },
+		{ "[account]\n", "grant", "password",
+		    URL "username = u\npassword_file = t\n", GRANT_PASSWORD },
+		{ "[account]\n", "grant", "refresh_token",
+		    URL "refresh_token_file = t\n", GRANT_REFRESH_TOKEN },
+		{ "[account]\n", "grant", "static", "token_file = t\n",
+		    GRANT_STATIC },
+		{ AUTH_T, "client_auth", "basic", "", CLIENT_AUTH_BASIC },
+		{ AUTH_T, "client_auth", "post", "", CLIENT_AUTH_POST },
+		{ AUTH_T, "client_auth", "none", "", CLIENT_AUTH_NONE },
+		{ FILE_T, "format", "raw", "", SINK_RAW },
+		{ FILE_T, "format", "json", "", SINK_JSON },
+		{ FILE_T, "format", "env", "", SINK_ENV },
+		{ FILE_T, "format", "header", "", SINK_HEADER },
+		{ "[tokend]\n", "log_level", "error", "", LOG_LEVEL_ERROR },
+		{ "[tokend]\n", "log_level", "warning", "", LOG_LEVEL_WARNING },
+		{ "[tokend]\n", "log_level", "info", "", LOG_LEVEL_INFO },
+		{ "[tokend]\n", "log_level", "debug", "", LOG_LEVEL_DEBUG },
+	};
+#undef FILE_T
+#undef AUTH_T
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct config		*cfg;
+	struct diag		 d;
+	char			*content, what[64];
+	size_t			 i;
+	int			 got;
+
+	free(put_file(dir, "t", "tok\n", 0600));
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(what, sizeof what, "%s = %s", cases[i].key,
+		    cases[i].value);
+		if (asprintf(&content, "%s%s = %s\n%s", cases[i].before,
+		    cases[i].key, cases[i].value, cases[i].after) == -1)
+			fail_msg("asprintf");
+		if (!strcmp(cases[i].key, "log_level")) {
+			global_load(dir, content, 1, &cfg, &d);
+			if (cfg == NULL) {
+				dump_diag(what, &d);
+				fail_msg("%s: not loaded", what);
+			}
+			got = cfg->log_level;
+			config_free(cfg);
+			diag_clear(&d);
+		} else {
+			ac = load_ok(dir, "choice", content);
+			if (!strcmp(cases[i].key, "grant"))
+				got = ac->grant;
+			else if (!strcmp(cases[i].key, "client_auth"))
+				got = ac->client_auth;
+			else
+				got = ac->sinks[0].format;
+			config_account_free(ac);
+		}
+		CHECK_I64(what, got, cases[i].want);
+		free(content);
+	}
+}
+
+/* A wrong choice is refused with a message that lists them all. */
+static void
+test_table_bad_choices(void **state)
+{
+	static const struct {
+		const char	*content;
+		int		 line;
+		const char	*msg;
+	} cases[] = {
+		{ "[account]\n" URL "grant = implicit\n", 3,
+		    "unknown grant 'implicit' (client_credentials, password, "
+		    "refresh_token or static)" },
+		{ "[account]\n" URL "grant = Static\n", 3,
+		    "unknown grant 'Static' (client_credentials, password, "
+		    "refresh_token or static)" },
+		{ "[account]\n" URL "client_id = a\nclient_secret_file = t\n"
+		    "client_auth = jwt\n", 5,
+		    "unknown client_auth 'jwt' (basic, post or none)" },
+		{ "[account]\n" URL "[file]\npath = /x\nformat = yaml\n", 5,
+		    "unknown format 'yaml' (raw, json, env or header)" },
+	};
+	const char	*dir = *state;
+	struct config	*cfg;
+	struct diag	 d;
+	char		*want;
+	size_t		 i;
+
+	free(put_file(dir, "t", "tok\n", 0600));
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		load_one_error(dir, cases[i].msg, cases[i].content,
+		    cases[i].line, cases[i].msg);
+
+	/* the global file's message names no value */
+	global_load(dir, "[tokend]\nlog_level = Info\n", 1, &cfg, &d);
+	assert_null(cfg);
+	assert_int_equal(d.nerrors, 1);
+	if (asprintf(&want, "%s/tokend.conf:2: log_level: expected error, "
+	    "warning, info or debug", dir) == -1)
+		fail_msg("asprintf");
+	CHECK_STR("log_level = Info", d.errors[0], want);
+	free(want);
+	diag_clear(&d);
+}
+
+/* The ends of each range are in it; just outside is refused. */
+static void
+test_table_ranges(void **state)
+{
+	static const struct {
+		const char	*line;
+		const char	*msg;		/* NULL: taken */
+		double		 want;
+	} cases[] = {
+		{ "ratio = 0.01", NULL, 0.01 },
+		{ "ratio = 1", NULL, 1 },
+		{ "ratio = 0.009", "ratio: expected a number from 0.01 to 1, "
+		    "not '0.009'", 0 },
+		{ "ratio = 1.01", "ratio: expected a number from 0.01 to 1, "
+		    "not '1.01'", 0 },
+		{ "jitter = 0", NULL, 0 },
+		{ "jitter = 0.5", NULL, 0.5 },
+		{ "jitter = -0.01", "jitter: expected a number from 0 to 0.5, "
+		    "not '-0.01'", 0 },
+		{ "jitter = 0.51", "jitter: expected a number from 0 to 0.5, "
+		    "not '0.51'", 0 },
+		{ "max_requests = 1", NULL, 1 },
+		{ "max_requests = 100000", NULL, 100000 },
+		{ "max_requests = 0", "max_requests: expected a number from 1 "
+		    "to 100000", 0 },
+		{ "max_requests = 100001", "max_requests: expected a number "
+		    "from 1 to 100000", 0 },
+		{ "max_requests_per_host = 1", NULL, 1 },
+		{ "max_requests_per_host = 100000", NULL, 100000 },
+		{ "max_requests_per_host = 0", "max_requests_per_host: "
+		    "expected a number from 1 to 100000", 0 },
+		{ "max_requests_per_host = 100001", "max_requests_per_host: "
+		    "expected a number from 1 to 100000", 0 },
+	};
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct config		*cfg;
+	struct diag		 d;
+	char			*content, *want;
+	size_t			 i;
+	double			 got;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		if (!strncmp(cases[i].line, "max_requests", 12)) {
+			if (asprintf(&content, "[tokend]\n%s\n",
+			    cases[i].line) == -1)
+				fail_msg("asprintf");
+			global_load(dir, content, 1, &cfg, &d);
+			if (cases[i].msg == NULL) {
+				if (cfg == NULL) {
+					dump_diag(cases[i].line, &d);
+					fail_msg("%s: refused", cases[i].line);
+				}
+				got = strstr(cases[i].line, "per_host") ?
+				    cfg->max_requests_per_host :
+				    cfg->max_requests;
+				assert_true(got == cases[i].want);
+			} else {
+				if (asprintf(&want, "%s/tokend.conf:2: %s", dir,
+				    cases[i].msg) == -1)
+					fail_msg("asprintf");
+				assert_null(cfg);
+				assert_int_equal(d.nerrors, 1);
+				CHECK_STR(cases[i].line, d.errors[0], want);
+				free(want);
+			}
+			config_free(cfg);
+			diag_clear(&d);
+		} else {
+			if (asprintf(&content, "[account]\n" URL "[refresh]\n"
+			    "%s\n", cases[i].line) == -1)
+				fail_msg("asprintf");
+			if (cases[i].msg != NULL)
+				load_one_error(dir, cases[i].line, content, 4,
+				    cases[i].msg);
+			else {
+				ac = load_ok(dir, "range", content);
+				got = cases[i].line[0] == 'r' ?
+				    ac->refresh.ratio : ac->refresh.jitter;
+				config_account_free(ac);
+				assert_true(got == cases[i].want);
+			}
+		}
+		free(content);
+	}
+}
+
+/* Keys with no empty default refuse an empty value; the others keep it. */
+static void
+test_table_empty_values(void **state)
+{
+	static const struct {
+		const char	*section;
+		const char	*key;
+		int		 needs_value;
+	} cases[] = {
+		{ "account", "grant", 1 },
+		{ "account", "client_auth", 1 },
+		{ "account", "timeout", 1 },
+		{ "account", "allow_http", 1 },
+		{ "account", "refresh_url", 0 },
+		{ "account", "client_id", 0 },
+		{ "account", "client_secret", 0 },
+		{ "account", "client_secret_file", 0 },
+		{ "account", "ca_file", 0 },
+		{ "response", "default_lifetime", 1 },
+		{ "response", "expires_in", 0 },
+		{ "refresh", "margin", 1 },
+		{ "refresh", "ratio", 1 },
+		{ "refresh", "jitter", 1 },
+		{ "refresh", "min_backoff", 1 },
+		{ "refresh", "max_backoff", 1 },
+		{ "file", "format", 1 },
+		{ "file", "mode", 1 },
+		{ "file", "owner", 0 },
+		{ "file", "group", 0 },
+		{ "access", "users", 0 },
+		{ "access", "groups", 0 },
+		{ "hooks", "on_refresh", 0 },
+	};
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	char			*content, *msg;
+	size_t			 i;
+	int			 line, rc;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		if (!strcmp(cases[i].section, "account")) {
+			rc = asprintf(&content, "[account]\n" URL "%s =\n",
+			    cases[i].key);
+			line = 3;
+		} else if (!strcmp(cases[i].section, "file")) {
+			rc = asprintf(&content, "[account]\n" URL "[file]\n"
+			    "path = /x\n%s =\n", cases[i].key);
+			line = 5;
+		} else {
+			rc = asprintf(&content, "[account]\n" URL "[%s]\n"
+			    "%s =\n", cases[i].section, cases[i].key);
+			line = 4;
+		}
+		if (rc == -1)
+			fail_msg("asprintf");
+		if (cases[i].needs_value) {
+			if (asprintf(&msg, "%s needs a value",
+			    cases[i].key) == -1)
+				fail_msg("asprintf");
+			load_one_error(dir, msg, content, line, msg);
+			free(msg);
+		} else {
+			ac = load_ok(dir, "empty", content);
+			config_account_free(ac);
+		}
+		free(content);
+	}
+}
+
+/* Every key of the global file, set and then empty (the default). */
+static void
+test_table_global_every_key(void **state)
+{
+	static const struct {
+		const char	*key;
+		const char	*value;
+	} keys[] = {
+		{ "accounts_dir", NULL },	/* dir/accounts.d */
+		{ "state_dir", "/srv/tokend/state" },
+		{ "socket", "/srv/tokend/t.sock" },
+		{ "log_level", "warning" },
+		{ "max_requests", "100" },
+		{ "max_requests_per_host", "7" },
+	};
+	const char	*dir = *state;
+	struct config	*cfg;
+	struct diag	 d;
+	char		*set = NULL, *empty = NULL, *next, *acc;
+	size_t		 i;
+
+	acc = path_in(dir, "accounts.d");
+
+	for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		if (asprintf(&next, "%s%s = %s\n", set ? set : "[tokend]\n",
+		    keys[i].key, keys[i].value ? keys[i].value : acc) == -1)
+			fail_msg("asprintf");
+		free(set);
+		set = next;
+		if (asprintf(&next, "%s%s =\n", empty ? empty : "[tokend]\n",
+		    keys[i].key) == -1)
+			fail_msg("asprintf");
+		free(empty);
+		empty = next;
+	}
+
+	global_load(dir, set, 0, &cfg, &d);
+	if (cfg == NULL || d.nerrors != 0 || d.nwarnings != 0) {
+		dump_diag("every key", &d);
+		fail_msg("a global file with every key set: not loaded");
+	}
+	CHECK_STR("accounts_dir", cfg->accounts_dir, acc);
+	CHECK_I64("accounts", cfg->naccounts, 1);
+	CHECK_STR("state_dir", cfg->state_dir, "/srv/tokend/state");
+	CHECK_STR("socket", cfg->socket_path, "/srv/tokend/t.sock");
+	CHECK_I64("log_level", cfg->log_level, LOG_LEVEL_WARNING);
+	CHECK_I64("max_requests", cfg->max_requests, 100);
+	CHECK_I64("max_requests_per_host", cfg->max_requests_per_host, 7);
+	config_free(cfg);
+	diag_clear(&d);
+
+	global_load(dir, empty, 1, &cfg, &d);
+	if (cfg == NULL || d.nerrors != 0 || d.nwarnings != 0) {
+		dump_diag("every key empty", &d);
+		fail_msg("a global file with every key empty: not loaded");
+	}
+	CHECK_STR("empty state_dir", cfg->state_dir, "/var/lib/tokend");
+	CHECK_STR("empty socket", cfg->socket_path, "/run/tokend/tokend.sock");
+	CHECK_I64("empty log_level", cfg->log_level, LOG_LEVEL_INFO);
+	CHECK_I64("empty max_requests", cfg->max_requests, 64);
+	CHECK_I64("empty max_requests_per_host", cfg->max_requests_per_host,
+	    4);
+	config_free(cfg);
+	diag_clear(&d);
+	free(set);
+	free(empty);
+	free(acc);
+}
+
+/* The defaults are the documented values (tokend.conf(5)). */
+static void
+test_table_defaults(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct config		*cfg;
+	struct diag		 d;
+	char			*global;
+
+	ac = load_ok(dir, "defaults", "[account]\n" URL "[file]\npath = /x\n");
+	CHECK_I64("grant", ac->grant, GRANT_CLIENT_CREDENTIALS);
+	CHECK_I64("client_auth without a secret", ac->client_auth,
+	    CLIENT_AUTH_NONE);
+	CHECK_I64("timeout", ac->timeout, 30 * SEC);
+	CHECK_I64("allow_http", ac->allow_http, 0);
+	CHECK_STR("access_token", ac->response.access_token, "/access_token");
+	CHECK_STR("refresh_token", ac->response.refresh_token,
+	    "/refresh_token");
+	CHECK_STR("expires_in", ac->response.expires_in, "/expires_in");
+	CHECK_STR("expires_at", ac->response.expires_at, NULL);
+	CHECK_STR("token_type", ac->response.token_type, "/token_type");
+	CHECK_I64("default_lifetime", ac->response.default_lifetime,
+	    3600 * SEC);
+	CHECK_I64("margin", ac->refresh.margin, 5 * 60 * SEC);
+	assert_true(ac->refresh.ratio == 0.75);
+	assert_true(ac->refresh.jitter == 0.1);
+	CHECK_I64("min_backoff", ac->refresh.min_backoff, 1 * SEC);
+	CHECK_I64("max_backoff", ac->refresh.max_backoff, 5 * 60 * SEC);
+	CHECK_I64("[file] format", ac->sinks[0].format, SINK_RAW);
+	CHECK_I64("[file] mode", ac->sinks[0].mode, 0640);
+	CHECK_I64("[file] owner", ac->sinks[0].uid, (uid_t)-1);
+	CHECK_I64("[file] group", ac->sinks[0].gid, (gid_t)-1);
+	assert_null(ac->on_refresh);
+	assert_null(ac->on_failure);
+	CHECK_I64("users", ac->nusers, 0);
+	CHECK_I64("groups", ac->ngroups, 0);
+	config_account_free(ac);
+
+	global_load(dir, "", 1, &cfg, &d);
+	assert_non_null(cfg);
+	CHECK_STR("state_dir", cfg->state_dir, "/var/lib/tokend");
+	CHECK_STR("socket", cfg->socket_path, "/run/tokend/tokend.sock");
+	CHECK_I64("log_level", cfg->log_level, LOG_LEVEL_INFO);
+	CHECK_I64("max_requests", cfg->max_requests, 64);
+	CHECK_I64("max_requests_per_host", cfg->max_requests_per_host, 4);
+	config_free(cfg);
+	diag_clear(&d);
+
+	/*
+	 * accounts_dir: without -A, config_load reads the default folder,
+	 * which names itself when it is missing.
+	 */
+	global = put_file(dir, "plain.conf", "", 0644);
+	memset(&d, 0, sizeof d);
+	cfg = config_load(global, NULL, &d);
+	if (cfg != NULL)
+		CHECK_STR("accounts_dir", cfg->accounts_dir,
+		    "/etc/tokend/accounts.d");
+	else {
+		assert_int_equal(d.nerrors >= 1, 1);
+		CHECK_I64("accounts_dir", strncmp(d.errors[0],
+		    "/etc/tokend/accounts.d", 22), 0);
+	}
+	config_free(cfg);
+	diag_clear(&d);
+	free(global);
+}
+
 int
 main(void)
 {
@@ -1734,6 +2193,12 @@ main(void)
 		T(test_account_equal),
 		T(test_config_load_global),
 		T(test_config_load_errors),
+		T(test_table_choices),
+		T(test_table_bad_choices),
+		T(test_table_ranges),
+		T(test_table_empty_values),
+		T(test_table_global_every_key),
+		T(test_table_defaults),
 	};
 #undef T
 
