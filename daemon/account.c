@@ -378,9 +378,11 @@ account_refresh_refused(struct account *a, const char *used, const char *why)
 {
 	if (a->conf->grant == GRANT_REFRESH_TOKEN) {
 		/* keep it: it is all there is, and a human must act */
-		account_failed(a, "the refresh token was refused "
-		    "(invalid_grant); a new refresh token is needed in "
-		    "refresh_token_file");
+		char	 msg[320];
+
+		snprintf(msg, sizeof msg, "the refresh token was refused (%s); "
+		    "a new refresh token is needed in refresh_token_file", why);
+		account_failed(a, msg);
 		return;
 	}
 	if (a->refresh_token != NULL && used != NULL &&
@@ -395,6 +397,29 @@ account_refresh_refused(struct account *a, const char *used, const char *why)
 	snprintf(a->last_error, sizeof a->last_error, "refresh token refused "
 	    "(%s)", why);
 	account_request(a);
+}
+
+/*
+ * The refresh token `used` went out twice with no answer either time. A
+ * server with reuse detection (authlib, glewlwyd, panva's) revokes the
+ * whole chain when a rotated-out token comes back, so it is not sent a
+ * third time: an account with a grant of its own drops it (memory and
+ * disk) and uses that grant next. An account whose only credential it is
+ * keeps it, since nothing else could carry it on.
+ */
+static void
+account_refresh_spent(struct account *a, const char *used)
+{
+	a->unknown_retried = 0;
+	if (a->conf->grant == GRANT_REFRESH_TOKEN || a->refresh_token == NULL ||
+	    used == NULL || strcmp(a->refresh_token, used) != 0)
+		return;
+	freezero_str(a->refresh_token);
+	a->refresh_token = NULL;
+	account_save_state(a);
+	log_account(LOG_LEVEL_WARNING, a->conf->name, "the refresh token went "
+	    "out twice without an answer; it is not sent again, the %s grant "
+	    "is used next", account_grant_name(a->conf->grant));
 }
 
 static void
@@ -423,15 +448,19 @@ account_http_done_cb(const struct http_result *res, void *arg)
 			    "outcome unknown (%s); retrying once with the same "
 			    "refresh token", why);
 			account_request(a);
-		} else
+		} else {
+			if (res->sent && !res->truncated &&
+			    grant == GRANT_REFRESH_TOKEN)
+				account_refresh_spent(a, used);
 			account_backoff(a, why, -1);
+		}
 		freezero_str(used);
 		return;
 	}
 	a->unknown_retried = 0;	/* an answer came: the outcome is known */
 
-	if (oauth_response_parse(a->conf, res->status, res->body, res->len,
-	    now, &t, &or) == 0) {
+	if (oauth_response_parse(a->conf, grant, res->status, res->body,
+	    res->len, now, &t, &or) == 0) {
 		account_success(a, &t);
 		freezero_str(used);
 		return;
@@ -492,6 +521,12 @@ account_request(struct account *a)
 	p.ca_file = a->conf->ca_file;
 	p.timeout_ms = a->conf->timeout;
 	p.allow_http = a->conf->allow_http;
+	/*
+	 * A refresh token is sent at most twice (once more when the outcome
+	 * is unknown): a fresh connection each time, since libcurl re-sends
+	 * a POST by itself on a reused one that closes unanswered.
+	 */
+	p.fresh_connect = grant == GRANT_REFRESH_TOKEN;
 
 	a->req_grant = grant;
 	freezero_str(a->req_refresh_token);

@@ -374,6 +374,9 @@ static const char *const config_grant_names[] = {
 static const char *const config_client_auth_names[] = {
 	"basic", "post", "none", NULL
 };
+static const char *const config_basic_encoding_names[] = {
+	"rfc6749", "raw", NULL
+};
 static const char *const config_format_names[] = {
 	"raw", "json", "env", "header", NULL
 };
@@ -385,6 +388,8 @@ _Static_assert(nitems(config_grant_names) == GRANT_STATIC + 2,
     "a name for each enum grant");
 _Static_assert(nitems(config_client_auth_names) == CLIENT_AUTH_NONE + 2,
     "a name for each enum client_auth");
+_Static_assert(nitems(config_basic_encoding_names) ==
+    BASIC_ENCODING_RAW + 2, "a name for each enum basic_encoding");
 _Static_assert(nitems(config_format_names) == SINK_HEADER + 2,
     "a name for each enum sink_format");
 _Static_assert(nitems(config_log_level_names) == LOG_LEVEL_DEBUG + 2,
@@ -392,6 +397,7 @@ _Static_assert(nitems(config_log_level_names) == LOG_LEVEL_DEBUG + 2,
 /* KEY_CHOICE stores the index as an int */
 _Static_assert(sizeof (enum grant) == sizeof (int) &&
     sizeof (enum client_auth) == sizeof (int) &&
+    sizeof (enum basic_encoding) == sizeof (int) &&
     sizeof (enum sink_format) == sizeof (int) &&
     sizeof (enum log_level) == sizeof (int), "enums are ints");
 
@@ -417,6 +423,8 @@ static const struct config_key config_keys[] = {
 	/* unset: basic with a client secret, else none, after the parse */
 	{ S_ACCOUNT, "client_auth", KEY_CHOICE, AC(client_auth),
 	    .choices = config_client_auth_names, .default_str = "none" },
+	{ S_ACCOUNT, "basic_encoding", KEY_CHOICE, AC(basic_encoding),
+	    .choices = config_basic_encoding_names, .default_str = "rfc6749" },
 	{ S_ACCOUNT, "username", KEY_STRING, AC(username),
 	    .default_str = NULL },
 	{ S_ACCOUNT, "password", KEY_SECRET, AC(password),
@@ -1241,6 +1249,48 @@ config_account_check_urls(struct account_parse *ap)
 		ac->refresh_url = xstrdup(ac->token_url);
 }
 
+/*
+ * HTTP Basic: servers disagree on whether the pair is percent-decoded
+ * (RFC 6749 2.3.1 says it is; authlib and glewlwyd do not), so say when
+ * the id or secret holds a character one kind of server will misread.
+ * Letters, digits and "-._~" are read right by all of them.
+ */
+static void
+config_account_check_basic(struct account_parse *ap)
+{
+	struct account_conf	*ac = ap->ac;
+	const char		*what = NULL;
+	int			 line = config_key_line(ap, "basic_encoding");
+
+	if (ac->client_id != NULL && !oauth_basic_safe(ac->client_id))
+		what = "client_id";
+	else if (ac->client_secret != NULL &&
+	    !oauth_basic_safe(ac->client_secret))
+		what = "the client secret";
+	if (what == NULL)
+		return;
+	if (ac->basic_encoding == BASIC_ENCODING_RAW) {
+		if (ac->client_id != NULL && strchr(ac->client_id, ':') != NULL)
+			diag_error(ap->diag, ap->file, line, "basic_encoding = "
+			    "raw cannot send a client_id holding ':' (the "
+			    "server splits the pair at the first one); use "
+			    "basic_encoding = rfc6749 or client_auth = post");
+		else if (strpbrk(ac->client_id != NULL ? ac->client_id : "",
+		    "%+") != NULL || (ac->client_secret != NULL &&
+		    strpbrk(ac->client_secret, "%+") != NULL))
+			diag_warning(ap->diag, ap->file, line, "%s holds '%%' or "
+			    "'+', sent as they are with basic_encoding = raw; "
+			    "a server that decodes the pair as RFC 6749 says "
+			    "reads them differently (client_auth = post avoids "
+			    "the question)", what);
+		return;
+	}
+	diag_warning(ap->diag, ap->file, line, "%s holds characters that HTTP "
+	    "Basic sends percent-encoded (RFC 6749 2.3.1); servers that do not "
+	    "decode the pair (authlib, glewlwyd) refuse the client: if this "
+	    "one does, set basic_encoding = raw or client_auth = post", what);
+}
+
 /* client_auth: its default depends on the secret; what it needs. */
 static void
 config_account_check_auth(struct account_parse *ap)
@@ -1261,6 +1311,12 @@ config_account_check_auth(struct account_parse *ap)
 	if (ac->client_auth != CLIENT_AUTH_NONE && ac->client_id == NULL)
 		diag_error(ap->diag, ap->file, config_key_line(ap,
 		    "client_auth"), "client authentication needs client_id");
+	if (ac->client_auth == CLIENT_AUTH_BASIC)
+		config_account_check_basic(ap);
+	else if (config_key_given(ap, "basic_encoding"))
+		diag_warning(ap->diag, ap->file, config_key_line(ap,
+		    "basic_encoding"), "basic_encoding is for client_auth = "
+		    "basic only");
 }
 
 /* What each grant needs. */

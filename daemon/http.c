@@ -61,6 +61,7 @@ struct http_request {
 	char			*ca_file;
 	int64_t			 timeout_ms;
 	int			 allow_http;
+	int			 fresh_connect;
 	struct http_host	*host;
 	enum http_request_state	 state;
 
@@ -375,6 +376,8 @@ http_setopts(struct http_request *req)
 		return -1;
 	if (req->ca_file != NULL && !HTTP_OPT(CURLOPT_CAINFO, req->ca_file))
 		return -1;
+	if (req->fresh_connect && !HTTP_OPT(CURLOPT_FRESH_CONNECT, 1L))
+		return -1;
 	/* nice to have: a failure here changes neither safety nor outcome */
 	(void)curl_easy_setopt(e, CURLOPT_USERAGENT, "tokend/" TOKEND_VERSION);
 	(void)curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -554,6 +557,7 @@ http_post(struct http *http, const struct http_post *p, http_done_cb cb,
 		req->ca_file = xstrdup(p->ca_file);
 	req->timeout_ms = p->timeout_ms;
 	req->allow_http = p->allow_http;
+	req->fresh_connect = p->fresh_connect;
 	req->host = http_host_get(http, p->url);
 	req->cb = cb;
 	req->arg = arg;

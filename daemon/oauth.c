@@ -22,9 +22,18 @@
 
 /* ---- encodings ---- */
 
-/* application/x-www-form-urlencoded, as the WHATWG URL standard has it. */
-char *
-oauth_form_encode(const char *s)
+/* RFC 3986 2.3: the characters no encoding ever changes. */
+static int
+oauth_unreserved(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+	    c == '~';
+}
+
+/* Percent-encode s; `form`: the WHATWG form rules, else RFC 3986's. */
+static char *
+oauth_percent_encode(const char *s, int form)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	char		*out, *w;
@@ -33,11 +42,10 @@ oauth_form_encode(const char *s)
 	w = out = xcalloc(1, strlen(s) * 3 + 1);
 	for (; *s != '\0'; s++) {
 		c = (unsigned char)*s;
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '*' || c == '-' ||
-		    c == '.' || c == '_')
+		if (form ? (oauth_unreserved(c) && c != '~') || c == '*' :
+		    oauth_unreserved(c))
 			*w++ = (char)c;
-		else if (c == ' ')
+		else if (form && c == ' ')
 			*w++ = '+';
 		else {
 			*w++ = '%';
@@ -47,6 +55,37 @@ oauth_form_encode(const char *s)
 	}
 	*w = '\0';
 	return out;
+}
+
+/* application/x-www-form-urlencoded, as the WHATWG URL standard has it. */
+char *
+oauth_form_encode(const char *s)
+{
+	return oauth_percent_encode(s, 1);
+}
+
+/*
+ * One half of an HTTP Basic pair for client_secret_basic (RFC 6749
+ * 2.3.1). Only what RFC 3986 does not leave unreserved is encoded, and a
+ * space is %20: a server that decodes the pair (as 2.3.1 says) reads the
+ * same as from the WHATWG form encoding, and one that does not (authlib,
+ * glewlwyd) still reads letters, digits and "-._~" right, so a secret
+ * such as Microsoft Entra ID's with "~" works with both.
+ */
+char *
+oauth_basic_encode(const char *s)
+{
+	return oauth_percent_encode(s, 0);
+}
+
+/* 1 when s is the same in every Basic encoding: nothing to mishandle. */
+int
+oauth_basic_safe(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!oauth_unreserved((unsigned char)*s))
+			return 0;
+	return 1;
 }
 
 char *
@@ -181,11 +220,16 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 
 	switch (ac->client_auth) {
 	case CLIENT_AUTH_BASIC:
-		/* RFC 6749 2.3.1: each half form-encoded before base64 */
-		id = oauth_form_encode(ac->client_id != NULL ? ac->client_id :
-		    "");
-		secret = oauth_form_encode(ac->client_secret != NULL ?
-		    ac->client_secret : "");
+		/* RFC 6749 2.3.1: each half encoded before base64, or raw */
+		id = ac->client_id != NULL ? ac->client_id : "";
+		secret = ac->client_secret != NULL ? ac->client_secret : "";
+		if (ac->basic_encoding == BASIC_ENCODING_RAW) {
+			id = xstrdup(id);
+			secret = xstrdup(secret);
+		} else {
+			id = oauth_basic_encode(id);
+			secret = oauth_basic_encode(secret);
+		}
 		xasprintf(&pair, "%s:%s", id, secret);
 		freezero_str(id);
 		freezero_str(secret);
@@ -523,8 +567,38 @@ oauth_fail(struct oauth_result *res, enum oauth_outcome outcome, const char *fmt
 }
 
 /* Classify an error answer: 4xx with an RFC 6749 5.2 error code, or not. */
+/* The OAuth error code of a body, sanitised; 0, or -1 when it has none. */
 static int
-oauth_parse_error(long status, const char *body, size_t len,
+oauth_error_code(const char *body, size_t len, char *code, size_t size)
+{
+	struct json_object	*obj, *err;
+	const char		*why;
+
+	if ((obj = oauth_parse_json(body, len, &why)) == NULL)
+		return -1;
+	if (!json_object_is_type(obj, json_type_object) ||
+	    !json_object_object_get_ex(obj, "error", &err) ||
+	    !json_object_is_type(err, json_type_string)) {
+		json_object_put(obj);
+		return -1;
+	}
+	oauth_sanitize_code(json_object_get_string(err), code, size);
+	json_object_put(obj);
+	return 0;
+}
+
+/*
+ * What an error answer to a `grant` request means. An OAuth error body is
+ * read on any 4xx. Servers do not all say it with RFC 6749's words:
+ * glewlwyd refuses a wrong secret or password with an empty 403, and a
+ * dead refresh token with an empty 400; LemonLDAP::NG calls an unknown
+ * refresh token invalid_request. So, on a refresh, invalid_request and a
+ * 400/401/403 without an OAuth error are a refused refresh token; on the
+ * account's own grant, 401 and 403 are refused credentials whatever the
+ * body says.
+ */
+static int
+oauth_parse_error(enum grant grant, long status, const char *body, size_t len,
     struct oauth_result *res)
 {
 	static const char *const permanent[] = {
@@ -532,37 +606,42 @@ oauth_parse_error(long status, const char *body, size_t len,
 		"unsupported_grant_type", "invalid_scope", "invalid_request",
 		NULL
 	};
-	struct json_object	*obj, *err;
-	const char		*why;
-	char			 code[72];
-	int			 i;
+	char	 code[72];
+	int	 i, refresh = grant == GRANT_REFRESH_TOKEN;
+	int	 refused = status == 400 || status == 401 || status == 403;
 
 	if (status == 429 || status == 503)
 		return oauth_fail(res, OAUTH_RATE_LIMITED, "HTTP %ld", status);
 	if (status >= 300 && status < 400)
 		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld: redirects are not "
 		    "followed", status);
-	if (status != 400 && status != 401)
+	if (status < 400 || status > 499)
 		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld", status);
-	if ((obj = oauth_parse_json(body, len, &why)) == NULL)
-		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth error",
-		    status);
-	if (!json_object_is_type(obj, json_type_object) ||
-	    !json_object_object_get_ex(obj, "error", &err) ||
-	    !json_object_is_type(err, json_type_string)) {
-		json_object_put(obj);
-		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth error",
-		    status);
+	if (oauth_error_code(body, len, code, sizeof code) != 0) {
+		if (refresh && refused)
+			return oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
+			    "without an OAuth error, taken as a refused "
+			    "refresh token", status);
+		if (status == 401 || status == 403)
+			return oauth_fail(res, OAUTH_PERMANENT, "HTTP %ld "
+			    "without an OAuth error, taken as refused "
+			    "credentials", status);
+		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth "
+		    "error", status);
 	}
-	oauth_sanitize_code(json_object_get_string(err), code, sizeof code);
-	json_object_put(obj);
 	if (!strcmp(code, "invalid_grant"))
 		return oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld invalid_grant",
 		    status);
+	if (refresh && !strcmp(code, "invalid_request"))
+		return oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
+		    "invalid_request, taken as a refused refresh token", status);
 	for (i = 0; permanent[i] != NULL; i++)
 		if (!strcmp(code, permanent[i]))
 			return oauth_fail(res, OAUTH_PERMANENT, "HTTP %ld %s", status,
 			    code);
+	if (!refresh && (status == 401 || status == 403))
+		return oauth_fail(res, OAUTH_PERMANENT, "HTTP %ld %s", status,
+		    code);
 	return oauth_fail(res, OAUTH_RETRY, "HTTP %ld %s", status, code);
 }
 
@@ -572,8 +651,8 @@ oauth_parse_error(long status, const char *body, size_t len,
  * what to do; out is untouched. Error texts never hold response values.
  */
 int
-oauth_response_parse(const struct account_conf *ac, long status,
-    const char *body, size_t len, int64_t now, struct token *out,
+oauth_response_parse(const struct account_conf *ac, enum grant grant,
+    long status, const char *body, size_t len, int64_t now, struct token *out,
     struct oauth_result *res)
 {
 	const struct response_conf *rc = &ac->response;
@@ -584,7 +663,7 @@ oauth_response_parse(const struct account_conf *ac, long status,
 
 	memset(res, 0, sizeof *res);
 	if (status < 200 || status > 299)
-		return oauth_parse_error(status, body, len, res);
+		return oauth_parse_error(grant, status, body, len, res);
 	if ((obj = oauth_parse_json(body, len, &why)) == NULL)
 		return oauth_fail(res, OAUTH_RETRY, "malformed response: %s", why);
 	if (oauth_json_duplicate_keys(body, len)) {

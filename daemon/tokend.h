@@ -46,6 +46,14 @@ enum client_auth {
 	CLIENT_AUTH_NONE,
 };
 
+/* How client_auth = basic spells the id and secret before base64. */
+enum basic_encoding {
+	BASIC_ENCODING_RFC6749,	/* percent-encoded, but for RFC 3986's
+				   unreserved characters */
+	BASIC_ENCODING_RAW,	/* as they are: for servers that never
+				   decode the pair */
+};
+
 enum sink_format {
 	SINK_RAW,
 	SINK_JSON,
@@ -101,6 +109,7 @@ struct account_conf {
 	char			*client_id;
 	char			*client_secret;	/* secret */
 	enum client_auth	 client_auth;
+	enum basic_encoding	 basic_encoding;
 	char			*username;
 	char			*password;	/* secret */
 	char			*refresh_token;	/* secret: the first one */
@@ -262,13 +271,15 @@ struct oauth_result {
 };
 
 char		*oauth_form_encode(const char *);
+char		*oauth_basic_encode(const char *);
+int		 oauth_basic_safe(const char *);
 char		*oauth_base64(const unsigned char *, size_t);
 int		 oauth_request_build(const struct account_conf *, enum grant,
 		    const char *, struct oauth_request *, char **);
 void		 oauth_request_clear(struct oauth_request *);
 int		 oauth_json_pointer(const char *, const void *, const void **);
-int		 oauth_response_parse(const struct account_conf *, long,
-		    const char *, size_t, int64_t, struct token *,
+int		 oauth_response_parse(const struct account_conf *, enum grant,
+		    long, const char *, size_t, int64_t, struct token *,
 		    struct oauth_result *);
 int64_t		 oauth_jwt_exp(const char *);
 void		 oauth_token_clear(struct token *);
@@ -308,6 +319,10 @@ struct http_post {
 	const char		*ca_file;
 	int64_t			 timeout_ms;
 	int			 allow_http;
+	int			 fresh_connect;	/* never on a reused
+						   connection (libcurl
+						   re-sends a POST on one
+						   that closes unanswered) */
 };
 typedef void	(*http_done_cb)(const struct http_result *, void *);
 struct http	*http_new(struct event_base *, int, int);

@@ -44,7 +44,10 @@ check(const struct account_conf *ac, long status, const char *body,
 	struct oauth_result	 res;
 	struct token		 t;
 
-	if (oauth_response_parse(ac, status, body, len, NOW, &t, &res) == 0) {
+	/* the grant changes how errors read, never what a token is */
+	if (oauth_response_parse(ac, len > 0 && (body[0] & 1) ?
+	    GRANT_REFRESH_TOKEN : GRANT_CLIENT_CREDENTIALS, status, body, len,
+	    NOW, &t, &res) == 0) {
 		/* a usable token, or nothing at all */
 		if (res.outcome != OAUTH_OK || t.access_token == NULL ||
 		    !str_is_printable(t.access_token) ||

@@ -536,16 +536,41 @@ test_unknown_outcome_retried_once(void **state)
 	CHECK_I64("not a third time at once", posts, 3);
 	CHECK_STATE(f, ACCOUNT_BACKOFF);
 	rt = saved_refresh_token(f);
-	CHECK_STR("the refresh token stays saved", rt, "rt-1");
+	CHECK_STR("sent twice unanswered: gone from disk", rt, NULL);
 	free(rt);
 	advance(view(f).next_refresh - clock_wall_ms());
-	CHECK_STR("still the same refresh token", form_value("refresh_token"),
-	    "rt-1");
+	CHECK_STR("never a third time: the own grant", form_value(
+	    "grant_type"), "password");
+	CHECK_STR("no refresh token", form_value("refresh_token"), "");
 	answer(200, "{\"access_token\":\"tok-2\",\"expires_in\":600,"
 	    "\"refresh_token\":\"rt-2\"}");
 	rt = saved_refresh_token(f);
-	CHECK_STR("the rotated refresh token is saved", rt, "rt-2");
+	CHECK_STR("the new refresh token is saved", rt, "rt-2");
 	free(rt);
+}
+
+/* Unknown twice where the refresh token is all there is: it is kept. */
+static void
+test_unknown_outcome_refresh_token_only(void **state)
+{
+	struct fixture	*f = *state;
+	char		*rtfile = put_secret(f, "rt", "rt-0"), *conf;
+
+	xasprintf(&conf, "[account]\ngrant = refresh_token\n"
+	    "token_url = https://issuer.test/token\nclient_id = cid\n"
+	    "refresh_token_file = %s\n[refresh]\nmin_backoff = 1s\n"
+	    "max_backoff = 4s\n", rtfile);
+	start(f, conf);
+	answer_full(0, NULL, NULL, 28, 1);
+	answer_full(0, NULL, NULL, 28, 1);
+	CHECK_I64("two sends", posts, 2);
+	advance(view(f).next_refresh - clock_wall_ms());
+	CHECK_STR("kept: nothing else could carry the account",
+	    form_value("refresh_token"), "rt-0");
+	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
+	CHECK_STATE(f, ACCOUNT_FRESH);
+	free(conf);
+	free(rtfile);
 }
 
 /* A request that never left is not an unknown outcome: plain backoff. */
@@ -816,6 +841,7 @@ main(void)
 		T(test_backoff_then_success),
 		T(test_429_retry_after),
 		T(test_unknown_outcome_retried_once),
+		T(test_unknown_outcome_refresh_token_only),
 		T(test_unsent_failure_is_not_retried_at_once),
 		T(test_invalid_grant_falls_back_to_own_grant),
 		T(test_refused_credentials_fail),

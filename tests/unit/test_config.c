@@ -57,13 +57,18 @@ dump_diag(const char *what, const struct diag *d)
 		print_error("%s: warning: %s\n", what, d->warnings[i]);
 }
 
-/* Write NAME.conf (0600) and load it; the diag must be clean. */
+/*
+ * Write NAME.conf (0600) and load it; no error, and one warning that says
+ * `warning` (NULL: no warning at all).
+ */
 static struct account_conf *
-load_ok(const char *dir, const char *name, const char *content)
+load_warned(const char *dir, const char *name, const char *content,
+    const char *warning)
 {
 	struct account_conf	*ac;
 	struct diag		 d;
 	char			*file, *path;
+	size_t			 want = warning != NULL;
 
 	memset(&d, 0, sizeof d);
 	if (asprintf(&file, "%s.conf", name) == -1)
@@ -72,14 +77,23 @@ load_ok(const char *dir, const char *name, const char *content)
 	ac = config_account_load(path, name, &d);
 	free(path);
 	free(file);
-	if (ac == NULL || d.nerrors != 0 || d.nwarnings != 0) {
+	if (ac == NULL || d.nerrors != 0 || d.nwarnings != want ||
+	    (want && strstr(d.warnings[0], warning) == NULL)) {
 		dump_diag(name, &d);
 		diag_clear(&d);
 		config_account_free(ac);
-		fail_msg("%s: expected a clean load", name);
+		fail_msg("%s: expected a load with %s", name, warning != NULL ?
+		    warning : "no warning");
 	}
 	diag_clear(&d);
 	return ac;
+}
+
+/* Write NAME.conf (0600) and load it; the diag must be clean. */
+static struct account_conf *
+load_ok(const char *dir, const char *name, const char *content)
+{
+	return load_warned(dir, name, content, NULL);
 }
 
 /* ---- config_parse_duration ---- */
@@ -573,7 +587,8 @@ test_account_client_credentials(void **state)
 	char			*secret;
 
 	secret = put_file(dir, "client.secret", "s3cr3t:&+% /\n", 0600);
-	ac = load_ok(dir, "cc",
+	/* a secret Basic sends percent-encoded: --check says so */
+	ac = load_warned(dir, "cc",
 	    "; Spotnana-style, every key set\n"
 	    "[account]\n"
 	    "grant = client_credentials\n"
@@ -608,7 +623,9 @@ test_account_client_credentials(void **state)
 	    "groups = 0\n"
 	    "[hooks]\n"
 	    "on_refresh = /usr/bin/systemctl reload-or-restart 'my app'\n"
-	    "on_failure = /usr/bin/logger -t tokend failed\n");
+	    "on_failure = /usr/bin/logger -t tokend failed\n",
+	    "the client secret holds characters that HTTP Basic sends "
+	    "percent-encoded");
 	CHECK_STR("name", ac->name, "cc");
 	CHECK_I64("grant", ac->grant, GRANT_CLIENT_CREDENTIALS);
 	CHECK_STR("token_url", ac->token_url,
@@ -1304,9 +1321,79 @@ test_secret_newline(void **state)
 		secret = put_file(dir, "c.secret", cases[i].content, 0600);
 		ac = load_ok(dir, "nl",
 		    "[account]\n" URL "client_id = a\n"
-		    "client_secret_file = c.secret\n");
+		    "client_secret_file = c.secret\nclient_auth = post\n");
 		CHECK_STR("secret", ac->client_secret, cases[i].want);
 		config_account_free(ac);
+		free(secret);
+	}
+}
+
+/* HTTP Basic: which ids and secrets --check warns about, per encoding. */
+static void
+test_basic_encoding_checks(void **state)
+{
+	static const struct {
+		const char	*id, *secret, *encoding, *auth;
+		const char	*warning;	/* NULL: none */
+		const char	*error;		/* NULL: none */
+	} cases[] = {
+		/* letters, digits and -._~ read right everywhere */
+		{ "my-client", "Ab3~d.e_f-G", NULL, NULL, NULL, NULL },
+		{ "my-client", "Ab3~d.e_f-G", "raw", NULL, NULL, NULL },
+		{ "my-client", "se:c&r+t%/ x=y", NULL, NULL,
+		    "basic_encoding = raw or client_auth = post", NULL },
+		{ "my-client", "se:c&r+t%/ x=y", "rfc6749", NULL,
+		    "servers that do not decode the pair", NULL },
+		{ "id with space", "plain", NULL, NULL,
+		    "client_id holds characters", NULL },
+		/* raw: what RFC 6749 servers would read differently */
+		{ "my-client", "a+b", "raw", NULL, "holds '%' or '+'", NULL },
+		{ "my-client", "se:c&r t/x=y", "raw", NULL, NULL, NULL },
+		{ "my:client", "plain", "raw", NULL, NULL,
+		    "raw cannot send a client_id holding ':'" },
+		/* post avoids the question; the key is for basic only */
+		{ "my-client", "se:c&r+t%/ x=y", NULL, "post", NULL, NULL },
+		{ "my-client", "plain", "raw", "post",
+		    "basic_encoding is for client_auth = basic only", NULL },
+	};
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*text, *path, *secret;
+	size_t			 i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		secret = put_file(dir, "b.secret", cases[i].secret, 0600);
+		if (asprintf(&text, "[account]\n" URL "client_id = %s\n"
+		    "client_secret_file = b.secret\n%s%s%s%s%s%s",
+		    cases[i].id, cases[i].encoding ? "basic_encoding = " : "",
+		    cases[i].encoding ? cases[i].encoding : "",
+		    cases[i].encoding ? "\n" : "",
+		    cases[i].auth ? "client_auth = " : "",
+		    cases[i].auth ? cases[i].auth : "",
+		    cases[i].auth ? "\n" : "") == -1)
+			fail_msg("asprintf");
+		if (cases[i].error == NULL) {
+			ac = load_warned(dir, "basic", text, cases[i].warning);
+			CHECK_I64("encoding", ac->basic_encoding,
+			    cases[i].encoding != NULL &&
+			    !strcmp(cases[i].encoding, "raw") ?
+			    BASIC_ENCODING_RAW : BASIC_ENCODING_RFC6749);
+			config_account_free(ac);
+		} else {
+			path = put_file(dir, "basic.conf", text, 0600);
+			memset(&d, 0, sizeof d);
+			ac = config_account_load(path, "basic", &d);
+			if (ac != NULL || d.nerrors != 1 ||
+			    strstr(d.errors[0], cases[i].error) == NULL) {
+				dump_diag("basic", &d);
+				fail_msg("case %zu: expected the error '%s'", i,
+				    cases[i].error);
+			}
+			diag_clear(&d);
+			free(path);
+		}
+		free(text);
 		free(secret);
 	}
 }
@@ -2187,6 +2274,7 @@ main(void)
 		T(test_account_many_errors),
 		T(test_account_bad_name),
 		T(test_secret_newline),
+		T(test_basic_encoding_checks),
 		T(test_secret_permissions),
 		T(test_secret_not_regular),
 		T(test_credentials_directory),

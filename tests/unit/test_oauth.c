@@ -204,10 +204,13 @@ struct request_case {
 	const char		*want_basic;	/* decoded; NULL: no header */
 };
 
-/* id and secret with every character RFC 6749 2.3.1 makes us encode */
-#define NASTY_ID	"my client:1"
-#define NASTY_SECRET	"p@ss: &+%/ w"
-#define NASTY_PAIR	"my+client%3A1:p%40ss%3A+%26%2B%25%2F+w"
+/*
+ * id and secret with characters RFC 6749 2.3.1 makes us encode: all but
+ * RFC 3986's unreserved ones, a space as %20 (never '+'), '~' as it is
+ */
+#define NASTY_ID	"my client:1~"
+#define NASTY_SECRET	"p@ss: &+%/ w~"
+#define NASTY_PAIR	"my%20client%3A1~:p%40ss%3A%20%26%2B%25%2F%20w~"
 
 static const struct request_case request_cases[] = {
 	{ "client_credentials, basic", GRANT_CLIENT_CREDENTIALS,
@@ -217,7 +220,7 @@ static const struct request_case request_cases[] = {
 	{ "client_credentials, basic, plain id", GRANT_CLIENT_CREDENTIALS,
 	    CLIENT_AUTH_BASIC, "Aladdin", "open sesame", NULL, NULL, NULL,
 	    NULL, NULL, NULL, 0, 0,
-	    "grant_type=client_credentials", "Aladdin:open+sesame" },
+	    "grant_type=client_credentials", "Aladdin:open%20sesame" },
 	{ "client_credentials, post (Spotnana)", GRANT_CLIENT_CREDENTIALS,
 	    CLIENT_AUTH_POST, "my-client", "s&cret=1", NULL, NULL, NULL,
 	    "read write", "https://api.example", "https://res.example/x", 1,
@@ -482,11 +485,18 @@ make_jwt(const char *payload)
 }
 
 static int
+parse_grant(const struct account_conf *ac, enum grant grant, long status,
+    const char *body, struct token *t, struct oauth_result *res)
+{
+	return oauth_response_parse(ac, grant, status, body, strlen(body), T0,
+	    t, res);
+}
+
+static int
 parse(const struct account_conf *ac, long status, const char *body,
     struct token *t, struct oauth_result *res)
 {
-	return oauth_response_parse(ac, status, body, strlen(body), T0, t,
-	    res);
+	return parse_grant(ac, GRANT_CLIENT_CREDENTIALS, status, body, t, res);
 }
 
 enum pointer_set {
@@ -891,8 +901,9 @@ static const struct bad_case bad_cases[] = {
 };
 
 static void
-check_rejected(const char *name, const struct account_conf *ac,
-    long status, const char *body, size_t len, enum oauth_outcome want)
+check_rejected_grant(const char *name, const struct account_conf *ac,
+    enum grant grant, long status, const char *body, size_t len,
+    enum oauth_outcome want)
 {
 	struct token		 t, keep;
 	struct oauth_result	 res;
@@ -904,7 +915,7 @@ check_rejected(const char *name, const struct account_conf *ac,
 	t.expires_at = 42;
 	keep = t;
 	memset(&res, 0, sizeof res);
-	rc = oauth_response_parse(ac, status, body, len, T0, &t, &res);
+	rc = oauth_response_parse(ac, grant, status, body, len, T0, &t, &res);
 	if (rc != -1)
 		fail_msg("%s: accepted (rc %d)", name, rc);
 	CHECK_OUTCOME(name, res.outcome, want);
@@ -914,6 +925,14 @@ check_rejected(const char *name, const struct account_conf *ac,
 		fail_msg("%s: no error text", name);
 	if (strlen(res.error) >= sizeof res.error)
 		fail_msg("%s: error text not terminated", name);
+}
+
+static void
+check_rejected(const char *name, const struct account_conf *ac,
+    long status, const char *body, size_t len, enum oauth_outcome want)
+{
+	check_rejected_grant(name, ac, GRANT_CLIENT_CREDENTIALS, status, body,
+	    len, want);
 }
 
 static void
@@ -984,7 +1003,8 @@ test_response_limits(void **state)
 	memcpy(body + len - 2, "\"}", 2);
 	body[len] = '\0';
 	memset(&t, 0, sizeof t);
-	if (oauth_response_parse(&ac, 200, body, len, T0, &t, &res) != 0)
+	if (oauth_response_parse(&ac, GRANT_CLIENT_CREDENTIALS, 200, body, len,
+	    T0, &t, &res) != 0)
 		fail_msg("1 MiB body: rejected: %s", res.error);
 	CHECK_STR("1 MiB body", t.access_token, "big");
 	oauth_token_clear(&t);
@@ -1022,48 +1042,78 @@ struct error_case {
 	const char		*body;
 	enum oauth_outcome	 want;
 	const char		*in_error;	/* expected in res.error */
+	enum grant		 grant;		/* of the request answered */
 };
+
+#define OWN	GRANT_CLIENT_CREDENTIALS
+#define REFRESH	GRANT_REFRESH_TOKEN
 
 static const struct error_case error_cases[] = {
 	{ 400, "{\"error\":\"invalid_grant\","
 	    "\"error_description\":\"The refresh token expired\"}",
-	    OAUTH_INVALID_GRANT, "invalid_grant" },
+	    OAUTH_INVALID_GRANT, "invalid_grant", OWN },
 	{ 401, "{\"error\":\"invalid_grant\"}", OAUTH_INVALID_GRANT,
-	    "invalid_grant" },
+	    "invalid_grant", OWN },
 	{ 401, "{\"error\":\"invalid_client\"}", OAUTH_PERMANENT,
-	    "invalid_client" },
+	    "invalid_client", OWN },
 	{ 400, "{\"error\":\"invalid_client\"}", OAUTH_PERMANENT,
-	    "invalid_client" },
+	    "invalid_client", OWN },
 	{ 400, "{\"error\":\"unauthorized_client\"}", OAUTH_PERMANENT,
-	    "unauthorized_client" },
+	    "unauthorized_client", OWN },
 	{ 400, "{\"error\":\"unsupported_grant_type\"}", OAUTH_PERMANENT,
-	    "unsupported_grant_type" },
+	    "unsupported_grant_type", OWN },
 	{ 400, "{\"error\":\"invalid_scope\"}", OAUTH_PERMANENT,
-	    "invalid_scope" },
+	    "invalid_scope", OWN },
 	{ 400, "{\"error\":\"invalid_request\"}", OAUTH_PERMANENT,
-	    "invalid_request" },
+	    "invalid_request", OWN },
 	{ 400, "{\"error\":\"temporarily_unavailable\"}", OAUTH_RETRY,
-	    "temporarily_unavailable" },
-	{ 400, "{\"error\":\"INVALID_GRANT\"}", OAUTH_RETRY, "INVALID_GRANT" },
-	{ 400, "{\"error\":\"invalid grant\"}", OAUTH_RETRY, "invalid?grant" },
-	{ 400, "{\"error\":5}", OAUTH_RETRY, "400" },
-	{ 400, "{\"message\":\"bad\"}", OAUTH_RETRY, "400" },
-	{ 400, "[\"invalid_grant\"]", OAUTH_RETRY, "400" },
-	{ 400, "<html><body>Bad Request</body></html>", OAUTH_RETRY, "400" },
-	{ 400, "", OAUTH_RETRY, "400" },
-	{ 400, "{\"error\":\"invalid_grant\"} trailing", OAUTH_RETRY, "400" },
-	{ 401, "Unauthorized", OAUTH_RETRY, "401" },
-	{ 429, "", OAUTH_RATE_LIMITED, "429" },
-	{ 429, "{\"error\":\"invalid_grant\"}", OAUTH_RATE_LIMITED, "429" },
-	{ 503, "<html>down</html>", OAUTH_RATE_LIMITED, "503" },
-	{ 500, "{\"error\":\"server_error\"}", OAUTH_RETRY, "500" },
-	{ 500, "", OAUTH_RETRY, "500" },
-	{ 502, "Bad Gateway", OAUTH_RETRY, "502" },
-	{ 504, "", OAUTH_RETRY, "504" },
-	{ 403, "{\"error\":\"invalid_client\"}", OAUTH_RETRY, "403" },
-	{ 404, "not found", OAUTH_RETRY, "404" },
-	{ 302, "", OAUTH_RETRY, "302" },
-	{ 100, "", OAUTH_RETRY, "100" },
+	    "temporarily_unavailable", OWN },
+	{ 400, "{\"error\":\"INVALID_GRANT\"}", OAUTH_RETRY, "INVALID_GRANT", OWN },
+	{ 400, "{\"error\":\"invalid grant\"}", OAUTH_RETRY, "invalid?grant", OWN },
+	{ 400, "{\"error\":5}", OAUTH_RETRY, "400", OWN },
+	{ 400, "{\"message\":\"bad\"}", OAUTH_RETRY, "400", OWN },
+	{ 400, "[\"invalid_grant\"]", OAUTH_RETRY, "400", OWN },
+	{ 400, "<html><body>Bad Request</body></html>", OAUTH_RETRY, "400", OWN },
+	{ 400, "", OAUTH_RETRY, "400", OWN },
+	{ 400, "{\"error\":\"invalid_grant\"} trailing", OAUTH_RETRY, "400", OWN },
+	/* 401/403 on the own grant: refused, whatever the body (glewlwyd) */
+	{ 401, "Unauthorized", OAUTH_PERMANENT, "refused credentials", OWN },
+	{ 403, "", OAUTH_PERMANENT, "refused credentials", OWN },
+	{ 403, "{\"error\":\"temporarily_unavailable\"}", OAUTH_PERMANENT,
+	    "403 temporarily_unavailable", OWN },
+	{ 401, "{\"error\":\"invalid_token\"}", OAUTH_PERMANENT,
+	    "401 invalid_token", OWN },
+	{ 400, "", OAUTH_RETRY, "without an OAuth error", OWN },
+	/* a refresh: refused refresh tokens in several dialects */
+	{ 400, "", OAUTH_INVALID_GRANT, "refused refresh token", REFRESH },
+	{ 401, "", OAUTH_INVALID_GRANT, "refused refresh token", REFRESH },
+	{ 403, "Forbidden", OAUTH_INVALID_GRANT, "refused refresh token",
+	    REFRESH },
+	{ 400, "{\"error\":\"invalid_request\"}", OAUTH_INVALID_GRANT,
+	    "invalid_request, taken as a refused refresh token", REFRESH },
+	{ 400, "{\"error\":\"invalid_grant\"}", OAUTH_INVALID_GRANT,
+	    "invalid_grant", REFRESH },
+	{ 401, "{\"error\":\"invalid_client\"}", OAUTH_PERMANENT,
+	    "invalid_client", REFRESH },
+	{ 400, "{\"error\":\"temporarily_unavailable\"}", OAUTH_RETRY,
+	    "temporarily_unavailable", REFRESH },
+	{ 404, "", OAUTH_RETRY, "404", REFRESH },
+	{ 500, "", OAUTH_RETRY, "500", REFRESH },
+	{ 429, "", OAUTH_RATE_LIMITED, "429", REFRESH },
+	{ 429, "", OAUTH_RATE_LIMITED, "429", OWN },
+	{ 429, "{\"error\":\"invalid_grant\"}", OAUTH_RATE_LIMITED, "429", OWN },
+	{ 503, "<html>down</html>", OAUTH_RATE_LIMITED, "503", OWN },
+	{ 500, "{\"error\":\"server_error\"}", OAUTH_RETRY, "500", OWN },
+	{ 500, "", OAUTH_RETRY, "500", OWN },
+	{ 502, "Bad Gateway", OAUTH_RETRY, "502", OWN },
+	{ 504, "", OAUTH_RETRY, "504", OWN },
+	{ 403, "{\"error\":\"invalid_client\"}", OAUTH_PERMANENT,
+	    "403 invalid_client", OWN },
+	{ 404, "{\"error\":\"invalid_client\"}", OAUTH_PERMANENT,
+	    "404 invalid_client", OWN },
+	{ 404, "not found", OAUTH_RETRY, "404", OWN },
+	{ 302, "", OAUTH_RETRY, "302", OWN },
+	{ 100, "", OAUTH_RETRY, "100", OWN },
 };
 
 static void
@@ -1072,20 +1122,23 @@ test_response_errors(void **state)
 	struct account_conf	 ac;
 	struct oauth_result	 res;
 	struct token		 t;
+	enum grant		 grant;
 	char			 what[160];
 	size_t			 i;
 
 	(void)state;
 	account_init(&ac);
 	for (i = 0; i < sizeof error_cases / sizeof error_cases[0]; i++) {
-		snprintf(what, sizeof what, "HTTP %ld %s", error_cases[i].status,
-		    error_cases[i].body);
-		check_rejected(what, &ac, error_cases[i].status,
+		grant = error_cases[i].grant;
+		snprintf(what, sizeof what, "HTTP %ld %s (%s)",
+		    error_cases[i].status, error_cases[i].body,
+		    grant == REFRESH ? "refresh" : "own grant");
+		check_rejected_grant(what, &ac, grant, error_cases[i].status,
 		    error_cases[i].body, strlen(error_cases[i].body),
 		    error_cases[i].want);
 		memset(&t, 0, sizeof t);
-		(void)parse(&ac, error_cases[i].status, error_cases[i].body,
-		    &t, &res);
+		(void)parse_grant(&ac, grant, error_cases[i].status,
+		    error_cases[i].body, &t, &res);
 		if (strstr(res.error, error_cases[i].in_error) == NULL)
 			fail_msg("%s: error '%s' does not say '%s'", what,
 			    res.error, error_cases[i].in_error);
