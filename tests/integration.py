@@ -614,6 +614,17 @@ class Context:
 
 # -- helpers for writing tests ---------------------------------------------
 
+def status_of(d, name):
+    """The account's object in the daemon's GET /v1/status; None before the
+    socket is there or when the account is not listed."""
+    if not os.path.exists(d.socket):
+        return None
+    status, _, body = d.http("GET", "/v1/status")
+    check(status == 200, "GET /v1/status: %d" % status)
+    rows = [r for r in json.loads(body) if r["account"] == name]
+    return rows[0] if rows else None
+
+
 def fast_refresh(lifetime_margin="1s", **kw):
     """A [refresh] section for short lifetimes: no jitter, quick backoff."""
     values = {"margin": lifetime_margin, "ratio": "0.75", "jitter": "0",

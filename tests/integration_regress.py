@@ -11,14 +11,13 @@ shim built next to tokend (tests/shim/*.c, built by `make check`).
 Python standard library only.
 """
 
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
-    check, main, read_raw, rfc_account, rfc_issuer, wait_requests)
+    check, main, read_raw, status_of, rfc_account, rfc_issuer, wait_requests)
 
 
 def shim_path(t, name):
@@ -41,18 +40,6 @@ def preload(d, shim, **env):
         e.update(env)
         return e
     d.env = with_shim
-
-
-def status_of(d, name):
-    """The account's object in GET /v1/status; None before the socket is
-    there."""
-    if not os.path.exists(d.socket):
-        return None
-    status, _, body = d.http("GET", "/v1/status")
-    check(status == 200, "GET /v1/status: %d" % status)
-    rows = [r for r in json.loads(body) if r["account"] == name]
-    check(len(rows) == 1, "%s is not in /v1/status" % name)
-    return rows[0]
 
 
 def test_issue9_request_that_cannot_start(t):

@@ -22,6 +22,15 @@ Configuration (the --config file, and POST /_ctl/settings at run time):
     omit_expires_in  leave expires_in out (false)
     jwt              access tokens are unsigned JWTs carrying "exp" (false)
     token_type       token_type to send (default "Bearer"; Spotinst: "bearer")
+  Dialects of servers that do not say things as RFC 6749 does:
+    basic_decode     percent-decode the halves of a Basic pair (true); false:
+                     split at the first ':' and take both halves as they are
+                     (authlib 1.2, glewlwyd)
+    refuse_empty_403 a wrong client secret or password gets 403 with an empty
+                     body, not 401/400 with an OAuth error (false; glewlwyd)
+    dead_refresh     how an unknown, revoked or used refresh token is refused:
+                     "invalid_grant" (default), "empty_400" (glewlwyd) or
+                     "invalid_request" (LemonLDAP::NG)
 
 Token endpoints (application/x-www-form-urlencoded POSTs):
     POST /token              RFC 6749: client_credentials | password | refresh_token
@@ -85,6 +94,9 @@ DEFAULT_SETTINGS = {
     "omit_expires_in": False,
     "jwt": False,
     "token_type": None,
+    "basic_decode": True,
+    "refuse_empty_403": False,
+    "dead_refresh": "invalid_grant",
 }
 DICT_SETTINGS = ("clients", "users", "client_lifetimes")
 
@@ -92,11 +104,26 @@ DICT_SETTINGS = ("clients", "users", "client_lifetimes")
 class OAuthError(Exception):
     """An RFC 6749 §5.2 error answer."""
 
-    def __init__(self, status, error, description=None):
+    def __init__(self, status, error, description=None, refusal=None):
         super().__init__(error)
         self.status = status
         self.error = error
         self.description = description
+        self.refusal = refusal     # "credentials" | "refresh_token" | None
+
+
+def dialect_answer(cfg, err, path):
+    """(status, body, content type) for an error, in the configured dialect."""
+    if err.refusal == "credentials" and cfg.get("refuse_empty_403"):
+        return 403, b"", "text/plain"
+    if err.refusal == "refresh_token":
+        style = cfg.get("dead_refresh") or "invalid_grant"
+        if style == "empty_400":
+            return 400, b"", "text/plain"
+        if style == "invalid_request":
+            return 400, json.dumps({"error": "invalid_request"}), \
+                "application/json"
+    return err.status, json.dumps(error_body(path, err)), "application/json"
 
 
 def b64url(data):
@@ -367,7 +394,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             # Which client is talking, as far as we can tell, for the log.
             try:
                 entry["client_id"], entry["auth"], _ = client_credentials(
-                    self.headers.get("Authorization"), form)
+                    self.headers.get("Authorization"), form,
+                    st.settings.get("basic_decode", True))
             except OAuthError:
                 pass
 
@@ -378,8 +406,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if form_error:
                         raise OAuthError(400, "invalid_request", form_error)
                     status, answer = self.grant(path, form, now, entry)
+                    content_type = "application/json"
+                    answer = json.dumps(answer)
                 except OAuthError as e:
-                    status, answer = e.status, error_body(path, e)
+                    status, answer, content_type = dialect_answer(
+                        st.settings, e, path)
                 entry["status"] = status
             elif "status" in fault:
                 entry["status"] = fault["status"]
@@ -392,12 +423,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             headers = {}
             if status == 401:
                 headers["WWW-Authenticate"] = 'Basic realm="tokend-test"'
-            self.send_json(status, answer, headers=headers)
+            self.send_body(status, answer, content_type, headers=headers)
         elif processed and "close_after_request" in fault:
             # The issuer did the work; the client never hears of it.
             self.close_connection = True
         elif processed:    # drip
-            self.drip(int(fault.get("status", status)), json.dumps(answer),
+            self.drip(int(fault.get("status", status)), answer,
                       float(fault["drip"]))
         elif "hang" in fault:
             self.close_connection = True
@@ -436,7 +467,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def drip(self, status, body, delay):
         """A valid answer, one byte every `delay` seconds."""
         self.close_connection = True
-        data = body.encode()
+        data = body.encode() if isinstance(body, str) else body
         head = ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                 "Content-Length: %d\r\nConnection: close\r\n\r\n"
                 % (status, self.responses.get(status, ("",))[0], len(data)))
@@ -474,7 +505,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.state
         cfg = st.settings
         client_id, auth, secret = client_credentials(
-            self.headers.get("Authorization"), form)
+            self.headers.get("Authorization"), form,
+            cfg.get("basic_decode", True))
         check_client(cfg, client_id, secret)
 
         grant = form.get("grant_type")
@@ -507,7 +539,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     hmac.compare_digest(str(users[username]).encode(),
                                         password.encode())):
                 raise OAuthError(400, "invalid_grant",
-                                 "bad username or password")
+                                 "bad username or password",
+                                 refusal="credentials")
             if cfg["refresh_tokens"]:
                 refresh = st.next_token("rt")
         else:    # refresh_token
@@ -518,7 +551,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             info = st.refresh_tokens.get(used)
             if not info or not info["alive"] or info["client_id"] != client_id:
                 raise OAuthError(400, "invalid_grant",
-                                 "unknown, revoked or used refresh token")
+                                 "unknown, revoked or used refresh token",
+                                 refusal="refresh_token")
             username = info["username"]
             scope = scope or info["scope"]
             if cfg["rotate"]:
@@ -587,10 +621,11 @@ def parse_form(content_type, body):
     return form, error
 
 
-def client_credentials(authorization, form):
+def client_credentials(authorization, form, decode=True):
     """(client_id, auth method, secret) from a request, per RFC 6749 §2.3.1:
     Basic credentials are form-urlencoded before base64, so decode base64,
-    split at the FIRST ':', then form-urldecode each half."""
+    split at the FIRST ':', then form-urldecode each half (unless decode is
+    false: some servers take the halves as they are)."""
     if authorization:
         scheme, _, param = authorization.strip().partition(" ")
         if scheme.lower() != "basic":
@@ -603,8 +638,11 @@ def client_credentials(authorization, form):
         if ":" not in decoded:
             raise OAuthError(401, "invalid_client", "malformed Basic credentials")
         raw_id, raw_secret = decoded.split(":", 1)
-        client_id = urllib.parse.unquote_plus(raw_id)
-        secret = urllib.parse.unquote_plus(raw_secret)
+        if decode:
+            client_id = urllib.parse.unquote_plus(raw_id)
+            secret = urllib.parse.unquote_plus(raw_secret)
+        else:
+            client_id, secret = raw_id, raw_secret
         if "client_secret" in form:
             raise OAuthError(400, "invalid_request",
                              "more than one client authentication method")
@@ -622,10 +660,12 @@ def check_client(cfg, client_id, secret):
     if clients is None:
         return                        # no clients configured: anyone goes
     if client_id is None or client_id not in clients:
-        raise OAuthError(401, "invalid_client", "unknown client")
+        raise OAuthError(401, "invalid_client", "unknown client",
+                         refusal="credentials")
     expected = clients[client_id] or ""
     if not hmac.compare_digest(expected.encode(), (secret or "").encode()):
-        raise OAuthError(401, "invalid_client", "bad client credentials")
+        raise OAuthError(401, "invalid_client", "bad client credentials",
+                         refusal="credentials")
 
 
 def error_body(path, err):
