@@ -534,6 +534,9 @@ oauth_jwt_exp(const char *token)
 		json_object_put(obj);
 	}
 	free(payload);
+	/* an exp past what milliseconds can hold is as good as forever */
+	if (secs > INT64_MAX / 1000)
+		secs = INT64_MAX / 1000;
 	return secs > 0 ? secs * 1000 : 0;
 }
 

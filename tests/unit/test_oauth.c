@@ -769,6 +769,15 @@ test_response_jwt(void **state)
 	CHECK_I64("oauth_jwt_exp one dot", oauth_jwt_exp("a.b"), 0);
 	CHECK_I64("oauth_jwt_exp four dots", oauth_jwt_exp("a.b.c.d.e"), 0);
 	CHECK_I64("oauth_jwt_exp bad base64", oauth_jwt_exp("a.!!!.c"), 0);
+	/* an exp whose milliseconds overflow (found by fuzz_response) */
+	jwt = make_jwt("{\"exp\":1795453221795453200}");
+	CHECK_I64("oauth_jwt_exp huge", oauth_jwt_exp(jwt),
+	    INT64_MAX / 1000 * 1000);
+	free(jwt);
+	/* INT64_MAX is no number of seconds at all: no exp */
+	jwt = make_jwt("{\"exp\":9223372036854775807}");
+	CHECK_I64("oauth_jwt_exp INT64_MAX", oauth_jwt_exp(jwt), 0);
+	free(jwt);
 }
 
 struct bad_case {
