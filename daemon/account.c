@@ -410,7 +410,6 @@ account_refresh_refused(struct account *a, const char *used, const char *why)
 static void
 account_refresh_spent(struct account *a, const char *used)
 {
-	a->unknown_retried = 0;
 	if (a->conf->grant == GRANT_REFRESH_TOKEN || a->refresh_token == NULL ||
 	    used == NULL || strcmp(a->refresh_token, used) != 0)
 		return;

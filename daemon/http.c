@@ -510,7 +510,6 @@ http_finish(struct http *http, struct http_request *req, CURLcode code)
 		res.error = req->errbuf[0] != '\0' ? req->errbuf :
 		    curl_easy_strerror(code);
 
-	req->state = HTTP_REQUEST_DONE;
 	req->host->running--;
 	http->running--;
 	http_host_update(http, req->host);
@@ -568,6 +567,7 @@ http_post(struct http *http, const struct http_post *p, http_done_cb cb,
 	return req;
 }
 
+/* Not from inside the request's own callback: http.c frees it after that. */
 void
 http_cancel(struct http_request *req)
 {

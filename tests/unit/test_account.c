@@ -567,6 +567,10 @@ test_unknown_outcome_refresh_token_only(void **state)
 	advance(view(f).next_refresh - clock_wall_ms());
 	CHECK_STR("kept: nothing else could carry the account",
 	    form_value("refresh_token"), "rt-0");
+	/* still no answer since the retry: no second retry at once */
+	answer_full(0, NULL, NULL, 28, 1);
+	CHECK_I64("no immediate retry after backoff", posts, 3);
+	advance(view(f).next_refresh - clock_wall_ms());
 	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
 	CHECK_STATE(f, ACCOUNT_FRESH);
 	free(conf);
