@@ -552,10 +552,14 @@ s.bind(path)
 s.settimeout(0.2)
 parent = os.getppid()          # the shell that becomes tokend (exec)
 with open(out, "ab", buffering=0) as f:
-    while os.getppid() == parent:
+    while True:
+        # once tokend is gone, drain what it queued, then stop
+        gone = os.getppid() != parent
         try:
             data, anc, _, _ = s.recvmsg(1 << 20, socket.CMSG_SPACE(16))
         except socket.timeout:
+            if gone:
+                break
             continue
         for level, kind, cdata in anc:     # a big entry comes as a memfd
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -695,6 +699,10 @@ def test_journal_fields(t):
                             e.get("PRIORITY") == "3"), 5,
                "the bad account's error in the journal")
     d.stop(expect_exit=0)
+    # The listener may still be writing the last datagrams out (on a busy
+    # machine it lags): wait for tokend's very last line, "stopped".
+    wait_for(lambda: find(lambda e: e["MESSAGE"] == "stopped"), 10,
+             "the journal listener to receive the last entry ('stopped')")
     entries = entry_dicts()
     summary = "\n".join("  %s" % e for e in entries[-15:])
     check(entries, "nothing reached the journal socket")
