@@ -78,8 +78,11 @@ def test_stall_sigstop(t):
     try:
         time.sleep(5.0)
     finally:
+        # taken before the signal: a stopped daemon sends nothing before
+        # SIGCONT, and once resumed it may reach the issuer before this
+        # process runs again
+        resumed = time.time()
         d.proc.send_signal(signal.SIGCONT)
-    resumed = time.time()
     sleep_alive(d, 2.5)
     for n in ("a", "b"):
         log = c.entries(n)
