@@ -402,19 +402,22 @@ class LogWatch:
         self.thread = None
 
     def poll(self):
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.pos)
-                data = f.read()
-        except FileNotFoundError:
-            return
-        if not data:
-            return
-        now = time.time()
-        self.pos += len(data)
-        data = self.rest + data
-        *full, self.rest = data.split(b"\n")
+        # Called from the watcher thread and from the test: the whole read,
+        # offset and partial line update is one critical section, or two
+        # callers read the same bytes and the offset skips a line.
         with self.lock:
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(self.pos)
+                    data = f.read()
+            except FileNotFoundError:
+                return
+            if not data:
+                return
+            now = time.time()
+            self.pos += len(data)
+            data = self.rest + data
+            *full, self.rest = data.split(b"\n")
             for line in full:
                 self.lines.append((now, line.decode("utf-8", "replace")))
 
