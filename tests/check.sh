@@ -11,11 +11,13 @@ cd "$(dirname "$0")/.." || exit 1
 
 passed=0
 failed=0
+skipped=0
 failures=""
 
-count() {	# count NAME PASSED FAILED
+count() {	# count NAME PASSED FAILED [SKIPPED]
 	passed=$((passed + $2))
 	failed=$((failed + $3))
+	skipped=$((skipped + ${4:-0}))
 	[ "$3" -gt 0 ] && failures="$failures $1"
 	return 0
 }
@@ -56,7 +58,8 @@ run_suite() {	# run_suite NAME COMMAND...: count its last tally line
 	if [ -n "$line" ]; then
 		p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
 		f=$(echo "$line" | sed 's/.*passed, \([0-9]*\) failed.*/\1/')
-		count "$name" "$p" "$f"
+		s=$(echo "$line" | sed -n 's/.*failed, \([0-9]*\) skipped.*/\1/p')
+		count "$name" "$p" "$f" "${s:-0}"
 	else
 		count "$name" 0 1
 	fi
@@ -168,5 +171,5 @@ static_check install-uninstall install_round_trip
 
 echo
 [ -n "$failures" ] && echo "failing:$failures"
-echo "total: $passed passed, $failed failed"
+echo "total: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -67,6 +67,25 @@ class TestTimeout(Exception):
     pass
 
 
+class TestSkipped(Exception):
+    """Raised by require(): the test did not run, and says why."""
+
+
+SYSTEM_ENV = "TOKEND_TEST_SYSTEM"   # .ci/run sets it to 1
+
+
+def require(what):
+    """Skip the calling test unless the machine allows it.
+    what: "root" (setpriv, chown: needs euid 0) or "system" (the test changes
+    the machine: adds users, sets the clock; runs only as root with
+    TOKEND_TEST_SYSTEM=1, which .ci/run sets)."""
+    if os.geteuid() != 0:
+        raise TestSkipped("needs root")
+    if what == "system" and os.environ.get(SYSTEM_ENV) != "1":
+        raise TestSkipped("changes the machine; runs only with %s=1 (as "
+                          ".ci/run does)" % SYSTEM_ENV)
+
+
 def check(cond, message):
     if not cond:
         raise TestFailure(message)
@@ -1442,8 +1461,11 @@ def run_child(tests, name, run_dir, tokend, tokenctl, wrapper):
     signal.alarm(TEST_TIMEOUT)
     started = time.monotonic()
     reason = None
+    skipped = None
     try:
         tests[name](ctx)
+    except TestSkipped as e:
+        skipped = str(e)
     except TestTimeout:
         reason = "timed out after %ds" % TEST_TIMEOUT
     except TestFailure as e:
@@ -1471,6 +1493,7 @@ def run_child(tests, name, run_dir, tokend, tokenctl, wrapper):
         details.append("kept: %s" % tmp)
     ctx.stop_issuers()
     return {"name": name, "ok": reason is None, "reason": reason,
+            "skipped": skipped if reason is None else None,
             "seconds": time.monotonic() - started, "details": details}
 
 
@@ -1507,12 +1530,18 @@ def run_parent(script, names, run_dir, args):
                     "reason": "the test process died (status %s)" % proc.returncode,
                     "details": (out + err).splitlines()[-30:]}
 
-    passed = failed = 0
+    passed = failed = skipped = 0
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
         for res in pool.map(one, names) if args.ordered else \
                 (f.result() for f in concurrent.futures.as_completed(
                     [pool.submit(one, n) for n in names])):
-            if res["ok"]:
+            if res["ok"] and res.get("skipped"):
+                skipped += 1
+                print("SKIP %s: %s" % (res["name"], res["skipped"]), flush=True)
+                if not args.keep:
+                    shutil.rmtree(os.path.join(run_dir, res["name"]),
+                                  ignore_errors=True)
+            elif res["ok"]:
                 passed += 1
                 print("PASS %s (%.1fs)" % (res["name"], res["seconds"]), flush=True)
                 if not args.keep:
@@ -1524,7 +1553,7 @@ def run_parent(script, names, run_dir, args):
                 for line in res.get("details") or []:
                     print("    | " + line)
                 sys.stdout.flush()
-    return passed, failed
+    return passed, failed, skipped
 
 
 def main(test_functions=None, script=None, description=None):
@@ -1582,17 +1611,17 @@ def main(test_functions=None, script=None, description=None):
     for prog in (args.tokend, args.tokenctl):
         if not os.access(prog, os.X_OK):
             print("integration: %s is not an executable; build it first" % prog)
-            print("0 passed, %d failed" % len(names))
+            print("0 passed, %d failed, 0 skipped" % len(names))
             return 1
     run_dir = tempfile.mkdtemp(prefix="tokend-it-")
     subprocess.run(["sh", MKCERTS, os.path.join(run_dir, "certs")], check=True)
     started = time.monotonic()
-    passed, failed = run_parent(script, names, run_dir, args)
+    passed, failed, skipped = run_parent(script, names, run_dir, args)
     if failed == 0 and not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
-    print("(%d tests in %.0fs; -j %d)" % (passed + failed,
+    print("(%d tests in %.0fs; -j %d)" % (passed + failed + skipped,
                                            time.monotonic() - started, args.jobs))
-    print("%d passed, %d failed" % (passed, failed))
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed else 0
 
 

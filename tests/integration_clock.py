@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from integration import TestFailure, main, read_raw  # noqa: E402
+from integration import TestFailure, main, read_raw, require  # noqa: E402
 from integration_faults import (  # noqa: E402
     Case, Problems, delivered, faulty_config, make_issuers, sleep_alive)
 
@@ -107,6 +107,7 @@ def test_wall_clock_jump(t):
     back: the daemon notices (the log says the wall clock was set) and
     refreshes each account at once, with one request each; setting it back
     causes no request."""
+    require("system")       # sets the machine's clock
     p = Problems()
     c = two_accounts(t, lifetime=3600, margin="5m")
     d = c.d
