@@ -24,7 +24,8 @@
 
 #include "tokend.h"
 
-#define RETRY_AFTER_MAX_MS	(24 * 3600 * MSEC_PER_SEC)	/* honoured at most */
+/* Retry-After is honoured up to this or max_backoff, whichever is longer */
+#define RETRY_AFTER_MAX_MS	(3600 * MSEC_PER_SEC)
 #define PERSIST_RETRY_MIN_MS	(2 * MSEC_PER_SEC)
 #define PERSIST_RETRY_MAX_MS	(60 * MSEC_PER_SEC)
 
@@ -75,6 +76,7 @@ struct account {
 };
 
 static void	account_request(struct account *);
+static int	account_retry_at_reload(struct account *);
 static enum account_state account_state_at(const struct account *, int64_t);
 
 static const char *
@@ -314,8 +316,11 @@ account_backoff(struct account *a, const char *why, int64_t min_delay_ms)
 	snprintf(a->last_error, sizeof a->last_error, "%s", why);
 	delay = schedule_backoff(&a->conf->refresh, a->failures, rng_unit());
 	if (min_delay_ms >= 0) {
-		if (min_delay_ms > RETRY_AFTER_MAX_MS)
-			min_delay_ms = RETRY_AFTER_MAX_MS;
+		if (min_delay_ms > RETRY_AFTER_MAX_MS &&
+		    min_delay_ms > a->conf->refresh.max_backoff)
+			min_delay_ms = RETRY_AFTER_MAX_MS >
+			    a->conf->refresh.max_backoff ? RETRY_AFTER_MAX_MS :
+			    a->conf->refresh.max_backoff;
 		a->not_before = now + min_delay_ms;
 		if (min_delay_ms > delay)
 			delay = min_delay_ms;
@@ -518,6 +523,7 @@ account_request(struct account *a)
 	p.body = or.body;
 	p.authorization = or.authorization;
 	p.ca_file = a->conf->ca_file;
+	p.proxy = a->conf->proxy;
 	p.timeout_ms = a->conf->timeout;
 	p.allow_http = a->conf->allow_http;
 	/*
@@ -655,14 +661,38 @@ account_replace_conf(struct account *a, struct account_conf *conf)
 	config_account_free(old);
 	if (oauth_token_valid(&a->token, now))
 		account_write_sinks(a);
-	if (a->failed || a->failures > 0 || !oauth_token_valid(&a->token, now)) {
-		a->failed = 0;
-		a->failures = 0;
-		a->not_before = 0;
-		account_request(a);
-	} else if (a->req == NULL)
-		account_schedule_refresh(a);
+	if (!account_retry_at_reload(a))
+		if (a->req == NULL)
+			account_schedule_refresh(a);
 	account_transition(a, ACCOUNT_UNDECIDED, "configuration changed");
+}
+
+/*
+ * A reload is a human saying "try again": a failed account, one backing
+ * off or waiting out a Retry-After, or one without a valid token asks at
+ * once, counters reset. 1 when it did.
+ */
+static int
+account_retry_at_reload(struct account *a)
+{
+	if (a->conf->grant == GRANT_STATIC || a->req != NULL)
+		return 0;
+	if (!a->failed && a->failures == 0 && a->not_before == 0 &&
+	    oauth_token_valid(&a->token, clock_wall_ms()))
+		return 0;
+	a->failed = 0;
+	a->failures = 0;
+	a->not_before = 0;
+	account_request(a);
+	return 1;
+}
+
+/* A reload left this account's file as it was. */
+void
+account_reloaded(struct account *a)
+{
+	if (account_retry_at_reload(a))
+		account_transition(a, ACCOUNT_UNDECIDED, "reload");
 }
 
 void
@@ -748,25 +778,61 @@ account_view(const struct account *a, int64_t now, struct account_view *v)
 }
 
 /*
- * Refresh now and call cb with the outcome. -1 with *cause when it cannot
- * start: a static token, or the endpoint's Retry-After still running.
+ * A refresh a local program asked for (POST /v1/refresh, ?min_valid=). It
+ * never bypasses what protects the endpoint and the credentials: the
+ * failed state, backoff and Retry-After are honoured, a request in flight
+ * is joined, a token younger than min_interval stands, and a min_valid no
+ * token of this account can meet is refused without a request.
+ *
+ * 0: cb will be called with the outcome. 1: nothing to do, the current
+ * token is the freshest there may be (cb is not called). -1: refused now,
+ * with *cause and *retry_at (wall ms of the next attempt, 0: unknown).
  */
 int
-account_refresh_now(struct account *a, account_wait_cb cb, void *arg,
-    char **cause)
+account_refresh_now(struct account *a, int64_t min_valid_ms,
+    account_wait_cb cb, void *arg, char **cause, int64_t *retry_at)
 {
 	struct waiter	*w;
-	int64_t		 now = clock_wall_ms();
+	int64_t		 now = clock_wall_ms(), life;
+	char		 in[32];
 
+	*cause = NULL;
+	*retry_at = timer_pending(&a->timer) ? a->next_wall : 0;
 	if (a->conf->grant == GRANT_STATIC) {
 		*cause = xstrdup("a static token is not refreshed");
 		return -1;
 	}
-	if (a->not_before > now) {
-		xasprintf(cause, "the token endpoint asked to wait %lld more "
-		    "seconds (Retry-After)", (long long)((a->not_before - now +
-		    999) / 1000));
+	if (a->failed) {
+		xasprintf(cause, "the account failed (%s); tokend tries again "
+		    "by itself, or at once after a reload", a->last_error);
 		return -1;
+	}
+	if (a->not_before > now) {
+		account_fmt_delay(a->not_before - now, in, sizeof in);
+		xasprintf(cause, "the token endpoint asked to wait %s more "
+		    "(Retry-After)", in);
+		*retry_at = a->not_before;
+		return -1;
+	}
+	if (a->req == NULL && a->failures > 0) {
+		xasprintf(cause, "backing off after %d failure%s (%s)",
+		    a->failures, a->failures == 1 ? "" : "s", a->last_error);
+		return -1;
+	}
+	life = a->token.expires_at - a->token.obtained_at;
+	if (a->req == NULL && min_valid_ms > 0 && a->token.expires_at != 0 &&
+	    a->token.obtained_at != 0 && life < min_valid_ms) {
+		account_fmt_delay(life, in, sizeof in);
+		xasprintf(cause, "no token of this account is valid that long "
+		    "(the last one was issued for %s)", in);
+		return -1;
+	}
+	if (a->req == NULL && a->token.access_token != NULL &&
+	    oauth_token_valid(&a->token, now) &&
+	    now - a->token.obtained_at < a->conf->refresh.min_interval) {
+		log_account(LOG_LEVEL_DEBUG, a->conf->name, "refresh asked for; "
+		    "the token is younger than min_interval, it stands");
+		return 1;
 	}
 	if (cb != NULL) {
 		w = xcalloc(1, sizeof *w);

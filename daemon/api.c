@@ -140,6 +140,14 @@ api_retry_after_s(const struct account_view *v, int64_t now)
 }
 
 static void
+api_wipe_cb(const void *data, size_t len, void *arg)
+{
+	(void)arg;
+	explicit_bzero((void *)data, len);
+	free((void *)data);
+}
+
+static void
 api_reply_token(struct evhttp_request *req, const struct account_view *v,
     int json, int64_t now)
 {
@@ -154,17 +162,23 @@ api_reply_token(struct evhttp_request *req, const struct account_view *v,
 	}
 	if ((b = api_buffer(req)) == NULL)
 		return;
-	if (json) {
+	/*
+	 * The answer is a reference to our own copy, which is wiped once
+	 * written: libevent frees its chains without clearing them.
+	 */
+	if (json)
 		out = sink_render(SINK_JSON, v->token, now, &len);
-		evbuffer_add(b, out, len);
-		explicit_bzero(out, len);
-		free(out);
-		api_reply(req, 200, "application/json", b);
-	} else {
-		evbuffer_add(b, v->token->access_token,
-		    strlen(v->token->access_token));
-		api_reply(req, 200, "text/plain", b);
+	else {
+		out = xstrdup(v->token->access_token);
+		len = strlen(out);
 	}
+	if (evbuffer_add_reference(b, out, len, api_wipe_cb, NULL) != 0) {
+		api_wipe_cb(out, len, NULL);
+		evbuffer_free(b);
+		api_reply_error(req, 503, "out of memory", 5);
+		return;
+	}
+	api_reply(req, 200, json ? "application/json" : "text/plain", b);
 }
 
 static void
@@ -274,7 +288,8 @@ api_wait_for_refresh(struct evhttp_request *req, struct account *a,
 	struct account_view	 v;
 	struct timeval		 tv;
 	char			*cause = NULL;
-	int64_t			 wait, now = clock_wall_ms();
+	int64_t			 wait, retry_at, ra, now = clock_wall_ms();
+	int			 rc;
 
 	account_view(a, now, &v);
 	wait = v.timeout_ms + 5 * MSEC_PER_SEC;
@@ -304,9 +319,15 @@ api_wait_for_refresh(struct evhttp_request *req, struct account *a,
 	LIST_INSERT_HEAD(&api_pendings, p, entry);
 	evhttp_connection_set_closecb(p->evcon, api_conn_close_cb, NULL);
 	p->account = a;
-	if (account_refresh_now(a, api_waited_cb, p, &cause) != 0) {
+	rc = account_refresh_now(a, min_valid_ms, api_waited_cb, p, &cause,
+	    &retry_at);
+	if (rc == 1) {
+		/* the token stands: answer as if the refresh had just ended */
+		api_waited_cb(a, 1, NULL, p);
+	} else if (rc != 0) {
 		p->account = NULL;
-		api_reply_error(req, 503, cause, api_retry_after_s(&v, now));
+		ra = retry_at > now ? (retry_at - now + 999) / 1000 : 1;
+		api_reply_error(req, 503, cause, ra);
 		free(cause);
 		api_pending_free(p);
 	}

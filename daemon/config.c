@@ -141,18 +141,6 @@ config_parse_mode(const char *s, mode_t *out)
 	return 0;
 }
 
-static void
-config_argv_free(char **argv)
-{
-	size_t	 i;
-
-	if (argv == NULL)
-		return;
-	for (i = 0; argv[i] != NULL; i++)
-		free(argv[i]);
-	free(argv);
-}
-
 /*
  * Split a command line into argv without a shell: white space separates
  * words, '...' and "..." group, a backslash escapes the next character
@@ -191,7 +179,7 @@ config_parse_argv(const char *s, char ***out)
 		}
 		if (quote != 0) {
 			free(word);
-			config_argv_free(argv);
+			strv_free(argv);
 			return -EINVAL;
 		}
 		word[wl] = '\0';
@@ -447,6 +435,8 @@ static const struct config_key config_keys[] = {
 	    .default_str = "30s" },
 	{ S_ACCOUNT, "allow_http", KEY_BOOL, AC(allow_http),
 	    .default_str = "no" },
+	{ S_ACCOUNT, "proxy", KEY_STRING, AC(proxy),
+	    .default_str = NULL },
 
 	{ S_RESPONSE, "access_token", KEY_POINTER, AC(response.access_token),
 	    .default_str = "/access_token" },
@@ -471,6 +461,8 @@ static const struct config_key config_keys[] = {
 	    .default_str = "1s" },
 	{ S_REFRESH, "max_backoff", KEY_DURATION, AC(refresh.max_backoff),
 	    .default_str = "5m" },
+	{ S_REFRESH, "min_interval", KEY_DURATION, AC(refresh.min_interval),
+	    .default_str = "30s" },
 
 	{ S_FILE, "path", KEY_STRING, SC(path),
 	    .default_str = NULL },
@@ -638,10 +630,10 @@ config_key_set_argv(const struct config_key *key, char ***out,
 	if (argv[0][0] != '/') {
 		xasprintf(cause, "%s: the program needs an absolute path "
 		    "(hooks run without a shell)", key->name);
-		config_argv_free(argv);
+		strv_free(argv);
 		return -1;
 	}
-	config_argv_free(*out);
+	strv_free(*out);
 	*out = argv;
 	return 0;
 }
@@ -1146,6 +1138,38 @@ config_read_secret(struct account_parse *ap, enum file_key fk,
 	free(path);
 }
 
+/*
+ * proxy = URL: the only proxy the account's requests take (the
+ * environment's https_proxy and kin are ignored). Its user:password, if
+ * any, is not echoed.
+ */
+static void
+config_proxy_check(struct account_parse *ap, const char *url)
+{
+	static const char *const schemes[] = { "http://", "https://",
+	    "socks4://", "socks4a://", "socks5://", "socks5h://" };
+	const char	*host = NULL;
+	size_t		 i;
+	int		 line = config_key_line(ap, "proxy");
+
+	for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+		if (!strncasecmp(url, schemes[i], strlen(schemes[i])))
+			host = url + strlen(schemes[i]);
+	if (host == NULL) {
+		diag_error(ap->diag, ap->file, line, "proxy: expected a URL "
+		    "that starts with http://, https://, socks4://, "
+		    "socks4a://, socks5:// or socks5h://");
+		return;
+	}
+	if (*host == '\0' || *host == '/' || strpbrk(url, " \t\r\n") != NULL)
+		diag_error(ap->diag, ap->file, line, "proxy: malformed URL");
+	else if (ap->ac->allow_http && !strncasecmp(ap->ac->token_url != NULL ?
+	    ap->ac->token_url : "", "http://", 7))
+		diag_warning(ap->diag, ap->file, line, "proxy: with an "
+		    "http:// token_url the proxy sees the client secret and "
+		    "every token");
+}
+
 static int
 config_url_check(struct account_parse *ap, const char *key, const char *url)
 {
@@ -1241,6 +1265,8 @@ config_account_check_urls(struct account_parse *ap)
 			config_url_check(ap, "token_url", ac->token_url);
 		if (ac->refresh_url != NULL)
 			config_url_check(ap, "refresh_url", ac->refresh_url);
+		if (ac->proxy != NULL)
+			config_proxy_check(ap, ac->proxy);
 		if (ap->file_value[F_TOKEN] != NULL)
 			diag_error(ap->diag, ap->file, ap->file_line[F_TOKEN],
 			    "token_file is for grant = static");
@@ -1418,6 +1444,7 @@ config_account_free(struct account_conf *ac)
 	}
 	free(ac->params);
 	free(ac->ca_file);
+	freezero_str(ac->proxy);
 	free(ac->response.access_token);
 	free(ac->response.refresh_token);
 	free(ac->response.expires_in);
@@ -1428,8 +1455,8 @@ config_account_free(struct account_conf *ac)
 	free(ac->sinks);
 	free(ac->users);
 	free(ac->groups);
-	config_argv_free(ac->on_refresh);
-	config_argv_free(ac->on_failure);
+	strv_free(ac->on_refresh);
+	strv_free(ac->on_failure);
 	if (ac->identity != NULL) {
 		explicit_bzero(ac->identity, ac->identity_len);
 		free(ac->identity);

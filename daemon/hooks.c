@@ -30,6 +30,8 @@ struct hook {
 	char			*program;
 	struct event		*timeout;
 	int			 killed;
+	char		       **again;		/* run once more when it exits */
+	int64_t			 again_expires_at;
 	LIST_ENTRY(hook)	 entry;
 };
 
@@ -46,7 +48,24 @@ hooks_forget(struct hook *h)
 	event_free(h->timeout);
 	free(h->account);
 	free(h->program);
+	strv_free(h->again);
 	free(h);
+}
+
+/* A hook exited: forget it, and run it once more if that was asked. */
+static void
+hooks_finish(struct hook *h)
+{
+	char	**again = h->again, *account = h->account;
+	int64_t	  expires_at = h->again_expires_at;
+
+	h->again = NULL;
+	h->account = NULL;
+	hooks_forget(h);
+	if (again != NULL)
+		hooks_run(again, account, expires_at);
+	strv_free(again);
+	free(account);
 }
 
 static void
@@ -76,7 +95,7 @@ hooks_sigchld_cb(evutil_socket_t sig, short events, void *arg)
 				    "hook %s killed by signal %d%s", h->program,
 				    WTERMSIG(status), h->killed ? " after its "
 				    "time limit" : "");
-			hooks_forget(h);
+			hooks_finish(h);
 		}
 	}
 }
@@ -129,6 +148,23 @@ hooks_run(char **argv, const char *account, int64_t expires_at)
 
 	if (hooks_base == NULL)
 		return;
+	/*
+	 * The same hook of the same account still runs: it runs once more
+	 * when it exits, however often it was asked meanwhile, so refreshes
+	 * can never pile hooks up and the last run sees the newest token.
+	 */
+	LIST_FOREACH(h, &hooks, entry) {
+		if (strcmp(h->account, account) != 0 ||
+		    strcmp(h->program, argv[0]) != 0)
+			continue;
+		if (h->again == NULL) {
+			h->again = strv_dup(argv);
+			log_account(LOG_LEVEL_DEBUG, account, "hook %s still "
+			    "runs; it runs again when it exits", argv[0]);
+		}
+		h->again_expires_at = expires_at;
+		return;
+	}
 	if (hooks_running >= HOOKS_MAX) {
 		log_account(LOG_LEVEL_WARNING, account, "hook %s not run: %d "
 		    "hooks are still running", argv[0], hooks_running);

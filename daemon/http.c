@@ -59,6 +59,7 @@ struct http_request {
 	size_t			 body_len;
 	char			*authorization;	/* secret */
 	char			*ca_file;
+	char			*proxy;		/* may hold a password */
 	int64_t			 timeout_ms;
 	int			 allow_http;
 	int			 fresh_connect;
@@ -277,6 +278,7 @@ http_request_free(struct http_request *req)
 	freezero_str(req->body);
 	freezero_str(req->authorization);
 	free(req->ca_file);
+	freezero_str(req->proxy);
 	if (req->buf != NULL) {
 		explicit_bzero(req->buf, req->len);
 		free(req->buf);
@@ -374,7 +376,19 @@ http_setopts(struct http_request *req)
 	 */
 	if (!HTTP_OPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1))
 		return -1;
-	if (req->ca_file != NULL && !HTTP_OPT(CURLOPT_CAINFO, req->ca_file))
+	/*
+	 * ca_file is the only trust anchor: without CAPATH cleared, Debian's
+	 * libcurl keeps trusting /etc/ssl/certs beside it.
+	 */
+	if (req->ca_file != NULL && !(HTTP_OPT(CURLOPT_CAINFO, req->ca_file) &&
+	    HTTP_OPT(CURLOPT_CAPATH, NULL)))
+		return -1;
+	/*
+	 * The configured proxy or none: "" makes libcurl ignore https_proxy,
+	 * ALL_PROXY and kin, which would otherwise redirect requests (and,
+	 * with allow_http, the secret) silently.
+	 */
+	if (!HTTP_OPT(CURLOPT_PROXY, req->proxy != NULL ? req->proxy : ""))
 		return -1;
 	if (req->fresh_connect && !HTTP_OPT(CURLOPT_FRESH_CONNECT, 1L))
 		return -1;
@@ -554,6 +568,8 @@ http_post(struct http *http, const struct http_post *p, http_done_cb cb,
 		req->authorization = xstrdup(p->authorization);
 	if (p->ca_file != NULL)
 		req->ca_file = xstrdup(p->ca_file);
+	if (p->proxy != NULL)
+		req->proxy = xstrdup(p->proxy);
 	req->timeout_ms = p->timeout_ms;
 	req->allow_http = p->allow_http;
 	req->fresh_connect = p->fresh_connect;

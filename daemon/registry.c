@@ -144,7 +144,7 @@ void
 registry_apply(struct registry *r, struct config *cfg,
     struct registry_diff *diff)
 {
-	struct account	       **next, **start, **kept, *a;
+	struct account	       **next, **start, **kept, **reloaded, *a;
 	struct account_conf	*ac, **replace;
 	size_t			 i, n = cfg->naccounts;
 	void			(*changed)(void *) = r->changed;
@@ -153,6 +153,7 @@ registry_apply(struct registry *r, struct config *cfg,
 	next = xcalloc(n ? n : 1, sizeof *next);
 	start = xcalloc(n ? n : 1, sizeof *start);
 	replace = xcalloc(n ? n : 1, sizeof *replace);
+	reloaded = xcalloc(n ? n : 1, sizeof *reloaded);
 	for (i = 0; i < n; i++) {
 		ac = config_take_account(cfg, i);
 		a = registry_find(r, ac->name);
@@ -164,6 +165,7 @@ registry_apply(struct registry *r, struct config *cfg,
 		case REGISTRY_SAME:
 			config_account_free(ac);
 			next[i] = a;
+			reloaded[i] = a;
 			break;
 		case REGISTRY_REPLACE:
 			next[i] = a;
@@ -205,7 +207,10 @@ registry_apply(struct registry *r, struct config *cfg,
 			account_replace_conf(next[i], replace[i]);
 		else if (start[i] != NULL)
 			account_start(start[i]);
+		else if (reloaded[i] != NULL)
+			account_reloaded(reloaded[i]);
 	}
+	free(reloaded);
 	free(start);
 	free(replace);
 	if (r->changed != NULL)

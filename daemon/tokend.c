@@ -3,6 +3,8 @@
  * event loop. It never forks; systemd (or whoever starts it) supervises.
  */
 #define _GNU_SOURCE
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -379,6 +381,24 @@ tokend_stop(void)
 	curl_global_cleanup();
 }
 
+/*
+ * Before anything holds a secret: no core dump (it would hold the client
+ * secrets, passwords and tokens), no ptrace or /proc/PID/mem by the same
+ * user, and no TLS key log (SSLKEYLOGFILE makes libcurl write the session
+ * secrets to a file readable by others).
+ */
+static void
+tokend_harden(void)
+{
+	struct rlimit	 none = { 0, 0 };
+
+	if (setrlimit(RLIMIT_CORE, &none) == -1)
+		log_warn("setrlimit RLIMIT_CORE");
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		log_warn("prctl PR_SET_DUMPABLE");
+	unsetenv("SSLKEYLOGFILE");
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -423,6 +443,7 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	log_init(tokend_verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, !check);
+	tokend_harden();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatalx("curl_global_init failed");
 	if (!(curl_version_info(CURLVERSION_NOW)->features &

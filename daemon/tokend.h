@@ -88,6 +88,7 @@ struct refresh_conf {
 	double			 jitter;
 	int64_t			 min_backoff;	/* ms */
 	int64_t			 max_backoff;	/* ms */
+	int64_t			 min_interval;	/* ms; asked-for refreshes */
 };
 
 struct response_conf {
@@ -120,6 +121,8 @@ struct account_conf {
 	struct form_param	*params;
 	size_t			 nparams;
 	char			*ca_file;
+	char			*proxy;		/* NULL: none, whatever the
+						   environment says */
 	int64_t			 timeout;	/* ms */
 	int			 allow_http;
 
@@ -181,6 +184,8 @@ char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 void		 freezero_str(char *);
+char	       **strv_dup(char *const *);
+void		 strv_free(char **);
 int		 read_file_capped(const char *, size_t, char **, size_t *);
 int		 str_is_printable(const char *);
 void		 rng_seed(uint64_t);
@@ -316,7 +321,8 @@ struct http_post {
 	const char		*url;
 	const char		*body;
 	const char		*authorization;
-	const char		*ca_file;
+	const char		*ca_file;	/* the only trust anchor */
+	const char		*proxy;		/* NULL: no proxy */
 	int64_t			 timeout_ms;
 	int			 allow_http;
 	int			 fresh_connect;	/* never on a reused
@@ -394,13 +400,14 @@ struct account	*account_new(const struct account_env *, struct account_conf *);
 void		 account_free(struct account *);
 void		 account_start(struct account *);
 void		 account_replace_conf(struct account *, struct account_conf *);
+void		 account_reloaded(struct account *);
 const char	*account_name(const struct account *);
 const struct account_conf *account_conf(const struct account *);
 void		 account_view(const struct account *, int64_t,
 		    struct account_view *);
 const char	*account_state_name(enum account_state);
-int		 account_refresh_now(struct account *, account_wait_cb, void *,
-		    char **);
+int		 account_refresh_now(struct account *, int64_t, account_wait_cb,
+		    void *, char **, int64_t *);
 void		 account_cancel_waiter(struct account *, account_wait_cb,
 		    void *);
 void		 account_clock_jumped(struct account *);

@@ -423,3 +423,30 @@ json_quote(const char *s)
 	*w = '\0';
 	return out;
 }
+
+/* A copy of a NULL-terminated string vector (an argv). */
+char **
+strv_dup(char *const *v)
+{
+	char	**copy;
+	size_t	  n, i;
+
+	for (n = 0; v[n] != NULL; n++)
+		;
+	copy = xcalloc(n + 1, sizeof *copy);
+	for (i = 0; i < n; i++)
+		copy[i] = xstrdup(v[i]);
+	return copy;
+}
+
+void
+strv_free(char **v)
+{
+	size_t	 i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}

@@ -277,8 +277,9 @@ class Issuer:
     def settings(self, **kw):
         return self.ctl("POST", "settings", kw)
 
-    def faults(self, path, faults):
-        return self.ctl("POST", "faults", {"path": path, "faults": faults})
+    def faults(self, path, faults, replace=False):
+        return self.ctl("POST", "faults", {"path": path, "faults": faults,
+                                            "replace": replace})
 
     def log(self):
         return self.ctl("GET", "log")

@@ -40,7 +40,8 @@ Token endpoints (application/x-www-form-urlencoded POSTs):
 Control API (JSON in and out):
     POST /_ctl/settings      merge into the settings (dicts are merged key by key)
     POST /_ctl/faults        {"path": "/token", "faults": [F, ...]}: appended to
-                             that path's FIFO; each request to the path takes one
+                             that path's FIFO (with "replace": true, instead of
+                             what is queued); each request to the path takes one
     GET  /_ctl/faults        what is still queued
     GET  /_ctl/log           every token request (see TokenLog below)
     POST /_ctl/reset_log
@@ -339,6 +340,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             not isinstance(faults, list) or \
                             not all(isinstance(f, dict) for f in faults):
                         raise ValueError("want {path, faults: [{...}]}")
+                    if args.get("replace"):
+                        st.faults[args["path"]].clear()
                     st.faults[args["path"]].extend(faults)
                     out = {"queued": len(st.faults[args["path"]])}
                 elif path == "/_ctl/revoke":

@@ -495,6 +495,7 @@ test_429_retry_after(void **state)
 {
 	struct fixture	*f = *state;
 	char		*cause = NULL;
+	int64_t		 at;
 
 	start(f, CLIENT_CREDENTIALS);
 	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
@@ -503,7 +504,7 @@ test_429_retry_after(void **state)
 	CHECK_STATE(f, ACCOUNT_BACKOFF);
 	CHECK_I64("next attempt after Retry-After", view(f).next_refresh,
 	    clock_wall_ms() + 120 * SEC);
-	assert_int_equal(account_refresh_now(f->a, NULL, NULL, &cause), -1);
+	assert_int_equal(account_refresh_now(f->a, -1, NULL, NULL, &cause, &at), -1);
 	assert_non_null(cause);
 	assert_non_null(strstr(cause, "Retry-After"));
 	free(cause);
@@ -724,33 +725,140 @@ test_persistence_retried(void **state)
 	answer(200, "{\"access_token\":\"tok-2\",\"expires_in\":600}");
 }
 
+/*
+ * A Retry-After in year 9999 is honoured for an hour at most (max_backoff
+ * is 8 s here), and a reload of the unchanged account asks at once.
+ */
+static void
+test_retry_after_far_future(void **state)
+{
+	struct fixture	*f = *state;
+
+	start(f, CLIENT_CREDENTIALS);
+	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
+	advance(450 * SEC);
+	answer_full(429, "{\"error\":\"slow_down\"}",
+	    "Fri, 31 Dec 9999 23:59:59 GMT", 0, 1);
+	CHECK_STATE(f, ACCOUNT_BACKOFF);
+	CHECK_I64("Retry-After capped at an hour", view(f).next_refresh,
+	    clock_wall_ms() + 3600 * SEC);
+	CHECK_I64("and so is the wait", view(f).not_before,
+	    clock_wall_ms() + 3600 * SEC);
+	account_reloaded(f->a);
+	CHECK_I64("a reload asks at once", posts, 3);
+	CHECK_I64("the wait is over", view(f).not_before, 0);
+	answer(200, "{\"access_token\":\"tok-2\",\"expires_in\":600}");
+	CHECK_STATE(f, ACCOUNT_FRESH);
+	account_reloaded(f->a);
+	CHECK_I64("a reload of a healthy account asks nothing", posts, 3);
+}
+
+/* A reload of an unchanged failed account tries again at once. */
+static void
+test_reload_unchanged_failed_account(void **state)
+{
+	struct fixture	*f = *state;
+
+	start(f, PASSWORD);
+	answer(401, "{\"error\":\"invalid_client\"}");
+	CHECK_STATE(f, ACCOUNT_FAILED);
+	account_reloaded(f->a);
+	CHECK_I64("asked again at once", posts, 2);
+	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
+	CHECK_STATE(f, ACCOUNT_FRESH);
+}
+
 /* Waiters hear the outcome once; a request is never doubled. */
 static void
 test_waiters_and_coalescing(void **state)
 {
 	struct fixture	*f = *state;
 	char		*cause = NULL;
+	int64_t		 at;
 
 	start(f, CLIENT_CREDENTIALS);
 	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
-	assert_int_equal(account_refresh_now(f->a, wait_cb, f, &cause), 0);
-	assert_int_equal(account_refresh_now(f->a, wait_cb, f, &cause), 0);
+	advance(30 * SEC);	/* min_interval */
+	assert_int_equal(account_refresh_now(f->a, -1, wait_cb, f, &cause, &at), 0);
+	assert_int_equal(account_refresh_now(f->a, -1, wait_cb, f, &cause, &at), 0);
 	CHECK_I64("one request for two asks", posts, 2);
 	CHECK_I64("nobody answered yet", f->waited, 0);
 	answer(200, "{\"access_token\":\"tok-2\",\"expires_in\":600}");
 	CHECK_I64("both waiters answered", f->waited, 2);
 	assert_true(f->waited_ok);
-	assert_int_equal(account_refresh_now(f->a, wait_cb, f, &cause), 0);
+	advance(30 * SEC);
+	assert_int_equal(account_refresh_now(f->a, -1, wait_cb, f, &cause, &at), 0);
 	answer(500, "no");
 	CHECK_I64("a failure is an answer too", f->waited, 3);
 	assert_false(f->waited_ok);
 	assert_non_null(strstr(f->waited_error, "500"));
 	/* a waiter cancelled before the outcome hears nothing */
 	advance(view(f).next_refresh - clock_wall_ms());
-	assert_int_equal(account_refresh_now(f->a, wait_cb, f, &cause), 0);
+	assert_int_equal(account_refresh_now(f->a, -1, wait_cb, f, &cause, &at), 0);
 	account_cancel_waiter(f->a, wait_cb, f);
 	answer(200, "{\"access_token\":\"tok-3\",\"expires_in\":600}");
 	CHECK_I64("no answer for a cancelled waiter", f->waited, 3);
+}
+
+/*
+ * Refreshes that readers ask for cannot make the account hammer the
+ * endpoint: not while failed, backing off or told to wait, not for a
+ * token younger than min_interval, not for a min_valid no token meets.
+ */
+static void
+test_asked_refreshes_guarded(void **state)
+{
+	struct fixture	*f = *state;
+	char		*cause = NULL;
+	int64_t		 at;
+	int		 i;
+
+	start(f, PASSWORD);
+	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
+	/* a young token stands: no request, however often asked */
+	for (i = 0; i < 100; i++)
+		assert_int_equal(account_refresh_now(f->a, -1, wait_cb, f,
+		    &cause, &at), 1);
+	CHECK_I64("no request for a young token", posts, 1);
+	CHECK_I64("nobody waits", f->waited, 0);
+	/* a min_valid longer than any token lives: refused, no request */
+	advance(60 * SEC);
+	assert_int_equal(account_refresh_now(f->a, 601 * SEC, wait_cb, f,
+	    &cause, &at), -1);
+	assert_non_null(strstr(cause, "valid that long"));
+	free(cause);
+	CHECK_I64("the next refresh is when to come back", at,
+	    view(f).next_refresh);
+	CHECK_I64("no request for an impossible min_valid", posts, 1);
+	/* older than min_interval: one request, joined by every asker */
+	for (i = 0; i < 100; i++)
+		assert_int_equal(account_refresh_now(f->a, 500 * SEC, wait_cb,
+		    f, &cause, &at), 0);
+	CHECK_I64("one request for a hundred asks", posts, 2);
+	answer(503, "busy");
+	CHECK_I64("all hundred heard", f->waited, 100);
+	/* backing off: refused with the time of the next attempt */
+	for (i = 0; i < 100; i++) {
+		assert_int_equal(account_refresh_now(f->a, -1, wait_cb, f,
+		    &cause, &at), -1);
+		free(cause);
+	}
+	CHECK_I64("no request while backing off", posts, 2);
+	CHECK_I64("retry_at is the backoff's", at, view(f).next_refresh);
+	advance(view(f).next_refresh - clock_wall_ms());
+	CHECK_I64("the backoff's own retry", posts, 3);
+	/* refused credentials: failed; asking sends no password */
+	answer(401, "{\"error\":\"invalid_client\"}");
+	CHECK_STATE(f, ACCOUNT_FAILED);
+	for (i = 0; i < 100; i++) {
+		assert_int_equal(account_refresh_now(f->a, -1, wait_cb, f,
+		    &cause, &at), -1);
+		assert_non_null(strstr(cause, "failed"));
+		free(cause);
+	}
+	CHECK_I64("no password sent for the asking", posts, 3);
+	CHECK_I64("the waiters of refused asks were never linked",
+	    f->waited, 100);
 }
 
 /* grant = refresh_token and it is refused: failed, the token is kept. */
@@ -804,9 +912,10 @@ test_free_with_request_in_flight(void **state)
 {
 	struct fixture	*f = *state;
 	char		*cause = NULL;
+	int64_t		 at;
 
 	start(f, CLIENT_CREDENTIALS);
-	assert_int_equal(account_refresh_now(f->a, wait_cb, f, &cause), 0);
+	assert_int_equal(account_refresh_now(f->a, -1, wait_cb, f, &cause, &at), 0);
 	account_free(f->a);
 	f->a = NULL;
 	CHECK_I64("cancelled", cancels, 1);
@@ -821,6 +930,7 @@ test_static_token(void **state)
 	struct fixture	*f = *state;
 	char		*tokfile = put_secret(f, "static", "perm-token");
 	char		*conf, *cause = NULL;
+	int64_t		 at;
 
 	xasprintf(&conf, "[account]\ngrant = static\ntoken_file = %s\n",
 	    tokfile);
@@ -829,7 +939,7 @@ test_static_token(void **state)
 	CHECK_STATE(f, ACCOUNT_FRESH);
 	assert_true(view(f).valid);
 	CHECK_I64("no refresh planned", view(f).next_refresh, 0);
-	assert_int_equal(account_refresh_now(f->a, NULL, NULL, &cause), -1);
+	assert_int_equal(account_refresh_now(f->a, -1, NULL, NULL, &cause, &at), -1);
 	free(cause);
 	check_token_file(f, "perm-token");
 	free(conf);
@@ -844,6 +954,8 @@ main(void)
 		T(test_success_and_schedule),
 		T(test_backoff_then_success),
 		T(test_429_retry_after),
+		T(test_retry_after_far_future),
+		T(test_reload_unchanged_failed_account),
 		T(test_unknown_outcome_retried_once),
 		T(test_unknown_outcome_refresh_token_only),
 		T(test_unsent_failure_is_not_retried_at_once),
@@ -854,6 +966,7 @@ main(void)
 		T(test_reload_keeps_request_in_flight),
 		T(test_persistence_retried),
 		T(test_waiters_and_coalescing),
+		T(test_asked_refreshes_guarded),
 		T(test_refresh_token_grant_refused),
 		T(test_restart_resumes_saved_token),
 		T(test_free_with_request_in_flight),
