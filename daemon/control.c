@@ -35,6 +35,8 @@
 #define CONTROL_TIMEOUT_S	10	/* idle and per request */
 #define CONTROL_MAX_HEADERS	8192
 #define CONTROL_MAX_BODY	4096
+/* read ahead of evhttp: one whole request, and a line of the next */
+#define CONTROL_READ_MAX	(CONTROL_MAX_HEADERS + CONTROL_MAX_BODY + 4096)
 #define CONTROL_PEER_GROUPS_MAX	256
 
 struct control_conn {
@@ -113,6 +115,13 @@ control_bev_cb(struct event_base *base, void *arg)
 	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
 		return NULL;
+	/*
+	 * evhttp parses one request at a time and leaves the socket readable
+	 * while it answers, so a client that pipelines requests and reads no
+	 * answer would have us buffer all it sends. The high-water mark stops
+	 * reading until evhttp has taken what is buffered.
+	 */
+	bufferevent_setwatermark(bev, EV_READ, 0, CONTROL_READ_MAX);
 	bufferevent_incref(bev);
 	c = xcalloc(1, sizeof *c);
 	c->bev = bev;
