@@ -8,7 +8,8 @@
  * Connections are capped. evhttp 2.1 has no such limit and tells nobody
  * when it closes a connection, so each connection's bufferevent is made
  * here (evhttp_set_bevcb) and kept alive by one extra reference; once
- * evhttp has let go of it (its callbacks are cleared) a sweep drops ours.
+ * evhttp has let go of it (its event callback is cleared) a sweep drops
+ * ours.
  * While the cap is reached the listener is paused, so a flood of clients
  * cannot take the descriptors that token requests need.
  */
@@ -62,12 +63,17 @@ static void
 control_sweep(void)
 {
 	struct control_conn	*c, *next;
-	bufferevent_data_cb	 readcb;
+	bufferevent_event_cb	 eventcb;
 
 	for (c = LIST_FIRST(&control_conns); c != NULL; c = next) {
 		next = LIST_NEXT(c, entry);
-		bufferevent_getcb(c->bev, &readcb, NULL, NULL, NULL);
-		if (readcb != NULL)
+		/*
+		 * Not the read callback: evhttp clears that while it writes
+		 * an answer. Its event callback stays until it frees the
+		 * connection (bufferevent_free clears them all).
+		 */
+		bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
+		if (eventcb != NULL)
 			continue;
 		/* evhttp freed it; ours is the last reference: close it */
 		LIST_REMOVE(c, entry);
