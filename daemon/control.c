@@ -19,6 +19,11 @@
  * CONTROL_RESERVED slots kept for root and the daemon's user are taken.
  * A refused connection gets a 503 and is shut down: evhttp reads the end
  * of it and frees it itself.
+ *
+ * A request must arrive whole within CONTROL_DEADLINE_MS of the connect, or
+ * of the end of the answer before it on a kept-alive connection: evhttp's
+ * own timeout starts again with every byte, so a byte a second would hold
+ * a connection for ever. The sweep answers a late one 408 and shuts it.
  */
 #define _GNU_SOURCE
 #include <sys/queue.h>
@@ -43,7 +48,8 @@
 #define CONTROL_MAX_CONNECTIONS	512
 #define CONTROL_RESERVED	16	/* of those, for root and our own user */
 #define CONTROL_MAX_PER_UID	32	/* open at once by any other user */
-#define CONTROL_TIMEOUT_S	10	/* idle and per request */
+#define CONTROL_TIMEOUT_S	10	/* idle, and writing an answer */
+#define CONTROL_DEADLINE_MS	(10 * MSEC_PER_SEC)	/* for a whole request */
 #define CONTROL_MAX_HEADERS	8192
 #define CONTROL_MAX_BODY	4096
 /* read ahead of evhttp: one whole request, and a line of the next */
@@ -57,6 +63,8 @@ struct control_conn {
 	uid_t			 uid;
 	int			 admitted;	/* its peer has been looked at */
 	int			 privileged;	/* root or our own user */
+	int			 late;		/* past the deadline, shut */
+	int64_t			 waiting_since;	/* boot ms; -1: answering */
 	TAILQ_ENTRY(control_conn) entry;
 };
 
@@ -65,6 +73,7 @@ enum control_why {
 	CONTROL_WHY_CREDENTIALS,
 	CONTROL_WHY_PER_UID,
 	CONTROL_WHY_RESERVED,
+	CONTROL_WHY_DEADLINE,
 };
 
 struct control_note {
@@ -201,15 +210,36 @@ control_conn_end(evutil_socket_t fd, int code, const char *status,
 }
 
 static void
+control_conn_late(struct control_conn *c)
+{
+	evutil_socket_t	 fd = bufferevent_getfd(c->bev);
+
+	c->late = 1;
+	if (fd == -1)
+		return;
+	if (control_note(c->uid, CONTROL_WHY_DEADLINE))
+		log_info("control socket: closed a connection of uid %u that "
+		    "sent no whole request in %lld s%s", (unsigned)c->uid,
+		    (long long)(CONTROL_DEADLINE_MS / MSEC_PER_SEC),
+		    control_unsaid_text);
+	control_conn_end(fd, 408, "Request Timeout", "",
+	    "no whole request in time");
+}
+
+static void
 control_sweep(void)
 {
 	struct control_conn	*c, *next;
+	int64_t			 now = clock_boot_ms();
 
 	for (c = TAILQ_FIRST(&control_conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
 		/* evhttp freed it; ours is the last reference: close it */
 		if (control_conn_gone(c))
 			control_conn_drop(c);
+		else if (!c->late && c->waiting_since != -1 &&
+		    now - c->waiting_since >= CONTROL_DEADLINE_MS)
+			control_conn_late(c);
 	}
 	control_listen_update();
 }
@@ -338,6 +368,7 @@ control_bev_cb(struct event_base *base, void *arg)
 	bufferevent_incref(bev);
 	c = xcalloc(1, sizeof *c);
 	c->bev = bev;
+	c->waiting_since = clock_boot_ms();
 	TAILQ_INSERT_TAIL(&control_conns, c, entry);
 	control_nconns++;
 	control_sweep_arm();
@@ -373,13 +404,47 @@ control_peer_get(struct evhttp_request *req, struct control_peer *p,
 	return 0;
 }
 
+/* Ours for the connection a request came on; NULL once we let go. */
+static struct control_conn *
+control_conn_of(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent	*bev;
+	struct control_conn	*c;
+
+	if (evcon == NULL)
+		return NULL;
+	bev = evhttp_connection_get_bufferevent(evcon);
+	TAILQ_FOREACH(c, &control_conns, entry) {
+		if (c->bev == bev)
+			return c;
+	}
+	return NULL;
+}
+
+/* The answer is written: the next request's deadline starts now. */
+static void
+control_answered_cb(struct evhttp_request *req, void *arg)
+{
+	struct control_conn	*c;
+
+	(void)arg;
+	if ((c = control_conn_of(req)) != NULL)
+		c->waiting_since = clock_boot_ms();
+}
+
 static void
 control_request_cb(struct evhttp_request *req, void *arg)
 {
 	struct control_peer	 p;
+	struct control_conn	*c;
 	gid_t			 groups[CONTROL_PEER_GROUPS_MAX];
 
 	(void)arg;
+	/* no deadline while we answer: a refresh may take its time */
+	if ((c = control_conn_of(req)) != NULL)
+		c->waiting_since = -1;
+	evhttp_request_set_on_complete_cb(req, control_answered_cb, NULL);
 	control_handler_fn(req, control_peer_get(req, &p, groups) == 0 ? &p :
 	    NULL, control_handler_arg);
 }
