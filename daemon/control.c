@@ -32,6 +32,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,7 @@
 #define CONTROL_MAX_BODY	4096
 /* read ahead of evhttp: one whole request, and a line of the next */
 #define CONTROL_READ_MAX	(CONTROL_MAX_HEADERS + CONTROL_MAX_BODY + 4096)
-#define CONTROL_PEER_GROUPS_MAX	256
+#define CONTROL_PEER_GROUPS_MAX	256	/* on the stack; more on the heap */
 #define CONTROL_NOTES		32	/* (uid, reason) pairs remembered */
 #define CONTROL_NOTE_EVERY_MS	(60 * MSEC_PER_SEC)
 
@@ -74,6 +75,7 @@ enum control_why {
 	CONTROL_WHY_PER_UID,
 	CONTROL_WHY_RESERVED,
 	CONTROL_WHY_DEADLINE,
+	CONTROL_WHY_GROUPS,
 };
 
 struct control_note {
@@ -379,14 +381,49 @@ control_bev_cb(struct event_base *base, void *arg)
 
 /* ---- who is asking ---- */
 
+/*
+ * The peer's supplementary groups: into the caller's buffer, or when they
+ * are more (ERANGE, with the length they need) into *heap, which the
+ * caller frees. 0 or a negative errno.
+ */
+static int
+control_peer_groups(evutil_socket_t fd, struct control_peer *p, gid_t *groups,
+    gid_t **heap)
+{
+	socklen_t	 len = CONTROL_PEER_GROUPS_MAX * sizeof(gid_t);
+	gid_t		*more;
+	int		 saved;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
+		p->groups = groups;
+		p->ngroups = (int)(len / sizeof(gid_t));
+		return 0;
+	}
+	if (errno != ERANGE)
+		return -errno;
+	if (len == 0 || len > NGROUPS_MAX * sizeof(gid_t))
+		return -ERANGE;
+	more = xcalloc(1, len);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, more, &len) == -1) {
+		saved = errno;
+		free(more);
+		return -saved;
+	}
+	*heap = more;
+	p->groups = more;
+	p->ngroups = (int)(len / sizeof(gid_t));
+	return 0;
+}
+
 static int
 control_peer_get(struct evhttp_request *req, struct control_peer *p,
-    gid_t *groups)
+    gid_t *groups, gid_t **heap)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct ucred		 cred;
 	socklen_t		 len = sizeof cred;
 	evutil_socket_t		 fd;
+	int			 error;
 
 	memset(p, 0, sizeof *p);
 	if (evcon == NULL)
@@ -397,10 +434,12 @@ control_peer_get(struct evhttp_request *req, struct control_peer *p,
 	p->uid = cred.uid;
 	p->gid = cred.gid;
 	p->all = cred.uid == 0 || cred.uid == control_uid;
-	p->groups = groups;
-	len = CONTROL_PEER_GROUPS_MAX * sizeof(gid_t);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
-		p->ngroups = (int)(len / sizeof(gid_t));
+	/* without them only the user and the primary group grant access */
+	if ((error = control_peer_groups(fd, p, groups, heap)) != 0 &&
+	    control_note(cred.uid, CONTROL_WHY_GROUPS))
+		log_warnx("control socket: cannot read the groups of uid %u "
+		    "(%s); only its user and primary group count%s",
+		    (unsigned)cred.uid, strerror(-error), control_unsaid_text);
 	return 0;
 }
 
@@ -438,15 +477,17 @@ control_request_cb(struct evhttp_request *req, void *arg)
 {
 	struct control_peer	 p;
 	struct control_conn	*c;
-	gid_t			 groups[CONTROL_PEER_GROUPS_MAX];
+	gid_t			 groups[CONTROL_PEER_GROUPS_MAX], *heap = NULL;
 
 	(void)arg;
 	/* no deadline while we answer: a refresh may take its time */
 	if ((c = control_conn_of(req)) != NULL)
 		c->waiting_since = -1;
 	evhttp_request_set_on_complete_cb(req, control_answered_cb, NULL);
-	control_handler_fn(req, control_peer_get(req, &p, groups) == 0 ? &p :
-	    NULL, control_handler_arg);
+	/* the handler keeps nothing of the peer once it returns */
+	control_handler_fn(req, control_peer_get(req, &p, groups, &heap) == 0 ?
+	    &p : NULL, control_handler_arg);
+	free(heap);
 }
 
 int
