@@ -24,6 +24,9 @@
  * of the end of the answer before it on a kept-alive connection: evhttp's
  * own timeout starts again with every byte, so a byte a second would hold
  * a connection for ever. The sweep answers a late one 408 and shuts it.
+ *
+ * And no client makes us buffer what it sends faster than we answer: no
+ * more than CONTROL_READ_MAX is read ahead of evhttp.
  */
 #define _GNU_SOURCE
 #include <sys/queue.h>
