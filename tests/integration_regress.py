@@ -16,7 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from integration import (  # noqa: E402  (the harness lives next door)
+from integration import (
+    fast_refresh,  # noqa: E402  (the harness lives next door)
     check, main, read_raw, status_of, rfc_account, rfc_issuer, wait_requests)
 
 
@@ -54,7 +55,9 @@ def test_issue9_request_that_cannot_start(t):
     iss = rfc_issuer(t, lifetime=30)
     d = t.daemon()
     preload(d, shim_path(t, "fail_multi_add.so"), TOKEND_TEST_FAIL_ADD=flag)
-    d.write_account("oom", rfc_account(t, d, iss, grant="client_credentials"))
+    # min_interval 0: the POST below must try to start a request
+    d.write_account("oom", rfc_account(t, d, iss, grant="client_credentials",
+                                       refresh=fast_refresh(min_interval="0s")))
     d.start()
 
     def retried():
