@@ -52,8 +52,9 @@ file_sync_dir(const char *dir)
 }
 
 /*
- * Replace `path` with `data`. Mode, owner and group (-1: the daemon's) are
- * set before the file appears under its name. 0 or a negative errno; on
+ * Replace `path` with `data`. Mode, owner and group are set before the
+ * file appears under its name: uid -1 leaves the owner as the daemon's,
+ * gid -1 gives the file the daemon's group (not a setgid folder's). 0 or a negative errno; on
  * failure the old file is untouched and no temp file is left.
  *
  * Readers always see the old file or the new one. FILE_DURABLE adds the
@@ -82,9 +83,12 @@ file_write_atomic(const char *path, const void *data, size_t len,
 		rc = -errno;
 		goto out;
 	}
-	if (fchmod(fd, mode) == -1 ||
-	    ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
-	    fchown(fd, uid, gid) == -1)) {
+	/*
+	 * The group first, and always: in a setgid folder the file would
+	 * otherwise keep the folder's group, which a 0640 mode lets read.
+	 */
+	if (fchown(fd, uid, gid != (gid_t)-1 ? gid : getegid()) == -1 ||
+	    fchmod(fd, mode) == -1) {
 		rc = -errno;
 		goto fail;
 	}

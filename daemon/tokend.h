@@ -78,7 +78,7 @@ struct sink_conf {
 	enum sink_format	 format;
 	mode_t			 mode;
 	uid_t			 uid;		/* (uid_t)-1: leave as is */
-	gid_t			 gid;		/* (gid_t)-1: leave as is */
+	gid_t			 gid;		/* (gid_t)-1: tokend's group */
 	int			 line;
 };
 

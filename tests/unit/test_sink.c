@@ -690,6 +690,36 @@ test_file_write_atomic_relative(void **state)
 	free(listing);
 }
 
+/*
+ * A setgid folder hands its group to what is made in it; a token file
+ * gets tokend's group, or the one configured, instead.
+ */
+static void
+test_file_group_in_setgid_folder(void **state)
+{
+	const char	*dir = *state;
+	struct stat	 st;
+	char		*sgid, *p;
+
+	if (geteuid() != 0)
+		skip();		/* a folder of a group not ours needs root */
+	sgid = path_in(dir, "sgid");
+	assert_int_equal(mkdir(sgid, 0755), 0);
+	assert_int_equal(chown(sgid, 0, 4343), 0);
+	assert_int_equal(chmod(sgid, 02755), 0);
+	p = path_in(sgid, "x.token");
+	assert_int_equal(file_write_atomic(p, "t", 1, 0640, (uid_t)-1,
+	    (gid_t)-1, 0), 0);
+	assert_int_equal(stat(p, &st), 0);
+	CHECK_I64("group without group =", st.st_gid, getegid());
+	assert_int_equal(file_write_atomic(p, "t", 1, 0640, (uid_t)-1, 4444,
+	    0), 0);
+	assert_int_equal(stat(p, &st), 0);
+	CHECK_I64("group = 4444", st.st_gid, 4444);
+	free(p);
+	free(sgid);
+}
+
 /* ---- file_remove_stale_temps ---- */
 
 static void
@@ -819,6 +849,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_file_write_atomic_failures,
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_file_write_atomic_relative,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_file_group_in_setgid_folder,
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test(test_sha256_fingerprint),
 		cmocka_unit_test_setup_teardown(test_remove_stale_temps,
