@@ -8,7 +8,8 @@
  * reach, so their folder is also held to a rule: every folder from / down
  * to it must be one that only root or tokend's own user can change
  * (file_folder_check), and no symbolic link is followed on the way while
- * tokend writes.
+ * tokend writes. A link that is there when the configuration is read is
+ * resolved then, if root or tokend owns it (file_resolve_path).
  */
 #define _GNU_SOURCE
 #include <sys/random.h>
@@ -34,6 +35,7 @@
 #define TEMP_MARK	".tokend-"
 #define TEMP_RANDOM	6		/* characters after TEMP_MARK */
 #define TEMP_TRIES	100
+#define LINKS_MAX	40		/* as the kernel's MAXSYMLINKS */
 #define DEPTH_MAX	(PATH_MAX / 2)	/* folders from one up to / */
 
 static int
@@ -285,7 +287,8 @@ file_open_dir(const char *dir, int flags, char **cause)
 		if (fd == -ELOOP) {
 			link = file_find_link(dir);
 			xasprintf(cause, "%s is a symbolic link, and tokend "
-			    "follows none while it writes", link != NULL ?
+			    "follows none while it writes; the path is resolved "
+			    "when the configuration is read", link != NULL ?
 			    link : "a folder on the way");
 			free(link);
 		}
@@ -414,6 +417,133 @@ out:
 	free(tmp);
 	free(dir);
 	return rc;
+}
+
+/*
+ * Resolve the folder of `path` (absolute) through the symbolic links it
+ * has now, holding each folder and link met on the way to
+ * file_folder_check (a link's owner alone counts: its mode is always
+ * 0777). A folder that does not exist yet, or that this process may not
+ * look into, is kept as written, and checked when tokend writes. 0 with
+ * *resolved; -1 with *cause.
+ *
+ * Why resolve rather than refuse links: many systems have root's own
+ * links on such paths (/var/run -> /run on Debian), and refusing them
+ * would break working setups for no gain. A link root or tokend owns, in
+ * a folder nobody else can change, is as trustworthy as the folders
+ * themselves; resolving it once, when the configuration is read, leaves
+ * nothing to follow when tokend writes, so a link that appears later is
+ * refused there.
+ */
+int
+file_resolve_path(const char *path, uid_t also, char **resolved,
+    char **cause)
+{
+	struct stat	 st;
+	enum file_folder_verdict v;
+	uid_t		 self = geteuid();
+	const char	*slash = strrchr(path, '/');
+	char		*cur, *rest, *part, *next, *target, *tmp;
+	size_t		 len, n;
+	ssize_t		 tlen;
+	int		 links = 0, missing = 0;
+
+	*cause = NULL;
+	if (path[0] != '/' || slash == NULL) {
+		xasprintf(cause, "%s is not an absolute path", path);
+		return -1;
+	}
+	if (stat("/", &st) == -1) {
+		xasprintf(cause, "cannot look at /: %s", strerror(errno));
+		return -1;
+	}
+	if ((v = file_folder_check(st.st_uid, st.st_mode, self, also)) !=
+	    FILE_FOLDER_OK) {
+		*cause = file_folder_cause(v, "/", &st, self);
+		return -1;
+	}
+	cur = xstrdup("");		/* "" stands for "/" */
+	rest = xstrndup(path, (size_t)(slash - path));
+	part = rest;
+	while (*cause == NULL) {
+		while (*part == '/')
+			part++;
+		if (*part == '\0')
+			break;
+		n = strcspn(part, "/");
+		if (n == 1 && part[0] == '.') {
+			part += n;
+			continue;
+		}
+		if (n == 2 && part[0] == '.' && part[1] == '.') {
+			/* cur has no links: its parent is the one by name */
+			if ((tmp = strrchr(cur, '/')) != NULL)
+				*tmp = '\0';
+			part += n;
+			continue;
+		}
+		xasprintf(&next, "%s/%.*s", cur, (int)n, part);
+		part += n;
+		if (missing || lstat(next, &st) == -1) {
+			/*
+			 * Not there yet, or not for us to see (ProtectHome=):
+			 * checked when tokend writes, which fails as before.
+			 */
+			if (!missing && errno != ENOENT && errno != EACCES)
+				xasprintf(cause, "cannot look at %s: %s", next,
+				    strerror(errno));
+			missing = 1;
+			free(cur);
+			cur = next;
+			continue;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			if (file_folder_check(st.st_uid, 0, self, also) !=
+			    FILE_FOLDER_OK)
+				xasprintf(cause, "%s is a symbolic link owned by "
+				    "uid %u, who is neither root nor the user "
+				    "tokend runs as (uid %u)", next,
+				    (unsigned)st.st_uid, (unsigned)self);
+			else if (++links > LINKS_MAX)
+				xasprintf(cause, "%s: too many symbolic links",
+				    next);
+			else {
+				target = xcalloc(1, PATH_MAX);
+				tlen = readlink(next, target, PATH_MAX - 1);
+				if (tlen <= 0)
+					xasprintf(cause, "cannot read the link "
+					    "%s: %s", next, tlen == 0 ?
+					    "empty" : strerror(errno));
+				else {
+					/* the link's target, then the rest */
+					xasprintf(&tmp, "%s/%s", target, part);
+					free(rest);
+					part = rest = tmp;
+					if (target[0] == '/')
+						cur[0] = '\0';
+				}
+				free(target);
+			}
+			free(next);
+			continue;
+		}
+		if (!S_ISDIR(st.st_mode))
+			xasprintf(cause, "%s is not a folder", next);
+		else if ((v = file_folder_check(st.st_uid, st.st_mode, self,
+		    also)) != FILE_FOLDER_OK)
+			*cause = file_folder_cause(v, next, &st, self);
+		free(cur);
+		cur = next;
+	}
+	free(rest);
+	if (*cause != NULL) {
+		free(cur);
+		return -1;
+	}
+	len = strlen(cur);
+	xasprintf(resolved, "%s/%s", len > 0 ? cur : "", slash + 1);
+	free(cur);
+	return 0;
 }
 
 /* Remove temp files a crash left behind in `dir`. */

@@ -80,6 +80,7 @@ struct sink_conf {
 	uid_t			 uid;		/* (uid_t)-1: leave as is */
 	gid_t			 gid;		/* (gid_t)-1: tokend's group */
 	int			 line;
+	int			 path_line;	/* of its path = */
 };
 
 struct refresh_conf {
@@ -348,6 +349,7 @@ enum file_folder_verdict {
 enum file_folder_verdict file_folder_check(uid_t, mode_t, uid_t, uid_t);
 int		 file_write_atomic(const char *, const void *, size_t, mode_t,
 		    uid_t, gid_t, int, char **);
+int		 file_resolve_path(const char *, uid_t, char **, char **);
 void		 file_remove_stale_temps(const char *);
 
 /* store.c */

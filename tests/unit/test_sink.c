@@ -848,6 +848,118 @@ test_file_safe_path(void **state)
 	}
 }
 
+static void
+resolve_ok(const char *path, uid_t also, const char *want)
+{
+	char	*got = NULL, *cause = NULL;
+
+	if (file_resolve_path(path, also, &got, &cause) != 0)
+		fail_msg("%s: %s", path, cause);
+	CHECK_STR(path, got, want);
+	free(got);
+}
+
+static void
+resolve_fails(const char *path, uid_t also, const char *word)
+{
+	char	*got = NULL, *cause = NULL;
+
+	if (file_resolve_path(path, also, &got, &cause) == 0)
+		fail_msg("%s: resolved to %s", path, got);
+	if (cause == NULL || strstr(cause, word) == NULL)
+		fail_msg("%s: cause '%s' does not say '%s'", path,
+		    cause ? cause : "(none)", word);
+	free(cause);
+}
+
+/* The links a path has at load time: resolved if root's or ours. */
+static void
+test_file_resolve_path(void **state)
+{
+	static const char *const to_real[] = { "rel/x.token", "abs/x.token",
+	    "chain/x.token", "./real/deep/.././/x.token" };
+	const char	*dir = *state;
+	char		*real, *wide, *p, *want, *file, *lnk;
+	size_t		 i;
+
+	real = mkdir_in(dir, "real", 0755);
+	free(mkdir_in(real, "deep", 0755));
+	wide = mkdir_in(dir, "wide", 0777);
+	symlink_in(dir, "rel", "real");
+	symlink_in(dir, "abs", real);
+	symlink_in(dir, "chain", "rel/deep/..");
+	symlink_in(dir, "loop", "loop");
+	symlink_in(dir, "towide", "wide");
+	file = path_in(dir, "file");
+	put_file(file, "x", 0600);
+
+	/* a relative link, an absolute one, a chain, . and .. and // */
+	want = path_in(real, "x.token");
+	for (i = 0; i < sizeof to_real / sizeof to_real[0]; i++) {
+		p = path_in(dir, to_real[i]);
+		resolve_ok(p, (uid_t)-1, want);
+		free(p);
+	}
+	free(want);
+	/* the link in the last place is the file's, not a folder: kept */
+	p = path_in(dir, "rel");
+	resolve_ok(p, (uid_t)-1, p);
+	free(p);
+
+	/* what does not exist yet is kept as written, after the links */
+	p = path_in(dir, "rel/not/yet/x.token");
+	want = path_in(real, "not/yet/x.token");
+	resolve_ok(p, (uid_t)-1, want);
+	free(want);
+	free(p);
+	resolve_ok("/x.token", (uid_t)-1, "/x.token");
+
+	p = path_in(wide, "x.token");
+	resolve_fails(p, (uid_t)-1, "writable by others (mode 0777)");
+	free(p);
+	p = path_in(dir, "towide/x.token");
+	resolve_fails(p, (uid_t)-1, wide);
+	free(p);
+	p = path_in(dir, "loop/x.token");
+	resolve_fails(p, (uid_t)-1, "too many symbolic links");
+	free(p);
+	p = path_in(dir, "file/x.token");
+	resolve_fails(p, (uid_t)-1, "is not a folder");
+	free(p);
+	resolve_fails("relative/x.token", (uid_t)-1, "not an absolute path");
+
+	/* a folder we may not look into: left for the write to find */
+	if (geteuid() != 0) {
+		free(mkdir_in(dir, "closed", 0));
+		p = path_in(dir, "closed/sub/x.token");
+		resolve_ok(p, (uid_t)-1, p);
+		free(p);
+		p = path_in(dir, "closed");
+		assert_int_equal(chmod(p, 0700), 0);
+		free(p);
+	}
+
+	/* somebody else's link or folder: only root can make one here */
+	if (geteuid() == 0) {
+		lnk = path_in(dir, "abs");
+		assert_int_equal(lchown(lnk, 4242, 4242), 0);
+		p = path_in(dir, "abs/x.token");
+		resolve_fails(p, (uid_t)-1, "symbolic link owned by uid 4242");
+		want = path_in(real, "x.token");
+		resolve_ok(p, 4242, want);	/* the state folder's owner */
+		free(want);
+		free(p);
+		free(lnk);
+		assert_int_equal(chown(real, 4242, 4242), 0);
+		p = path_in(real, "x.token");
+		resolve_fails(p, (uid_t)-1, "belongs to uid 4242");
+		free(p);
+	}
+	free(file);
+	free(wide);
+	free(real);
+}
+
 /*
  * A setgid folder hands its group to what is made in it; a token file
  * gets tokend's group, or the one configured, instead.
@@ -1010,6 +1122,8 @@ main(void)
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test(test_folder_check),
 		cmocka_unit_test_setup_teardown(test_file_safe_path,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_file_resolve_path,
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_file_group_in_setgid_folder,
 		    tmpdir_setup, tmpdir_teardown),
