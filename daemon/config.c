@@ -1035,6 +1035,8 @@ config_account_value_cb(void *arg, const char *section, const char *key,
 		return 0;
 	}
 	ap->key_line[i] = line;
+	if (ap->section == S_FILE && !strcmp(config_keys[i].name, "path"))
+		ap->ac->sinks[ap->ac->nsinks - 1].path_line = line;
 	config_account_set_value(ap, i, value, line);
 	return 0;
 }
@@ -1663,6 +1665,45 @@ config_account_file_filter(const struct dirent *de)
 }
 
 /*
+ * Each [file] path resolved through the links it has now, every folder
+ * and link on the way held to file_folder_check; the path is replaced by
+ * the resolved one, which tokend then writes without following links.
+ * Run as root (--check), this process cannot know the daemon's user: the
+ * owner of a private state_dir (systemd's DynamicUser=) counts as it too.
+ */
+static void
+config_check_file_paths(struct config *cfg, struct diag *diag)
+{
+	struct account_conf	*ac;
+	struct sink_conf	*sc;
+	struct stat		 st;
+	uid_t			 also = (uid_t)-1;
+	char			*resolved, *cause;
+	size_t			 i, j;
+
+	if (stat(cfg->state_dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (st.st_mode & 022) == 0)
+		also = st.st_uid;
+	for (i = 0; i < cfg->naccounts; i++) {
+		ac = cfg->accounts[i];
+		for (j = 0; j < ac->nsinks; j++) {
+			sc = &ac->sinks[j];
+			if (sc->path == NULL || sc->path[0] != '/')
+				continue;	/* already reported */
+			if (file_resolve_path(sc->path, also, &resolved,
+			    &cause) != 0) {
+				diag_error(diag, ac->file, sc->path_line,
+				    "path %s: %s", sc->path, cause);
+				free(cause);
+				continue;
+			}
+			free(sc->path);
+			sc->path = resolved;
+		}
+	}
+}
+
+/*
  * Load the global file (NULL: the default, which may be absent) and every
  * account. Returns NULL when anything has an error; diag has them all.
  */
@@ -1722,6 +1763,7 @@ config_load(const char *file, const char *accounts_dir, struct diag *diag)
 		free(names[i]);
 	}
 	free(names);
+	config_check_file_paths(cfg, diag);
 
 	if (diag->nerrors > errors_before) {
 		config_free(cfg);

@@ -1,6 +1,7 @@
 /*
  * Token files: the [file] sections of an account, each in one format,
- * replaced atomically with their mode and owner set before they appear.
+ * replaced atomically with their mode and owner set before they appear,
+ * in a folder reached without links that only root and tokend can change.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -105,19 +106,27 @@ sink_render(enum sink_format format, const struct token *t, int64_t now,
 	return out;
 }
 
-/* Write one sink. 0 or a negative errno; the old file stays on failure. */
+/*
+ * Write one sink. 0 or a negative errno; the old file stays on failure.
+ * A folder that is not safe to write in is refused (-ELOOP, -EPERM), and
+ * why is logged here, where it is known; the caller logs the outcome.
+ */
 int
 sink_write(const struct sink_conf *sc, const struct token *t, int64_t now)
 {
-	char	*buf;
+	char	*buf, *cause = NULL;
 	size_t	 len;
 	int	 rc;
 
 	buf = sink_render(sc->format, t, now, &len);
 	/* not durable: a lost token file is written again at start-up */
 	rc = file_write_atomic(sc->path, buf, len, sc->mode, sc->uid,
-	    sc->gid, 0);
+	    sc->gid, FILE_SAFE_PATH, &cause);
 	explicit_bzero(buf, len);
 	free(buf);
+	if (cause != NULL) {
+		log_warnx("refusing to write %s: %s", sc->path, cause);
+		free(cause);
+	}
 	return rc;
 }

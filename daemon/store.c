@@ -135,8 +135,12 @@ store_save(const char *state_dir, const char *name, const struct token *t)
 	free(tt);
 	path = store_path(state_dir, name);
 	/* a refresh token may exist nowhere else: make it survive a crash */
+	/*
+	 * The state folder may be a link (systemd's DynamicUser= makes
+	 * /var/lib/tokend one): no FILE_SAFE_PATH. It is tokend's own, 0700.
+	 */
 	rc = file_write_atomic(path, buf, (size_t)n, 0600, (uid_t)-1,
-	    (gid_t)-1, t->refresh_token != NULL ? FILE_DURABLE : 0);
+	    (gid_t)-1, t->refresh_token != NULL ? FILE_DURABLE : 0, NULL);
 	free(path);
 	freezero_str(buf);
 	return rc;

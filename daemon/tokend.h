@@ -78,8 +78,9 @@ struct sink_conf {
 	enum sink_format	 format;
 	mode_t			 mode;
 	uid_t			 uid;		/* (uid_t)-1: leave as is */
-	gid_t			 gid;		/* (gid_t)-1: leave as is */
+	gid_t			 gid;		/* (gid_t)-1: tokend's group */
 	int			 line;
+	int			 path_line;	/* of its path = */
 };
 
 struct refresh_conf {
@@ -342,8 +343,19 @@ size_t		 http_queued(const struct http *);
 
 /* file.c */
 #define FILE_DURABLE	0x1	/* fsync file and folder */
+#define FILE_SAFE_PATH	0x2	/* follow no link to the folder, and hold
+				   every folder up to / to file_folder_check */
+#define FILE_WALK	0x4	/* open the folder a component at a time,
+				   as without openat2 (for tests) */
+enum file_folder_verdict {
+	FILE_FOLDER_OK,
+	FILE_FOLDER_OWNER,	/* owned by someone but root and tokend */
+	FILE_FOLDER_WRITABLE,	/* group or other writable, not sticky */
+};
+enum file_folder_verdict file_folder_check(uid_t, mode_t, uid_t, uid_t);
 int		 file_write_atomic(const char *, const void *, size_t, mode_t,
-		    uid_t, gid_t, int);
+		    uid_t, gid_t, int, char **);
+int		 file_resolve_path(const char *, uid_t, char **, char **);
 void		 file_remove_stale_temps(const char *);
 
 /* store.c */

@@ -574,7 +574,7 @@ test_file_write_atomic(void **state)
 	for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
 		snprintf(what, sizeof what, "mode %04o", modes[i]);
 		assert_int_equal(file_write_atomic(path, what, strlen(what),
-		    modes[i], (uid_t)-1, (gid_t)-1, i % 2 ? FILE_DURABLE : 0), 0);
+		    modes[i], (uid_t)-1, (gid_t)-1, i % 2 ? FILE_DURABLE : 0, NULL), 0);
 		got = get_file(path, &len);
 		CHECK_STR(what, got, what);
 		free(got);
@@ -587,7 +587,7 @@ test_file_write_atomic(void **state)
 
 	/* binary data with NUL bytes, written whole */
 	assert_int_equal(file_write_atomic(path, "a\0b\0", 4, 0600, (uid_t)-1,
-	    (gid_t)-1, FILE_DURABLE), 0);
+	    (gid_t)-1, FILE_DURABLE, NULL), 0);
 	got = get_file(path, &len);
 	assert_int_equal(len, 4);
 	assert_memory_equal(got, "a\0b\0", 4);
@@ -596,13 +596,13 @@ test_file_write_atomic(void **state)
 	/* replaced by rename: a new inode, the old one never rewritten */
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(file_write_atomic(path, "new", 3, 0600, (uid_t)-1,
-	    (gid_t)-1, FILE_DURABLE), 0);
+	    (gid_t)-1, FILE_DURABLE, NULL), 0);
 	assert_int_equal(stat(path, &st2), 0);
 	assert_true(st.st_ino != st2.st_ino);
 
 	/* an empty file is a file */
 	assert_int_equal(file_write_atomic(path, "", 0, 0600, (uid_t)-1,
-	    (gid_t)-1, FILE_DURABLE), 0);
+	    (gid_t)-1, FILE_DURABLE, NULL), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_size, 0);
 
@@ -622,15 +622,15 @@ test_file_write_atomic_owner(void **state)
 	if (geteuid() != 0)
 		skip();
 	path = path_in(dir, "owned");
-	assert_int_equal(file_write_atomic(path, "x", 1, 0640, 4242, 4343, FILE_DURABLE),
-	    0);
+	assert_int_equal(file_write_atomic(path, "x", 1, 0640, 4242, 4343,
+	    FILE_DURABLE, NULL), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_uid, 4242);
 	assert_int_equal(st.st_gid, 4343);
 	assert_int_equal(st.st_mode & 07777, 0640);
 	/* -1 leaves the owner as the creating process */
 	assert_int_equal(file_write_atomic(path, "y", 1, 0600, (uid_t)-1,
-	    4343, FILE_DURABLE), 0);
+	    4343, FILE_DURABLE, NULL), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_uid, 0);
 	assert_int_equal(st.st_gid, 4343);
@@ -646,7 +646,8 @@ test_file_write_atomic_failures(void **state)
 
 	/* the target's folder does not exist */
 	path = path_in(dir, "no/such/dir/target");
-	rc = file_write_atomic(path, "x", 1, 0600, (uid_t)-1, (gid_t)-1, FILE_DURABLE);
+	rc = file_write_atomic(path, "x", 1, 0600, (uid_t)-1, (gid_t)-1,
+	    FILE_DURABLE, NULL);
 	CHECK_I64("missing folder", rc, -ENOENT);
 	free(path);
 
@@ -655,7 +656,8 @@ test_file_write_atomic_failures(void **state)
 	assert_int_equal(mkdir(sub, 0700), 0);
 	inner = path_in(sub, "keep");
 	put_file(inner, "keep", 0600);
-	rc = file_write_atomic(sub, "x", 1, 0600, (uid_t)-1, (gid_t)-1, FILE_DURABLE);
+	rc = file_write_atomic(sub, "x", 1, 0600, (uid_t)-1, (gid_t)-1,
+	    FILE_DURABLE, NULL);
 	if (rc >= 0)
 		fail_msg("writing over a folder returned %d", rc);
 	listing = list_dir(dir);
@@ -678,7 +680,7 @@ test_file_write_atomic_relative(void **state)
 	assert_non_null(getcwd(cwd, sizeof cwd));
 	assert_int_equal(chdir(dir), 0);
 	assert_int_equal(file_write_atomic("rel.token", "r", 1, 0600,
-	    (uid_t)-1, (gid_t)-1, FILE_DURABLE), 0);
+	    (uid_t)-1, (gid_t)-1, FILE_DURABLE, NULL), 0);
 	assert_int_equal(chdir(cwd), 0);
 	listing = list_dir(dir);
 	CHECK_STR("relative", listing, "rel.token");
@@ -688,6 +690,304 @@ test_file_write_atomic_relative(void **state)
 	CHECK_STR("relative content", got, "r");
 	free(got);
 	free(listing);
+}
+
+/* ---- the folder rule, links, the group ---- */
+
+/* Who may own, and how a folder may be open, on the way to a token file. */
+static void
+test_folder_check(void **state)
+{
+	static const struct {
+		uid_t			 owner;
+		mode_t			 mode;
+		uid_t			 self, also;
+		enum file_folder_verdict want;
+	} cases[] = {
+		{ 0, 040755, 0, (uid_t)-1, FILE_FOLDER_OK },
+		{ 0, 040700, 500, (uid_t)-1, FILE_FOLDER_OK },
+		{ 500, 040755, 500, (uid_t)-1, FILE_FOLDER_OK },
+		{ 500, 040755, 0, (uid_t)-1, FILE_FOLDER_OWNER },
+		{ 500, 040755, 0, 500, FILE_FOLDER_OK },
+		{ 501, 040755, 0, 500, FILE_FOLDER_OWNER },
+		{ 0, 040777, 0, (uid_t)-1, FILE_FOLDER_WRITABLE },
+		{ 0, 040775, 0, (uid_t)-1, FILE_FOLDER_WRITABLE },
+		{ 0, 040757, 0, (uid_t)-1, FILE_FOLDER_WRITABLE },
+		{ 0, 042775, 0, (uid_t)-1, FILE_FOLDER_WRITABLE },	/* setgid */
+		{ 0, 041777, 0, (uid_t)-1, FILE_FOLDER_OK },		/* /tmp */
+		{ 500, 041777, 500, (uid_t)-1, FILE_FOLDER_OK },
+		{ 500, 041777, 0, (uid_t)-1, FILE_FOLDER_OWNER },
+		{ 500, 040700, 0, (uid_t)-1, FILE_FOLDER_OWNER },
+		{ 0, 040555, 500, (uid_t)-1, FILE_FOLDER_OK },
+	};
+	char	 what[64];
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(what, sizeof what, "uid %u mode %06o", (unsigned)
+		    cases[i].owner, (unsigned)cases[i].mode);
+		CHECK_I64(what, file_folder_check(cases[i].owner,
+		    cases[i].mode, cases[i].self, cases[i].also),
+		    cases[i].want);
+	}
+}
+
+static char *
+mkdir_in(const char *dir, const char *name, mode_t mode)
+{
+	char	*p = path_in(dir, name);
+
+	if (mkdir(p, mode) == -1 || chmod(p, mode) == -1)
+		fail_msg("mkdir %s: %s", p, strerror(errno));
+	return p;
+}
+
+static void
+symlink_in(const char *dir, const char *name, const char *target)
+{
+	char	*p = path_in(dir, name);
+
+	if (symlink(target, p) == -1)
+		fail_msg("symlink %s: %s", p, strerror(errno));
+	free(p);
+}
+
+/* One FILE_SAFE_PATH write: its result, and the cause must name `word`. */
+static void
+safe_write(const char *path, int flags, int want, const char *word)
+{
+	char	*cause = NULL;
+	int	 rc;
+
+	rc = file_write_atomic(path, "tok\n", 4, 0640, (uid_t)-1, (gid_t)-1,
+	    FILE_SAFE_PATH | flags, &cause);
+	if (rc != want)
+		fail_msg("%s: got %d (%s), expected %d", path, rc,
+		    cause ? cause : "no cause", want);
+	if (word == NULL && cause != NULL)
+		fail_msg("%s: a cause without a refusal: %s", path, cause);
+	if (word != NULL && (cause == NULL || strstr(cause, word) == NULL))
+		fail_msg("%s: cause '%s' does not say '%s'", path,
+		    cause ? cause : "(none)", word);
+	free(cause);
+}
+
+/*
+ * FILE_SAFE_PATH, through openat2 and through the walk: no link on the
+ * way to the folder, and no folder up to / that others can change.
+ */
+static void
+test_file_safe_path(void **state)
+{
+	static const int	 how[] = { 0, FILE_WALK };
+	const char		*dir = *state;
+	char			*base, *real, *wide, *sticky, *grp, *p, *listing;
+	char			*want;
+	size_t			 i;
+
+	for (i = 0; i < sizeof how / sizeof how[0]; i++) {
+		base = mkdir_in(dir, how[i] ? "walk" : "openat2", 0755);
+		real = mkdir_in(base, "real", 0755);
+		symlink_in(base, "link", "real");
+		wide = mkdir_in(base, "wide", 0777);
+		free(mkdir_in(wide, "sub", 0755));
+		sticky = mkdir_in(base, "sticky", 01777);
+		grp = mkdir_in(base, "grp", 0775);
+
+		p = path_in(real, "x.token");
+		safe_write(p, how[i], 0, NULL);
+		free(p);
+
+		/* a link to the folder, or above it: refused, named */
+		p = path_in(base, "link/x.token");
+		want = path_in(base, "link");
+		safe_write(p, how[i], -ELOOP, want);
+		free(want);
+		free(p);
+		symlink_in(base, "uplink", ".");
+		p = path_in(base, "uplink/real/y.token");
+		want = path_in(base, "uplink");
+		safe_write(p, how[i], -ELOOP, want);
+		free(want);
+		free(p);
+		listing = list_dir(real);
+		CHECK_STR("nothing through a link", listing, "x.token");
+		free(listing);
+
+		/* writable by others, the folder itself or one above it */
+		p = path_in(wide, "x.token");
+		safe_write(p, how[i], -EPERM, "writable by others (mode 0777)");
+		free(p);
+		p = path_in(wide, "sub/x.token");
+		safe_write(p, how[i], -EPERM, wide);
+		free(p);
+		p = path_in(grp, "x.token");
+		safe_write(p, how[i], -EPERM, "writable by its group");
+		free(p);
+		listing = list_dir(wide);
+		CHECK_STR("nothing in a folder others can change", listing,
+		    "sub");
+		free(listing);
+
+		/* sticky and ours (like /tmp): written */
+		p = path_in(sticky, "x.token");
+		safe_write(p, how[i], 0, NULL);
+		free(p);
+
+		/* without FILE_SAFE_PATH (the state file) a link is fine */
+		p = path_in(base, "link/z.json");
+		assert_int_equal(file_write_atomic(p, "{}", 2, 0600, (uid_t)-1,
+		    (gid_t)-1, FILE_DURABLE, NULL), 0);
+		free(p);
+		free(grp);
+		free(sticky);
+		free(wide);
+		free(real);
+		free(base);
+	}
+}
+
+static void
+resolve_ok(const char *path, uid_t also, const char *want)
+{
+	char	*got = NULL, *cause = NULL;
+
+	if (file_resolve_path(path, also, &got, &cause) != 0)
+		fail_msg("%s: %s", path, cause);
+	CHECK_STR(path, got, want);
+	free(got);
+}
+
+static void
+resolve_fails(const char *path, uid_t also, const char *word)
+{
+	char	*got = NULL, *cause = NULL;
+
+	if (file_resolve_path(path, also, &got, &cause) == 0)
+		fail_msg("%s: resolved to %s", path, got);
+	if (cause == NULL || strstr(cause, word) == NULL)
+		fail_msg("%s: cause '%s' does not say '%s'", path,
+		    cause ? cause : "(none)", word);
+	free(cause);
+}
+
+/* The links a path has at load time: resolved if root's or ours. */
+static void
+test_file_resolve_path(void **state)
+{
+	static const char *const to_real[] = { "rel/x.token", "abs/x.token",
+	    "chain/x.token", "./real/deep/.././/x.token" };
+	const char	*dir = *state;
+	char		*real, *wide, *p, *want, *file, *lnk;
+	size_t		 i;
+
+	real = mkdir_in(dir, "real", 0755);
+	free(mkdir_in(real, "deep", 0755));
+	wide = mkdir_in(dir, "wide", 0777);
+	symlink_in(dir, "rel", "real");
+	symlink_in(dir, "abs", real);
+	symlink_in(dir, "chain", "rel/deep/..");
+	symlink_in(dir, "loop", "loop");
+	symlink_in(dir, "towide", "wide");
+	file = path_in(dir, "file");
+	put_file(file, "x", 0600);
+
+	/* a relative link, an absolute one, a chain, . and .. and // */
+	want = path_in(real, "x.token");
+	for (i = 0; i < sizeof to_real / sizeof to_real[0]; i++) {
+		p = path_in(dir, to_real[i]);
+		resolve_ok(p, (uid_t)-1, want);
+		free(p);
+	}
+	free(want);
+	/* the link in the last place is the file's, not a folder: kept */
+	p = path_in(dir, "rel");
+	resolve_ok(p, (uid_t)-1, p);
+	free(p);
+
+	/* what does not exist yet is kept as written, after the links */
+	p = path_in(dir, "rel/not/yet/x.token");
+	want = path_in(real, "not/yet/x.token");
+	resolve_ok(p, (uid_t)-1, want);
+	free(want);
+	free(p);
+	resolve_ok("/x.token", (uid_t)-1, "/x.token");
+
+	p = path_in(wide, "x.token");
+	resolve_fails(p, (uid_t)-1, "writable by others (mode 0777)");
+	free(p);
+	p = path_in(dir, "towide/x.token");
+	resolve_fails(p, (uid_t)-1, wide);
+	free(p);
+	p = path_in(dir, "loop/x.token");
+	resolve_fails(p, (uid_t)-1, "too many symbolic links");
+	free(p);
+	p = path_in(dir, "file/x.token");
+	resolve_fails(p, (uid_t)-1, "is not a folder");
+	free(p);
+	resolve_fails("relative/x.token", (uid_t)-1, "not an absolute path");
+
+	/* a folder we may not look into: left for the write to find */
+	if (geteuid() != 0) {
+		free(mkdir_in(dir, "closed", 0));
+		p = path_in(dir, "closed/sub/x.token");
+		resolve_ok(p, (uid_t)-1, p);
+		free(p);
+		p = path_in(dir, "closed");
+		assert_int_equal(chmod(p, 0700), 0);
+		free(p);
+	}
+
+	/* somebody else's link or folder: only root can make one here */
+	if (geteuid() == 0) {
+		lnk = path_in(dir, "abs");
+		assert_int_equal(lchown(lnk, 4242, 4242), 0);
+		p = path_in(dir, "abs/x.token");
+		resolve_fails(p, (uid_t)-1, "symbolic link owned by uid 4242");
+		want = path_in(real, "x.token");
+		resolve_ok(p, 4242, want);	/* the state folder's owner */
+		free(want);
+		free(p);
+		free(lnk);
+		assert_int_equal(chown(real, 4242, 4242), 0);
+		p = path_in(real, "x.token");
+		resolve_fails(p, (uid_t)-1, "belongs to uid 4242");
+		free(p);
+	}
+	free(file);
+	free(wide);
+	free(real);
+}
+
+/*
+ * A setgid folder hands its group to what is made in it; a token file
+ * gets tokend's group, or the one configured, instead.
+ */
+static void
+test_file_group_in_setgid_folder(void **state)
+{
+	const char	*dir = *state;
+	struct stat	 st;
+	char		*sgid, *p;
+
+	if (geteuid() != 0)
+		skip();		/* a folder of a group not ours needs root */
+	sgid = path_in(dir, "sgid");
+	assert_int_equal(mkdir(sgid, 0755), 0);
+	assert_int_equal(chown(sgid, 0, 4343), 0);
+	assert_int_equal(chmod(sgid, 02755), 0);
+	p = path_in(sgid, "x.token");
+	assert_int_equal(file_write_atomic(p, "t", 1, 0640, (uid_t)-1,
+	    (gid_t)-1, 0, NULL), 0);
+	assert_int_equal(stat(p, &st), 0);
+	CHECK_I64("group without group =", st.st_gid, getegid());
+	assert_int_equal(file_write_atomic(p, "t", 1, 0640, (uid_t)-1, 4444,
+	    FILE_SAFE_PATH, NULL), 0);
+	assert_int_equal(stat(p, &st), 0);
+	CHECK_I64("group = 4444", st.st_gid, 4444);
+	free(p);
+	free(sgid);
 }
 
 /* ---- file_remove_stale_temps ---- */
@@ -819,6 +1119,13 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_file_write_atomic_failures,
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_file_write_atomic_relative,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test(test_folder_check),
+		cmocka_unit_test_setup_teardown(test_file_safe_path,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_file_resolve_path,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_file_group_in_setgid_folder,
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test(test_sha256_fingerprint),
 		cmocka_unit_test_setup_teardown(test_remove_stale_temps,
