@@ -122,8 +122,10 @@ def token_account(t, d, iss, paths, files=None):
     """A client_credentials account writing raw token files at paths."""
     entries = files or [{"path": p, "format": "raw", "mode": "0640"}
                         for p in paths]
+    # min_interval 0: tokenctl refresh gets a new token at once
     d.write_account("acct", rfc_account(t, d, iss, grant="client_credentials",
-                                        refresh=fast_refresh(), files=entries))
+                                        refresh=fast_refresh(min_interval="0s"),
+                                        files=entries))
 
 
 def start_writing(t, path):
