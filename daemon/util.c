@@ -85,16 +85,17 @@ freezero_str(char *s)
 }
 
 /*
- * Read a whole regular file of at most cap bytes, NUL-terminated.
- * Returns 0 or a negative errno: -EFBIG when it is larger than cap,
- * -EINVAL when it is not a regular file (a FIFO, a device).
+ * Read a whole regular file of at most cap bytes, NUL-terminated: a file
+ * of exactly cap bytes is read. Returns 0 or a negative errno: -EFBIG
+ * when it is larger than cap, -EINVAL when it is not a regular file (a
+ * FIFO, a device).
  */
 int
 read_file_capped(const char *path, size_t cap, char **out, size_t *outlen)
 {
 	struct stat	 st;
 	char		*buf;
-	size_t		 len = 0, size;
+	size_t		 len = 0, size, grown;
 	ssize_t		 n;
 	int		 fd, saved;
 
@@ -116,15 +117,17 @@ read_file_capped(const char *path, size_t cap, char **out, size_t *outlen)
 	buf = xcalloc(1, size);
 	for (;;) {
 		if (len + 1 >= size) {
-			if (size > cap) {
+			/* full: only a read of one byte past cap says EOF */
+			if (len > cap) {
 				explicit_bzero(buf, len);
 				free(buf);
 				close(fd);
 				return -EFBIG;
 			}
-			buf = xreallocarray(buf, 2, size);
-			memset(buf + size, 0, size);
-			size *= 2;
+			grown = size <= cap / 2 ? size * 2 : cap + 2;
+			buf = xreallocarray(buf, grown, 1);
+			memset(buf + size, 0, grown - size);
+			size = grown;
 		}
 		n = read(fd, buf + len, size - len - 1);
 		if (n == -1) {

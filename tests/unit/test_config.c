@@ -1328,6 +1328,80 @@ test_secret_newline(void **state)
 	}
 }
 
+/*
+ * A limit's message agrees with the limit: a file of exactly the limit is
+ * read, one byte more is "larger than" it. (Regression: a secret file of
+ * 65,536 bytes was refused as "larger than 64 KiB".)
+ */
+static void
+test_file_size_limits(void **state)
+{
+	static const char head[] = "[account]\n" URL "client_id = a\n"
+	    "client_auth = post\nclient_secret_file = c.secret\n";
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*big, *path, *secret;
+	size_t			 n;
+
+	big = malloc(CONFIG_FILE_MAX + 2);
+	assert_non_null(big);
+
+	/* a secret of SECRET_FILE_MAX bytes, no newline */
+	memset(big, 'x', SECRET_FILE_MAX);
+	big[SECRET_FILE_MAX] = '\0';
+	secret = put_file(dir, "c.secret", big, 0600);
+	ac = load_ok(dir, "limit", head);
+	CHECK_I64("secret length", strlen(ac->client_secret),
+	    SECRET_FILE_MAX);
+	config_account_free(ac);
+	free(secret);
+
+	/* and one byte more */
+	memset(big, 'x', SECRET_FILE_MAX + 1);
+	big[SECRET_FILE_MAX + 1] = '\0';
+	secret = put_file(dir, "c.secret", big, 0600);
+	path = put_file(dir, "limit.conf", head, 0600);
+	memset(&d, 0, sizeof d);
+	assert_null(config_account_load(path, "limit", &d));
+	if (d.nerrors != 1 || strstr(d.errors[0], ":5: client_secret_file: "
+	    "cannot read ") == NULL || strstr(d.errors[0],
+	    "larger than 64 KiB") == NULL) {
+		dump_diag("limit", &d);
+		fail_msg("expected one 'larger than 64 KiB' error at line 5");
+	}
+	diag_clear(&d);
+	free(path);
+	free(secret);
+
+	/* an account file of CONFIG_FILE_MAX bytes: padded with comments */
+	secret = put_file(dir, "c.secret", "s3cret\n", 0600);
+	n = strlen(head);
+	memcpy(big, head, n);
+	for (; n < CONFIG_FILE_MAX; n++)
+		big[n] = big[n - 1] == '\n' ? ';' : n % 64 == 0 ||
+		    n == CONFIG_FILE_MAX - 1 ? '\n' : 'c';
+	big[n] = '\0';
+	ac = load_ok(dir, "limit", big);
+	config_account_free(ac);
+
+	/* and one byte more */
+	big[n++] = '\n';
+	big[n] = '\0';
+	path = put_file(dir, "limit.conf", big, 0600);
+	memset(&d, 0, sizeof d);
+	assert_null(config_account_load(path, "limit", &d));
+	if (d.nerrors != 1 || strstr(d.errors[0], "cannot read: larger than "
+	    "1 MiB") == NULL) {
+		dump_diag("limit", &d);
+		fail_msg("expected one 'larger than 1 MiB' error");
+	}
+	diag_clear(&d);
+	free(path);
+	free(secret);
+	free(big);
+}
+
 /* HTTP Basic: which ids and secrets --check warns about, per encoding. */
 static void
 test_basic_encoding_checks(void **state)
@@ -2274,6 +2348,7 @@ main(void)
 		T(test_account_many_errors),
 		T(test_account_bad_name),
 		T(test_secret_newline),
+		T(test_file_size_limits),
 		T(test_basic_encoding_checks),
 		T(test_secret_permissions),
 		T(test_secret_not_regular),
