@@ -84,7 +84,9 @@ schedule_parse_http_date(const char *s, time_t *out)
 	for (i = 0; formats[i] != NULL; i++) {
 		memset(&tm, 0, sizeof tm);
 		end = strptime(s, formats[i], &tm);
-		if (end != NULL && *end == '\0') {
+		/* strptime takes "31 Feb" and timegm makes it 3 March */
+		if (end != NULL && *end == '\0' && date_valid(tm.tm_year +
+		    1900, tm.tm_mon + 1, tm.tm_mday)) {
 			*out = timegm(&tm);
 			return 0;
 		}

@@ -187,6 +187,7 @@ void		 rng_seed(uint64_t);
 double		 rng_unit(void);
 void		 sha256(const void *, size_t, unsigned char[32]);
 char		*fingerprint(const char *);
+int		 date_valid(int, int, int);
 int		 format_rfc3339(int64_t, char *, size_t);
 int		 parse_rfc3339(const char *, int64_t *);
 char		*json_quote(const char *);

@@ -346,6 +346,24 @@ parse_digits(const char **p, int n, int *out)
 	return 0;
 }
 
+/*
+ * Whether year-month-day names a day of the proleptic Gregorian calendar
+ * (month 1 to 12). timegm() would read 2030-02-31 as 2030-03-03.
+ */
+int
+date_valid(int year, int month, int day)
+{
+	static const int mdays[12] = {
+		31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+	};
+	int	 leap;
+
+	if (month < 1 || month > 12 || day < 1)
+		return 0;
+	leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+	return day <= mdays[month - 1] + (month == 2 && leap);
+}
+
 /* RFC 3339 date-time, e.g. 2026-11-23T17:04:00.5+01:00, to wall ms. */
 int
 parse_rfc3339(const char *s, int64_t *out)
@@ -364,8 +382,7 @@ parse_rfc3339(const char *s, int64_t *out)
 	    parse_digits(&p, 2, &mi) || *p++ != ':' ||
 	    parse_digits(&p, 2, &sec))
 		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-	    sec > 60)
+	if (!date_valid(y, mo, d) || h > 23 || mi > 59 || sec > 60)
 		return -EINVAL;
 	if (*p == '.') {
 		p++;

@@ -865,6 +865,10 @@ static const struct bad_case bad_cases[] = {
 	    "{\"access_token\":\"a\",\"expires_at\":\"2020-01-01T00:00:00Z\"}" },
 	{ "expires_at junk", P_EXPIRES_AT,
 	    "{\"access_token\":\"a\",\"expires_at\":\"tomorrow\"}" },
+	{ "expires_at 31 February", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":\"2030-02-31T00:00:00Z\"}" },
+	{ "expires_at 29 February of a common year", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":\"2030-02-29T00:00:00Z\"}" },
 	{ "expires_at date without zone", P_EXPIRES_AT,
 	    "{\"access_token\":\"a\",\"expires_at\":\"2030-01-01T00:00:00\"}" },
 	{ "expires_at a century away", P_EXPIRES_AT,
@@ -1237,6 +1241,51 @@ test_token_helpers(void **state)
 	oauth_token_clear(&b);
 }
 
+/* RFC 3339 dates: the day must exist in its month (leap years too). */
+static void
+test_parse_rfc3339_dates(void **state)
+{
+	static const struct {
+		const char	*in;
+		int64_t		 want_s;	/* -1: refused */
+	} cases[] = {
+		{ "2023-11-14T22:13:20Z", 1700000000 },
+		{ "2024-02-29T00:00:00Z", 1709164800 },	/* leap year */
+		{ "2000-02-29T00:00:00Z", 951782400 },	/* 400: leap */
+		{ "2030-01-31T00:00:00Z", 1896048000 },
+		{ "2030-12-31T23:59:59Z", 1924991999 },
+		{ "2030-02-31T00:00:00Z", -1 },
+		{ "2030-02-30T00:00:00Z", -1 },
+		{ "2030-02-29T00:00:00Z", -1 },		/* not a leap year */
+		{ "2100-02-29T00:00:00Z", -1 },		/* 100: not leap */
+		{ "2030-04-31T00:00:00Z", -1 },
+		{ "2030-06-31T00:00:00Z", -1 },
+		{ "2030-09-31T00:00:00Z", -1 },
+		{ "2030-11-31T00:00:00Z", -1 },
+		{ "2030-01-32T00:00:00Z", -1 },
+		{ "2030-01-00T00:00:00Z", -1 },
+		{ "2030-00-10T00:00:00Z", -1 },
+		{ "2030-13-10T00:00:00Z", -1 },
+	};
+	char	 what[64];
+	int64_t	 got;
+	size_t	 i;
+	int	 rc;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		got = -1;
+		rc = parse_rfc3339(cases[i].in, &got);
+		snprintf(what, sizeof what, "%s", cases[i].in);
+		if (cases[i].want_s < 0)
+			CHECK_I64(what, rc, -EINVAL);
+		else {
+			CHECK_I64(what, rc, 0);
+			CHECK_I64(what, got, cases[i].want_s * SEC);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -1254,6 +1303,7 @@ main(void)
 		cmocka_unit_test(test_response_errors),
 		cmocka_unit_test(test_response_error_text_is_safe),
 		cmocka_unit_test(test_token_helpers),
+		cmocka_unit_test(test_parse_rfc3339_dates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

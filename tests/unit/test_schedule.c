@@ -339,6 +339,13 @@ static const struct retry_case retry_cases[] = {
 	{ "Tue, 14 Nov 2023 22:15:20 GMT junk", T0, -1 },
 	{ "Tue, 14 Nov 2023 22:15:20", T0, -1 },
 	{ "Tue, 32 Nov 2023 22:15:20 GMT", T0, -1 },
+	/* a day its month does not have is no date (not 2 or 3 March) */
+	{ "Thu, 31 Feb 2024 00:00:00 GMT", T0, -1 },
+	{ "Fri, 29 Feb 2030 00:00:00 GMT", T0, -1 },
+	{ "Thu, 31 Apr 2025 00:00:00 GMT", T0, -1 },
+	{ "Thu, 29 Feb 2024 00:00:00 GMT", T0, 1709164800 - T0 / SEC },
+	{ "Thu Feb 30 00:00:00 2024", T0, -1 },
+	{ "Thursday, 30-Feb-24 00:00:00 GMT", T0, -1 },
 };
 
 static void
