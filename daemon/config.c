@@ -206,12 +206,18 @@ config_parse_argv(const char *s, char ***out)
 	return 0;
 }
 
+/*
+ * 1 to 64 of [A-Za-z0-9._-], but not "." or "..": the name goes into
+ * paths (the state file, a [file] path) and into socket URLs, where those
+ * two mean folders.
+ */
 int
 config_account_name_valid(const char *name)
 {
 	size_t	 len = strlen(name), i;
 
-	if (len == 0 || len > ACCOUNT_NAME_MAX)
+	if (len == 0 || len > ACCOUNT_NAME_MAX || !strcmp(name, ".") ||
+	    !strcmp(name, ".."))
 		return 0;
 	for (i = 0; i < len; i++)
 		if (!isalnum((unsigned char)name[i]) && name[i] != '.' &&
@@ -1457,7 +1463,7 @@ config_account_parse(const char *path, const char *name, const char *buf,
 
 	if (!config_account_name_valid(name)) {
 		diag_error(diag, path, 0, "account name '%s' is not 1 to 64 "
-		    "of A-Z a-z 0-9 . _ -", name);
+		    "of A-Z a-z 0-9 . _ -, other than . and ..", name);
 		return NULL;
 	}
 	ac = xcalloc(1, sizeof *ac);

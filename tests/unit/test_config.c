@@ -310,6 +310,12 @@ test_account_name_valid(void **state)
 		{ "caf\xc3\xa9", 0 },
 		{ "a*", 0 },
 		{ "a@b", 0 },
+		/* folders, in a path or a URL */
+		{ ".", 0 },
+		{ "..", 0 },
+		{ "...", 1 },
+		{ ".a", 1 },
+		{ "a..", 1 },
 	};
 	size_t	 i;
 
@@ -1280,6 +1286,18 @@ test_account_bad_name(void **state)
 	    path) > 0, 1);
 	CHECK_I64("bad name prefix", strncmp(d.errors[0], want,
 	    strlen(want)), 0);
+	free(want);
+	diag_clear(&d);
+	free(path);
+
+	/* "..conf" and "...conf" name the accounts "." and ".." */
+	path = put_file(dir, "...conf", "[account]\n" URL, 0600);
+	memset(&d, 0, sizeof d);
+	assert_null(config_account_load(path, "..", &d));
+	assert_int_equal(d.nerrors, 1);
+	assert_int_equal(asprintf(&want, "%s: account name '..' is not 1 to "
+	    "64 of A-Z a-z 0-9 . _ -, other than . and ..", path) > 0, 1);
+	CHECK_STR("dot-dot", d.errors[0], want);
 	free(want);
 	diag_clear(&d);
 	free(path);
