@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pwd.h>
+#include <search.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -793,8 +794,8 @@ static const char *const reserved_params[] = {
 	"refresh_token", "scope", "audience", "resource", NULL
 };
 
+/* A key of the current section instance, in a tree by name. */
 struct seen_key {
-	int		 instance;	/* section instance */
 	char		*name;
 	int		 line;
 };
@@ -806,12 +807,10 @@ struct account_parse {
 	struct account_conf	*ac;
 
 	enum config_section	 section;	/* S_COUNT: none or unknown */
-	int			 instance;
 	int			 section_line[S_COUNT];
 	int			 account_line;
 
-	struct seen_key		*seen;
-	size_t			 nseen;
+	void			*seen;		/* tsearch tree of seen_key */
 
 	char			*file_value[F_COUNT];
 	int			 file_line[F_COUNT];
@@ -845,13 +844,37 @@ config_account_defaults(struct account_conf *ac)
 }
 
 static int
+config_seen_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct seen_key *)a)->name,
+	    ((const struct seen_key *)b)->name);
+}
+
+static void
+config_seen_free(void *p)
+{
+	struct seen_key	*sk = p;
+
+	free(sk->name);
+	free(sk);
+}
+
+/* Forget the keys of the section instance that just ended. */
+static void
+config_seen_clear(struct account_parse *ap)
+{
+	tdestroy(ap->seen, config_seen_free);
+	ap->seen = NULL;
+}
+
+static int
 config_account_section_cb(void *arg, const char *name, int line)
 {
 	struct account_parse	*ap = arg;
 	struct sink_conf	*sc;
 	enum config_section	 i;
 
-	ap->instance++;
+	config_seen_clear(ap);
 	config_identity_add(ap, name, strlen(name));
 	i = config_section_find(name, S_ACCOUNT, S_HOOKS);
 	ap->section = i;
@@ -931,12 +954,7 @@ config_account_param(struct account_parse *ap, const char *key,
 			    "by tokend itself; use its own key", name);
 			return 0;
 		}
-	for (i = 0; i < ac->nparams; i++)
-		if (!strcmp(ac->params[i].name, name)) {
-			diag_error(ap->diag, ap->file, line, "duplicate key "
-			    "'%s'", key);
-			return 0;
-		}
+	/* a repeated param.NAME was refused by config_account_seen */
 	ac->params = xreallocarray(ac->params, ac->nparams + 1,
 	    sizeof *ac->params);
 	ac->params[ac->nparams].name = xstrdup(name);
@@ -945,24 +963,27 @@ config_account_param(struct account_parse *ap, const char *key,
 	return 0;
 }
 
-/* Note key in this section instance; -1 if it was there before. */
+/*
+ * Note key in this section instance; -1 if it was there before. A tree,
+ * not a list: a file may hold a hundred thousand keys, and a reload
+ * parses it inside the event loop.
+ */
 static int
 config_account_seen(struct account_parse *ap, const char *key, int line)
 {
-	size_t	 i;
+	struct seen_key	  probe, *sk, **found;
 
-	for (i = 0; i < ap->nseen; i++)
-		if (ap->seen[i].instance == ap->instance &&
-		    !strcmp(ap->seen[i].name, key)) {
-			diag_error(ap->diag, ap->file, line, "duplicate key "
-			    "'%s' (first at line %d)", key, ap->seen[i].line);
-			return -1;
-		}
-	ap->seen = xreallocarray(ap->seen, ap->nseen + 1, sizeof *ap->seen);
-	ap->seen[ap->nseen].instance = ap->instance;
-	ap->seen[ap->nseen].name = xstrdup(key);
-	ap->seen[ap->nseen].line = line;
-	ap->nseen++;
+	probe.name = (char *)key;
+	if ((found = tfind(&probe, &ap->seen, config_seen_cmp)) != NULL) {
+		diag_error(ap->diag, ap->file, line, "duplicate key '%s' "
+		    "(first at line %d)", key, (*found)->line);
+		return -1;
+	}
+	sk = xcalloc(1, sizeof *sk);
+	sk->name = xstrdup(key);
+	sk->line = line;
+	if (tsearch(sk, &ap->seen, config_seen_cmp) == NULL)
+		fatal("tsearch");
 	return 0;
 }
 
@@ -1489,9 +1510,7 @@ config_account_parse(const char *path, const char *name, const char *buf,
 	config_account_finish(&ap);
 
 	free(ap.dir);
-	for (i = 0; i < ap.nseen; i++)
-		free(ap.seen[i].name);
-	free(ap.seen);
+	config_seen_clear(&ap);
 	for (i = 0; i < F_COUNT; i++)
 		free(ap.file_value[i]);
 	ac->identity = ap.identity;

@@ -1271,6 +1271,91 @@ test_account_many_errors(void **state)
 	free(path);
 }
 
+/*
+ * Duplicate keys in a big file: each repeat is found, with the line of
+ * the first, and a key of one [file] is no repeat of another's. (The scan
+ * was quadratic: such a file took minutes of CPU. Its cost is measured by
+ * bench/check_keys.py, not asserted here.)
+ */
+#define MANY_KEYS	50000
+
+static void
+test_account_many_keys(void **state)
+{
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*buf, *w, want[128];
+	size_t			 i, size = (size_t)MANY_KEYS * 32 + 4096;
+	int			 line;
+
+	(void)state;
+	w = buf = malloc(size);
+	assert_non_null(buf);
+	/* line 1 [account], 2 token_url, param.k0 .. at lines 3 .. */
+	w += sprintf(w, "[account]\n" URL);
+	for (i = 0; i < MANY_KEYS; i++)
+		w += sprintf(w, "param.k%zu = v%zu\n", i, i);
+	line = MANY_KEYS + 2;
+	w += sprintf(w, "param.k0 = again\n");			/* +1 */
+	w += sprintf(w, "param.k%d = again\n", MANY_KEYS / 2);	/* +2 */
+	w += sprintf(w, "param.k%d = again\n", MANY_KEYS - 1);	/* +3 */
+	w += sprintf(w, "token_url = https://other.example/\n");	/* +4 */
+	w += sprintf(w, "param.new = 1\n");			/* +5 */
+	/* +6 [file], +7 path, +8 format, +9 [file], +10 path, +11 path */
+	w += sprintf(w, "[file]\npath = /run/a\nformat = raw\n");
+	w += sprintf(w, "[file]\npath = /run/b\npath = /run/c\n");
+	assert_true((size_t)(w - buf) < size);
+
+	memset(&d, 0, sizeof d);
+	ac = config_account_parse("/etc/tokend/accounts.d/many.conf", "many",
+	    buf, (size_t)(w - buf), &d);
+	assert_null(ac);
+	if (d.nerrors != 5) {
+		dump_diag("many keys", &d);
+		fail_msg("expected 5 errors, got %zu", d.nerrors);
+	}
+#define WANT(n, l, k, first) do {					\
+	snprintf(want, sizeof want, "/etc/tokend/accounts.d/many.conf:%d: "\
+	    "duplicate key '%s' (first at line %d)", (l), (k), (first));	\
+	CHECK_STR("error " #n, d.errors[(n)], want);			\
+} while (0)
+	WANT(0, line + 1, "param.k0", 3);
+	{
+		char	 key[32];
+
+		snprintf(key, sizeof key, "param.k%d", MANY_KEYS / 2);
+		WANT(1, line + 2, key, MANY_KEYS / 2 + 3);
+		snprintf(key, sizeof key, "param.k%d", MANY_KEYS - 1);
+		WANT(2, line + 3, key, MANY_KEYS + 2);
+	}
+	WANT(3, line + 4, "token_url", 2);
+	WANT(4, line + 11, "path", line + 10);
+#undef WANT
+	diag_clear(&d);
+
+	/* without the repeats: every key is there, in order */
+	w = buf;
+	w += sprintf(w, "[account]\n" URL);
+	for (i = 0; i < MANY_KEYS; i++)
+		w += sprintf(w, "param.k%zu = v%zu\n", i, i);
+	w += sprintf(w, "[file]\npath = /run/a\n[file]\npath = /run/b\n");
+	memset(&d, 0, sizeof d);
+	ac = config_account_parse("/etc/tokend/accounts.d/many.conf", "many",
+	    buf, (size_t)(w - buf), &d);
+	if (ac == NULL || d.nerrors != 0) {
+		dump_diag("many keys", &d);
+		fail_msg("expected a clean load");
+	}
+	CHECK_I64("params", ac->nparams, MANY_KEYS);
+	CHECK_STR("first", ac->params[0].name, "k0");
+	snprintf(want, sizeof want, "v%d", MANY_KEYS - 1);
+	CHECK_STR("last", ac->params[MANY_KEYS - 1].value, want);
+	CHECK_I64("sinks", ac->nsinks, 2);
+	config_account_free(ac);
+	diag_clear(&d);
+	free(buf);
+}
+
 static void
 test_account_bad_name(void **state)
 {
@@ -2364,6 +2449,7 @@ main(void)
 		T(test_account_empty_keys),
 		T(test_account_errors),
 		T(test_account_many_errors),
+		T(test_account_many_keys),
 		T(test_account_bad_name),
 		T(test_secret_newline),
 		T(test_file_size_limits),
