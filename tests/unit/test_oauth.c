@@ -638,6 +638,15 @@ static const struct ok_case ok_cases[] = {
 	    "{\"access_token\":\"a\",\"expires_in\":60,\"m\":[{\"k\":1},"
 	    "{\"k\":2,\"access_token\":{\"k\":3}}],\"k\":4}", "a", NULL,
 	    "Bearer", 60 * SEC },
+	/* escapes that decode to different keys are different keys */
+	{ "escaped keys that differ", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":60,\"k\\u0041\":1,"
+	    "\"k\\u0061\":2,\"k\\ud83d\\ude00\":3,\"k\\ud83d\\ude01\":4,"
+	    "\"k\\n\":5,\"k\\t\":6,\"k\\\\\":7,\"k\\\"\":8,\"k\":9}", "a", NULL,
+	    "Bearer", 60 * SEC },
+	{ "an escaped key spelt like another's escape", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":60,\"\\\\u0041\":1,"
+	    "\"\\u0041\":2}", "a", NULL, "Bearer", 60 * SEC },
 	{ "a value equal to a key", P_RFC,
 	    "{\"access_token\":\"access_token\",\"expires_in\":60,"
 	    "\"note\":\"expires_in\"}", "access_token", NULL, "Bearer",
@@ -911,6 +920,31 @@ static const struct bad_case bad_cases[] = {
 	{ "duplicate after a string holding braces and quotes", P_RFC,
 	    "{\"x\":\"{\\\"access_token\\\":1}\",\"access_token\":\"a\","
 	    "\"x\":2}" },
+	/* the same key spelt with escapes: json-c decodes them */
+	{ "duplicate access_token, one \\u-escaped", P_RFC,
+	    "{\"access_token\":\"A1\",\"acc\\u0065ss_token\":\"A2\"}" },
+	{ "duplicate access_token, upper-case hex", P_RFC,
+	    "{\"\\u0061ccess_token\":\"A1\",\"access\\u005Ftoken\":\"A2\"}" },
+	{ "duplicate access_token, the first escaped", P_RFC,
+	    "{\"acc\\u0065ss_token\":\"A1\",\"access_token\":\"A2\","
+	    "\"expires_in\":60}" },
+	{ "duplicate key, \\/ and /", P_RFC,
+	    "{\"access_token\":\"a\",\"a/b\":1,\"a\\/b\":2}" },
+	{ "duplicate key, \\u00e9 and UTF-8", P_RFC,
+	    "{\"access_token\":\"a\",\"caf\\u00e9\":1,\"caf\xc3\xa9\":2}" },
+	{ "duplicate key, a surrogate pair and UTF-8", P_RFC,
+	    "{\"access_token\":\"a\",\"\\ud83d\\ude00\":1,"
+	    "\"\xf0\x9f\x98\x80\":2}" },
+	/* json-c reads a lone surrogate as U+FFFD, and cuts a key at NUL */
+	{ "duplicate key, two lone surrogates", P_RFC,
+	    "{\"access_token\":\"a\",\"\\ud800\":1,\"\\udc00\":2}" },
+	{ "duplicate key, cut at \\u0000", P_RFC,
+	    "{\"access_token\":\"a\",\"k\\u0000x\":1,\"k\\u0000y\":2}" },
+	{ "duplicate access_token, cut at \\u0000", P_RFC,
+	    "{\"access_token\":\"A1\",\"access_token\\u0000\":\"A2\"}" },
+	{ "duplicate escaped key in a nested object", P_SPOTINST,
+	    "{\"response\":{\"items\":[{\"accessToken\":\"a\","
+	    "\"expiresIn\":60,\"\\u0061ccessToken\":\"b\"}]}}" },
 };
 
 static void
