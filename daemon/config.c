@@ -85,7 +85,10 @@ diag_clear(struct diag *d)
 
 /* ---- value parsers (pure; unit tested) ---- */
 
-/* "90", "30s", "5m", "2h", "90d" to milliseconds. */
+/*
+ * "90", "30s", "5m", "2h", "90d" to milliseconds. -EINVAL when it is not
+ * a duration, -ERANGE when it is longer than DURATION_MAX_MS.
+ */
 int
 config_parse_duration(const char *s, int64_t *out)
 {
@@ -94,11 +97,10 @@ config_parse_duration(const char *s, int64_t *out)
 
 	if (*p < '0' || *p > '9')
 		return -EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (INT64_MAX / 1000 / 86400 - 9) / 10)
-			return -ERANGE;
-		v = v * 10 + (*p - '0');
-	}
+	/* past the bound v stops growing: any number of digits is safe */
+	for (; *p >= '0' && *p <= '9'; p++)
+		if (v <= DURATION_MAX_MS / MSEC_PER_SEC)
+			v = v * 10 + (*p - '0');
 	switch (*p) {
 	case '\0':
 	case 's':
@@ -118,7 +120,9 @@ config_parse_duration(const char *s, int64_t *out)
 	}
 	if (*p != '\0' && p[1] != '\0')
 		return -EINVAL;
-	*out = v * mult * 1000;
+	if (v > DURATION_MAX_MS / MSEC_PER_SEC / mult)
+		return -ERANGE;
+	*out = v * mult * MSEC_PER_SEC;
 	return 0;
 }
 
@@ -712,7 +716,13 @@ config_key_set(const struct config_key *key, void *base, const char *value,
 	case KEY_POINTER:
 		return config_key_set_pointer(key, p, value, cause);
 	case KEY_DURATION:
-		if (config_parse_duration(value, &duration) != 0) {
+		if ((b = config_parse_duration(value, &duration)) == -ERANGE) {
+			xasprintf(cause, "%s: duration '%s' is longer than 10 "
+			    "years (%dd), the most a duration may be", key->name,
+			    value, DURATION_MAX_DAYS);
+			return -1;
+		}
+		if (b != 0) {
 			xasprintf(cause, "%s: bad duration '%s' (use e.g. 90, "
 			    "30s, 5m, 2h, 7d)", key->name, value);
 			return -1;

@@ -33,6 +33,11 @@
  * count in seconds) say so in their names: _s, _S. */
 #define MSEC_PER_SEC		1000LL
 
+/* The longest duration a config file may give: ten years of 366 days.
+ * Bounded so that sums and doublings of durations never overflow. */
+#define DURATION_MAX_DAYS	3660
+#define DURATION_MAX_MS		(DURATION_MAX_DAYS * 86400 * MSEC_PER_SEC)
+
 enum grant {
 	GRANT_CLIENT_CREDENTIALS,
 	GRANT_PASSWORD,

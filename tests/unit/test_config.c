@@ -118,8 +118,22 @@ test_parse_duration(void **state)
 		{ "1d", 0, 86400 * SEC },
 		{ "90d", 0, 90LL * 86400 * SEC },
 		{ "0090m", 0, 90 * 60 * SEC },
-		/* the largest the parser takes: it fits int64 ms */
-		{ "106751991159d", 0, 106751991159LL * 86400 * SEC },
+		/* the longest: ten years of 366 days, in each unit */
+		{ "3660d", 0, 3660LL * 86400 * SEC },
+		{ "87840h", 0, 87840LL * 3600 * SEC },
+		{ "5270400m", 0, 5270400LL * 60 * SEC },
+		{ "316224000s", 0, 316224000LL * SEC },
+		{ "316224000", 0, 316224000LL * SEC },
+		{ "0000000000000000000000003660d", 0, 3660LL * 86400 * SEC },
+		{ "3661d", -ERANGE, 0 },
+		{ "87841h", -ERANGE, 0 },
+		{ "5270401m", -ERANGE, 0 },
+		{ "316224001s", -ERANGE, 0 },
+		{ "316224001", -ERANGE, 0 },
+		/* the issue's: its doubling overflowed the backoff */
+		{ "60000000000d", -ERANGE, 0 },
+		{ "106751991159d", -ERANGE, 0 },
+		{ "99999999999999999999999999999x", -EINVAL, 0 },
 		{ "", -EINVAL, 0 },
 		{ "s", -EINVAL, 0 },
 		{ "m", -EINVAL, 0 },
@@ -2216,6 +2230,68 @@ test_table_ranges(void **state)
 	}
 }
 
+/*
+ * Every duration key takes up to ten years and refuses more, naming the
+ * key and the bound. (Regression: min_backoff = 60000000000d overflowed
+ * the backoff doubling, and the negative deadline stopped every timer.)
+ */
+static void
+test_table_duration_bound(void **state)
+{
+	static const struct {
+		const char	*section, *key;
+		size_t		 offset;
+	} keys[] = {
+		{ "account", "timeout", offsetof(struct account_conf, timeout) },
+		{ "response", "default_lifetime",
+		    offsetof(struct account_conf, response.default_lifetime) },
+		{ "refresh", "margin",
+		    offsetof(struct account_conf, refresh.margin) },
+		{ "refresh", "min_backoff",
+		    offsetof(struct account_conf, refresh.min_backoff) },
+		{ "refresh", "max_backoff",
+		    offsetof(struct account_conf, refresh.max_backoff) },
+	};
+	static const char *const too_long[] = {
+		"3661d", "316224001", "60000000000d",
+		"99999999999999999999999999999d",
+	};
+	const char		*dir = *state, *head;
+	struct account_conf	*ac;
+	char			*content, *msg;
+	size_t			 i, j;
+
+	for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		/* ten years is taken (max_backoff too, or min_backoff's
+		 * check against it would speak) */
+		head = strcmp(keys[i].section, "account") ? keys[i].section :
+		    NULL;
+		if (asprintf(&content, "[account]\n" URL "%s%s%s%s = 3660d\n"
+		    "%s", head ? "[" : "", head ? head : "", head ? "]\n" : "",
+		    keys[i].key, strcmp(keys[i].key, "min_backoff") ? "" :
+		    "max_backoff = 3660d\n") == -1)
+			fail_msg("asprintf");
+		ac = load_ok(dir, "bound", content);
+		CHECK_I64(keys[i].key, *(int64_t *)((char *)ac +
+		    keys[i].offset), DURATION_MAX_MS);
+		config_account_free(ac);
+		free(content);
+		for (j = 0; j < sizeof too_long / sizeof too_long[0]; j++) {
+			if (asprintf(&content, "[account]\n" URL "%s%s%s"
+			    "%s = %s\n", head ? "[" : "", head ? head : "",
+			    head ? "]\n" : "", keys[i].key,
+			    too_long[j]) == -1 || asprintf(&msg, "%s: duration "
+			    "'%s' is longer than 10 years (3660d), the most a "
+			    "duration may be", keys[i].key, too_long[j]) == -1)
+				fail_msg("asprintf");
+			load_one_error(dir, keys[i].key, content,
+			    head == NULL ? 3 : 4, msg);
+			free(msg);
+			free(content);
+		}
+	}
+}
+
 /* Keys with no empty default refuse an empty value; the others keep it. */
 static void
 test_table_empty_values(void **state)
@@ -2463,6 +2539,7 @@ main(void)
 		T(test_table_choices),
 		T(test_table_bad_choices),
 		T(test_table_ranges),
+		T(test_table_duration_bound),
 		T(test_table_empty_values),
 		T(test_table_global_every_key),
 		T(test_table_defaults),
