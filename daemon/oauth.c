@@ -18,7 +18,6 @@
 
 #define JSON_DEPTH_MAX		32
 #define LIFETIME_MAX		(10LL * 366 * 86400)	/* seconds */
-#define TOKEN_TYPE_MAX		32
 
 /* ---- encodings ---- */
 

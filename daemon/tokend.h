@@ -26,6 +26,7 @@
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* one INI file */
 #define RESPONSE_MAX		(1024 * 1024)	/* a token endpoint's body */
 #define TOKEN_MAX		(64 * 1024)	/* one access or refresh token */
+#define TOKEN_TYPE_MAX		32		/* "Bearer", "DPoP", ... */
 
 /* Times and durations inside are int64_t milliseconds: wall clock since
  * the epoch ("wall") or CLOCK_BOOTTIME ("boot"), which keeps counting
