@@ -56,10 +56,10 @@ DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
 CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o util.o clock.o log.o)
 HEADERS		:= daemon/tokend.h
 
-UNIT_TESTS	:= config schedule oauth sink
+UNIT_TESTS	:= config schedule oauth sink timer
 UNIT_BINS	:= $(addprefix $(BUILD)/test_,$(UNIT_TESTS))
 UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
-		   schedule.o oauth.o sink.o file.o store.o)
+		   schedule.o oauth.o sink.o file.o store.o timer.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan
 FUZZ_TARGETS	:= config response retry_after socket

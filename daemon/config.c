@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pwd.h>
+#include <search.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +85,10 @@ diag_clear(struct diag *d)
 
 /* ---- value parsers (pure; unit tested) ---- */
 
-/* "90", "30s", "5m", "2h", "90d" to milliseconds. */
+/*
+ * "90", "30s", "5m", "2h", "90d" to milliseconds. -EINVAL when it is not
+ * a duration, -ERANGE when it is longer than DURATION_MAX_MS.
+ */
 int
 config_parse_duration(const char *s, int64_t *out)
 {
@@ -93,11 +97,10 @@ config_parse_duration(const char *s, int64_t *out)
 
 	if (*p < '0' || *p > '9')
 		return -EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (INT64_MAX / 1000 / 86400 - 9) / 10)
-			return -ERANGE;
-		v = v * 10 + (*p - '0');
-	}
+	/* past the bound v stops growing: any number of digits is safe */
+	for (; *p >= '0' && *p <= '9'; p++)
+		if (v <= DURATION_MAX_MS / MSEC_PER_SEC)
+			v = v * 10 + (*p - '0');
 	switch (*p) {
 	case '\0':
 	case 's':
@@ -117,7 +120,9 @@ config_parse_duration(const char *s, int64_t *out)
 	}
 	if (*p != '\0' && p[1] != '\0')
 		return -EINVAL;
-	*out = v * mult * 1000;
+	if (v > DURATION_MAX_MS / MSEC_PER_SEC / mult)
+		return -ERANGE;
+	*out = v * mult * MSEC_PER_SEC;
 	return 0;
 }
 
@@ -194,12 +199,18 @@ config_parse_argv(const char *s, char ***out)
 	return 0;
 }
 
+/*
+ * 1 to 64 of [A-Za-z0-9._-], but not "." or "..": the name goes into
+ * paths (the state file, a [file] path) and into socket URLs, where those
+ * two mean folders.
+ */
 int
 config_account_name_valid(const char *name)
 {
 	size_t	 len = strlen(name), i;
 
-	if (len == 0 || len > ACCOUNT_NAME_MAX)
+	if (len == 0 || len > ACCOUNT_NAME_MAX || !strcmp(name, ".") ||
+	    !strcmp(name, ".."))
 		return 0;
 	for (i = 0; i < len; i++)
 		if (!isalnum((unsigned char)name[i]) && name[i] != '.' &&
@@ -697,7 +708,13 @@ config_key_set(const struct config_key *key, void *base, const char *value,
 	case KEY_POINTER:
 		return config_key_set_pointer(key, p, value, cause);
 	case KEY_DURATION:
-		if (config_parse_duration(value, &duration) != 0) {
+		if ((b = config_parse_duration(value, &duration)) == -ERANGE) {
+			xasprintf(cause, "%s: duration '%s' is longer than 10 "
+			    "years (%dd), the most a duration may be", key->name,
+			    value, DURATION_MAX_DAYS);
+			return -1;
+		}
+		if (b != 0) {
 			xasprintf(cause, "%s: bad duration '%s' (use e.g. 90, "
 			    "30s, 5m, 2h, 7d)", key->name, value);
 			return -1;
@@ -779,8 +796,8 @@ static const char *const reserved_params[] = {
 	"refresh_token", "scope", "audience", "resource", NULL
 };
 
+/* A key of the current section instance, in a tree by name. */
 struct seen_key {
-	int		 instance;	/* section instance */
 	char		*name;
 	int		 line;
 };
@@ -792,12 +809,10 @@ struct account_parse {
 	struct account_conf	*ac;
 
 	enum config_section	 section;	/* S_COUNT: none or unknown */
-	int			 instance;
 	int			 section_line[S_COUNT];
 	int			 account_line;
 
-	struct seen_key		*seen;
-	size_t			 nseen;
+	void			*seen;		/* tsearch tree of seen_key */
 
 	char			*file_value[F_COUNT];
 	int			 file_line[F_COUNT];
@@ -831,13 +846,37 @@ config_account_defaults(struct account_conf *ac)
 }
 
 static int
+config_seen_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct seen_key *)a)->name,
+	    ((const struct seen_key *)b)->name);
+}
+
+static void
+config_seen_free(void *p)
+{
+	struct seen_key	*sk = p;
+
+	free(sk->name);
+	free(sk);
+}
+
+/* Forget the keys of the section instance that just ended. */
+static void
+config_seen_clear(struct account_parse *ap)
+{
+	tdestroy(ap->seen, config_seen_free);
+	ap->seen = NULL;
+}
+
+static int
 config_account_section_cb(void *arg, const char *name, int line)
 {
 	struct account_parse	*ap = arg;
 	struct sink_conf	*sc;
 	enum config_section	 i;
 
-	ap->instance++;
+	config_seen_clear(ap);
 	config_identity_add(ap, name, strlen(name));
 	i = config_section_find(name, S_ACCOUNT, S_HOOKS);
 	ap->section = i;
@@ -917,12 +956,7 @@ config_account_param(struct account_parse *ap, const char *key,
 			    "by tokend itself; use its own key", name);
 			return 0;
 		}
-	for (i = 0; i < ac->nparams; i++)
-		if (!strcmp(ac->params[i].name, name)) {
-			diag_error(ap->diag, ap->file, line, "duplicate key "
-			    "'%s'", key);
-			return 0;
-		}
+	/* a repeated param.NAME was refused by config_account_seen */
 	ac->params = xreallocarray(ac->params, ac->nparams + 1,
 	    sizeof *ac->params);
 	ac->params[ac->nparams].name = xstrdup(name);
@@ -931,24 +965,27 @@ config_account_param(struct account_parse *ap, const char *key,
 	return 0;
 }
 
-/* Note key in this section instance; -1 if it was there before. */
+/*
+ * Note key in this section instance; -1 if it was there before. A tree,
+ * not a list: a file may hold a hundred thousand keys, and a reload
+ * parses it inside the event loop.
+ */
 static int
 config_account_seen(struct account_parse *ap, const char *key, int line)
 {
-	size_t	 i;
+	struct seen_key	  probe, *sk, **found;
 
-	for (i = 0; i < ap->nseen; i++)
-		if (ap->seen[i].instance == ap->instance &&
-		    !strcmp(ap->seen[i].name, key)) {
-			diag_error(ap->diag, ap->file, line, "duplicate key "
-			    "'%s' (first at line %d)", key, ap->seen[i].line);
-			return -1;
-		}
-	ap->seen = xreallocarray(ap->seen, ap->nseen + 1, sizeof *ap->seen);
-	ap->seen[ap->nseen].instance = ap->instance;
-	ap->seen[ap->nseen].name = xstrdup(key);
-	ap->seen[ap->nseen].line = line;
-	ap->nseen++;
+	probe.name = (char *)key;
+	if ((found = tfind(&probe, &ap->seen, config_seen_cmp)) != NULL) {
+		diag_error(ap->diag, ap->file, line, "duplicate key '%s' "
+		    "(first at line %d)", key, (*found)->line);
+		return -1;
+	}
+	sk = xcalloc(1, sizeof *sk);
+	sk->name = xstrdup(key);
+	sk->line = line;
+	if (tsearch(sk, &ap->seen, config_seen_cmp) == NULL)
+		fatal("tsearch");
 	return 0;
 }
 
@@ -1486,7 +1523,7 @@ config_account_parse(const char *path, const char *name, const char *buf,
 
 	if (!config_account_name_valid(name)) {
 		diag_error(diag, path, 0, "account name '%s' is not 1 to 64 "
-		    "of A-Z a-z 0-9 . _ -", name);
+		    "of A-Z a-z 0-9 . _ -, other than . and ..", name);
 		return NULL;
 	}
 	ac = xcalloc(1, sizeof *ac);
@@ -1512,9 +1549,7 @@ config_account_parse(const char *path, const char *name, const char *buf,
 	config_account_finish(&ap);
 
 	free(ap.dir);
-	for (i = 0; i < ap.nseen; i++)
-		free(ap.seen[i].name);
-	free(ap.seen);
+	config_seen_clear(&ap);
 	for (i = 0; i < F_COUNT; i++)
 		free(ap.file_value[i]);
 	ac->identity = ap.identity;

@@ -18,7 +18,6 @@
 
 #define JSON_DEPTH_MAX		32
 #define LIFETIME_MAX		(10LL * 366 * 86400)	/* seconds */
-#define TOKEN_TYPE_MAX		32
 
 /* ---- encodings ---- */
 
@@ -396,8 +395,10 @@ oauth_parse_json(const char *body, size_t len, const char **why)
  * Does any object in this (already valid) JSON text name a key twice?
  * json-c keeps the last value, another parser may keep the first: in a
  * token answer that ambiguity is refused, never resolved. Keys compare as
- * written. Objects with more than JSON_KEYS_MAX keys are refused too, which
- * also bounds the quadratic comparison.
+ * json-c reads them, escapes decoded ("acc\u0065ss_token" is access_token)
+ * and cut at a \u0000, where json-c cuts them; so a pair that either
+ * json-c or a stricter reader takes for one key is refused. Objects with
+ * more than JSON_KEYS_MAX keys are refused too.
  */
 #define JSON_KEYS_MAX		1024
 
@@ -405,6 +406,113 @@ struct json_key {
 	const char	*at;
 	size_t		 len;
 };
+
+/* Four hex digits at p, or -1. */
+static long
+oauth_json_hex4(const char *p, const char *end)
+{
+	long	 v = 0;
+	int	 i;
+
+	if (end - p < 4)
+		return -1;
+	for (i = 0; i < 4; i++) {
+		v <<= 4;
+		if (p[i] >= '0' && p[i] <= '9')
+			v |= p[i] - '0';
+		else if ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'f')
+			v |= (p[i] | 0x20) - 'a' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/*
+ * Decode the JSON string that starts at p (past its quote) into out, as
+ * json-c does: UTF-16 surrogate pairs joined, a lone surrogate U+FFFD,
+ * the rest cut at a NUL. Never longer than what it decodes, so out needs
+ * no more room than the text. Returns the decoded length.
+ */
+static size_t
+oauth_json_key_decode(const char *p, const char *end, char *out)
+{
+	char	*w = out;
+	long	 cp, lo;
+
+	while (p < end && *p != '"') {
+		if (*p != '\\') {
+			*w++ = *p++;
+			continue;
+		}
+		if (end - p < 2)
+			break;
+		if (p[1] != 'u') {
+			switch (p[1]) {
+			case 'b': *w++ = '\b'; break;
+			case 'f': *w++ = '\f'; break;
+			case 'n': *w++ = '\n'; break;
+			case 'r': *w++ = '\r'; break;
+			case 't': *w++ = '\t'; break;
+			default: *w++ = p[1]; break;	/* " \ / */
+			}
+			p += 2;
+			continue;
+		}
+		if ((cp = oauth_json_hex4(p + 2, end)) == -1)
+			break;
+		p += 6;
+		if (cp >= 0xd800 && cp <= 0xdbff && end - p >= 6 &&
+		    p[0] == '\\' && p[1] == 'u' &&
+		    (lo = oauth_json_hex4(p + 2, end)) >= 0xdc00 && lo <= 0xdfff) {
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			p += 6;
+		} else if (cp >= 0xd800 && cp <= 0xdfff)
+			cp = 0xfffd;
+		if (cp == 0)
+			break;
+		if (cp < 0x80)
+			*w++ = (char)cp;
+		else if (cp < 0x800) {
+			*w++ = (char)(0xc0 | cp >> 6);
+			*w++ = (char)(0x80 | (cp & 0x3f));
+		} else if (cp < 0x10000) {
+			*w++ = (char)(0xe0 | cp >> 12);
+			*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+			*w++ = (char)(0x80 | (cp & 0x3f));
+		} else {
+			*w++ = (char)(0xf0 | cp >> 18);
+			*w++ = (char)(0x80 | ((cp >> 12) & 0x3f));
+			*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+			*w++ = (char)(0x80 | (cp & 0x3f));
+		}
+	}
+	/* a raw NUL cannot be in valid JSON, but cut there all the same */
+	return strnlen(out, (size_t)(w - out));
+}
+
+static int
+oauth_json_key_cmp(const void *a, const void *b)
+{
+	const struct json_key	*ka = a, *kb = b;
+
+	if (ka->len != kb->len)
+		return ka->len < kb->len ? -1 : 1;
+	return memcmp(ka->at, kb->at, ka->len);
+}
+
+/* Whether two of the n keys are the same; sorts them. */
+static int
+oauth_json_keys_repeat(struct json_key *keys, size_t n)
+{
+	size_t	 i;
+
+	qsort(keys, n, sizeof *keys, oauth_json_key_cmp);
+	for (i = 1; i < n; i++)
+		if (oauth_json_key_cmp(&keys[i - 1], &keys[i]) == 0)
+			return 1;
+	return 0;
+}
 
 static int
 oauth_json_duplicate_keys(const char *p, size_t len)
@@ -415,9 +523,12 @@ oauth_json_duplicate_keys(const char *p, size_t len)
 	size_t		 first[JSON_DEPTH_MAX + 2];
 	struct json_key	*keys = NULL;
 	const char	*end = p + len, *str;
-	size_t		 depth = 0, nkeys = 0, cap = 0, n, i;
+	char		*decoded, *w;
+	size_t		 depth = 0, nkeys = 0, cap = 0;
 	int		 rc = 0;
 
+	/* every decoded key, side by side, fits in the text's length */
+	w = decoded = xcalloc(1, len + 1);
 	for (; p < end && rc == 0; p++) {
 		switch (*p) {
 		case '{':
@@ -432,8 +543,13 @@ oauth_json_duplicate_keys(const char *p, size_t len)
 			break;
 		case '}':
 		case ']':
-			if (depth > 0)
-				nkeys = first[--depth];
+			if (depth == 0)
+				break;
+			depth--;
+			if (object[depth])
+				rc = oauth_json_keys_repeat(keys + first[depth],
+				    nkeys - first[depth]);
+			nkeys = first[depth];
 			break;
 		case ',':
 			if (depth > 0 && object[depth - 1])
@@ -446,24 +562,22 @@ oauth_json_duplicate_keys(const char *p, size_t len)
 			if (depth == 0 || !want_key[depth - 1])
 				break;
 			want_key[depth - 1] = 0;
-			n = (size_t)(p - str);
 			if (nkeys - first[depth - 1] >= JSON_KEYS_MAX) {
 				rc = 1;
 				break;
 			}
-			for (i = first[depth - 1]; i < nkeys; i++)
-				if (keys[i].len == n && !memcmp(keys[i].at, str, n))
-					rc = 1;
 			if (nkeys == cap) {
 				cap = cap ? cap * 2 : 16;
 				keys = xreallocarray(keys, cap, sizeof *keys);
 			}
-			keys[nkeys].at = str;
-			keys[nkeys++].len = n;
+			keys[nkeys].at = w;
+			keys[nkeys].len = oauth_json_key_decode(str, p, w);
+			w += keys[nkeys++].len;
 			break;
 		}
 	}
 	free(keys);
+	free(decoded);
 	return rc;
 }
 

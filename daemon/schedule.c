@@ -53,11 +53,12 @@ schedule_refresh_at(const struct refresh_conf *rc, int64_t obtained,
 int64_t
 schedule_backoff(const struct refresh_conf *rc, int n, double rnd)
 {
-	int64_t	 hi = rc->min_backoff, lo;
+	int64_t	 hi = rc->min_backoff, lo, span;
 	int	 i;
 
+	/* doubling saturates at max_backoff: never past INT64_MAX */
 	for (i = 0; i < n && hi < rc->max_backoff; i++)
-		hi *= 2;
+		hi = hi > rc->max_backoff / 2 ? rc->max_backoff : hi * 2;
 	if (hi > rc->max_backoff)
 		hi = rc->max_backoff;
 	lo = hi / 2;
@@ -65,7 +66,9 @@ schedule_backoff(const struct refresh_conf *rc, int n, double rnd)
 		lo = rc->min_backoff;
 	if (lo > hi)
 		lo = hi;
-	return lo + (int64_t)(rnd * (double)(hi - lo));
+	/* the double may round up past hi - lo (which is at most hi / 2) */
+	span = (int64_t)(rnd * (double)(hi - lo));
+	return lo + (span < hi - lo ? span : hi - lo);
 }
 
 static int
@@ -84,7 +87,9 @@ schedule_parse_http_date(const char *s, time_t *out)
 	for (i = 0; formats[i] != NULL; i++) {
 		memset(&tm, 0, sizeof tm);
 		end = strptime(s, formats[i], &tm);
-		if (end != NULL && *end == '\0') {
+		/* strptime takes "31 Feb" and timegm makes it 3 March */
+		if (end != NULL && *end == '\0' && date_valid(tm.tm_year +
+		    1900, tm.tm_mon + 1, tm.tm_mday)) {
 			*out = timegm(&tm);
 			return 0;
 		}

@@ -15,6 +15,59 @@
 
 #define STATE_VERSION	1
 
+/*
+ * What store_save writes: this skeleton with three JSON strings and three
+ * numbers. The fields follow store_field_ok (at most TOKEN_MAX bytes for
+ * each token, TOKEN_TYPE_MAX for the type).
+ */
+#define STORE_FORMAT	"{\"version\":%d,\"access_token\":%s," \
+			"\"refresh_token\":%s,\"token_type\":%s," \
+			"\"expires_at\":%lld,\"obtained_at\":%lld}\n"
+
+/* json_quote: a byte becomes at most six ("\u001f"), plus two quotes */
+#define STORE_QUOTED_MAX(n)	(6 * (size_t)(n) + 2)
+/* a number in decimal, sign included */
+#define STORE_NUMBER_MAX	20
+
+/*
+ * The largest file store_save can write, so the most store_load reads:
+ * the skeleton (its %-conversions counted as well, which only adds), the
+ * worst-case quoting of each field at its largest, and the numbers. A
+ * refresh token of 64 KiB of quotes, backslashes and control characters
+ * must come back after a restart; fuzz_state checks that the two agree.
+ */
+#define STORE_FILE_MAX	(sizeof STORE_FORMAT + \
+			2 * STORE_QUOTED_MAX(TOKEN_MAX) + \
+			STORE_QUOTED_MAX(TOKEN_TYPE_MAX) + 3 * STORE_NUMBER_MAX)
+
+/* a first refresh token from refresh_token_file fits a state file */
+_Static_assert(SECRET_FILE_MAX <= TOKEN_MAX, "a secret file fits a token");
+
+enum store_field {
+	STORE_ACCESS_TOKEN,	/* served to readers: visible ASCII */
+	STORE_REFRESH_TOKEN,	/* only ever sent form-encoded: any byte
+				   but NUL (refresh_token_file is taken as
+				   it is) */
+	STORE_TOKEN_TYPE,	/* visible ASCII, as oauth.c takes it */
+};
+
+/* Whether s (len bytes) is what a state file may hold for field f. */
+static int
+store_field_ok(enum store_field f, const char *s, size_t len)
+{
+	if (len == 0 || strlen(s) != len)
+		return 0;
+	switch (f) {
+	case STORE_ACCESS_TOKEN:
+		return len <= TOKEN_MAX && str_is_printable(s);
+	case STORE_REFRESH_TOKEN:
+		return len <= TOKEN_MAX;
+	case STORE_TOKEN_TYPE:
+		return len <= TOKEN_TYPE_MAX && str_is_printable(s);
+	}
+	return 0;
+}
+
 char *
 store_path(const char *state_dir, const char *name)
 {
@@ -25,7 +78,8 @@ store_path(const char *state_dir, const char *name)
 }
 
 static int
-store_get_string(struct json_object *obj, const char *key, char **out)
+store_get_string(struct json_object *obj, const char *key,
+    enum store_field f, char **out)
 {
 	struct json_object	*v;
 	const char		*s;
@@ -36,7 +90,7 @@ store_get_string(struct json_object *obj, const char *key, char **out)
 	if (!json_object_is_type(v, json_type_string))
 		return -EINVAL;
 	s = json_object_get_string(v);
-	if (*s == '\0' || strlen(s) > TOKEN_MAX || !str_is_printable(s))
+	if (!store_field_ok(f, s, (size_t)json_object_get_string_len(v)))
 		return -EINVAL;
 	*out = xstrdup(s);
 	return 0;
@@ -75,7 +129,7 @@ store_load(const char *state_dir, const char *name, struct token *t)
 
 	memset(t, 0, sizeof *t);
 	path = store_path(state_dir, name);
-	rc = read_file_capped(path, 4 * TOKEN_MAX, &buf, &len);
+	rc = read_file_capped(path, STORE_FILE_MAX, &buf, &len);
 	free(path);
 	if (rc != 0)
 		return rc;
@@ -93,9 +147,12 @@ store_load(const char *state_dir, const char *name, struct token *t)
 		json_object_put(obj);
 		return -EBADMSG;
 	}
-	if (store_get_string(obj, "access_token", &t->access_token) != 0 ||
-	    store_get_string(obj, "refresh_token", &t->refresh_token) != 0 ||
-	    store_get_string(obj, "token_type", &t->token_type) != 0 ||
+	if (store_get_string(obj, "access_token", STORE_ACCESS_TOKEN,
+	    &t->access_token) != 0 ||
+	    store_get_string(obj, "refresh_token", STORE_REFRESH_TOKEN,
+	    &t->refresh_token) != 0 ||
+	    store_get_string(obj, "token_type", STORE_TOKEN_TYPE,
+	    &t->token_type) != 0 ||
 	    store_get_seconds(obj, "expires_at", &t->expires_at) != 0 ||
 	    store_get_seconds(obj, "obtained_at", &t->obtained_at) != 0) {
 		json_object_put(obj);
@@ -113,21 +170,30 @@ store_load(const char *state_dir, const char *name, struct token *t)
 	return 0;
 }
 
-/* Save t atomically with mode 0600. 0 or a negative errno. */
+/*
+ * Save t atomically with mode 0600. 0 or a negative errno: -EINVAL, and
+ * the file left as it was, for a token that store_load would refuse.
+ */
 int
 store_save(const char *state_dir, const char *name, const struct token *t)
 {
 	char	*path, *at = NULL, *rt = NULL, *tt, *buf;
 	int	 n, rc;
 
+	if ((t->access_token != NULL && !store_field_ok(STORE_ACCESS_TOKEN,
+	    t->access_token, strlen(t->access_token))) ||
+	    (t->refresh_token != NULL && !store_field_ok(STORE_REFRESH_TOKEN,
+	    t->refresh_token, strlen(t->refresh_token))) ||
+	    (t->token_type != NULL && !store_field_ok(STORE_TOKEN_TYPE,
+	    t->token_type, strlen(t->token_type))) ||
+	    t->expires_at < 0 || t->obtained_at < 0)
+		return -EINVAL;
 	if (t->access_token != NULL)
 		at = json_quote(t->access_token);
 	if (t->refresh_token != NULL)
 		rt = json_quote(t->refresh_token);
 	tt = json_quote(t->token_type != NULL ? t->token_type : "Bearer");
-	n = xasprintf(&buf, "{\"version\":%d,\"access_token\":%s,"
-	    "\"refresh_token\":%s,\"token_type\":%s,\"expires_at\":%lld,"
-	    "\"obtained_at\":%lld}\n", STATE_VERSION, at ? at : "null",
+	n = xasprintf(&buf, STORE_FORMAT, STATE_VERSION, at ? at : "null",
 	    rt ? rt : "null", tt, (long long)(t->expires_at / 1000),
 	    (long long)(t->obtained_at / 1000));
 	freezero_str(at);

@@ -22,6 +22,13 @@
 
 #include "tokend.h"
 
+/*
+ * The latest deadline armed: some 68 years of uptime, so tv_sec fits any
+ * time_t and nothing near INT64_MAX reaches the arithmetic. A later one
+ * waits there, which is as good as never.
+ */
+#define TIMER_WHEN_MAX_MS	((int64_t)INT32_MAX * MSEC_PER_SEC)
+
 static struct timer	**heap;		/* 1-based */
 static size_t		  heap_len;
 static size_t		  heap_cap;
@@ -97,10 +104,9 @@ timer_rearm(void)
 		return;
 	memset(&its, 0, sizeof its);
 	if (when >= 0) {
-		if (when == 0)
-			when = 1;	/* 0 would disarm it */
-		its.it_value.tv_sec = when / 1000;
-		its.it_value.tv_nsec = (when % 1000) * 1000000;
+		/* timer_set keeps every deadline in [1, TIMER_WHEN_MAX_MS] */
+		its.it_value.tv_sec = (time_t)(when / 1000);
+		its.it_value.tv_nsec = (long)(when % 1000) * 1000000;
 	}
 	if (timerfd_settime(boot_fd, TFD_TIMER_ABSTIME, &its, NULL) == -1)
 		log_warn("timerfd_settime");
@@ -196,10 +202,19 @@ timer_shutdown(void)
 	armed = -1;
 }
 
-/* (Re)arm t at `when` (boot ms). */
+/*
+ * (Re)arm t at `when` (boot ms). A deadline in the past (even a negative
+ * one, from a caller's overflow) fires at once; one past
+ * TIMER_WHEN_MAX_MS waits there. Either way the one timerfd stays armed
+ * for every other deadline.
+ */
 void
 timer_set(struct timer *t, int64_t when)
 {
+	if (when < 1)
+		when = 1;	/* 0 or less would disarm the timerfd */
+	if (when > TIMER_WHEN_MAX_MS)
+		when = TIMER_WHEN_MAX_MS;
 	if (t->idx != 0) {
 		t->when = when;
 		timer_heap_up(t->idx);

@@ -26,12 +26,18 @@
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* one INI file */
 #define RESPONSE_MAX		(1024 * 1024)	/* a token endpoint's body */
 #define TOKEN_MAX		(64 * 1024)	/* one access or refresh token */
+#define TOKEN_TYPE_MAX		32		/* "Bearer", "DPoP", ... */
 
 /* Times and durations inside are int64_t milliseconds: wall clock since
  * the epoch ("wall") or CLOCK_BOOTTIME ("boot"), which keeps counting
  * through suspend. The few values in seconds (for APIs and protocols that
  * count in seconds) say so in their names: _s, _S. */
 #define MSEC_PER_SEC		1000LL
+
+/* The longest duration a config file may give: ten years of 366 days.
+ * Bounded so that sums and doublings of durations never overflow. */
+#define DURATION_MAX_DAYS	3660
+#define DURATION_MAX_MS		(DURATION_MAX_DAYS * 86400 * MSEC_PER_SEC)
 
 enum grant {
 	GRANT_CLIENT_CREDENTIALS,
@@ -193,6 +199,7 @@ void		 rng_seed(uint64_t);
 double		 rng_unit(void);
 void		 sha256(const void *, size_t, unsigned char[32]);
 char		*fingerprint(const char *);
+int		 date_valid(int, int, int);
 int		 format_rfc3339(int64_t, char *, size_t);
 int		 parse_rfc3339(const char *, int64_t *);
 char		*json_quote(const char *);

@@ -85,16 +85,17 @@ freezero_str(char *s)
 }
 
 /*
- * Read a whole regular file of at most cap bytes, NUL-terminated.
- * Returns 0 or a negative errno: -EFBIG when it is larger than cap,
- * -EINVAL when it is not a regular file (a FIFO, a device).
+ * Read a whole regular file of at most cap bytes, NUL-terminated: a file
+ * of exactly cap bytes is read. Returns 0 or a negative errno: -EFBIG
+ * when it is larger than cap, -EINVAL when it is not a regular file (a
+ * FIFO, a device).
  */
 int
 read_file_capped(const char *path, size_t cap, char **out, size_t *outlen)
 {
 	struct stat	 st;
 	char		*buf;
-	size_t		 len = 0, size;
+	size_t		 len = 0, size, grown;
 	ssize_t		 n;
 	int		 fd, saved;
 
@@ -116,15 +117,17 @@ read_file_capped(const char *path, size_t cap, char **out, size_t *outlen)
 	buf = xcalloc(1, size);
 	for (;;) {
 		if (len + 1 >= size) {
-			if (size > cap) {
+			/* full: only a read of one byte past cap says EOF */
+			if (len > cap) {
 				explicit_bzero(buf, len);
 				free(buf);
 				close(fd);
 				return -EFBIG;
 			}
-			buf = xreallocarray(buf, 2, size);
-			memset(buf + size, 0, size);
-			size *= 2;
+			grown = size <= cap / 2 ? size * 2 : cap + 2;
+			buf = xreallocarray(buf, grown, 1);
+			memset(buf + size, 0, grown - size);
+			size = grown;
 		}
 		n = read(fd, buf + len, size - len - 1);
 		if (n == -1) {
@@ -343,6 +346,24 @@ parse_digits(const char **p, int n, int *out)
 	return 0;
 }
 
+/*
+ * Whether year-month-day names a day of the proleptic Gregorian calendar
+ * (month 1 to 12). timegm() would read 2030-02-31 as 2030-03-03.
+ */
+int
+date_valid(int year, int month, int day)
+{
+	static const int mdays[12] = {
+		31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+	};
+	int	 leap;
+
+	if (month < 1 || month > 12 || day < 1)
+		return 0;
+	leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+	return day <= mdays[month - 1] + (month == 2 && leap);
+}
+
 /* RFC 3339 date-time, e.g. 2026-11-23T17:04:00.5+01:00, to wall ms. */
 int
 parse_rfc3339(const char *s, int64_t *out)
@@ -361,8 +382,7 @@ parse_rfc3339(const char *s, int64_t *out)
 	    parse_digits(&p, 2, &mi) || *p++ != ':' ||
 	    parse_digits(&p, 2, &sec))
 		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-	    sec > 60)
+	if (!date_valid(y, mo, d) || h > 23 || mi > 59 || sec > 60)
 		return -EINVAL;
 	if (*p == '.') {
 		p++;

@@ -118,8 +118,22 @@ test_parse_duration(void **state)
 		{ "1d", 0, 86400 * SEC },
 		{ "90d", 0, 90LL * 86400 * SEC },
 		{ "0090m", 0, 90 * 60 * SEC },
-		/* the largest the parser takes: it fits int64 ms */
-		{ "106751991159d", 0, 106751991159LL * 86400 * SEC },
+		/* the longest: ten years of 366 days, in each unit */
+		{ "3660d", 0, 3660LL * 86400 * SEC },
+		{ "87840h", 0, 87840LL * 3600 * SEC },
+		{ "5270400m", 0, 5270400LL * 60 * SEC },
+		{ "316224000s", 0, 316224000LL * SEC },
+		{ "316224000", 0, 316224000LL * SEC },
+		{ "0000000000000000000000003660d", 0, 3660LL * 86400 * SEC },
+		{ "3661d", -ERANGE, 0 },
+		{ "87841h", -ERANGE, 0 },
+		{ "5270401m", -ERANGE, 0 },
+		{ "316224001s", -ERANGE, 0 },
+		{ "316224001", -ERANGE, 0 },
+		/* the issue's: its doubling overflowed the backoff */
+		{ "60000000000d", -ERANGE, 0 },
+		{ "106751991159d", -ERANGE, 0 },
+		{ "99999999999999999999999999999x", -EINVAL, 0 },
 		{ "", -EINVAL, 0 },
 		{ "s", -EINVAL, 0 },
 		{ "m", -EINVAL, 0 },
@@ -310,6 +324,12 @@ test_account_name_valid(void **state)
 		{ "caf\xc3\xa9", 0 },
 		{ "a*", 0 },
 		{ "a@b", 0 },
+		/* folders, in a path or a URL */
+		{ ".", 0 },
+		{ "..", 0 },
+		{ "...", 1 },
+		{ ".a", 1 },
+		{ "a..", 1 },
 	};
 	size_t	 i;
 
@@ -1265,6 +1285,91 @@ test_account_many_errors(void **state)
 	free(path);
 }
 
+/*
+ * Duplicate keys in a big file: each repeat is found, with the line of
+ * the first, and a key of one [file] is no repeat of another's. (The scan
+ * was quadratic: such a file took minutes of CPU. Its cost is measured by
+ * bench/check_keys.py, not asserted here.)
+ */
+#define MANY_KEYS	50000
+
+static void
+test_account_many_keys(void **state)
+{
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*buf, *w, want[128];
+	size_t			 i, size = (size_t)MANY_KEYS * 32 + 4096;
+	int			 line;
+
+	(void)state;
+	w = buf = malloc(size);
+	assert_non_null(buf);
+	/* line 1 [account], 2 token_url, param.k0 .. at lines 3 .. */
+	w += sprintf(w, "[account]\n" URL);
+	for (i = 0; i < MANY_KEYS; i++)
+		w += sprintf(w, "param.k%zu = v%zu\n", i, i);
+	line = MANY_KEYS + 2;
+	w += sprintf(w, "param.k0 = again\n");			/* +1 */
+	w += sprintf(w, "param.k%d = again\n", MANY_KEYS / 2);	/* +2 */
+	w += sprintf(w, "param.k%d = again\n", MANY_KEYS - 1);	/* +3 */
+	w += sprintf(w, "token_url = https://other.example/\n");	/* +4 */
+	w += sprintf(w, "param.new = 1\n");			/* +5 */
+	/* +6 [file], +7 path, +8 format, +9 [file], +10 path, +11 path */
+	w += sprintf(w, "[file]\npath = /run/a\nformat = raw\n");
+	w += sprintf(w, "[file]\npath = /run/b\npath = /run/c\n");
+	assert_true((size_t)(w - buf) < size);
+
+	memset(&d, 0, sizeof d);
+	ac = config_account_parse("/etc/tokend/accounts.d/many.conf", "many",
+	    buf, (size_t)(w - buf), &d);
+	assert_null(ac);
+	if (d.nerrors != 5) {
+		dump_diag("many keys", &d);
+		fail_msg("expected 5 errors, got %zu", d.nerrors);
+	}
+#define WANT(n, l, k, first) do {					\
+	snprintf(want, sizeof want, "/etc/tokend/accounts.d/many.conf:%d: "\
+	    "duplicate key '%s' (first at line %d)", (l), (k), (first));	\
+	CHECK_STR("error " #n, d.errors[(n)], want);			\
+} while (0)
+	WANT(0, line + 1, "param.k0", 3);
+	{
+		char	 key[32];
+
+		snprintf(key, sizeof key, "param.k%d", MANY_KEYS / 2);
+		WANT(1, line + 2, key, MANY_KEYS / 2 + 3);
+		snprintf(key, sizeof key, "param.k%d", MANY_KEYS - 1);
+		WANT(2, line + 3, key, MANY_KEYS + 2);
+	}
+	WANT(3, line + 4, "token_url", 2);
+	WANT(4, line + 11, "path", line + 10);
+#undef WANT
+	diag_clear(&d);
+
+	/* without the repeats: every key is there, in order */
+	w = buf;
+	w += sprintf(w, "[account]\n" URL);
+	for (i = 0; i < MANY_KEYS; i++)
+		w += sprintf(w, "param.k%zu = v%zu\n", i, i);
+	w += sprintf(w, "[file]\npath = /run/a\n[file]\npath = /run/b\n");
+	memset(&d, 0, sizeof d);
+	ac = config_account_parse("/etc/tokend/accounts.d/many.conf", "many",
+	    buf, (size_t)(w - buf), &d);
+	if (ac == NULL || d.nerrors != 0) {
+		dump_diag("many keys", &d);
+		fail_msg("expected a clean load");
+	}
+	CHECK_I64("params", ac->nparams, MANY_KEYS);
+	CHECK_STR("first", ac->params[0].name, "k0");
+	snprintf(want, sizeof want, "v%d", MANY_KEYS - 1);
+	CHECK_STR("last", ac->params[MANY_KEYS - 1].value, want);
+	CHECK_I64("sinks", ac->nsinks, 2);
+	config_account_free(ac);
+	diag_clear(&d);
+	free(buf);
+}
+
 static void
 test_account_bad_name(void **state)
 {
@@ -1280,6 +1385,18 @@ test_account_bad_name(void **state)
 	    path) > 0, 1);
 	CHECK_I64("bad name prefix", strncmp(d.errors[0], want,
 	    strlen(want)), 0);
+	free(want);
+	diag_clear(&d);
+	free(path);
+
+	/* "..conf" and "...conf" name the accounts "." and ".." */
+	path = put_file(dir, "...conf", "[account]\n" URL, 0600);
+	memset(&d, 0, sizeof d);
+	assert_null(config_account_load(path, "..", &d));
+	assert_int_equal(d.nerrors, 1);
+	assert_int_equal(asprintf(&want, "%s: account name '..' is not 1 to "
+	    "64 of A-Z a-z 0-9 . _ -, other than . and ..", path) > 0, 1);
+	CHECK_STR("dot-dot", d.errors[0], want);
 	free(want);
 	diag_clear(&d);
 	free(path);
@@ -1326,6 +1443,80 @@ test_secret_newline(void **state)
 		config_account_free(ac);
 		free(secret);
 	}
+}
+
+/*
+ * A limit's message agrees with the limit: a file of exactly the limit is
+ * read, one byte more is "larger than" it. (Regression: a secret file of
+ * 65,536 bytes was refused as "larger than 64 KiB".)
+ */
+static void
+test_file_size_limits(void **state)
+{
+	static const char head[] = "[account]\n" URL "client_id = a\n"
+	    "client_auth = post\nclient_secret_file = c.secret\n";
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	struct diag		 d;
+	char			*big, *path, *secret;
+	size_t			 n;
+
+	big = malloc(CONFIG_FILE_MAX + 2);
+	assert_non_null(big);
+
+	/* a secret of SECRET_FILE_MAX bytes, no newline */
+	memset(big, 'x', SECRET_FILE_MAX);
+	big[SECRET_FILE_MAX] = '\0';
+	secret = put_file(dir, "c.secret", big, 0600);
+	ac = load_ok(dir, "limit", head);
+	CHECK_I64("secret length", strlen(ac->client_secret),
+	    SECRET_FILE_MAX);
+	config_account_free(ac);
+	free(secret);
+
+	/* and one byte more */
+	memset(big, 'x', SECRET_FILE_MAX + 1);
+	big[SECRET_FILE_MAX + 1] = '\0';
+	secret = put_file(dir, "c.secret", big, 0600);
+	path = put_file(dir, "limit.conf", head, 0600);
+	memset(&d, 0, sizeof d);
+	assert_null(config_account_load(path, "limit", &d));
+	if (d.nerrors != 1 || strstr(d.errors[0], ":5: client_secret_file: "
+	    "cannot read ") == NULL || strstr(d.errors[0],
+	    "larger than 64 KiB") == NULL) {
+		dump_diag("limit", &d);
+		fail_msg("expected one 'larger than 64 KiB' error at line 5");
+	}
+	diag_clear(&d);
+	free(path);
+	free(secret);
+
+	/* an account file of CONFIG_FILE_MAX bytes: padded with comments */
+	secret = put_file(dir, "c.secret", "s3cret\n", 0600);
+	n = strlen(head);
+	memcpy(big, head, n);
+	for (; n < CONFIG_FILE_MAX; n++)
+		big[n] = big[n - 1] == '\n' ? ';' : n % 64 == 0 ||
+		    n == CONFIG_FILE_MAX - 1 ? '\n' : 'c';
+	big[n] = '\0';
+	ac = load_ok(dir, "limit", big);
+	config_account_free(ac);
+
+	/* and one byte more */
+	big[n++] = '\n';
+	big[n] = '\0';
+	path = put_file(dir, "limit.conf", big, 0600);
+	memset(&d, 0, sizeof d);
+	assert_null(config_account_load(path, "limit", &d));
+	if (d.nerrors != 1 || strstr(d.errors[0], "cannot read: larger than "
+	    "1 MiB") == NULL) {
+		dump_diag("limit", &d);
+		fail_msg("expected one 'larger than 1 MiB' error");
+	}
+	diag_clear(&d);
+	free(path);
+	free(secret);
+	free(big);
 }
 
 /* HTTP Basic: which ids and secrets --check warns about, per encoding. */
@@ -2039,6 +2230,68 @@ test_table_ranges(void **state)
 	}
 }
 
+/*
+ * Every duration key takes up to ten years and refuses more, naming the
+ * key and the bound. (Regression: min_backoff = 60000000000d overflowed
+ * the backoff doubling, and the negative deadline stopped every timer.)
+ */
+static void
+test_table_duration_bound(void **state)
+{
+	static const struct {
+		const char	*section, *key;
+		size_t		 offset;
+	} keys[] = {
+		{ "account", "timeout", offsetof(struct account_conf, timeout) },
+		{ "response", "default_lifetime",
+		    offsetof(struct account_conf, response.default_lifetime) },
+		{ "refresh", "margin",
+		    offsetof(struct account_conf, refresh.margin) },
+		{ "refresh", "min_backoff",
+		    offsetof(struct account_conf, refresh.min_backoff) },
+		{ "refresh", "max_backoff",
+		    offsetof(struct account_conf, refresh.max_backoff) },
+	};
+	static const char *const too_long[] = {
+		"3661d", "316224001", "60000000000d",
+		"99999999999999999999999999999d",
+	};
+	const char		*dir = *state, *head;
+	struct account_conf	*ac;
+	char			*content, *msg;
+	size_t			 i, j;
+
+	for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		/* ten years is taken (max_backoff too, or min_backoff's
+		 * check against it would speak) */
+		head = strcmp(keys[i].section, "account") ? keys[i].section :
+		    NULL;
+		if (asprintf(&content, "[account]\n" URL "%s%s%s%s = 3660d\n"
+		    "%s", head ? "[" : "", head ? head : "", head ? "]\n" : "",
+		    keys[i].key, strcmp(keys[i].key, "min_backoff") ? "" :
+		    "max_backoff = 3660d\n") == -1)
+			fail_msg("asprintf");
+		ac = load_ok(dir, "bound", content);
+		CHECK_I64(keys[i].key, *(int64_t *)((char *)ac +
+		    keys[i].offset), DURATION_MAX_MS);
+		config_account_free(ac);
+		free(content);
+		for (j = 0; j < sizeof too_long / sizeof too_long[0]; j++) {
+			if (asprintf(&content, "[account]\n" URL "%s%s%s"
+			    "%s = %s\n", head ? "[" : "", head ? head : "",
+			    head ? "]\n" : "", keys[i].key,
+			    too_long[j]) == -1 || asprintf(&msg, "%s: duration "
+			    "'%s' is longer than 10 years (3660d), the most a "
+			    "duration may be", keys[i].key, too_long[j]) == -1)
+				fail_msg("asprintf");
+			load_one_error(dir, keys[i].key, content,
+			    head == NULL ? 3 : 4, msg);
+			free(msg);
+			free(content);
+		}
+	}
+}
+
 /* Keys with no empty default refuse an empty value; the others keep it. */
 static void
 test_table_empty_values(void **state)
@@ -2272,8 +2525,10 @@ main(void)
 		T(test_account_empty_keys),
 		T(test_account_errors),
 		T(test_account_many_errors),
+		T(test_account_many_keys),
 		T(test_account_bad_name),
 		T(test_secret_newline),
+		T(test_file_size_limits),
 		T(test_basic_encoding_checks),
 		T(test_secret_permissions),
 		T(test_secret_not_regular),
@@ -2284,6 +2539,7 @@ main(void)
 		T(test_table_choices),
 		T(test_table_bad_choices),
 		T(test_table_ranges),
+		T(test_table_duration_bound),
 		T(test_table_empty_values),
 		T(test_table_global_every_key),
 		T(test_table_defaults),

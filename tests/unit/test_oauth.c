@@ -638,6 +638,15 @@ static const struct ok_case ok_cases[] = {
 	    "{\"access_token\":\"a\",\"expires_in\":60,\"m\":[{\"k\":1},"
 	    "{\"k\":2,\"access_token\":{\"k\":3}}],\"k\":4}", "a", NULL,
 	    "Bearer", 60 * SEC },
+	/* escapes that decode to different keys are different keys */
+	{ "escaped keys that differ", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":60,\"k\\u0041\":1,"
+	    "\"k\\u0061\":2,\"k\\ud83d\\ude00\":3,\"k\\ud83d\\ude01\":4,"
+	    "\"k\\n\":5,\"k\\t\":6,\"k\\\\\":7,\"k\\\"\":8,\"k\":9}", "a", NULL,
+	    "Bearer", 60 * SEC },
+	{ "an escaped key spelt like another's escape", P_RFC,
+	    "{\"access_token\":\"a\",\"expires_in\":60,\"\\\\u0041\":1,"
+	    "\"\\u0041\":2}", "a", NULL, "Bearer", 60 * SEC },
 	{ "a value equal to a key", P_RFC,
 	    "{\"access_token\":\"access_token\",\"expires_in\":60,"
 	    "\"note\":\"expires_in\"}", "access_token", NULL, "Bearer",
@@ -865,6 +874,10 @@ static const struct bad_case bad_cases[] = {
 	    "{\"access_token\":\"a\",\"expires_at\":\"2020-01-01T00:00:00Z\"}" },
 	{ "expires_at junk", P_EXPIRES_AT,
 	    "{\"access_token\":\"a\",\"expires_at\":\"tomorrow\"}" },
+	{ "expires_at 31 February", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":\"2030-02-31T00:00:00Z\"}" },
+	{ "expires_at 29 February of a common year", P_EXPIRES_AT,
+	    "{\"access_token\":\"a\",\"expires_at\":\"2030-02-29T00:00:00Z\"}" },
 	{ "expires_at date without zone", P_EXPIRES_AT,
 	    "{\"access_token\":\"a\",\"expires_at\":\"2030-01-01T00:00:00\"}" },
 	{ "expires_at a century away", P_EXPIRES_AT,
@@ -907,6 +920,31 @@ static const struct bad_case bad_cases[] = {
 	{ "duplicate after a string holding braces and quotes", P_RFC,
 	    "{\"x\":\"{\\\"access_token\\\":1}\",\"access_token\":\"a\","
 	    "\"x\":2}" },
+	/* the same key spelt with escapes: json-c decodes them */
+	{ "duplicate access_token, one \\u-escaped", P_RFC,
+	    "{\"access_token\":\"A1\",\"acc\\u0065ss_token\":\"A2\"}" },
+	{ "duplicate access_token, upper-case hex", P_RFC,
+	    "{\"\\u0061ccess_token\":\"A1\",\"access\\u005Ftoken\":\"A2\"}" },
+	{ "duplicate access_token, the first escaped", P_RFC,
+	    "{\"acc\\u0065ss_token\":\"A1\",\"access_token\":\"A2\","
+	    "\"expires_in\":60}" },
+	{ "duplicate key, \\/ and /", P_RFC,
+	    "{\"access_token\":\"a\",\"a/b\":1,\"a\\/b\":2}" },
+	{ "duplicate key, \\u00e9 and UTF-8", P_RFC,
+	    "{\"access_token\":\"a\",\"caf\\u00e9\":1,\"caf\xc3\xa9\":2}" },
+	{ "duplicate key, a surrogate pair and UTF-8", P_RFC,
+	    "{\"access_token\":\"a\",\"\\ud83d\\ude00\":1,"
+	    "\"\xf0\x9f\x98\x80\":2}" },
+	/* json-c reads a lone surrogate as U+FFFD, and cuts a key at NUL */
+	{ "duplicate key, two lone surrogates", P_RFC,
+	    "{\"access_token\":\"a\",\"\\ud800\":1,\"\\udc00\":2}" },
+	{ "duplicate key, cut at \\u0000", P_RFC,
+	    "{\"access_token\":\"a\",\"k\\u0000x\":1,\"k\\u0000y\":2}" },
+	{ "duplicate access_token, cut at \\u0000", P_RFC,
+	    "{\"access_token\":\"A1\",\"access_token\\u0000\":\"A2\"}" },
+	{ "duplicate escaped key in a nested object", P_SPOTINST,
+	    "{\"response\":{\"items\":[{\"accessToken\":\"a\","
+	    "\"expiresIn\":60,\"\\u0061ccessToken\":\"b\"}]}}" },
 };
 
 static void
@@ -1237,6 +1275,51 @@ test_token_helpers(void **state)
 	oauth_token_clear(&b);
 }
 
+/* RFC 3339 dates: the day must exist in its month (leap years too). */
+static void
+test_parse_rfc3339_dates(void **state)
+{
+	static const struct {
+		const char	*in;
+		int64_t		 want_s;	/* -1: refused */
+	} cases[] = {
+		{ "2023-11-14T22:13:20Z", 1700000000 },
+		{ "2024-02-29T00:00:00Z", 1709164800 },	/* leap year */
+		{ "2000-02-29T00:00:00Z", 951782400 },	/* 400: leap */
+		{ "2030-01-31T00:00:00Z", 1896048000 },
+		{ "2030-12-31T23:59:59Z", 1924991999 },
+		{ "2030-02-31T00:00:00Z", -1 },
+		{ "2030-02-30T00:00:00Z", -1 },
+		{ "2030-02-29T00:00:00Z", -1 },		/* not a leap year */
+		{ "2100-02-29T00:00:00Z", -1 },		/* 100: not leap */
+		{ "2030-04-31T00:00:00Z", -1 },
+		{ "2030-06-31T00:00:00Z", -1 },
+		{ "2030-09-31T00:00:00Z", -1 },
+		{ "2030-11-31T00:00:00Z", -1 },
+		{ "2030-01-32T00:00:00Z", -1 },
+		{ "2030-01-00T00:00:00Z", -1 },
+		{ "2030-00-10T00:00:00Z", -1 },
+		{ "2030-13-10T00:00:00Z", -1 },
+	};
+	char	 what[64];
+	int64_t	 got;
+	size_t	 i;
+	int	 rc;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		got = -1;
+		rc = parse_rfc3339(cases[i].in, &got);
+		snprintf(what, sizeof what, "%s", cases[i].in);
+		if (cases[i].want_s < 0)
+			CHECK_I64(what, rc, -EINVAL);
+		else {
+			CHECK_I64(what, rc, 0);
+			CHECK_I64(what, got, cases[i].want_s * SEC);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -1254,6 +1337,7 @@ main(void)
 		cmocka_unit_test(test_response_errors),
 		cmocka_unit_test(test_response_error_text_is_safe),
 		cmocka_unit_test(test_token_helpers),
+		cmocka_unit_test(test_parse_rfc3339_dates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

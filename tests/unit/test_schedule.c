@@ -290,6 +290,54 @@ test_backoff_doubling(void **state)
 		    2 * schedule_backoff(&rc, (int)i, 0.0));
 }
 
+/*
+ * Durations near INT64_MAX (what a config file could once give): the
+ * doubling saturates at max_backoff, never wraps negative. (Regression:
+ * min_backoff = 60000000000d doubled past INT64_MAX.)
+ */
+static void
+test_backoff_huge(void **state)
+{
+	static const struct {
+		int64_t	 min, max;
+	} confs[] = {
+		{ 60000000000LL * DAY, INT64_MAX },
+		{ 60000000000LL * DAY, 100000000000LL * DAY },
+		{ INT64_MAX / 2 + 1, INT64_MAX },
+		{ INT64_MAX - 1, INT64_MAX },
+		{ INT64_MAX, INT64_MAX },
+		{ 1, INT64_MAX },
+		{ SEC, DURATION_MAX_MS },
+		{ DURATION_MAX_MS, DURATION_MAX_MS },
+	};
+	static const double rnds[] = { 0.0, 0.5, RND_MAX };
+	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, 0, 0 };
+	char			 what[128];
+	int64_t			 d;
+	size_t			 i, j;
+	int			 n;
+
+	(void)state;
+	for (i = 0; i < sizeof confs / sizeof confs[0]; i++) {
+		rc.min_backoff = confs[i].min;
+		rc.max_backoff = confs[i].max;
+		for (n = 1; n <= 70; n++)
+			for (j = 0; j < sizeof rnds / sizeof rnds[0]; j++) {
+				d = schedule_backoff(&rc, n, rnds[j]);
+				snprintf(what, sizeof what, "min %lld max %lld "
+				    "n=%d rnd=%g", (long long)rc.min_backoff,
+				    (long long)rc.max_backoff, n, rnds[j]);
+				CHECK_RANGE(what, d, rc.min_backoff,
+				    rc.max_backoff);
+			}
+		/* enough failures reach the cap */
+		snprintf(what, sizeof what, "min %lld max %lld n=70 rnd=max",
+		    (long long)rc.min_backoff, (long long)rc.max_backoff);
+		CHECK_RANGE(what, schedule_backoff(&rc, 70, RND_MAX),
+		    rc.max_backoff / 2, rc.max_backoff);
+	}
+}
+
 /* ---- schedule_retry_after ---- */
 
 struct retry_case {
@@ -339,6 +387,13 @@ static const struct retry_case retry_cases[] = {
 	{ "Tue, 14 Nov 2023 22:15:20 GMT junk", T0, -1 },
 	{ "Tue, 14 Nov 2023 22:15:20", T0, -1 },
 	{ "Tue, 32 Nov 2023 22:15:20 GMT", T0, -1 },
+	/* a day its month does not have is no date (not 2 or 3 March) */
+	{ "Thu, 31 Feb 2024 00:00:00 GMT", T0, -1 },
+	{ "Fri, 29 Feb 2030 00:00:00 GMT", T0, -1 },
+	{ "Thu, 31 Apr 2025 00:00:00 GMT", T0, -1 },
+	{ "Thu, 29 Feb 2024 00:00:00 GMT", T0, 1709164800 - T0 / SEC },
+	{ "Thu Feb 30 00:00:00 2024", T0, -1 },
+	{ "Thursday, 30-Feb-24 00:00:00 GMT", T0, -1 },
 };
 
 static void
@@ -403,6 +458,7 @@ main(void)
 		cmocka_unit_test(test_refresh_at_sweep),
 		cmocka_unit_test(test_backoff_bounds),
 		cmocka_unit_test(test_backoff_doubling),
+		cmocka_unit_test(test_backoff_huge),
 		cmocka_unit_test(test_retry_after_table),
 		cmocka_unit_test(test_retry_after_huge),
 	};

@@ -488,6 +488,99 @@ test_store_round_trip(void **state)
 	oauth_token_clear(&t);
 }
 
+/* A string of n bytes cycling through `alphabet`. */
+static char *
+fill(size_t n, const char *alphabet, size_t alen)
+{
+	char	*s = malloc(n + 1);
+	size_t	 i;
+
+	assert_non_null(s);
+	for (i = 0; i < n; i++)
+		s[i] = alphabet[i % alen];
+	s[n] = '\0';
+	return s;
+}
+
+/*
+ * The worst a state file can be round-trips: each field at its largest,
+ * of the characters JSON escaping makes longest. (Regression: a refresh
+ * token of quotes and backslashes near TOKEN_MAX was saved as a file
+ * above the load cap, and lost at restart; one with control characters,
+ * which refresh_token_file may hold, was refused as corrupt.)
+ */
+static void
+test_store_round_trip_worst(void **state)
+{
+	static const char quotes[] = "\"\\";
+	static const char controls[] = "\"\\\x01\x1f\t\n\r\x7f";
+	char		 high[128 + 1];
+	const char	*dir = *state;
+	struct token	 t, got;
+	struct stat	 st;
+	char		*path, *rts[3];
+	size_t		 i;
+
+	for (i = 0; i < 128; i++)
+		high[i] = (char)(0x80 + i);
+	high[128] = '\0';
+	rts[0] = fill(TOKEN_MAX, quotes, 2);
+	rts[1] = fill(TOKEN_MAX, controls, sizeof controls - 1);
+	rts[2] = fill(TOKEN_MAX, high, 128);
+	path = store_path(dir, "worst");
+	for (i = 0; i < 3; i++) {
+		memset(&t, 0, sizeof t);
+		t.access_token = fill(TOKEN_MAX, quotes, 2);
+		t.refresh_token = strdup(rts[i]);
+		t.token_type = fill(TOKEN_TYPE_MAX, quotes, 2);
+		t.expires_at = INT64_MAX / 1000 * 1000;
+		t.obtained_at = INT64_MAX / 1000 * 1000;
+		assert_int_equal(store_save(dir, "worst", &t), 0);
+		assert_int_equal(stat(path, &st), 0);
+		/* more than the old cap of 4 * TOKEN_MAX for the first two */
+		if (i < 2 && st.st_size <= 4 * TOKEN_MAX)
+			fail_msg("case %zu: only %lld bytes", i,
+			    (long long)st.st_size);
+		memset(&got, 0, sizeof got);
+		CHECK_I64("load", store_load(dir, "worst", &got), 0);
+		assert_non_null(got.refresh_token);
+		if (strcmp(got.refresh_token, rts[i]) != 0)
+			fail_msg("case %zu: the refresh token came back "
+			    "changed", i);
+		CHECK_STR("access token", got.access_token, t.access_token);
+		CHECK_STR("token type", got.token_type, t.token_type);
+		CHECK_I64("expires_at", got.expires_at, t.expires_at);
+		CHECK_I64("obtained_at", got.obtained_at, t.obtained_at);
+		oauth_token_clear(&got);
+		oauth_token_clear(&t);
+	}
+
+	/* what load would refuse is not saved, and the file stays */
+	token_set(&t, "a", NULL, "Bearer", T0, T0);
+	t.refresh_token = fill(TOKEN_MAX + 1, quotes, 2);
+	CHECK_I64("refresh token too long", store_save(dir, "worst", &t),
+	    -EINVAL);
+	oauth_token_clear(&t);
+	token_set(&t, "a b", "r", "Bearer", T0, T0);
+	CHECK_I64("access token with a space", store_save(dir, "worst", &t),
+	    -EINVAL);
+	oauth_token_clear(&t);
+	token_set(&t, "a", "r", "Bearer", T0, T0);
+	t.token_type = fill(TOKEN_TYPE_MAX + 1, "x", 1);
+	CHECK_I64("token type too long", store_save(dir, "worst", &t),
+	    -EINVAL);
+	oauth_token_clear(&t);
+	memset(&got, 0, sizeof got);
+	CHECK_I64("the last good file", store_load(dir, "worst", &got), 0);
+	assert_non_null(got.refresh_token);
+	assert_true(strcmp(got.refresh_token, rts[2]) == 0);
+	oauth_token_clear(&got);
+
+	for (i = 0; i < 3; i++)
+		free(rts[i]);
+	free(path);
+}
+
 static void
 test_store_load_files(void **state)
 {
@@ -1109,6 +1202,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sink_write,
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_store_round_trip,
+		    tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_store_round_trip_worst,
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_store_load_files,
 		    tmpdir_setup, tmpdir_teardown),
