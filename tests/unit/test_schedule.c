@@ -116,7 +116,7 @@ test_refresh_at_table(void **state)
 static void
 test_refresh_at_never_expires(void **state)
 {
-	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, SEC, 5 * MIN };
+	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, SEC, 5 * MIN, 0 };
 
 	(void)state;
 	CHECK_I64("expires_at 0", schedule_refresh_at(&rc, T0, 0, 0.0), 0);
@@ -139,7 +139,7 @@ test_refresh_at_sweep(void **state)
 		90 * DAY
 	};
 	static const double jitters[] = { 0.0, 0.1, 0.25, 0.5 };
-	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, SEC, 5 * MIN };
+	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, SEC, 5 * MIN, 0 };
 	char			 what[128];
 	int64_t			 L, due, prev, top;
 	size_t			 i, j;
@@ -213,7 +213,7 @@ static void
 test_backoff_bounds(void **state)
 {
 	static const double rnds[] = { 0.0, 0.25, 0.5, 0.75, 0.999, RND_MAX };
-	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, 0, 0 };
+	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, 0, 0, 0 };
 	char			 what[128];
 	int64_t			 lo, hi, d;
 	size_t			 i, j;
@@ -267,7 +267,7 @@ test_backoff_doubling(void **state)
 		{ 64, 150000, 300000 },		/* 2^64 must not overflow */
 		{ 1000, 150000, 300000 },
 	};
-	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, SEC, 5 * MIN };
+	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, SEC, 5 * MIN, 0 };
 	char			 what[64];
 	size_t			 i;
 
@@ -311,7 +311,7 @@ test_backoff_huge(void **state)
 		{ DURATION_MAX_MS, DURATION_MAX_MS },
 	};
 	static const double rnds[] = { 0.0, 0.5, RND_MAX };
-	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, 0, 0 };
+	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, 0, 0, 0 };
 	char			 what[128];
 	int64_t			 d;
 	size_t			 i, j;
