@@ -62,7 +62,7 @@ UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
 		   schedule.o oauth.o sink.o file.o store.o timer.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan
-FUZZ_TARGETS	:= config response retry_after socket
+FUZZ_TARGETS	:= config response retry_after socket jwt state
 FUZZ_BUILD	:= build-fuzz
 FUZZ_SECONDS	?= 60
 FUZZ_CC		?= clang
