@@ -546,7 +546,8 @@ oauth_json_duplicate_keys(const char *p, size_t len)
 			if (depth == 0)
 				break;
 			depth--;
-			if (object[depth])
+			/* keys is NULL until a first key: no pointer sum then */
+			if (object[depth] && nkeys > first[depth])
 				rc = oauth_json_keys_repeat(keys + first[depth],
 				    nkeys - first[depth]);
 			nkeys = first[depth];
