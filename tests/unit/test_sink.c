@@ -565,7 +565,7 @@ test_store_round_trip_worst(void **state)
 	CHECK_I64("access token with a space", store_save(dir, "worst", &t),
 	    -EINVAL);
 	oauth_token_clear(&t);
-	token_set(&t, "a", "r", "Bearer", T0, T0);
+	token_set(&t, "a", "r", NULL, T0, T0);
 	t.token_type = fill(TOKEN_TYPE_MAX + 1, "x", 1);
 	CHECK_I64("token type too long", store_save(dir, "worst", &t),
 	    -EINVAL);
