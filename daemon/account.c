@@ -307,7 +307,7 @@ account_failed(struct account *a, const char *why)
 static void
 account_backoff(struct account *a, const char *why, int64_t min_delay_ms)
 {
-	int64_t	 delay, now = clock_wall_ms();
+	int64_t	 delay, cap, now = clock_wall_ms();
 	char	 in[32];
 
 	a->failures++;
@@ -316,11 +316,10 @@ account_backoff(struct account *a, const char *why, int64_t min_delay_ms)
 	snprintf(a->last_error, sizeof a->last_error, "%s", why);
 	delay = schedule_backoff(&a->conf->refresh, a->failures, rng_unit());
 	if (min_delay_ms >= 0) {
-		if (min_delay_ms > RETRY_AFTER_MAX_MS &&
-		    min_delay_ms > a->conf->refresh.max_backoff)
-			min_delay_ms = RETRY_AFTER_MAX_MS >
-			    a->conf->refresh.max_backoff ? RETRY_AFTER_MAX_MS :
-			    a->conf->refresh.max_backoff;
+		cap = a->conf->refresh.max_backoff > RETRY_AFTER_MAX_MS ?
+		    a->conf->refresh.max_backoff : RETRY_AFTER_MAX_MS;
+		if (min_delay_ms > cap)
+			min_delay_ms = cap;
 		a->not_before = now + min_delay_ms;
 		if (min_delay_ms > delay)
 			delay = min_delay_ms;
@@ -661,9 +660,8 @@ account_replace_conf(struct account *a, struct account_conf *conf)
 	config_account_free(old);
 	if (oauth_token_valid(&a->token, now))
 		account_write_sinks(a);
-	if (!account_retry_at_reload(a))
-		if (a->req == NULL)
-			account_schedule_refresh(a);
+	if (!account_retry_at_reload(a) && a->req == NULL)
+		account_schedule_refresh(a);
 	account_transition(a, ACCOUNT_UNDECIDED, "configuration changed");
 }
 
@@ -814,26 +812,31 @@ account_refresh_now(struct account *a, int64_t min_valid_ms,
 		*retry_at = a->not_before;
 		return -1;
 	}
-	if (a->req == NULL && a->failures > 0) {
-		xasprintf(cause, "backing off after %d failure%s (%s)",
-		    a->failures, a->failures == 1 ? "" : "s", a->last_error);
-		return -1;
+	if (a->req == NULL) {
+		if (a->failures > 0) {
+			xasprintf(cause, "backing off after %d failure%s (%s)",
+			    a->failures, a->failures == 1 ? "" : "s",
+			    a->last_error);
+			return -1;
+		}
+		life = a->token.expires_at - a->token.obtained_at;
+		if (min_valid_ms > 0 && a->token.expires_at != 0 &&
+		    a->token.obtained_at != 0 && life < min_valid_ms) {
+			account_fmt_delay(life, in, sizeof in);
+			xasprintf(cause, "no token of this account is valid "
+			    "that long (the last one was issued for %s)", in);
+			return -1;
+		}
+		if (a->token.access_token != NULL &&
+		    oauth_token_valid(&a->token, now) &&
+		    now - a->token.obtained_at < a->conf->refresh.min_interval) {
+			log_account(LOG_LEVEL_DEBUG, a->conf->name, "refresh "
+			    "asked for; the token is younger than min_interval, "
+			    "it stands");
+			return 1;
+		}
 	}
-	life = a->token.expires_at - a->token.obtained_at;
-	if (a->req == NULL && min_valid_ms > 0 && a->token.expires_at != 0 &&
-	    a->token.obtained_at != 0 && life < min_valid_ms) {
-		account_fmt_delay(life, in, sizeof in);
-		xasprintf(cause, "no token of this account is valid that long "
-		    "(the last one was issued for %s)", in);
-		return -1;
-	}
-	if (a->req == NULL && a->token.access_token != NULL &&
-	    oauth_token_valid(&a->token, now) &&
-	    now - a->token.obtained_at < a->conf->refresh.min_interval) {
-		log_account(LOG_LEVEL_DEBUG, a->conf->name, "refresh asked for; "
-		    "the token is younger than min_interval, it stands");
-		return 1;
-	}
+	/* a request in flight is joined, never repeated */
 	if (cb != NULL) {
 		w = xcalloc(1, sizeof *w);
 		w->cb = cb;

@@ -127,16 +127,18 @@ api_reply_error(struct evhttp_request *req, int code, const char *msg,
 	api_reply(req, code, "application/json", b);
 }
 
+/* Whole seconds, at least 1, from now until wall ms `at` (0: unknown). */
+static int64_t
+api_seconds_until(int64_t at, int64_t now)
+{
+	return at > now ? (at - now + 999) / 1000 : 1;
+}
+
 /* Seconds until the account's next attempt, for Retry-After. */
 static int64_t
 api_retry_after_s(const struct account_view *v, int64_t now)
 {
-	int64_t	 s;
-
-	if (v->next_refresh == 0 || v->next_refresh <= now)
-		return 1;
-	s = (v->next_refresh - now + 999) / 1000;
-	return s < 1 ? 1 : s;
+	return api_seconds_until(v->next_refresh, now);
 }
 
 static void
@@ -288,7 +290,7 @@ api_wait_for_refresh(struct evhttp_request *req, struct account *a,
 	struct account_view	 v;
 	struct timeval		 tv;
 	char			*cause = NULL;
-	int64_t			 wait, retry_at, ra, now = clock_wall_ms();
+	int64_t			 wait, retry_at, now = clock_wall_ms();
 	int			 rc;
 
 	account_view(a, now, &v);
@@ -326,8 +328,8 @@ api_wait_for_refresh(struct evhttp_request *req, struct account *a,
 		api_waited_cb(a, 1, NULL, p);
 	} else if (rc != 0) {
 		p->account = NULL;
-		ra = retry_at > now ? (retry_at - now + 999) / 1000 : 1;
-		api_reply_error(req, 503, cause, ra);
+		api_reply_error(req, 503, cause,
+		    api_seconds_until(retry_at, now));
 		free(cause);
 		api_pending_free(p);
 	}
