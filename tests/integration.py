@@ -32,8 +32,10 @@ import base64
 import concurrent.futures
 import datetime
 import http.client
+import itertools
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -105,6 +107,53 @@ def wait_for(predicate, timeout, what, alive=None):
         if time.monotonic() >= deadline:
             raise TestFailure("timed out after %gs waiting for %s" % (timeout, what))
         time.sleep(POLL)
+
+
+# -- throwaway users ---------------------------------------------------------
+
+class User:
+    """A user made for one test (see throwaway_user)."""
+
+    def __init__(self, name, uid, gid):
+        self.name, self.uid, self.gid = name, uid, gid
+
+    def setpriv(self, cmd, groups=None):
+        pre = ["setpriv", "--reuid=%d" % self.uid, "--regid=%d" % self.gid]
+        if groups:
+            pre.append("--groups=" + ",".join(str(g) for g in groups))
+        else:
+            pre.append("--clear-groups")
+        return pre + list(cmd)
+
+    def who(self, **kw):
+        """Keywords for integration_socket.curl(user=...)."""
+        kw.update(uid=self.uid, gid=self.gid)
+        return kw
+
+
+_user_serial = itertools.count()
+
+
+def throwaway_user(t):
+    """A new user with no home, no login and no group of its own, removed
+    when the test ends (after its processes: cleanups run last first).
+    Adding users changes the machine: the test is skipped unless
+    require("system") allows it."""
+    require("system")
+    name = "tokend-t-%x-%d" % (os.getpid(), next(_user_serial))
+    res = subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin",
+                          name], stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=30)
+    check(res.returncode == 0, "useradd %s: %s" % (name, res.stderr.strip()))
+
+    def remove():
+        res = subprocess.run(["userdel", name], stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            raise TestFailure("userdel %s: %s" % (name, res.stderr.strip()))
+    t.cleanups.append(remove)
+    pw = pwd.getpwnam(name)
+    return User(name, pw.pw_uid, pw.pw_gid)
 
 
 # -- files ------------------------------------------------------------------

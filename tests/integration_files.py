@@ -23,20 +23,17 @@ Python standard library only.
 """
 
 import os
-import pwd
-import random
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
     check, fast_refresh, main, read_raw, require, rfc_account, rfc_issuer,
-    wait_for)
+    throwaway_user, wait_for)
 
 ATTACK_SECONDS = 45      # the attacker's own deadline, should cleanup fail
 OTHER_UID = 4242         # owns folders and links in tests that run no code
@@ -52,25 +49,6 @@ def public_base(t):
     os.chmod(base, 0o755)
     t.cleanups.append(lambda: shutil.rmtree(base, ignore_errors=True))
     return base
-
-
-def throwaway_user(t):
-    """(uid, gid) of a new user with no home and no login, deleted when
-    the test ends (after its processes are gone: cleanups run last first)."""
-    require("system")
-    for _ in range(10):
-        name = "tokend-f-%04x" % random.randrange(0x10000)
-        res = subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin",
-                              name], capture_output=True, text=True)
-        if res.returncode == 0:
-            break
-        check(res.returncode == 9, "useradd %s: %s" % (name, res.stderr))
-    else:
-        check(False, "useradd: no free tokend-f-XXXX name")
-    t.cleanups.append(lambda: subprocess.run(["userdel", "-f", name],
-                                             capture_output=True))
-    pw = pwd.getpwnam(name)
-    return pw.pw_uid, pw.pw_gid
 
 
 def mkdirs(*paths, mode=0o755, owner=None):
@@ -184,7 +162,8 @@ def test_swap_race_in_an_ancestor_the_attacker_owns(t):
     while tokend refreshes a 2-second token.  No token may ever land in the
     decoy; tokend refuses (a folder on the way is the attacker's) and says
     so, and keeps running."""
-    uid, gid = throwaway_user(t)
+    user = throwaway_user(t)
+    uid, gid = user.uid, user.gid
     base = public_base(t)
     a, tok, decoy = (os.path.join(base, x) for x in ("a", "a/tok", "decoy"))
     mkdirs(a, tok, decoy)
@@ -267,7 +246,8 @@ def test_sticky_folder_links_are_never_followed(t):
     link to a decoy in its place.  tokend replaces the planted links,
     refuses to write through the link, writes again once root has taken
     the name back, and never writes into the decoy."""
-    uid, gid = throwaway_user(t)
+    user = throwaway_user(t)
+    uid, gid = user.uid, user.gid
     base = public_base(t)
     sticky, sub, decoy = (os.path.join(base, x) for x in
                           ("s", "s/tok", "decoy"))

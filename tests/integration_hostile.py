@@ -21,7 +21,6 @@ Python standard library only.
 import itertools
 import json
 import os
-import pwd
 import re
 import socket
 import subprocess
@@ -32,7 +31,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
-    TestFailure, check, main, read_raw, require, wait_for, wait_requests)
+    TestFailure, check, main, read_raw, require, throwaway_user, wait_for,
+    wait_requests)
 from integration_socket import (  # noqa: E402
     RFC_ID, RFC_SECRET, add_account, check_sanitizer_clean, curl,
     public_socket, unix_connect)
@@ -154,46 +154,7 @@ else:
 '''
 
 
-# -- throwaway users -------------------------------------------------------------
-
-class User:
-    def __init__(self, name, uid, gid):
-        self.name, self.uid, self.gid = name, uid, gid
-
-    def setpriv(self, cmd, groups=None):
-        pre = ["setpriv", "--reuid=%d" % self.uid, "--regid=%d" % self.gid]
-        if groups:
-            pre.append("--groups=" + ",".join(str(g) for g in groups))
-        else:
-            pre.append("--clear-groups")
-        return pre + list(cmd)
-
-    def who(self, **kw):
-        """Keywords for integration_socket.curl(user=...)."""
-        kw.update(uid=self.uid, gid=self.gid)
-        return kw
-
-
-_user_serial = itertools.count()
-
-
-def make_user(t):
-    """A new account with no home and no group of its own, removed when the
-    test ends (after its processes: clean-ups run last first)."""
-    name = "tokend-t-%x-%d" % (os.getpid(), next(_user_serial))
-    res = subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin",
-                          name], stdin=subprocess.DEVNULL, capture_output=True,
-                         text=True, timeout=30)
-    check(res.returncode == 0, "useradd %s: %s" % (name, res.stderr.strip()))
-
-    def remove():
-        res = subprocess.run(["userdel", name], stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=30)
-        if res.returncode != 0:
-            raise TestFailure("userdel %s: %s" % (name, res.stderr.strip()))
-    t.cleanups.append(remove)
-    pw = pwd.getpwnam(name)
-    return User(name, pw.pw_uid, pw.pw_gid)
+_client_serial = itertools.count()
 
 
 class Attacker:
@@ -201,7 +162,7 @@ class Attacker:
 
     def __init__(self, t, user, mode, sock, *args):
         self.what = "%s %s as %s" % (mode, " ".join(map(str, args)), user.name)
-        self.err_path = t.path("client-%s-%d.err" % (mode, next(_user_serial)))
+        self.err_path = t.path("client-%s-%d.err" % (mode, next(_client_serial)))
         self.last = {}
         self.reports = 0
         self.lock = threading.Lock()
@@ -365,7 +326,7 @@ def test_hostile_pipelined_flood_memory_bounded(t):
     and a connection more from the flooder is refused, its stuck
     connections still counting; the daemon lives on."""
     require("system")
-    attacker, reader = make_user(t), make_user(t)
+    attacker, reader = throwaway_user(t), throwaway_user(t)
     _, d, token = hostile_setup(t, readers=[reader])
     rss = RssWatch(d.proc.pid)
     t.cleanups.append(rss.stop)
@@ -413,7 +374,7 @@ def test_hostile_slow_loris_one_user(t):
     503; root's tokenctl status and another user's GET are answered; the
     refusals are logged, but not once each."""
     require("system")
-    attacker, reader = make_user(t), make_user(t)
+    attacker, reader = throwaway_user(t), throwaway_user(t)
     _, d, token = hostile_setup(t, readers=[reader])
     n = MAX_CONNECTIONS + 8
     hold = Attacker(t, attacker, "hold", d.socket, n, 30, 1)
@@ -437,7 +398,7 @@ def test_hostile_slow_loris_two_users(t):
     """Two unprivileged users open 300 dripping connections each: each gets
     PER_UID, the rest are refused; root, and a third user, are answered."""
     require("system")
-    a, b, reader = make_user(t), make_user(t), make_user(t)
+    a, b, reader = throwaway_user(t), throwaway_user(t), throwaway_user(t)
     _, d, token = hostile_setup(t, readers=[reader])
     holds = [Attacker(t, u, "hold", d.socket, 300, 30, 1) for u in (a, b)]
     for h in holds:
@@ -459,8 +420,8 @@ def test_hostile_reserved_slots(t):
     still answered at once, while one more unprivileged user is refused
     with a 503."""
     require("system")
-    users = [make_user(t) for _ in range(MAX_CONNECTIONS // PER_UID)]
-    late = make_user(t)
+    users = [throwaway_user(t) for _ in range(MAX_CONNECTIONS // PER_UID)]
+    late = throwaway_user(t)
     _, d, token = hostile_setup(t, readers=[late])
     holds = [Attacker(t, u, "hold", d.socket, PER_UID, 30, 1) for u in users]
     for h in holds:
@@ -525,7 +486,7 @@ def test_hostile_request_deadline(t):
     unprivileged user's connection, root's own, and a kept-alive one are
     each closed with a 408 within DEADLINE + 5 s."""
     require("system")
-    attacker = make_user(t)
+    attacker = throwaway_user(t)
     _, d, token = hostile_setup(t)
     hold = Attacker(t, attacker, "hold", d.socket, 1, DEADLINE + 20, 1)
     results = {}
@@ -582,7 +543,7 @@ def test_hostile_peer_in_300_groups(t):
     them, with curl and with tokenctl; an account granted to none of them
     stays hidden."""
     require("system")
-    user = make_user(t)
+    user = throwaway_user(t)
     groups = list(range(61000, 61300))
     iss = t.issuer({"clients": {RFC_ID: RFC_SECRET}, "lifetime": 3600})
     d = t.daemon()

@@ -28,8 +28,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402
-    TestFailure, check, fast_refresh, main, read_raw, require, status_of,
-    wait_for, wait_requests)
+    check, fast_refresh, main, read_raw, require, status_of, throwaway_user,
+    wait_requests)
+from integration_socket import public_socket  # noqa: E402
 
 RFC_ID, RFC_SECRET = "sec-client", "sec-client-secret-5519"
 
@@ -66,37 +67,12 @@ print(json.dumps({"counts": counts, "last": last}))
 
 # -- helpers ------------------------------------------------------------------
 
-def throwaway_user(t, tag):
-    """A user made for this test (no home, no login), removed at cleanup;
-    returns (uid, gid)."""
-    require("system")
-    name = "tokend-%s-%d" % (tag, os.getpid() % 100000)
-    subprocess.run(["userdel", name], capture_output=True)
-    subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", name],
-                   check=True, capture_output=True)
-    t.cleanups.append(lambda: subprocess.run(["userdel", name],
-                                             capture_output=True))
-    pw = pwd.getpwnam(name)
-    return pw.pw_uid, pw.pw_gid
-
-
-def public_socket(t, d):
-    """Put the socket where other users reach it (a 0755 folder)."""
-    import shutil
-    import tempfile
-    pub = tempfile.mkdtemp(prefix="tokend-sec-")
-    os.chmod(pub, 0o755)
-    t.cleanups.append(lambda: shutil.rmtree(pub, ignore_errors=True))
-    d.socket = os.path.join(pub, "tokend.sock")
-    d.write_global()
-
-
-def reader_loop(d, uid, gid, method, path, seconds):
-    """Run READER as uid:gid; returns its JSON report."""
+def reader_loop(d, user, method, path, seconds):
+    """Run READER as user; returns its JSON report."""
     res = subprocess.run(
-        ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups",
-         "/usr/bin/python3", "-c", READER, d.socket, method, path,
-         str(seconds)], capture_output=True, text=True, timeout=seconds + 60)
+        user.setpriv(["/usr/bin/python3", "-c", READER, d.socket, method,
+                      path, str(seconds)]),
+        capture_output=True, text=True, timeout=seconds + 60)
     check(res.returncode == 0, "the reader failed: %s" % res.stderr[-500:])
     return json.loads(res.stdout)
 
@@ -128,7 +104,7 @@ def test_reader_cannot_hammer_a_failed_account(t):
     account whose secret is refused: no request beyond tokend's own (the
     first, and one per max_backoff), every answer a 503 that says the
     account failed and when to come back, on_failure ran once."""
-    uid, gid = throwaway_user(t, "ham")
+    user = throwaway_user(t)
     iss = t.issuer({"clients": {RFC_ID: RFC_SECRET}, "lifetime": 3600})
     d = t.daemon()
     public_socket(t, d)
@@ -139,7 +115,7 @@ def test_reader_cannot_hammer_a_failed_account(t):
     os.chmod(hook, 0o755)
     account(t, d, iss, "bad", secret="wrong-secret-7719",
             refresh=fast_refresh(max_backoff="60s"),
-            access={"users": str(uid)}, hooks={"on_failure": hook})
+            access={"users": str(user.uid)}, hooks={"on_failure": hook})
     d.start()
     d.wait_for(lambda: (status_of(d, "bad") or {}).get("state") == "failed",
                15, "the account to fail")
@@ -147,7 +123,7 @@ def test_reader_cannot_hammer_a_failed_account(t):
     out = [None, None]
 
     def loop(i, method, path):
-        out[i] = reader_loop(d, uid, gid, method, path, 3)
+        out[i] = reader_loop(d, user, method, path, 3)
     th = [threading.Thread(target=loop, args=(0, "POST", "/v1/refresh/bad")),
           threading.Thread(target=loop, args=(1, "GET",
                                               "/v1/token/bad?min_valid=60"))]
@@ -180,16 +156,16 @@ def test_reader_cannot_hammer_a_healthy_account(t):
     30 s, the default) and GET ?min_valid beyond the lifetime: no request
     at all; the refresh answers are 200 with the standing token's status,
     the impossible min_valid 503 at once with the reason."""
-    uid, gid = throwaway_user(t, "hea")
+    user = throwaway_user(t)
     iss = t.issuer({"clients": {RFC_ID: RFC_SECRET}, "lifetime": 600})
     d = t.daemon()
     public_socket(t, d)
     account(t, d, iss, "ok", refresh=("refresh", {}),
-            access={"users": str(uid)})
+            access={"users": str(user.uid)})
     d.start()
     wait_requests(d, iss, 1, 15, "a token")
-    refresh = reader_loop(d, uid, gid, "POST", "/v1/refresh/ok", 2)
-    longer = reader_loop(d, uid, gid, "GET", "/v1/token/ok?min_valid=3600", 2)
+    refresh = reader_loop(d, user, "POST", "/v1/refresh/ok", 2)
+    longer = reader_loop(d, user, "GET", "/v1/token/ok?min_valid=3600", 2)
     check(set(refresh["counts"]) == {"200"}, "POST answers %s"
           % refresh["counts"])
     check(set(longer["counts"]) == {"503"}, "?min_valid=3600 answers %s"
@@ -449,11 +425,7 @@ def test_not_dumpable_and_no_core(t):
                               "--clear-groups"] + base_cmd(args)
     d.start()
     d.wait_for(lambda: read_raw(t.out("c.token")), 15, "a token")
-    pid = int(subprocess.run(["pgrep", "-P", str(d.proc.pid)],
-                             capture_output=True, text=True).stdout.split()[0]) \
-        if not os.path.exists("/proc/%d/exe" % d.proc.pid) or \
-        os.path.basename(os.readlink("/proc/%d/exe" % d.proc.pid)) != "tokend" \
-        else d.proc.pid
+    pid = d.proc.pid     # setpriv execs tokend
     with open("/proc/%d/status" % pid) as f:
         uid_line = [x for x in f if x.startswith("Uid:")][0]
     check(uid_line.split()[1] == str(nobody.pw_uid), "tokend does not run as "
