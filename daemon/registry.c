@@ -144,7 +144,7 @@ void
 registry_apply(struct registry *r, struct config *cfg,
     struct registry_diff *diff)
 {
-	struct account	       **next, **start, **kept, **reloaded, *a;
+	struct account	       **next, **start, **kept, *a;
 	struct account_conf	*ac, **replace;
 	size_t			 i, n = cfg->naccounts;
 	void			(*changed)(void *) = r->changed;
@@ -153,7 +153,6 @@ registry_apply(struct registry *r, struct config *cfg,
 	next = xcalloc(n ? n : 1, sizeof *next);
 	start = xcalloc(n ? n : 1, sizeof *start);
 	replace = xcalloc(n ? n : 1, sizeof *replace);
-	reloaded = xcalloc(n ? n : 1, sizeof *reloaded);
 	for (i = 0; i < n; i++) {
 		ac = config_take_account(cfg, i);
 		a = registry_find(r, ac->name);
@@ -165,7 +164,6 @@ registry_apply(struct registry *r, struct config *cfg,
 		case REGISTRY_SAME:
 			config_account_free(ac);
 			next[i] = a;
-			reloaded[i] = a;
 			break;
 		case REGISTRY_REPLACE:
 			next[i] = a;
@@ -189,12 +187,16 @@ registry_apply(struct registry *r, struct config *cfg,
 		account_free(a);
 		diff->removed++;
 	}
-	free(kept);
+	/*
+	 * kept becomes the registry's array, sorted by name; next[] stays in
+	 * the configuration's order (file names, where "a-b.conf" comes
+	 * before "a.conf" but "a" before "a-b"), which start[] and replace[]
+	 * share with it.
+	 */
 	free(r->accounts);
-	r->accounts = next;
+	qsort(kept, n, sizeof *kept, registry_account_cmp);
+	r->accounts = kept;
 	r->naccounts = n;
-	qsort(r->accounts, r->naccounts, sizeof *r->accounts,
-	    registry_account_cmp);
 	r->ready_cursor = 0;	/* the array changed */
 
 	free(r->state_dir);
@@ -207,10 +209,10 @@ registry_apply(struct registry *r, struct config *cfg,
 			account_replace_conf(next[i], replace[i]);
 		else if (start[i] != NULL)
 			account_start(start[i]);
-		else if (reloaded[i] != NULL)
-			account_reloaded(reloaded[i]);
+		else	/* unchanged: a reload is still a "try again" */
+			account_reloaded(next[i]);
 	}
-	free(reloaded);
+	free(next);
 	free(start);
 	free(replace);
 	if (r->changed != NULL)

@@ -16,9 +16,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from integration import (
-    fast_refresh,  # noqa: E402  (the harness lives next door)
-    check, main, read_raw, status_of, rfc_account, rfc_issuer, wait_requests)
+import json
+
+from integration import (  # noqa: E402  (the harness lives next door)
+    check, fast_refresh, main, read_raw, status_of, rfc_account, rfc_issuer,
+    wait_requests)
 
 
 def shim_path(t, name):
@@ -98,6 +100,38 @@ def test_issue9_request_that_cannot_start(t):
           "a request that could not start replaced the token")
     d.stop()
 
+
+
+def test_reload_changes_the_account_it_names(t):
+    """Files "a-b.conf" and "a.conf" come in that order, but the registry
+    sorts "a" before "a-b": a reload that changes "a" must give the new
+    settings to "a" (it gave them to "a-b", which then went by the name
+    "a", and "a-b" was gone from the status)."""
+    iss = rfc_issuer(t, lifetime=4)
+    d = t.daemon()
+    for name in ("a", "a-b"):
+        d.write_account(name, rfc_account(t, d, iss, grant="client_credentials",
+                                          files=[{"path": t.out(name + ".token")}]))
+    d.start()
+    d.wait_for(lambda: read_raw(t.out("a.token")) and
+               read_raw(t.out("a-b.token")), 10, "both tokens")
+    d.write_account("a", rfc_account(t, d, iss, grant="client_credentials",
+                                     files=[{"path": t.out("a.token")}],
+                                     extra={"scope": "after-reload"}))
+    n = len(iss.log())
+    d.sighup()
+    d.wait_for(lambda: "reloaded:" in d.log_text(), 10, "the reload")
+    status, _, body = d.http("GET", "/v1/status")
+    names = sorted(x["account"] for x in json.loads(body))
+    check(names == ["a", "a-b"], "accounts after the reload: %s" % names)
+    scoped = d.wait_for(lambda: [e for e in iss.log()[n:]
+                                 if e["params"].get("scope")], 10,
+                        "a request with the new scope")
+    d.wait_for(lambda: [e for e in iss.log()[n:]
+                        if not e["params"].get("scope")], 10,
+               "a-b's own request after the reload")
+    check(all(e["params"]["scope"] == "after-reload" for e in scoped),
+          "scopes %s" % [e["params"]["scope"] for e in scoped])
 
 TESTS = {name: fn for name, fn in list(globals().items())
          if name.startswith("test_") and callable(fn)}
