@@ -76,16 +76,19 @@ class TestSkipped(Exception):
 SYSTEM_ENV = "TOKEND_TEST_SYSTEM"   # .ci/run sets it to 1
 
 
-def require(what):
+def require(what, why=None):
     """Skip the calling test unless the machine allows it.
-    what: "root" (setpriv, chown: needs euid 0) or "system" (the test changes
-    the machine: adds users, sets the clock; runs only as root with
-    TOKEND_TEST_SYSTEM=1, which .ci/run sets)."""
+    what: "root" (setpriv, chown, unshare, another process's /proc/PID/fd:
+    needs euid 0) or "system" (the test changes the machine: adds users,
+    sets the clock; runs only as root with TOKEND_TEST_SYSTEM=1, which
+    .ci/run sets).  why, when given, says what the test does that needs
+    it, and goes into the reason printed with SKIP."""
+    because = " (%s)" % why if why else ""
     if os.geteuid() != 0:
-        raise TestSkipped("needs root")
+        raise TestSkipped("needs root" + because)
     if what == "system" and os.environ.get(SYSTEM_ENV) != "1":
-        raise TestSkipped("changes the machine; runs only with %s=1 (as "
-                          ".ci/run does)" % SYSTEM_ENV)
+        raise TestSkipped("changes the machine%s; runs only with %s=1 (as "
+                          ".ci/run does)" % (because, SYSTEM_ENV))
 
 
 def check(cond, message):
@@ -118,6 +121,7 @@ class User:
         self.name, self.uid, self.gid = name, uid, gid
 
     def setpriv(self, cmd, groups=None):
+        require("root", "setpriv to play another user")
         pre = ["setpriv", "--reuid=%d" % self.uid, "--regid=%d" % self.gid]
         if groups:
             pre.append("--groups=" + ",".join(str(g) for g in groups))

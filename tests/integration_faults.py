@@ -58,7 +58,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from integration import (  # noqa: E402  (the harness lives next door)
     HERE, Daemon, Issuer, TestFailure, UnixHTTPConnection, check,
     fast_refresh, main, parse_rfc3339_utc, read_json, read_raw, read_text,
-    short, wait_for, write_file)
+    require, short, wait_for, write_file)
 
 USER, PASSWORD = "alice", "alice-fault-password-5150"
 HEALTHY_ID, HEALTHY_SECRET = "healthy-client", "healthy-client-secret-8086"
@@ -271,6 +271,7 @@ class NsDaemon(Daemon):
     through /proc/PID/root (inside()) and runs commands there (nsenter())."""
 
     def __init__(self, ctx, name, tmpfs):
+        require("root", "unshare -m and tmpfs mounts")
         super().__init__(ctx, name)
         self.tmpfs = tmpfs
 

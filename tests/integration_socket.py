@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
     TestFailure, UnixHTTPConnection, check, fast_refresh, file_mode, main,
-    parse_rfc3339_utc, read_raw, status_of, wait_for, wait_requests,
+    parse_rfc3339_utc, read_raw, require, status_of, wait_for, wait_requests,
     write_file)
 
 NOBODY = 65534
@@ -137,6 +137,7 @@ def parse_http(raw, what="answer"):
 def setpriv(cmd, uid=NOBODY, gid=NOBODY, groups=None):
     """cmd run as another user (nobody by default), with no supplementary
     groups or with exactly `groups`."""
+    require("root", "setpriv to play another user")
     pre = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid]
     if groups:
         pre.append("--groups=" + ",".join(str(g) for g in groups))
@@ -870,6 +871,7 @@ def test_access_control_other_users(t):
     supplementary or primary group those granted to that group; everything
     else answers exactly like an unknown account and is absent from status
     and metrics; reload is refused; the socket is 0666."""
+    require("root", "setpriv to play another user")
     iss = t.issuer({"clients": {RFC_ID: RFC_SECRET}, "lifetime": 3600})
     d = t.daemon()
     public_socket(t, d)
@@ -976,6 +978,7 @@ def test_socket_folder_made_for_everyone(t):
     """A missing socket folder is created, and so that other users can reach
     the 0666 socket in it (the daemon's umask here is 077, like the
     shipped unit's UMask=0077)."""
+    require("root", "setpriv to play another user")
     iss = t.issuer({"clients": {RFC_ID: RFC_SECRET}, "lifetime": 3600})
     d = t.daemon()
     pub = public_socket(t, d, "run/tokend/tokend.sock")
@@ -1316,6 +1319,7 @@ def test_connections_release_descriptors(t):
     seconds: the very first one, and fifty after it (regression: the
     sweep that lets go of connections evhttp has closed was armed before
     the first connection was counted, so it never ran for it)."""
+    require("root", "lists /proc/PID/fd of a non-dumpable daemon")
     iss = t.issuer({"clients": {RFC_ID: RFC_SECRET}, "lifetime": 3600})
     d = t.daemon()
     add_account(t, d, iss, "fds")

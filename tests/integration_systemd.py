@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
     Daemon, TestFailure, check, fast_refresh, main, parse_rfc3339_utc,
-    read_raw, read_text, wait_for, wait_requests, write_file)
+    read_raw, read_text, require, wait_for, wait_requests, write_file)
 
 SOCKET_ACTIVATE = "/usr/bin/systemd-socket-activate"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -627,6 +627,7 @@ class JournalDaemon(SdDaemon):
     (so the harness's secret scan reads both)."""
 
     def __init__(self, ctx, name):
+        require("root", "unshare -m and a tmpfs over /run/systemd")
         super().__init__(ctx, name)
         self.journal_path = ctx.path(name + ".journal")
         self.listener = ctx.path("journal-listener.py")
@@ -990,6 +991,7 @@ def test_hook_inherits_only_stdio(t):
     pipes, epoll or timer descriptors.  (A hook that holds
     the daemon's TLS connection keeps it open after the daemon has closed
     it, and may write into it.)"""
+    require("root", "lists /proc/PID/fd of a non-dumpable daemon")
     iss = t.issuer({"clients": {"fd-client": "fd-secret-29979"},
                     "lifetime": 3})
     d = sd_daemon(t)
