@@ -13,6 +13,7 @@ BINDIR		?= $(PREFIX)/bin
 MANDIR		?= $(PREFIX)/share/man
 UNITDIR		?= $(PREFIX)/lib/systemd/system
 EXAMPLEDIR	?= $(PREFIX)/share/doc/tokend/examples
+SYSUSERSDIR	?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR	?= /etc
 DESTDIR		?=
 
@@ -189,10 +190,13 @@ demo: deps
 	@$(MAKE) --no-print-directory all SANITIZE=$(SANITIZE)
 	@bash tests/demo.sh $(BUILD)/tokend $(BUILD)/tokenctl
 
+# The system user tokend comes from sysusers.d; with DESTDIR (a staging
+# tree, a package) systemd-sysusers is left to the target machine.
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
-	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR)/accounts.d
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d $(DESTDIR)$(EXAMPLEDIR)/polkit
 	install -m 0755 $(BUILD)/tokend $(BUILD)/tokenctl $(DESTDIR)$(BINDIR)
 	install -m 0644 man/tokenctl.1 $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 man/tokend.conf.5 $(DESTDIR)$(MANDIR)/man5
@@ -200,11 +204,24 @@ install: all
 	sed 's|/usr/bin/tokend|$(BINDIR)/tokend|g' systemd/tokend.service \
 	    > $(DESTDIR)$(UNITDIR)/tokend.service
 	install -m 0644 systemd/tokend.socket $(DESTDIR)$(UNITDIR)
+	install -m 0644 systemd/tokend.sysusers.conf \
+	    $(DESTDIR)$(SYSUSERSDIR)/tokend.conf
 	install -m 0644 conf/tokend.conf $(DESTDIR)$(EXAMPLEDIR)
 	install -m 0644 conf/accounts.d/*.example \
 	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d
+	install -m 0644 conf/polkit/50-tokend-restart.rules \
+	    $(DESTDIR)$(EXAMPLEDIR)/polkit
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/tokend/accounts.d
 	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/tokend/credentials
+	@if [ -n "$(DESTDIR)" ]; then \
+	    echo "install: run systemd-sysusers on the target to add user tokend"; \
+	elif command -v systemd-sysusers >/dev/null 2>&1; then \
+	    echo "systemd-sysusers $(SYSUSERSDIR)/tokend.conf"; \
+	    systemd-sysusers $(SYSUSERSDIR)/tokend.conf; \
+	else \
+	    echo "install: no systemd-sysusers: add the system user tokend" \
+	        "(group tokend) by hand"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tokend $(DESTDIR)$(BINDIR)/tokenctl \
@@ -212,7 +229,8 @@ uninstall:
 	    $(DESTDIR)$(MANDIR)/man5/tokend.conf.5 \
 	    $(DESTDIR)$(MANDIR)/man8/tokend.8 \
 	    $(DESTDIR)$(UNITDIR)/tokend.service \
-	    $(DESTDIR)$(UNITDIR)/tokend.socket
+	    $(DESTDIR)$(UNITDIR)/tokend.socket \
+	    $(DESTDIR)$(SYSUSERSDIR)/tokend.conf
 	rm -rf $(DESTDIR)$(EXAMPLEDIR)
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/tokend/accounts.d \
 	    $(DESTDIR)$(SYSCONFDIR)/tokend/credentials \

@@ -141,7 +141,8 @@ unit_exposure() {
 }
 static_check unit-exposure unit_exposure
 
-# make install and uninstall into a private DESTDIR
+# make install and uninstall into a private DESTDIR: everything in place,
+# the machine itself untouched (no systemd-sysusers run).
 install_round_trip() {
 	dest=$(mktemp -d)
 	make --no-print-directory -s install SANITIZE="$SANITIZE" \
@@ -151,16 +152,26 @@ install_round_trip() {
 	    usr/share/man/man1/tokenctl.1 \
 	    usr/lib/systemd/system/tokend.service \
 	    usr/lib/systemd/system/tokend.socket \
-	    usr/share/doc/tokend/examples/tokend.conf; do
+	    usr/lib/sysusers.d/tokend.conf \
+	    usr/share/doc/tokend/examples/tokend.conf \
+	    usr/share/doc/tokend/examples/accounts.d/particle.conf.example \
+	    usr/share/doc/tokend/examples/polkit/50-tokend-restart.rules; do
 		[ -f "$dest/$f" ] || { echo "missing $f"; return 1; }
 	done
 	[ -d "$dest/etc/tokend/accounts.d" ] ||
 	    { echo "missing etc/tokend/accounts.d"; return 1; }
 	[ "$(stat -c %a "$dest/etc/tokend/credentials")" = 700 ] ||
 	    { echo "etc/tokend/credentials is not 0700"; return 1; }
-	grep -q '^ExecStart=/usr/bin/tokend' \
-	    "$dest/usr/lib/systemd/system/tokend.service" ||
+	[ ! -e "$dest/etc/passwd" ] ||
+	    { echo "install with DESTDIR wrote etc/passwd"; return 1; }
+	unit=$dest/usr/lib/systemd/system/tokend.service
+	grep -q '^ExecStart=/usr/bin/tokend' "$unit" ||
 	    { echo "ExecStart does not point at PREFIX"; return 1; }
+	if ! grep -q '^User=tokend$' "$unit" || grep -q '^DynamicUser=' "$unit"
+	then
+		echo "the unit does not run as the static user tokend"
+		return 1
+	fi
 	"$dest/usr/bin/tokend" --version >/dev/null || return 1
 	make --no-print-directory -s uninstall DESTDIR="$dest" PREFIX=/usr ||
 	    return 1
@@ -169,6 +180,78 @@ install_round_trip() {
 	[ -z "$left" ] || { echo "left after uninstall: $left"; return 1; }
 }
 static_check install-uninstall install_round_trip
+
+# The shipped sysusers.d file makes the system user and group tokend, with
+# no login, at home in the state folder (run into a scratch root).
+sysusers_file() {
+	root=$(mktemp -d)
+	mkdir -p "$root/etc" "$root/usr/lib/sysusers.d"
+	cp systemd/tokend.sysusers.conf "$root/usr/lib/sysusers.d/tokend.conf"
+	out=$(systemd-sysusers --root="$root" 2>&1) || { echo "$out"; rm -rf "$root"; return 1; }
+	pw=$(grep '^tokend:' "$root/etc/passwd")
+	gr=$(grep '^tokend:' "$root/etc/group")
+	rm -rf "$root"
+	echo "$pw / $gr"
+	case $pw in
+	tokend:x:*:*:*:/var/lib/tokend:/usr/sbin/nologin) ;;
+	*) return 1 ;;
+	esac
+	[ -n "$gr" ]
+}
+static_check sysusers sysusers_file
+
+# The shipped example accounts pass tokend --check as installed, once the
+# users and groups they name as their consumers (placeholders) exist: they
+# are added to a private copy of /etc/passwd and /etc/group, bind-mounted
+# in a mount namespace of the check's own (root only).
+examples_check() {
+	dir=$(mktemp -d)
+	mkdir "$dir/accounts.d" "$dir/credentials"
+	for f in conf/accounts.d/*.conf.example; do
+		cp "$f" "$dir/accounts.d/$(basename "$f" .example)"
+	done
+	for n in particle.client_secret particle.password \
+	    spotinst.client_secret spotinst.password spotnana.client_secret \
+	    openid.client_secret openid.refresh_token; do
+		echo "placeholder-secret-$n" > "$dir/credentials/$n"
+	done
+	chmod 0600 "$dir/credentials"/*
+	printf '[tokend]\nstate_dir = %s/state\nsocket = %s/tokend.sock\n' \
+	    "$dir" "$dir" > "$dir/tokend.conf"
+	{ cat /etc/passwd
+	  echo "iot-collector:x:64001:64001::/nonexistent:/usr/sbin/nologin"
+	  echo "gateway:x:64002:64001::/nonexistent:/usr/sbin/nologin"
+	  echo "spotctl:x:64003:64001::/nonexistent:/usr/sbin/nologin"; } \
+	    > "$dir/passwd"
+	{ cat /etc/group; echo "spot-ops:x:64001:"; echo "travel:x:64002:"; } \
+	    > "$dir/group"
+	# shellcheck disable=SC2016 # expanded by the inner sh
+	unshare -m --propagation private sh -c '
+	    mount --bind "$1/passwd" /etc/passwd &&
+	    mount --bind "$1/group" /etc/group &&
+	    CREDENTIALS_DIRECTORY=$1/credentials "$2" --check \
+	        -c "$1/tokend.conf" -A "$1/accounts.d"' sh "$dir" \
+	    "$BUILD/tokend" 2>&1
+	rc=$?
+	rm -rf "$dir"
+	return $rc
+}
+if [ "$(id -u)" -eq 0 ]; then
+	static_check examples examples_check
+else
+	echo "SKIP examples: needs root (unshare -m, bind mounts)"
+	count examples 0 0 1
+fi
+
+# The polkit rule lets user tokend reload or restart the listed unit and
+# nothing else (run with a stand-in for polkitd's JavaScript objects).
+if command -v node >/dev/null 2>&1; then
+	static_check polkit-rule node tests/check_polkit.js \
+	    conf/polkit/50-tokend-restart.rules
+else
+	echo "SKIP polkit-rule: no node to run the rule's JavaScript"
+	count polkit-rule 0 0 1
+fi
 
 echo
 [ -n "$failures" ] && echo "failing:$failures"

@@ -19,7 +19,13 @@ the pieces of systemd they need, played by hand and for real:
     with a tmpfs over /run/systemd and a listener of ours bound to
     /run/systemd/journal/socket, its stderr a file named by JOURNAL_STREAM;
   - credentials: a CREDENTIALS_DIRECTORY of 0400 files;
-  - hooks: /bin/sh scripts in the test's folder that record what they see.
+  - hooks: /bin/sh scripts in the test's folder that record what they see;
+  - the unit's user model (User=tokend, Group=tokend, UMask=0077): tokend
+    run by setpriv as a user and group of its own, read by other users.
+
+The unit file itself under a real service manager (sysusers, LoadCredential=
+at start, the sandbox, a hook's polkit rule) needs a booted systemd, which
+these machines do not have as PID 1: that is for an nspawn test (issue 13).
 
 The harness's Daemon strips every systemd variable from the daemon's
 environment; SdDaemon (below) puts back exactly the ones a test asks for.
@@ -30,11 +36,14 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import namedtuple
@@ -42,8 +51,9 @@ from collections import namedtuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
-    Daemon, TestFailure, check, fast_refresh, main, parse_rfc3339_utc,
-    read_raw, read_text, require, wait_for, wait_requests, write_file)
+    Daemon, TestFailure, User, check, fast_refresh, main, parse_rfc3339_utc,
+    read_raw, read_text, require, rfc_account, rfc_issuer, wait_for,
+    wait_requests, write_file)
 
 SOCKET_ACTIVATE = "/usr/bin/systemd-socket-activate"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -1164,6 +1174,107 @@ def test_hook_that_hangs_stalls_nothing(t):
         time.sleep(0.05)
     check(not left, "hook processes %s outlived the daemon" % left)
     check_sanitizer_clean(d)
+
+
+# -- the unit's user model ----------------------------------------------------
+
+UNIT_UID, UNIT_GID = 4251, 4252    # User=tokend, Group=tokend, played by numbers
+UNIT_USER = User("tokend", UNIT_UID, UNIT_GID)
+READER = User("reader", 4253, 4253)    # a consumer, in group tokend or not
+
+
+class UnitUserDaemon(Daemon):
+    """tokend as tokend.service runs it: as an unprivileged user and group
+    of its own (the unit's static User=tokend and Group=tokend, played by
+    numbers that need no passwd entry), with UMask=0077, and its folders in
+    a 0755 folder everyone can reach, as /run/tokend is."""
+
+    def __init__(self, ctx, base):
+        require("root", "setpriv to run tokend as the unit's user")
+        super().__init__(ctx, "tokend")
+        self.root = os.path.join(base, "tokend")
+        self.conf = os.path.join(self.root, "tokend.conf")
+        self.accounts_dir = os.path.join(self.root, "accounts.d")
+        self.state_dir = os.path.join(self.root, "state")
+        self.run_dir = os.path.join(self.root, "run")
+        self.socket = os.path.join(self.run_dir, "tokend.sock")
+        for folder, mode in ((self.root, 0o755), (self.accounts_dir, 0o755),
+                             (self.state_dir, 0o700), (self.run_dir, 0o755)):
+            os.makedirs(folder, exist_ok=True)
+            os.chmod(folder, mode)
+        self.write_global()
+
+    def give_to_unit_user(self):
+        for top, dirs, files in os.walk(self.root):
+            for name in [top] + [os.path.join(top, f) for f in files]:
+                os.chown(name, UNIT_UID, UNIT_GID)
+
+    def command(self, args):
+        return UNIT_USER.setpriv(super().command(args))
+
+
+def run_as(user, cmd, groups=None):
+    return subprocess.run(user.setpriv(cmd, groups), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_unit_user_model_group_reads_token_file(t):
+    """The unit's user model: tokend runs as its own user and group with
+    UMask=0077; a token file with the default mode is 0640, owned by that
+    user and group, so a consumer in group tokend reads it and one outside
+    the group cannot; [access] users lets the consumer read it over the
+    socket, and the state file stays 0600 to tokend's user."""
+    base = tempfile.mkdtemp(prefix="tokend-unit-")
+    os.chmod(base, 0o755)
+    t.cleanups.append(lambda: shutil.rmtree(base, ignore_errors=True))
+    ca = os.path.join(base, "ca.pem")
+    shutil.copyfile(t.ca, ca)
+    os.chmod(ca, 0o644)
+    iss = rfc_issuer(t, lifetime=3600)
+    d = UnitUserDaemon(t, base)
+    t.daemons.append(d)                 # stopped and scanned by the harness
+    token_file = os.path.join(d.run_dir, "unit.token")
+    sections = rfc_account(t, d, iss, grant="client_credentials",
+                           files=[{"path": token_file, "format": "raw"}],
+                           extra={"ca_file": ca})
+    sections.append(("access", {"users": str(READER.uid)}))
+    d.write_account("unit", sections)
+    d.give_to_unit_user()
+    d.start()
+    wait_requests(d, iss, 1, 15, "the first token")
+    token = iss.ok_entries()[-1]["issued_access_token"]
+    d.wait_for(lambda: read_raw(token_file) == token, 10, "the token file")
+
+    st = os.stat(token_file)
+    check((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) ==
+          (0o640, UNIT_UID, UNIT_GID),
+          "token file: mode %o, owner %d:%d; expected 640, %d:%d" % (
+              stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, UNIT_UID,
+              UNIT_GID))
+    st = os.stat(d.state_path("unit"))
+    check((stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, UNIT_UID),
+          "state file: mode %o, owner %d" % (stat.S_IMODE(st.st_mode),
+                                            st.st_uid))
+
+    member = run_as(READER, ["cat", token_file], groups=[UNIT_GID])
+    check(member.returncode == 0 and member.stdout == token + "\n",
+          "a member of the unit's group cannot read the token file: exit "
+          "%d, %s" % (member.returncode, member.stderr.strip()))
+    outsider = run_as(READER, ["cat", token_file])
+    check(outsider.returncode != 0 and outsider.stdout == "",
+          "a user outside the unit's group read the token file")
+
+    url = "http://localhost/v1/token/unit"
+    curl = ["curl", "-sS", "--max-time", "20", "-o", "-", "-w", " %{http_code}",
+            "--unix-socket", d.socket, url]
+    granted = run_as(READER, curl)
+    check(granted.stdout == token + " 200",
+          "[access] users = %d: GET %s answered %r (%s)" % (
+              READER.uid, url, granted.stdout[-40:], granted.stderr.strip()))
+    other = run_as(User("other", 4254, 4254), curl, groups=[UNIT_GID])
+    check(other.stdout.endswith(" 404") and token not in other.stdout,
+          "a user not in [access] got %r" % other.stdout[-40:])
+    d.stop(expect_exit=0)
 
 
 TESTS = {name: fn for name, fn in list(globals().items())
