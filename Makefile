@@ -223,6 +223,15 @@ install: all
 	        "(group tokend) by hand"; \
 	fi
 
+# Removes what install put there, then each folder it may have made, and
+# the empty ones above it up to DESTDIR; a folder that still holds
+# something (account files, secrets, others' files) stays. The user
+# tokend and /var/lib/tokend (the refresh tokens) are never removed.
+INSTALL_DIRS	= $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 \
+		  $(UNITDIR) $(SYSUSERSDIR) $(EXAMPLEDIR)/accounts.d \
+		  $(EXAMPLEDIR)/polkit $(SYSCONFDIR)/tokend/accounts.d \
+		  $(SYSCONFDIR)/tokend/credentials
+
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tokend $(DESTDIR)$(BINDIR)/tokenctl \
 	    $(DESTDIR)$(MANDIR)/man1/tokenctl.1 \
@@ -230,11 +239,17 @@ uninstall:
 	    $(DESTDIR)$(MANDIR)/man8/tokend.8 \
 	    $(DESTDIR)$(UNITDIR)/tokend.service \
 	    $(DESTDIR)$(UNITDIR)/tokend.socket \
-	    $(DESTDIR)$(SYSUSERSDIR)/tokend.conf
-	rm -rf $(DESTDIR)$(EXAMPLEDIR)
-	-rmdir $(DESTDIR)$(SYSCONFDIR)/tokend/accounts.d \
-	    $(DESTDIR)$(SYSCONFDIR)/tokend/credentials \
-	    $(DESTDIR)$(SYSCONFDIR)/tokend 2>/dev/null
+	    $(DESTDIR)$(SYSUSERSDIR)/tokend.conf \
+	    $(DESTDIR)$(EXAMPLEDIR)/tokend.conf \
+	    $(DESTDIR)$(EXAMPLEDIR)/polkit/50-tokend-restart.rules
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLEDIR)/accounts.d/,\
+	    $(notdir $(wildcard conf/accounts.d/*.example)))
+	@for d in $(addprefix $(DESTDIR),$(INSTALL_DIRS)); do \
+	    while [ "$$d" != "$(patsubst %/,%,$(DESTDIR))" ] && [ "$$d" != / ] && \
+	        rmdir "$$d" 2>/dev/null; do \
+	        d=$$(dirname "$$d"); \
+	    done; \
+	done
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -142,7 +142,8 @@ unit_exposure() {
 static_check unit-exposure unit_exposure
 
 # make install and uninstall into a private DESTDIR: everything in place,
-# the machine itself untouched (no systemd-sysusers run).
+# the machine itself untouched (no systemd-sysusers run), and afterwards
+# nothing left, not even an empty folder, but what the user put there.
 install_round_trip() {
 	dest=$(mktemp -d)
 	make --no-print-directory -s install SANITIZE="$SANITIZE" \
@@ -173,9 +174,17 @@ install_round_trip() {
 		return 1
 	fi
 	"$dest/usr/bin/tokend" --version >/dev/null || return 1
+	# user config stays, and so do the folders that hold it
+	echo "; mine" > "$dest/etc/tokend/accounts.d/site.conf"
 	make --no-print-directory -s uninstall DESTDIR="$dest" PREFIX=/usr ||
 	    return 1
-	left=$(find "$dest" -type f; find "$dest/etc" -mindepth 1 2>/dev/null)
+	left=$(cd "$dest" && find . -mindepth 1 | sort | tr '\n' ' ')
+	[ "$left" = "./etc ./etc/tokend ./etc/tokend/accounts.d ./etc/tokend/accounts.d/site.conf " ] ||
+	    { echo "after uninstall, with a site.conf: $left"; rm -rf "$dest"; return 1; }
+	rm "$dest/etc/tokend/accounts.d/site.conf"
+	make --no-print-directory -s uninstall DESTDIR="$dest" PREFIX=/usr ||
+	    return 1
+	left=$(cd "$dest" && find . -mindepth 1)
 	rm -rf "$dest"
 	[ -z "$left" ] || { echo "left after uninstall: $left"; return 1; }
 }
