@@ -3,9 +3,10 @@
 #   make            build build/tokend and build/tokenctl
 #   make check      install missing dependencies, build, run every test
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan
-#   make demo       install missing dependencies, run the end-to-end demo
+#   make demo       install what the demo needs (not the test tools), run it
 #   make bench      benchmarks at 10,000 accounts against nginx (minutes)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR=  (also make uninstall)
+#   make deps       install what make check needs; deps-build, deps-demo less
 #   V=1             show the compiler's command lines
 
 PREFIX		?= /usr/local
@@ -45,11 +46,18 @@ ALL_CFLAGS	= -std=gnu11 $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) \
 		  -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 ALL_LDFLAGS	= $(SANFLAGS) -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 
-# Debian packages that building, testing and the demo need
-DEB_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev \
-		   libevent-dev libjson-c-dev libsystemd-dev libcmocka-dev \
-		   openssl ca-certificates python3 curl mandoc systemd valgrind \
+# Debian packages: to build tokend and tokenctl (and ca-certificates, the
+# trust anchors real endpoints need at run time); for tests/demo.sh (the
+# openssl CLI for its certificates, python3 for the test issuer, curl to
+# read a token over the socket); for make check (cmocka, mandoc, systemd's
+# tools, valgrind, clang and its fuzzer runtime). make deps installs
+# DEB_PKGS, by default all three.
+BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev \
+		   libevent-dev libjson-c-dev libsystemd-dev ca-certificates
+DEMO_PKGS	:= $(BUILD_PKGS) openssl python3 curl
+CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
 		   clang libclang-rt-dev
+DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \
 		   sink account registry hooks control api
@@ -73,8 +81,8 @@ FUZZ_CFLAGS	= -std=gnu11 -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
 FUZZ_OBJS	:= $(addprefix $(FUZZ_BUILD)/,$(addsuffix .o,$(CORE)))
 FUZZ_BINS	:= $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 
-.PHONY: all check demo install uninstall deps clean unit fuzz fuzz-build \
-	bench shims
+.PHONY: all check demo install uninstall deps deps-build deps-demo clean \
+	unit fuzz fuzz-build bench shims
 all: $(BUILD)/tokend $(BUILD)/tokenctl
 
 $(BUILD):
@@ -169,6 +177,12 @@ deps:
 	        --no-install-recommends $$missing; \
 	fi
 
+deps-build:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BUILD_PKGS)"
+
+deps-demo:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEMO_PKGS)"
+
 # make bench: nginx is the issuer, h2load measures nginx's own ceiling
 BENCH_PKGS	:= nginx-light nghttp2-client
 
@@ -186,7 +200,7 @@ check: deps
 	@$(MAKE) --no-print-directory all unit shims SANITIZE=$(SANITIZE)
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/check.sh
 
-demo: deps
+demo: deps-demo
 	@$(MAKE) --no-print-directory all SANITIZE=$(SANITIZE)
 	@bash tests/demo.sh $(BUILD)/tokend $(BUILD)/tokenctl
 

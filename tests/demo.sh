@@ -3,8 +3,10 @@
 #
 # Starts the test issuer on loopback with short-lived tokens, and tokend with
 # three accounts in the styles of tokend.conf(5)'s examples (Spotinst,
-# Spotnana, Particle), then watches their token files for DEMO_SECONDS
-# (default 60) and prints a line whenever a token appears or is replaced.
+# Spotnana, Particle), shows a program reading a token from its file, over
+# the socket (curl) and with tokenctl, then watches the token files for
+# DEMO_SECONDS (default 60) and prints a line whenever a token appears or
+# is replaced.
 # Exits 0 when every account got at least two distinct tokens, else 1 with
 # the tail of tokend's log.  Everything lives in a temporary folder that is
 # removed on the way out (DEMO_KEEP=1 keeps it).  Nothing leaves the machine.
@@ -200,6 +202,51 @@ status() {
 	echo
 }
 
+# fp TOKEN: tokend's fingerprint of a token, as its log shows it.
+fp() {
+	printf 'fp:%s' "$(printf '%s' "$1" | sha256sum | cut -c1-8)"
+}
+
+# What a program does to get the particle token: read its file, ask the
+# socket, or run tokenctl. Only the fingerprints of what each got are shown.
+consumer() {
+	local file=$dir/run/particle.token sock=$dir/run/tokend.sock
+	local from_file from_socket from_ctl logged
+	echo "A program reads the particle account's token in one of three ways:"
+	echo
+	echo "  TOKEN=\$(cat $file)"
+	echo "  TOKEN=\$(curl -s --unix-socket $sock \\"
+	echo "      http://localhost/v1/token/particle)"
+	echo "  TOKEN=\$(tokenctl --socket $sock token particle)"
+	echo
+	echo "and then calls its API: curl -H \"Authorization: Bearer \$TOKEN\" URL"
+	echo
+	from_file=$(cat "$file")
+	from_socket=$(curl -s --max-time 5 --unix-socket "$sock" \
+	    http://localhost/v1/token/particle || true)
+	from_ctl=$("$tokenctl" --socket "$sock" token particle || true)
+	logged=$(grep -o 'account particle: new token fp:[0-9a-f]*' \
+	    "$dir/tokend.log" | tail -n 1 | sed 's/.* //')
+	echo "Here the file held $(fp "$from_file"), the socket answered" \
+	    "$(fp "$from_socket"),"
+	echo "tokenctl printed $(fp "$from_ctl"), and tokend's log named the" \
+	    "token ${logged:-(not logged yet)}."
+	if [ "$from_file" != "$from_socket" ] || [ "$from_file" != "$from_ctl" ]
+	then
+		# a refresh may fall between two reads: say so, it is no failure
+		echo "(A refresh came between the reads, so they differ.)"
+	fi
+	cat <<'EOF'
+
+fp: is a token's fingerprint, the first 8 hex digits of its SHA-256. tokend's
+log and this demo show it instead of the token, which is a secret and must
+not reach a log or a screen. The same token always has the same fp, so you
+can check that a program reads what tokend holds, or tell an old token from
+a new one, without seeing either:  printf %s "$(cat FILE)" | sha256sum | cut -c1-8
+
+EOF
+}
+
 # One line per account: NAME FINGERPRINT EXPIRES_AT EXPIRES_EPOCH, or dashes
 # while its file is missing or unreadable.  The fingerprint is tokend's own
 # (fp: and the first 8 hex digits of the token's SHA-256), so the lines can
@@ -238,9 +285,10 @@ if ! kill -0 "$tokend_pid" 2>/dev/null; then
 	exit 1
 fi
 echo "tokend and the test issuer are running in $dir."
+status
+consumer
 echo "Tokens live 15 s (spotinst), 12 s (spotnana) and 20 s (particle);"
 echo "for ${seconds} s, a line for every new token in the account's json file:"
-status
 printf '%-8s  %-8s  %-11s  %-20s  %s\n' TIME ACCOUNT TOKEN EXPIRES-AT NOTE
 
 declare -A last_fp last_epoch count seen
