@@ -241,6 +241,12 @@ install: all
 # the empty ones above it up to DESTDIR; a folder that still holds
 # something (account files, secrets, others' files) stays. The user
 # tokend and /var/lib/tokend (the refresh tokens) are never removed.
+# Folders of the system's own hierarchy (hier(7)) that an uninstall into the
+# live system leaves even when empty: other packages expect them. Into a
+# DESTDIR stage, everything install made goes.
+KEEP_DIRS	= $(PREFIX) $(PREFIX)/bin $(PREFIX)/sbin $(PREFIX)/lib \
+		  $(PREFIX)/share $(PREFIX)/share/doc $(MANDIR) $(MANDIR)/man1 \
+		  $(MANDIR)/man5 $(MANDIR)/man8 $(SYSCONFDIR)
 INSTALL_DIRS	= $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 \
 		  $(UNITDIR) $(SYSUSERSDIR) $(EXAMPLEDIR)/accounts.d \
 		  $(EXAMPLEDIR)/polkit $(SYSCONFDIR)/tokend/accounts.d \
@@ -258,8 +264,10 @@ uninstall:
 	    $(DESTDIR)$(EXAMPLEDIR)/polkit/50-tokend-restart.rules
 	rm -f $(addprefix $(DESTDIR)$(EXAMPLEDIR)/accounts.d/,\
 	    $(notdir $(wildcard conf/accounts.d/*.example)))
-	@for d in $(addprefix $(DESTDIR),$(INSTALL_DIRS)); do \
+	@keep=" $(if $(DESTDIR),,$(KEEP_DIRS)) "; \
+	for d in $(addprefix $(DESTDIR),$(INSTALL_DIRS)); do \
 	    while [ "$$d" != "$(patsubst %/,%,$(DESTDIR))" ] && [ "$$d" != / ] && \
+	        case "$$keep" in *" $$d "*) false;; *) true;; esac && \
 	        rmdir "$$d" 2>/dev/null; do \
 	        d=$$(dirname "$$d"); \
 	    done; \
