@@ -430,7 +430,7 @@ static const struct ini_case ini_cases[] = {
 	    "d = x;y\n"
 	    "e = \"q ; \\\"w\\\" \\\\ e\"\n"
 	    "f =\n"
-	    "g = x #not a comment\n"
+	    "g = x #a comment too\n"
 	    "h = x\t; after a tab\n"
 	    "i = a=b\n"
 	    "param.foo-bar_1 = v\n"
@@ -446,13 +446,34 @@ static const struct ini_case ini_cases[] = {
 	    "V7 s.d=<x;y>\n"
 	    "V8 s.e=<q ; \"w\" \\ e>\n"
 	    "V9 s.f=<>\n"
-	    "V10 s.g=<x #not a comment>\n"
+	    "V10 s.g=<x>\n"
 	    "V11 s.h=<x>\n"
 	    "V12 s.i=<a=b>\n"
 	    "V13 s.param.foo-bar_1=<v>\n"
 	    "V14 s.j=<>\n"
 	    "V15 s.k=<x>\n"
 	    "V17 s.l=<http://h/p;q>\n" },
+	/* issue 11: " #" is an inline comment; a '#' inside a word is not */
+	{ "hash comments",
+	    "[s]\n"
+	    "username = dave@example.com   # the owner\n"
+	    "url = https://h/p#frag\n"
+	    "password = pa#ss;wo#rd\n"
+	    "q = \"keep # this ; too\" # but not this\n"
+	    "t = x\t#after a tab\n"
+	    "e = # nothing before it\n"
+	    "h = #\n"
+	    "x = a##b #c\n",
+	    0,
+	    "S1 [s]\n"
+	    "V2 s.username=<dave@example.com>\n"
+	    "V3 s.url=<https://h/p#frag>\n"
+	    "V4 s.password=<pa#ss;wo#rd>\n"
+	    "V5 s.q=<keep # this ; too>\n"
+	    "V6 s.t=<x>\n"
+	    "V7 s.e=<>\n"
+	    "V8 s.h=<>\n"
+	    "V9 s.x=<a##b>\n" },
 	{ "sections", "[a]\nx = 1\n[ b ]\nx = 2\n[a]\n[file]\n[file]\n", 0,
 	    "S1 [a]\nV2 a.x=<1>\nS3 [b]\nV4 b.x=<2>\nS5 [a]\nS6 [file]\n"
 	    "S7 [file]\n" },
