@@ -36,7 +36,9 @@ CC		?= cc
 CFLAGS		?= -O2 -g
 WARNFLAGS	:= -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 		   -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
-PKGS		:= libcurl libevent json-c libsystemd
+# libcrypto: config.c reads each ca_file's certificates (libcurl's own
+# OpenSSL, linked by name)
+PKGS		:= libcurl libevent json-c libsystemd libcrypto
 # recursive (=): evaluated when a recipe runs, after `deps` installed them
 PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS	= $(shell pkg-config --libs $(PKGS))
@@ -45,7 +47,7 @@ ALL_CFLAGS	= -std=gnu11 $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) \
 ALL_LDFLAGS	= $(SANFLAGS) -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 
 # Debian packages that building, testing and the demo need
-DEB_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev \
+DEB_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev libssl-dev \
 		   libevent-dev libjson-c-dev libsystemd-dev libcmocka-dev \
 		   openssl ca-certificates python3 curl mandoc systemd valgrind \
 		   clang libclang-rt-dev
