@@ -2761,7 +2761,7 @@ test_account_run_time_ok(void **state)
 {
 	const char		*dir = *state;
 	struct account_conf	*ac;
-	char			*bundle, *content;
+	char			*bundle, *content, *msg;
 
 	if (asprintf(&bundle, "# a comment\n%s\n%s", test_cert,
 	    test_cert) == -1)
@@ -2776,6 +2776,22 @@ test_account_run_time_ok(void **state)
 	ac = load_ok(dir, "good", content);
 	free(content);
 	config_account_free(ac);
+
+	/* good content is not parsed twice, but a change is seen */
+	if (asprintf(&content, "[account]\n" URL_ID "ca_file = ca.pem\n") ==
+	    -1)
+		fail_msg("asprintf");
+	config_account_free(load_ok(dir, "again", content));
+	free(put_file(dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n"
+	    "-----END CERTIFICATE-----\n", 0644));
+	bundle = path_in(dir, "ca.pem");
+	if (asprintf(&msg, "ca_file: %s holds a PEM block that is not a valid "
+	    "certificate", bundle) == -1)
+		fail_msg("asprintf");
+	load_one_error(dir, "changed ca_file", content, 4, msg);
+	free(msg);
+	free(bundle);
+	free(content);
 
 	/*
 	 * config_account_parse takes the text alone: a hook that is not on
