@@ -38,7 +38,9 @@ CC		?= cc
 CFLAGS		?= -O2 -g
 WARNFLAGS	:= -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 		   -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
-PKGS		:= libcurl libevent json-c libsystemd
+# libcrypto: config.c reads each ca_file's certificates (libcurl's own
+# OpenSSL, linked by name)
+PKGS		:= libcurl libevent json-c libsystemd libcrypto
 # recursive (=): evaluated when a recipe runs, after `deps` installed them
 PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS	= $(shell pkg-config --libs $(PKGS))
@@ -52,7 +54,7 @@ ALL_LDFLAGS	= $(SANFLAGS) -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 # read a token over the socket); for make check (cmocka, mandoc, systemd's
 # tools, valgrind, clang and its fuzzer runtime). make deps installs
 # DEB_PKGS, by default all three.
-BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev \
+BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev libssl-dev \
 		   libevent-dev libjson-c-dev libsystemd-dev ca-certificates
 DEMO_PKGS	:= $(BUILD_PKGS) openssl python3 curl
 CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \

@@ -8,9 +8,12 @@
  * long scope lists, so it reads its own files:
  *
  *   [section]            names: letters, digits, '.', '_', '-'
- *   key = value          value trimmed; " ;" starts an inline comment
- *   key = "a ; b"        double quotes keep everything; \" and \\ escape
+ *   key = value          value trimmed; " ;" or " #" starts an inline comment
+ *   key = "a ; b # c"    double quotes keep everything; \" and \\ escape
  *   ; comment, # comment whole-line comments
+ *
+ * A ';' or '#' with no white space before it is part of the value
+ * (https://host/a#frag, pass#word), as most INI readers have it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -140,11 +143,13 @@ ini_parse_line(const char *p, const char *end, int line,
 		}
 	} else {
 		/*
-		 * An inline comment is a ';' after white space, also as the
-		 * first thing after "key = " (which leaves the value empty).
+		 * An inline comment is a ';' or '#' after white space, also
+		 * as the first thing after "key = " (which leaves the value
+		 * empty).
 		 */
 		for (v_end = v; v_end < end; v_end++)
-			if (*v_end == ';' && ini_is_space(v_end[-1]))
+			if ((*v_end == ';' || *v_end == '#') &&
+			    ini_is_space(v_end[-1]))
 				break;
 		while (v_end > v && ini_is_space(v_end[-1]))
 			v_end--;

@@ -122,6 +122,9 @@ struct account_conf {
 	char			*password;	/* secret */
 	char			*refresh_token;	/* secret: the first one */
 	char			*static_token;	/* secret: grant = static */
+	char			*refresh_token_path;	/* refresh_token_file,
+						   resolved; NULL: none */
+	int			 refresh_token_line;
 	char			*scope;
 	char			*audience;
 	char			*resource;
@@ -241,6 +244,8 @@ int		 config_parse_duration(const char *, int64_t *);
 int		 config_parse_mode(const char *, mode_t *);
 int		 config_parse_argv(const char *, char ***);
 int		 config_account_name_valid(const char *);
+int		 config_margin_is_cut(const struct refresh_conf *, int64_t,
+		    int);
 struct config	*config_load(const char *, const char *, struct diag *);
 struct account_conf *config_account_parse(const char *, const char *,
 		    const char *, size_t, struct diag *);

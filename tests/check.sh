@@ -67,7 +67,8 @@ run_suite() {	# run_suite NAME COMMAND...: count its last tally line
 
 for suite in integration integration_socket integration_systemd \
     integration_faults integration_regress integration_interop \
-    integration_security integration_hostile integration_files; do
+    integration_security integration_hostile integration_files \
+    integration_check; do
 	echo "== $suite tests"
 	run_suite "$suite" python3 "tests/$suite.py" --tokend "$BUILD/tokend" \
 	    --tokenctl "$BUILD/tokenctl"
@@ -209,10 +210,10 @@ sysusers_file() {
 }
 static_check sysusers sysusers_file
 
-# The shipped example accounts pass tokend --check as installed, once the
-# users and groups they name as their consumers (placeholders) exist: they
-# are added to a private copy of /etc/passwd and /etc/group, bind-mounted
-# in a mount namespace of the check's own (root only).
+# The shipped example accounts pass tokend --check as installed: the users
+# and groups they name as their consumers are placeholders, which --check
+# warns about (it does not fail on them), so an example can be installed
+# before its consumer exists.
 examples_check() {
 	dir=$(mktemp -d)
 	mkdir "$dir/accounts.d" "$dir/credentials"
@@ -227,30 +228,13 @@ examples_check() {
 	chmod 0600 "$dir/credentials"/*
 	printf '[tokend]\nstate_dir = %s/state\nsocket = %s/tokend.sock\n' \
 	    "$dir" "$dir" > "$dir/tokend.conf"
-	{ cat /etc/passwd
-	  echo "iot-collector:x:64001:64001::/nonexistent:/usr/sbin/nologin"
-	  echo "gateway:x:64002:64001::/nonexistent:/usr/sbin/nologin"
-	  echo "spotctl:x:64003:64001::/nonexistent:/usr/sbin/nologin"; } \
-	    > "$dir/passwd"
-	{ cat /etc/group; echo "spot-ops:x:64001:"; echo "travel:x:64002:"; } \
-	    > "$dir/group"
-	# shellcheck disable=SC2016 # expanded by the inner sh
-	unshare -m --propagation private sh -c '
-	    mount --bind "$1/passwd" /etc/passwd &&
-	    mount --bind "$1/group" /etc/group &&
-	    CREDENTIALS_DIRECTORY=$1/credentials "$2" --check \
-	        -c "$1/tokend.conf" -A "$1/accounts.d"' sh "$dir" \
-	    "$BUILD/tokend" 2>&1
+	CREDENTIALS_DIRECTORY=$dir/credentials "$BUILD/tokend" --check \
+	    -c "$dir/tokend.conf" -A "$dir/accounts.d" 2>&1
 	rc=$?
 	rm -rf "$dir"
 	return $rc
 }
-if [ "$(id -u)" -eq 0 ]; then
-	static_check examples examples_check
-else
-	echo "SKIP examples: needs root (unshare -m, bind mounts)"
-	count examples 0 0 1
-fi
+static_check examples examples_check
 
 # The polkit rule lets user tokend reload or restart the listed unit and
 # nothing else (run with a stand-in for polkitd's JavaScript objects).

@@ -26,6 +26,8 @@
 
 #define SEC		1000LL
 #define URL		"token_url = https://issuer.example/token\n"
+/* grant = client_credentials (the default) needs a client_id */
+#define URL_ID		URL "client_id = c\n"
 
 /* ---- temp folders and files ---- */
 
@@ -430,7 +432,7 @@ static const struct ini_case ini_cases[] = {
 	    "d = x;y\n"
 	    "e = \"q ; \\\"w\\\" \\\\ e\"\n"
 	    "f =\n"
-	    "g = x #not a comment\n"
+	    "g = x #a comment too\n"
 	    "h = x\t; after a tab\n"
 	    "i = a=b\n"
 	    "param.foo-bar_1 = v\n"
@@ -446,13 +448,34 @@ static const struct ini_case ini_cases[] = {
 	    "V7 s.d=<x;y>\n"
 	    "V8 s.e=<q ; \"w\" \\ e>\n"
 	    "V9 s.f=<>\n"
-	    "V10 s.g=<x #not a comment>\n"
+	    "V10 s.g=<x>\n"
 	    "V11 s.h=<x>\n"
 	    "V12 s.i=<a=b>\n"
 	    "V13 s.param.foo-bar_1=<v>\n"
 	    "V14 s.j=<>\n"
 	    "V15 s.k=<x>\n"
 	    "V17 s.l=<http://h/p;q>\n" },
+	/* issue 11: " #" is an inline comment; a '#' inside a word is not */
+	{ "hash comments",
+	    "[s]\n"
+	    "username = dave@example.com   # the owner\n"
+	    "url = https://h/p#frag\n"
+	    "password = pa#ss;wo#rd\n"
+	    "q = \"keep # this ; too\" # but not this\n"
+	    "t = x\t#after a tab\n"
+	    "e = # nothing before it\n"
+	    "h = #\n"
+	    "x = a##b #c\n",
+	    0,
+	    "S1 [s]\n"
+	    "V2 s.username=<dave@example.com>\n"
+	    "V3 s.url=<https://h/p#frag>\n"
+	    "V4 s.password=<pa#ss;wo#rd>\n"
+	    "V5 s.q=<keep # this ; too>\n"
+	    "V6 s.t=<x>\n"
+	    "V7 s.e=<>\n"
+	    "V8 s.h=<>\n"
+	    "V9 s.x=<a##b>\n" },
 	{ "sections", "[a]\nx = 1\n[ b ]\nx = 2\n[a]\n[file]\n[file]\n", 0,
 	    "S1 [a]\nV2 a.x=<1>\nS3 [b]\nV4 b.x=<2>\nS5 [a]\nS6 [file]\n"
 	    "S7 [file]\n" },
@@ -854,7 +877,7 @@ test_account_defaults(void **state)
 	ac = load_ok(dir, "plain",
 	    "[account]\n"
 	    "token_url = http://127.0.0.1:8080/token\n"
-	    "allow_http = yes\n");
+	    "allow_http = yes\nclient_id = c\n");
 	CHECK_I64("allow_http", ac->allow_http, 1);
 	CHECK_STR("http token_url", ac->token_url,
 	    "http://127.0.0.1:8080/token");
@@ -870,6 +893,7 @@ test_account_files(void **state)
 	ac = load_ok(dir, "multi",
 	    "[account]\n"
 	    "token_url = https://issuer.example/token\n"
+	    "client_id = c\n"
 	    "[file]\n"
 	    "path = /run/tokend/a.token\n"
 	    "\n"
@@ -887,16 +911,16 @@ test_account_files(void **state)
 	CHECK_I64("sink 0 mode", ac->sinks[0].mode, 0640);
 	CHECK_I64("sink 0 uid", ac->sinks[0].uid, (uid_t)-1);
 	CHECK_I64("sink 0 gid", ac->sinks[0].gid, (gid_t)-1);
-	CHECK_I64("sink 0 line", ac->sinks[0].line, 3);
+	CHECK_I64("sink 0 line", ac->sinks[0].line, 4);
 	CHECK_STR("sink 1 path", ac->sinks[1].path, "/run/tokend/a.env");
 	CHECK_I64("sink 1 format", ac->sinks[1].format, SINK_ENV);
 	CHECK_I64("sink 1 mode", ac->sinks[1].mode, 0600);
-	CHECK_I64("sink 1 line", ac->sinks[1].line, 6);
+	CHECK_I64("sink 1 line", ac->sinks[1].line, 7);
 	CHECK_STR("sink 2 path", ac->sinks[2].path, "/run/tokend/a.header");
 	CHECK_I64("sink 2 format", ac->sinks[2].format, SINK_HEADER);
 	CHECK_I64("sink 2 uid", ac->sinks[2].uid, (uid_t)-1);
 	CHECK_I64("sink 2 gid", ac->sinks[2].gid, 0);
-	CHECK_I64("sink 2 line", ac->sinks[2].line, 10);
+	CHECK_I64("sink 2 line", ac->sinks[2].line, 11);
 	config_account_free(ac);
 }
 
@@ -1003,15 +1027,15 @@ test_account_empty_keys(void **state)
 		const char	*content;
 	} cases[] = {
 		{ "refresh_url = then a comment",
-		    "[account]\n" URL "refresh_url =     ; default token_url\n" },
+		    "[account]\n" URL_ID "refresh_url =     ; default token_url\n" },
 		{ "audience = then a comment",
-		    "[account]\n" URL "audience =     ; none\n" },
-		{ "empty owner", "[account]\n" URL "[file]\npath = /x\nowner =\n" },
-		{ "empty group", "[account]\n" URL "[file]\npath = /x\ngroup =\n" },
-		{ "empty on_refresh", "[account]\n" URL "[hooks]\non_refresh =\n" },
-		{ "empty on_failure", "[account]\n" URL "[hooks]\non_failure =\n" },
+		    "[account]\n" URL_ID "audience =     ; none\n" },
+		{ "empty owner", "[account]\n" URL_ID "[file]\npath = /x\nowner =\n" },
+		{ "empty group", "[account]\n" URL_ID "[file]\npath = /x\ngroup =\n" },
+		{ "empty on_refresh", "[account]\n" URL_ID "[hooks]\non_refresh =\n" },
+		{ "empty on_failure", "[account]\n" URL_ID "[hooks]\non_failure =\n" },
 		{ "on_refresh = then a comment",
-		    "[account]\n" URL "[hooks]\non_refresh =   ; e.g. /bin/x\n" },
+		    "[account]\n" URL_ID "[hooks]\non_refresh =   ; e.g. /bin/x\n" },
 	};
 	const char		*dir = *state;
 	struct account_conf	*ac;
@@ -1057,32 +1081,32 @@ struct error_case {
 
 static const struct error_case error_cases[] = {
 	{ "unknown key",
-	    "[account]\n" URL "bogus = 1\n",
-	    3, "unknown key 'bogus' in [account]", NULL, NULL },
+	    "[account]\n" URL_ID "bogus = 1\n",
+	    4, "unknown key 'bogus' in [account]", NULL, NULL },
 	{ "unknown key in [refresh]",
-	    "[account]\n" URL "[refresh]\nmargin = 1m\nspeed = 3\n",
-	    5, "unknown key 'speed' in [refresh]", NULL, NULL },
+	    "[account]\n" URL_ID "[refresh]\nmargin = 1m\nspeed = 3\n",
+	    6, "unknown key 'speed' in [refresh]", NULL, NULL },
 	{ "unknown section",
-	    "[account]\n" URL "[bogus]\nx = 1\n",
-	    3, "unknown section [bogus]", NULL, NULL },
+	    "[account]\n" URL_ID "[bogus]\nx = 1\n",
+	    4, "unknown section [bogus]", NULL, NULL },
 	{ "duplicate key",
 	    "[account]\n" URL "client_id = a\n\nclient_id = b\n",
 	    5, "duplicate key 'client_id' (first at line 3)", NULL, NULL },
 	{ "duplicate key in one [file]",
-	    "[account]\n" URL "[file]\npath = /a\npath = /b\n",
-	    5, "duplicate key 'path' (first at line 4)", NULL, NULL },
+	    "[account]\n" URL_ID "[file]\npath = /a\npath = /b\n",
+	    6, "duplicate key 'path' (first at line 5)", NULL, NULL },
 	{ "duplicate param",
-	    "[account]\n" URL "param.a = 1\nparam.a = 2\n",
-	    4, "duplicate key 'param.a'", NULL, NULL },
+	    "[account]\n" URL_ID "param.a = 1\nparam.a = 2\n",
+	    5, "duplicate key 'param.a'", NULL, NULL },
 	{ "reserved param",
-	    "[account]\n" URL "param.scope = x\n",
-	    3, "param.scope is set by tokend itself", NULL, NULL },
+	    "[account]\n" URL_ID "param.scope = x\n",
+	    4, "param.scope is set by tokend itself", NULL, NULL },
 	{ "repeated [account]",
-	    "[account]\n" URL "[account]\nclient_id = x\n",
-	    3, "section [account] repeated (first at line 1)", NULL, NULL },
+	    "[account]\n" URL_ID "[account]\nclient_id = x\n",
+	    4, "section [account] repeated (first at line 1)", NULL, NULL },
 	{ "repeated [refresh]",
-	    "[account]\n" URL "[refresh]\n[response]\n[refresh]\n",
-	    5, "section [refresh] repeated (first at line 3)", NULL, NULL },
+	    "[account]\n" URL_ID "[refresh]\n[response]\n[refresh]\n",
+	    6, "section [refresh] repeated (first at line 4)", NULL, NULL },
 	{ "bad grant",
 	    "[account]\ngrant = implicit\n" URL,
 	    2, "unknown grant 'implicit'", NULL, NULL },
@@ -1097,57 +1121,55 @@ static const struct error_case error_cases[] = {
 	    "[account]\nclient_id = a\ntoken_url = http://issuer.example/t\n",
 	    3, "token_url: http:// sends secrets in clear text", NULL, NULL },
 	{ "http:// refresh_url without allow_http",
-	    "[account]\n" URL "refresh_url = http://issuer.example/r\n",
-	    3, "refresh_url: http:// sends secrets in clear text", NULL,
+	    "[account]\n" URL_ID "refresh_url = http://issuer.example/r\n",
+	    4, "refresh_url: http:// sends secrets in clear text", NULL,
 	    NULL },
 	{ "ftp:// token_url",
-	    "[account]\ntoken_url = ftp://issuer.example/t\n",
+	    "[account]\ntoken_url = ftp://issuer.example/t\nclient_id = c\n",
 	    2, "token_url: expected an https:// URL", NULL, NULL },
 	{ "token_url without a host",
-	    "[account]\ntoken_url = https:///t\n",
+	    "[account]\ntoken_url = https:///t\nclient_id = c\n",
 	    2, "token_url: malformed URL", NULL, NULL },
 	{ "bad duration",
-	    "[account]\n" URL "timeout = 5 m\n",
-	    3, "timeout: bad duration '5 m'", NULL, NULL },
+	    "[account]\n" URL_ID "timeout = 5 m\n",
+	    4, "timeout: bad duration '5 m'", NULL, NULL },
 	{ "bad duration in [refresh]",
-	    "[account]\n" URL "[refresh]\nmargin = -1\n",
-	    4, "margin: bad duration '-1'", NULL, NULL },
+	    "[account]\n" URL_ID "[refresh]\nmargin = -1\n",
+	    5, "margin: bad duration '-1'", NULL, NULL },
 	{ "bad ratio",
-	    "[account]\n" URL "[refresh]\nratio = 1.5\n",
-	    4, "ratio: expected a number from 0.01 to 1", NULL, NULL },
+	    "[account]\n" URL_ID "[refresh]\nratio = 1.5\n",
+	    5, "ratio: expected a number from 0.01 to 1", NULL, NULL },
 	{ "bad jitter",
-	    "[account]\n" URL "[refresh]\njitter = x\n",
-	    4, "jitter: expected a number from 0 to 0.5", NULL, NULL },
+	    "[account]\n" URL_ID "[refresh]\njitter = x\n",
+	    5, "jitter: expected a number from 0 to 0.5", NULL, NULL },
 	{ "bad bool",
-	    "[account]\n" URL "allow_http = maybe\n",
-	    3, "allow_http: expected yes or no", NULL, NULL },
+	    "[account]\n" URL_ID "allow_http = maybe\n",
+	    4, "allow_http: expected yes or no", NULL, NULL },
 	{ "bad mode",
-	    "[account]\n" URL "[file]\npath = /run/x\nmode = 0755\n",
-	    5, "mode: expected octal permissions", NULL, NULL },
+	    "[account]\n" URL_ID "[file]\npath = /run/x\nmode = 0755\n",
+	    6, "mode: expected octal permissions", NULL, NULL },
 	{ "bad format",
-	    "[account]\n" URL "[file]\npath = /run/x\nformat = yaml\n",
-	    5, "unknown format 'yaml'", NULL, NULL },
+	    "[account]\n" URL_ID "[file]\npath = /run/x\nformat = yaml\n",
+	    6, "unknown format 'yaml'", NULL, NULL },
 	{ "relative [file] path",
-	    "[account]\n" URL "\n[file]\npath = run/x\n",
-	    4, "[file] path must be absolute", NULL, NULL },
+	    "[account]\n" URL_ID "\n[file]\npath = run/x\n",
+	    5, "[file] path must be absolute", NULL, NULL },
 	{ "[file] without a path",
-	    "[account]\n" URL "[file]\nformat = raw\n",
-	    3, "[file] needs a path", NULL, NULL },
+	    "[account]\n" URL_ID "[file]\nformat = raw\n",
+	    4, "[file] needs a path", NULL, NULL },
 	{ "unknown owner",
-	    "[account]\n" URL "[file]\npath = /x\nowner = no-such-user-xyz\n",
-	    5, "unknown user 'no-such-user-xyz'", NULL, NULL },
-	{ "unknown group in [access]",
-	    "[account]\n" URL "[access]\ngroups = 0 no-such-group-xyz\n",
-	    4, "unknown group 'no-such-group-xyz'", NULL, NULL },
+	    "[account]\n" URL_ID "[file]\npath = /x\n"
+	    "owner = no-such-user-xyz\n",
+	    6, "unknown user 'no-such-user-xyz'", NULL, NULL },
 	{ "pointer without /",
-	    "[account]\n" URL "[response]\nexpires_in = expires_in\n",
-	    4, "expires_in: a JSON pointer starts with '/'", NULL, NULL },
+	    "[account]\n" URL_ID "[response]\nexpires_in = expires_in\n",
+	    5, "expires_in: a JSON pointer starts with '/'", NULL, NULL },
 	{ "hook with unbalanced quotes",
-	    "[account]\n" URL "[hooks]\non_refresh = /bin/echo \"x\n",
-	    4, "on_refresh: unbalanced quotes", NULL, NULL },
+	    "[account]\n" URL_ID "[hooks]\non_refresh = /bin/echo \"x\n",
+	    5, "on_refresh: unbalanced quotes", NULL, NULL },
 	{ "hook with a relative program",
-	    "[account]\n" URL "[hooks]\non_failure = logger x\n",
-	    4, "on_failure: the program needs an absolute path", NULL, NULL },
+	    "[account]\n" URL_ID "[hooks]\non_failure = logger x\n",
+	    5, "on_failure: the program needs an absolute path", NULL, NULL },
 	{ "unreadable secret file",
 	    "[account]\n" URL "client_id = a\nclient_secret_file = gone\n",
 	    4, "client_secret_file: cannot read ", NULL, NULL },
@@ -1177,8 +1199,8 @@ static const struct error_case error_cases[] = {
 	    "[account]\ngrant = static\n",
 	    2, "grant = static needs token_file", NULL, NULL },
 	{ "token_file without grant = static",
-	    "[account]\n" URL "token_file = t\n",
-	    3, "token_file is for grant = static", "t", "tok\n" },
+	    "[account]\n" URL_ID "token_file = t\n",
+	    4, "token_file is for grant = static", "t", "tok\n" },
 	{ "client_auth = basic without a secret",
 	    "[account]\n" URL "client_id = a\nclient_auth = basic\n",
 	    4, "client_auth = basic needs client_secret or client_secret_file",
@@ -1187,17 +1209,18 @@ static const struct error_case error_cases[] = {
 	    "[account]\n" URL "client_auth = post\nclient_id = a\n",
 	    3, "client_auth = post needs client_secret", NULL, NULL },
 	{ "min_backoff above max_backoff",
-	    "[account]\n" URL "[refresh]\nmin_backoff = 10m\nmax_backoff = 1m\n",
-	    3, "min_backoff must be positive and not above max_backoff", NULL,
+	    "[account]\n" URL_ID "[refresh]\nmin_backoff = 10m\n"
+	    "max_backoff = 1m\n",
+	    4, "min_backoff must be positive and not above max_backoff", NULL,
 	    NULL },
 	{ "timeout 0",
-	    "[account]\n" URL "timeout = 0\n",
-	    3, "timeout must be positive", NULL, NULL },
+	    "[account]\n" URL_ID "timeout = 0\n",
+	    4, "timeout must be positive", NULL, NULL },
 	{ "missing ] in an account file",
-	    "[account]\n" URL "[file\n",
-	    3, "section header without ']'", NULL, NULL },
+	    "[account]\n" URL_ID "[file\n",
+	    4, "section header without ']'", NULL, NULL },
 	{ "key outside a section",
-	    "grant = static\n[account]\n" URL,
+	    "grant = static\n[account]\n" URL_ID,
 	    1, "key outside of any [section]", NULL, NULL },
 	{ "no [account]",
 	    "[response]\nexpires_in = /e\n",
@@ -1305,11 +1328,11 @@ test_account_many_keys(void **state)
 	(void)state;
 	w = buf = malloc(size);
 	assert_non_null(buf);
-	/* line 1 [account], 2 token_url, param.k0 .. at lines 3 .. */
-	w += sprintf(w, "[account]\n" URL);
+	/* 1 [account], 2 token_url, 3 client_id, param.k0 .. at 4 .. */
+	w += sprintf(w, "[account]\n" URL_ID);
 	for (i = 0; i < MANY_KEYS; i++)
 		w += sprintf(w, "param.k%zu = v%zu\n", i, i);
-	line = MANY_KEYS + 2;
+	line = MANY_KEYS + 3;
 	w += sprintf(w, "param.k0 = again\n");			/* +1 */
 	w += sprintf(w, "param.k%d = again\n", MANY_KEYS / 2);	/* +2 */
 	w += sprintf(w, "param.k%d = again\n", MANY_KEYS - 1);	/* +3 */
@@ -1333,14 +1356,14 @@ test_account_many_keys(void **state)
 	    "duplicate key '%s' (first at line %d)", (l), (k), (first));	\
 	CHECK_STR("error " #n, d.errors[(n)], want);			\
 } while (0)
-	WANT(0, line + 1, "param.k0", 3);
+	WANT(0, line + 1, "param.k0", 4);
 	{
 		char	 key[32];
 
 		snprintf(key, sizeof key, "param.k%d", MANY_KEYS / 2);
-		WANT(1, line + 2, key, MANY_KEYS / 2 + 3);
+		WANT(1, line + 2, key, MANY_KEYS / 2 + 4);
 		snprintf(key, sizeof key, "param.k%d", MANY_KEYS - 1);
-		WANT(2, line + 3, key, MANY_KEYS + 2);
+		WANT(2, line + 3, key, MANY_KEYS + 3);
 	}
 	WANT(3, line + 4, "token_url", 2);
 	WANT(4, line + 11, "path", line + 10);
@@ -1349,7 +1372,7 @@ test_account_many_keys(void **state)
 
 	/* without the repeats: every key is there, in order */
 	w = buf;
-	w += sprintf(w, "[account]\n" URL);
+	w += sprintf(w, "[account]\n" URL_ID);
 	for (i = 0; i < MANY_KEYS; i++)
 		w += sprintf(w, "param.k%zu = v%zu\n", i, i);
 	w += sprintf(w, "[file]\npath = /run/a\n[file]\npath = /run/b\n");
@@ -1377,7 +1400,7 @@ test_account_bad_name(void **state)
 	struct diag	 d;
 	char		*path, *want;
 
-	path = put_file(dir, "bad name.conf", "[account]\n" URL, 0600);
+	path = put_file(dir, "bad name.conf", "[account]\n" URL_ID, 0600);
 	memset(&d, 0, sizeof d);
 	assert_null(config_account_load(path, "bad name", &d));
 	assert_int_equal(d.nerrors, 1);
@@ -1390,7 +1413,7 @@ test_account_bad_name(void **state)
 	free(path);
 
 	/* "..conf" and "...conf" name the accounts "." and ".." */
-	path = put_file(dir, "...conf", "[account]\n" URL, 0600);
+	path = put_file(dir, "...conf", "[account]\n" URL_ID, 0600);
 	memset(&d, 0, sizeof d);
 	assert_null(config_account_load(path, "..", &d));
 	assert_int_equal(d.nerrors, 1);
@@ -1797,8 +1820,8 @@ test_config_load_global(void **state)
 
 	acc = path_in(dir, "accounts.d");
 	assert_int_equal(mkdir(acc, 0700), 0);
-	free(put_file(acc, "b.conf", "[account]\n" URL, 0600));
-	free(put_file(acc, "a.conf", "[account]\n" URL, 0600));
+	free(put_file(acc, "b.conf", "[account]\n" URL_ID, 0600));
+	free(put_file(acc, "a.conf", "[account]\n" URL_ID, 0600));
 	/* none of these is an account */
 	free(put_file(acc, "c.conf.example", "junk", 0600));
 	free(put_file(acc, "README", "junk", 0600));
@@ -1914,7 +1937,7 @@ test_config_load_errors(void **state)
 
 	acc = path_in(dir, "accounts.d");
 	assert_int_equal(mkdir(acc, 0700), 0);
-	free(put_file(acc, "ok.conf", "[account]\n" URL, 0600));
+	free(put_file(acc, "ok.conf", "[account]\n" URL_ID, 0600));
 	for (i = 0; i < sizeof global_error_cases /
 	    sizeof global_error_cases[0]; i++) {
 		c = &global_error_cases[i];
@@ -1963,11 +1986,12 @@ test_config_load_errors(void **state)
 	/* one broken account fails the whole load, and says where */
 	free(global);
 	global = put_file(dir, "tokend.conf", "[tokend]\n", 0644);
-	free(put_file(acc, "broken.conf", "[account]\n" URL "x = 1\n", 0600));
+	free(put_file(acc, "broken.conf", "[account]\n" URL_ID "x = 1\n",
+	    0600));
 	memset(&d, 0, sizeof d);
 	assert_null(config_load(global, acc, &d));
 	assert_int_equal(d.nerrors, 1);
-	if (asprintf(&want, "%s/broken.conf:3: unknown key 'x'", acc) == -1)
+	if (asprintf(&want, "%s/broken.conf:4: unknown key 'x'", acc) == -1)
 		fail_msg("asprintf");
 	CHECK_I64("broken account", strncmp(d.errors[0], want, strlen(want)),
 	    0);
@@ -2016,7 +2040,7 @@ global_load(const char *dir, const char *content, int dash_a,
 
 	acc = path_in(dir, "accounts.d");
 	mkdir(acc, 0700);
-	free(put_file(acc, "ok.conf", "[account]\n" URL, 0600));
+	free(put_file(acc, "ok.conf", "[account]\n" URL_ID, 0600));
 	global = put_file(dir, "tokend.conf", content, 0644);
 	memset(d, 0, sizeof *d);
 	*cfg = config_load(global, dash_a ? acc : NULL, d);
@@ -2028,7 +2052,7 @@ global_load(const char *dir, const char *content, int dash_a,
 static void
 test_table_choices(void **state)
 {
-#define FILE_T	"[account]\n" URL "[file]\npath = /x\n"
+#define FILE_T	"[account]\n" URL_ID "[file]\npath = /x\n"
 #define AUTH_T	"[account]\n" URL "client_id = a\n" \
 	    "client_secret_file = t\n"
 	static const struct {
@@ -2038,7 +2062,7 @@ test_table_choices(void **state)
 		const char	*after;
 		int		 want;
 	} cases[] = {
-		{ "[account]\n", "grant", "client_credentials", URL,
+		{ "[account]\n", "grant", "client_credentials", URL_ID,
 		    GRANT_CLIENT_CREDENTIALS },
 		{ "[account]\n", "grant", "password",
 		    URL "username = u\npassword_file = t\n", GRANT_PASSWORD },
@@ -2108,16 +2132,17 @@ test_table_bad_choices(void **state)
 		int		 line;
 		const char	*msg;
 	} cases[] = {
-		{ "[account]\n" URL "grant = implicit\n", 3,
+		{ "[account]\n" URL_ID "grant = implicit\n", 4,
 		    "unknown grant 'implicit' (client_credentials, password, "
 		    "refresh_token or static)" },
-		{ "[account]\n" URL "grant = Static\n", 3,
+		{ "[account]\n" URL_ID "grant = Static\n", 4,
 		    "unknown grant 'Static' (client_credentials, password, "
 		    "refresh_token or static)" },
 		{ "[account]\n" URL "client_id = a\nclient_secret_file = t\n"
 		    "client_auth = jwt\n", 5,
 		    "unknown client_auth 'jwt' (basic, post or none)" },
-		{ "[account]\n" URL "[file]\npath = /x\nformat = yaml\n", 5,
+		{ "[account]\n" URL_ID "[file]\npath = /x\nformat = yaml\n",
+		    6,
 		    "unknown format 'yaml' (raw, json, env or header)" },
 	};
 	const char	*dir = *state;
@@ -2212,11 +2237,11 @@ test_table_ranges(void **state)
 			config_free(cfg);
 			diag_clear(&d);
 		} else {
-			if (asprintf(&content, "[account]\n" URL "[refresh]\n"
+			if (asprintf(&content, "[account]\n" URL_ID "[refresh]\n"
 			    "%s\n", cases[i].line) == -1)
 				fail_msg("asprintf");
 			if (cases[i].msg != NULL)
-				load_one_error(dir, cases[i].line, content, 4,
+				load_one_error(dir, cases[i].line, content, 5,
 				    cases[i].msg);
 			else {
 				ac = load_ok(dir, "range", content);
@@ -2266,18 +2291,20 @@ test_table_duration_bound(void **state)
 		 * check against it would speak) */
 		head = strcmp(keys[i].section, "account") ? keys[i].section :
 		    NULL;
-		if (asprintf(&content, "[account]\n" URL "%s%s%s%s = 3660d\n"
+		if (asprintf(&content, "[account]\n" URL_ID "%s%s%s%s = 3660d\n"
 		    "%s", head ? "[" : "", head ? head : "", head ? "]\n" : "",
 		    keys[i].key, strcmp(keys[i].key, "min_backoff") ? "" :
 		    "max_backoff = 3660d\n") == -1)
 			fail_msg("asprintf");
-		ac = load_ok(dir, "bound", content);
+		/* a ten-year margin is cut, and says so */
+		ac = load_warned(dir, "bound", content, strcmp(keys[i].key,
+		    "margin") ? NULL : "more than half of default_lifetime");
 		CHECK_I64(keys[i].key, *(int64_t *)((char *)ac +
 		    keys[i].offset), DURATION_MAX_MS);
 		config_account_free(ac);
 		free(content);
 		for (j = 0; j < sizeof too_long / sizeof too_long[0]; j++) {
-			if (asprintf(&content, "[account]\n" URL "%s%s%s"
+			if (asprintf(&content, "[account]\n" URL_ID "%s%s%s"
 			    "%s = %s\n", head ? "[" : "", head ? head : "",
 			    head ? "]\n" : "", keys[i].key,
 			    too_long[j]) == -1 || asprintf(&msg, "%s: duration "
@@ -2285,7 +2312,7 @@ test_table_duration_bound(void **state)
 			    "duration may be", keys[i].key, too_long[j]) == -1)
 				fail_msg("asprintf");
 			load_one_error(dir, keys[i].key, content,
-			    head == NULL ? 3 : 4, msg);
+			    head == NULL ? 4 : 5, msg);
 			free(msg);
 			free(content);
 		}
@@ -2332,18 +2359,24 @@ test_table_empty_values(void **state)
 	int			 line, rc;
 
 	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		if (!strcmp(cases[i].section, "account")) {
-			rc = asprintf(&content, "[account]\n" URL "%s =\n",
+		if (!strcmp(cases[i].key, "client_id")) {
+			/* a grant that can do without one */
+			rc = asprintf(&content, "[account]\n" URL "grant = "
+			    "password\nusername = u\npassword = p\n%s =\n",
 			    cases[i].key);
-			line = 3;
-		} else if (!strcmp(cases[i].section, "file")) {
-			rc = asprintf(&content, "[account]\n" URL "[file]\n"
-			    "path = /x\n%s =\n", cases[i].key);
-			line = 5;
-		} else {
-			rc = asprintf(&content, "[account]\n" URL "[%s]\n"
-			    "%s =\n", cases[i].section, cases[i].key);
+			line = 6;
+		} else if (!strcmp(cases[i].section, "account")) {
+			rc = asprintf(&content, "[account]\n" URL_ID "%s =\n",
+			    cases[i].key);
 			line = 4;
+		} else if (!strcmp(cases[i].section, "file")) {
+			rc = asprintf(&content, "[account]\n" URL_ID "[file]\n"
+			    "path = /x\n%s =\n", cases[i].key);
+			line = 6;
+		} else {
+			rc = asprintf(&content, "[account]\n" URL_ID "[%s]\n"
+			    "%s =\n", cases[i].section, cases[i].key);
+			line = 5;
 		}
 		if (rc == -1)
 			fail_msg("asprintf");
@@ -2440,7 +2473,7 @@ test_table_defaults(void **state)
 	struct diag		 d;
 	char			*global;
 
-	ac = load_ok(dir, "defaults", "[account]\n" URL "[file]\npath = /x\n");
+	ac = load_ok(dir, "defaults", "[account]\n" URL_ID "[file]\npath = /x\n");
 	CHECK_I64("grant", ac->grant, GRANT_CLIENT_CREDENTIALS);
 	CHECK_I64("client_auth without a secret", ac->client_auth,
 	    CLIENT_AUTH_NONE);
@@ -2499,6 +2532,466 @@ test_table_defaults(void **state)
 	free(global);
 }
 
+/* ---- issue 11: what --check used to let through ---- */
+
+/* A self-signed P-256 certificate (openssl req -x509), valid to 2126. */
+static const char test_cert[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBjjCCATOgAwIBAgIUTzK/BD0+a1H7lagWOucaF14FDQ4wCgYIKoZIzj0EAwIw\n"
+	"GzEZMBcGA1UEAwwQdG9rZW5kIHVuaXQgdGVzdDAgFw0yNjEyMDIwNTU5MTBaGA8y\n"
+	"MTI2MTEwODA1NTkxMFowGzEZMBcGA1UEAwwQdG9rZW5kIHVuaXQgdGVzdDBZMBMG\n"
+	"ByqGSM49AgEGCCqGSM49AwEHA0IABKEokBKEsMTNhYs+TSKcZGQDuZ2AD+H0RYpS\n"
+	"EDUUpVpefIQMgH8rV7zK9QT/CSedTnlRML2KhN1YMQbNl0orDCGjUzBRMB0GA1Ud\n"
+	"DgQWBBQPAUk9D/1GKgVY4H3CkAfqZ9RNmzAfBgNVHSMEGDAWgBQPAUk9D/1GKgVY\n"
+	"4H3CkAfqZ9RNmzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQCY\n"
+	"nFEcpnmuLaJ3JuhTbviW0ck0qspWqfD2MO+nfvUxKAIhALSHyyjd6xBysOHoluLj\n"
+	"3xi0JxrFqgzTKKczP8ol2VRL\n"
+	"-----END CERTIFICATE-----\n";
+
+/* The rule the schedule applies, which --check states. */
+static void
+test_margin_is_cut(void **state)
+{
+	static const struct {
+		int64_t		 margin, lifetime;
+		double		 ratio;
+		int		 ratio_given, want;
+	} cases[] = {
+		{ 300 * SEC, 3600 * SEC, 0.75, 0, 0 },	/* the defaults */
+		{ 300 * SEC, 600 * SEC, 0.75, 0, 0 },	/* exactly half */
+		{ 300 * SEC, 599 * SEC, 0.75, 0, 1 },
+		{ 300 * SEC, 300 * SEC, 0.75, 0, 1 },	/* Keycloak's 5m */
+		{ 300 * SEC, 120 * SEC, 0.75, 1, 1 },	/* ratio >= 0.5 set */
+		{ 300 * SEC, 120 * SEC, 0.5, 1, 1 },
+		{ 300 * SEC, 120 * SEC, 0.4, 1, 0 },	/* asked for it */
+		{ 300 * SEC, 120 * SEC, 0.4, 0, 1 },	/* not set: a default */
+		{ 0, 2 * SEC, 0.75, 0, 0 },
+		{ 300 * SEC, 0, 0.75, 0, 0 },		/* never expires */
+	};
+	struct refresh_conf	 rc;
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		memset(&rc, 0, sizeof rc);
+		rc.margin = cases[i].margin;
+		rc.ratio = cases[i].ratio;
+		if (config_margin_is_cut(&rc, cases[i].lifetime,
+		    cases[i].ratio_given) != cases[i].want)
+			fail_msg("case %zu: margin %lld, lifetime %lld, ratio "
+			    "%g (%s): expected %s", i,
+			    (long long)cases[i].margin,
+			    (long long)cases[i].lifetime, cases[i].ratio,
+			    cases[i].ratio_given ? "set" : "default",
+			    cases[i].want ? "cut" : "not cut");
+	}
+}
+
+/* Warnings that --check prints, each at the line to change. */
+static void
+test_account_warnings(void **state)
+{
+	static const struct {
+		const char	*content;
+		const char	*want;	/* after "FILE:"; NULL: none */
+	} cases[] = {
+		{ "[account]\n" URL_ID "[response]\ndefault_lifetime = 8m\n"
+		    "[refresh]\nmargin = 5m\n",
+		    "7: warning: margin 5m is more than half of "
+		    "default_lifetime 8m; tokens that come without a lifetime "
+		    "will be refreshed after half their lifetime" },
+		/* the default margin, cut by a lifetime that was set */
+		{ "[account]\n" URL_ID "[response]\nexpires_in =\n"
+		    "default_lifetime = 300\n",
+		    "6: warning: margin 5m is more than half of "
+		    "default_lifetime 5m; tokens will be refreshed after half "
+		    "their lifetime" },
+		{ "[account]\n" URL_ID "[response]\ndefault_lifetime = 90s\n"
+		    "[refresh]\nratio = 0.9\nmargin = 1m\n",
+		    "8: warning: margin 1m is more than half of "
+		    "default_lifetime 90s; tokens that come without a lifetime "
+		    "will be refreshed after half their lifetime" },
+		/* ratio below 0.5 asks for early refreshes: nothing is cut */
+		{ "[account]\n" URL_ID "[response]\ndefault_lifetime = 8m\n"
+		    "[refresh]\nmargin = 5m\nratio = 0.4\njitter = 0.1\n", NULL },
+		{ "[account]\n" URL_ID "[access]\nusers = 0 no-such-user-xyz\n",
+		    "5: warning: unknown user 'no-such-user-xyz': it is given "
+		    "no access until it exists (then reload)" },
+		{ "[account]\n" URL_ID "[access]\n"
+		    "groups = 0, no-such-group-xyz\n",
+		    "5: warning: unknown group 'no-such-group-xyz': it is given "
+		    "no access until it exists (then reload)" },
+		/* basic_encoding's warning points at the value that needs it */
+		{ "[account]\n" URL "\nclient_id = a b\nclient_secret = s\n",
+		    "4: warning: client_id holds characters that HTTP Basic "
+		    "sends percent-encoded" },
+		{ "[account]\n" URL "client_id = a\n\nclient_secret = s:t\n",
+		    "5: warning: the client secret holds characters that HTTP "
+		    "Basic sends percent-encoded" },
+	};
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	char			*want;
+	size_t			 i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		/* the one warning, from FILE: on */
+		if (cases[i].want != NULL && asprintf(&want, "/warn.conf:%s",
+		    cases[i].want) == -1)
+			fail_msg("asprintf");
+		ac = load_warned(dir, "warn", cases[i].content,
+		    cases[i].want != NULL ? want : NULL);
+		config_account_free(ac);
+		if (cases[i].want != NULL)
+			free(want);
+	}
+	/* an unknown user grants nothing, a known one still counts */
+	ac = load_warned(dir, "acl", "[account]\n" URL_ID "[access]\n"
+	    "users = no-such-user-xyz 4711\n", "unknown user");
+	CHECK_I64("nusers", ac->nusers, 1);
+	CHECK_I64("users[0]", ac->users[0], 4711);
+	config_account_free(ac);
+	ac = load_warned(dir, "acl", "[account]\n" URL_ID "[access]\n"
+	    "groups = no-such-group-xyz\n", "unknown group");
+	CHECK_I64("ngroups", ac->ngroups, 0);
+	config_account_free(ac);
+}
+
+/* tmpl with each "%s" replaced by dir. */
+static char *
+with_dir(const char *tmpl, const char *dir)
+{
+	char		*out, *w;
+	const char	*p;
+	size_t		 n = 1;
+
+	for (p = tmpl; *p != '\0'; p++)
+		n += p[0] == '%' && p[1] == 's' ? strlen(dir) : 1;
+	if ((w = out = malloc(n)) == NULL)
+		fail_msg("malloc");
+	for (p = tmpl; *p != '\0'; p++) {
+		if (p[0] == '%' && p[1] == 's') {
+			w = stpcpy(w, dir);
+			p++;
+		} else
+			*w++ = *p;
+	}
+	*w = '\0';
+	return out;
+}
+
+/* Errors that used to show only at run time. */
+static void
+test_account_run_time_errors(void **state)
+{
+	static const struct {
+		const char	*name;
+		const char	*content;	/* %s: the test's folder */
+		int		 line;
+		const char	*msg;		/* %s: the test's folder */
+	} cases[] = {
+		{ "client_credentials without client_id",
+		    "[account]\ngrant = client_credentials\n" URL,
+		    2, "grant = client_credentials needs client_id" },
+		{ "the default grant without client_id",
+		    "[account]\n" URL "scope = x\n",
+		    1, "grant = client_credentials needs client_id" },
+		{ "ca_file that is not PEM",
+		    "[account]\n" URL_ID "ca_file = %s/notpem\n",
+		    4, "ca_file: %s/notpem holds no PEM certificate "
+		    "(-----BEGIN CERTIFICATE-----)" },
+		{ "ca_file with a key only",
+		    "[account]\n" URL_ID "ca_file = key.pem\n",
+		    4, "ca_file: %s/key.pem holds no PEM certificate "
+		    "(-----BEGIN CERTIFICATE-----)" },
+		{ "ca_file with a broken certificate",
+		    "[account]\n" URL_ID "ca_file = broken.pem\n",
+		    4, "ca_file: %s/broken.pem holds a PEM block that is not a "
+		    "valid certificate" },
+		{ "ca_file that is empty",
+		    "[account]\n" URL_ID "ca_file = empty.pem\n",
+		    4, "ca_file: %s/empty.pem holds no PEM certificate "
+		    "(-----BEGIN CERTIFICATE-----)" },
+		{ "ca_file that is missing",
+		    "[account]\n" URL_ID "ca_file = gone.pem\n",
+		    4, "ca_file: cannot read %s/gone.pem: No such file or "
+		    "directory" },
+		{ "ca_file that is a folder",
+		    "[account]\n" URL_ID "ca_file = %s\n",
+		    4, "ca_file: cannot read %s: Is a directory" },
+		{ "on_refresh that is missing",
+		    "[account]\n" URL_ID "[hooks]\n"
+		    "on_refresh = %s/gone --flag\n",
+		    5, "on_refresh: cannot run %s/gone: No such file or "
+		    "directory" },
+		{ "on_failure that is a folder",
+		    "[account]\n" URL_ID "[hooks]\n\non_failure = %s\n",
+		    6, "on_failure: cannot run %s: not a regular file" },
+		{ "on_failure that is not executable",
+		    "[account]\n" URL_ID "[hooks]\non_failure = %s/notpem\n",
+		    5, "on_failure: cannot run %s/notpem: not executable" },
+	};
+	const char	*dir = *state;
+	char		*content, *msg, *bad;
+	size_t		 i;
+
+	free(put_file(dir, "notpem", "just text\n", 0644));
+	free(put_file(dir, "empty.pem", "", 0644));
+	free(put_file(dir, "key.pem", "-----BEGIN PRIVATE KEY-----\n"
+	    "MC4CAQAwBQYDK2VwBCIEIBx9ZGNAyK1QxkZBYVh1bHZVZb2h/wfxZX2SVR9XPeVZ\n"
+	    "-----END PRIVATE KEY-----\n", 0600));
+	/* a good certificate, then one with its body cut short */
+	if (asprintf(&bad, "%s-----BEGIN CERTIFICATE-----\nMIIBjjCCATOg\n"
+	    "-----END CERTIFICATE-----\n", test_cert) == -1)
+		fail_msg("asprintf");
+	free(put_file(dir, "broken.pem", bad, 0644));
+	free(bad);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		content = with_dir(cases[i].content, dir);
+		msg = with_dir(cases[i].msg, dir);
+		load_one_error(dir, cases[i].name, content, cases[i].line, msg);
+		free(content);
+		free(msg);
+	}
+}
+
+/* A good ca_file, and hooks that can run, pass. */
+static void
+test_account_run_time_ok(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+	char			*bundle, *content, *msg;
+
+	if (asprintf(&bundle, "# a comment\n%s\n%s", test_cert,
+	    test_cert) == -1)
+		fail_msg("asprintf");
+	free(put_file(dir, "ca.pem", bundle, 0644));
+	free(bundle);
+	free(put_file(dir, "hook", "#!/bin/sh\nexit 0\n", 0755));
+	if (asprintf(&content, "[account]\n" URL_ID "ca_file = ca.pem\n"
+	    "[hooks]\non_refresh = %s/hook \"a b\"\non_failure = %s/hook\n",
+	    dir, dir) == -1)
+		fail_msg("asprintf");
+	ac = load_ok(dir, "good", content);
+	free(content);
+	config_account_free(ac);
+
+	/* good content is not parsed twice, but a change is seen */
+	if (asprintf(&content, "[account]\n" URL_ID "ca_file = ca.pem\n") ==
+	    -1)
+		fail_msg("asprintf");
+	config_account_free(load_ok(dir, "again", content));
+	free(put_file(dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n"
+	    "-----END CERTIFICATE-----\n", 0644));
+	bundle = path_in(dir, "ca.pem");
+	if (asprintf(&msg, "ca_file: %s holds a PEM block that is not a valid "
+	    "certificate", bundle) == -1)
+		fail_msg("asprintf");
+	load_one_error(dir, "changed ca_file", content, 4, msg);
+	free(msg);
+	free(bundle);
+	free(content);
+
+	/*
+	 * config_account_parse takes the text alone: a hook that is not on
+	 * this machine is not its business (account tests stub hooks).
+	 */
+	{
+		static const char text[] = "[account]\n" URL_ID "[hooks]\n"
+		    "on_refresh = /nonexistent/hook\n";
+		struct diag	 d;
+
+		memset(&d, 0, sizeof d);
+		ac = config_account_parse("/nonexistent/x.conf", "x", text,
+		    sizeof text - 1, &d);
+		assert_non_null(ac);
+		CHECK_I64("errors", d.nerrors, 0);
+		config_account_free(ac);
+		diag_clear(&d);
+	}
+}
+
+/*
+ * A relative *_file from $CREDENTIALS_DIRECTORY that is missing: systemd
+ * loads them only at start, so the message says to restart.
+ */
+static void
+test_credentials_missing_at_reload(void **state)
+{
+	const char	*dir = *state;
+	char		*creds, *msg;
+
+	creds = path_in(dir, "creds");
+	assert_int_equal(mkdir(creds, 0700), 0);
+	setenv("CREDENTIALS_DIRECTORY", creds, 1);
+	if (asprintf(&msg, "client_secret_file: cannot read %s/x.secret: No "
+	    "such file or directory (systemd loads LoadCredential= files only "
+	    "when tokend starts: run systemctl restart tokend; tokens and "
+	    "refresh tokens survive a restart)", creds) == -1)
+		fail_msg("asprintf");
+	load_one_error(dir, "missing credential", "[account]\n" URL_ID
+	    "client_secret_file = x.secret\n", 4, msg);
+	free(msg);
+	/* an absolute path, or no credentials folder: no such advice */
+	if (asprintf(&msg, "client_secret_file: cannot read %s/x.secret: No "
+	    "such file or directory", dir) == -1)
+		fail_msg("asprintf");
+	unsetenv("CREDENTIALS_DIRECTORY");
+	load_one_error(dir, "missing file", "[account]\n" URL_ID
+	    "client_secret_file = x.secret\n", 4, msg);
+	free(msg);
+	free(creds);
+}
+
+/* config_load of accounts.d with these files; the diag in *d. */
+static struct config *
+accounts_load(const char *dir, const char *global, const char *const *files,
+    struct diag *d)
+{
+	struct config	*cfg;
+	char		*acc, *g, *name;
+	size_t		 i;
+
+	acc = path_in(dir, "accounts.d");
+	mkdir(acc, 0700);
+	for (i = 0; files[i] != NULL; i += 2) {
+		if (asprintf(&name, "%s.conf", files[i]) == -1)
+			fail_msg("asprintf");
+		free(put_file(acc, name, files[i + 1], 0600));
+		free(name);
+	}
+	g = put_file(dir, "tokend.conf", global, 0644);
+	memset(d, 0, sizeof *d);
+	cfg = config_load(g, acc, d);
+	free(g);
+	free(acc);
+	return cfg;
+}
+
+/* d holds an error that is exactly want; fail (after freeing) if not. */
+static void
+want_error(struct diag *d, const char *want)
+{
+	size_t	 i;
+
+	for (i = 0; i < d->nerrors; i++)
+		if (!strcmp(d->errors[i], want))
+			return;
+	dump_diag("want", d);
+	fail_msg("no error '%s'", want);
+}
+
+/* One writer per token file, one account per refresh token file. */
+static void
+test_config_shared_paths(void **state)
+{
+	const char	*dir = *state;
+	struct config	*cfg;
+	struct diag	 d;
+	char		*a, *b, *c, *want, *out;
+
+	out = path_in(dir, "out");
+	assert_int_equal(mkdir(out, 0755), 0);
+	if (asprintf(&a, "[account]\n" URL_ID "[file]\npath = %s/a.token\n"
+	    "[file]\nformat = json\npath = %s/a.json\n[file]\nformat = env\n"
+	    "path = %s/./a.token\n", out, out, out) == -1 ||
+	    asprintf(&b, "[account]\n" URL_ID "[file]\npath = %s/a.json\n",
+	    out) == -1 ||
+	    asprintf(&c, "[account]\n" URL_ID "grant = refresh_token\n"
+	    "refresh_token_file = ../rt\n") == -1)
+		fail_msg("asprintf");
+	{
+		const char *const files[] = { "a", a, "b", b, "c", c, "d", c,
+		    NULL };
+		char	*rt = path_in(dir, "rt");
+
+		free(put_file(dir, "rt", "first-refresh-token\n", 0600));
+		cfg = accounts_load(dir, "", files, &d);
+		assert_null(cfg);
+		CHECK_I64("errors", d.nerrors, 3);
+		if (asprintf(&want, "%s/accounts.d/a.conf:11: path %s/a.token "
+		    "is written by the [file] at line 5 already", dir,
+		    out) == -1)
+			fail_msg("asprintf");
+		want_error(&d, want);
+		free(want);
+		if (asprintf(&want, "%s/accounts.d/b.conf:5: path %s/a.json is "
+		    "written by account a (%s/accounts.d/a.conf:8) already; two "
+		    "accounts cannot share a token file", dir, out, dir) == -1)
+			fail_msg("asprintf");
+		want_error(&d, want);
+		free(want);
+		if (asprintf(&want, "%s/accounts.d/d.conf:5: refresh_token_file "
+		    "%s is account c's too (%s/accounts.d/c.conf:5): each "
+		    "refresh token is spent by the first account to use it, so "
+		    "give each account its own", dir, rt, dir) == -1)
+			fail_msg("asprintf");
+		want_error(&d, want);
+		free(want);
+		free(rt);
+		diag_clear(&d);
+	}
+	free(a);
+	free(b);
+	free(c);
+	free(out);
+}
+
+/* A token file's folder that is missing or not writable: a warning. */
+static void
+test_config_file_folders(void **state)
+{
+	const char	*dir = *state;
+	struct config	*cfg;
+	struct diag	 d;
+	char		*a, *ro, *state_dir, *global, *want;
+	const char	*files[] = { "a", NULL, NULL };
+
+	ro = path_in(dir, "ro");
+	assert_int_equal(mkdir(ro, 0555), 0);
+	if (asprintf(&a, "[account]\n" URL_ID "[file]\n"
+	    "path = %s/missing/a.token\n[file]\npath = %s/a.token\n", dir,
+	    ro) == -1)
+		fail_msg("asprintf");
+	files[1] = a;
+	/*
+	 * As root the folder is writable for this process: tokend's user is
+	 * then the owner of a private state_dir, as with DynamicUser=.
+	 */
+	state_dir = path_in(dir, "state");
+	assert_int_equal(mkdir(state_dir, 0700), 0);
+	if (geteuid() == 0)
+		assert_int_equal(chown(state_dir, 65534, 65534), 0);
+	if (asprintf(&global, "[tokend]\nstate_dir = %s\n", state_dir) == -1)
+		fail_msg("asprintf");
+	cfg = accounts_load(dir, global, files, &d);
+	if (cfg == NULL || d.nwarnings != 2) {
+		dump_diag("folders", &d);
+		fail_msg("expected a load with two warnings");
+	}
+	if (asprintf(&want, "%s/accounts.d/a.conf:5: warning: path "
+	    "%s/missing/a.token: folder %s/missing does not exist, and tokend "
+	    "does not make it: the token is not written until it does", dir,
+	    dir, dir) == -1)
+		fail_msg("asprintf");
+	CHECK_STR("missing folder", d.warnings[0], want);
+	free(want);
+	if (asprintf(&want, "%s/accounts.d/a.conf:7: warning: path %s/a.token: "
+	    "tokend (uid %u) cannot write in folder %s", dir, ro,
+	    geteuid() == 0 ? 65534U : (unsigned)geteuid(), ro) == -1)
+		fail_msg("asprintf");
+	if (strncmp(d.warnings[1], want, strlen(want)) != 0)
+		fail_msg("got '%s', want '%s...'", d.warnings[1], want);
+	free(want);
+	config_free(cfg);
+	diag_clear(&d);
+	free(global);
+	free(state_dir);
+	free(ro);
+	free(a);
+}
+
 int
 main(void)
 {
@@ -2543,6 +3036,13 @@ main(void)
 		T(test_table_empty_values),
 		T(test_table_global_every_key),
 		T(test_table_defaults),
+		cmocka_unit_test(test_margin_is_cut),
+		T(test_account_warnings),
+		T(test_account_run_time_errors),
+		T(test_account_run_time_ok),
+		T(test_credentials_missing_at_reload),
+		T(test_config_shared_paths),
+		T(test_config_file_folders),
 	};
 #undef T
 
