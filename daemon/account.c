@@ -48,6 +48,15 @@ struct account {
 	enum account_state	 shown;		/* as last traced */
 
 	struct token		 token;		/* the access token served */
+	int64_t			 obtained_boot;	/* boot ms the token arrived
+						   (from the wall clock for
+						   one loaded at start) */
+	struct timer		 expiry_timer;	/* when the token's life ends */
+	int64_t			 cut_lifetime_s;	/* lifetime of the last
+						   "margin cut" log line */
+	int64_t			 last_success;	/* wall ms */
+	char			 file_error[192];	/* "": all written */
+	uint64_t		 file_failures;
 	char			*refresh_token;	/* secret; NULL: none held */
 	int			 state_unsaved;	/* retry store_save */
 	int			 sinks_unwritten;	/* retry sink_write */
@@ -78,6 +87,7 @@ struct account {
 static void	account_request(struct account *);
 static int	account_retry_at_reload(struct account *);
 static enum account_state account_state_at(const struct account *, int64_t);
+static int	account_token_valid(const struct account *);
 
 static const char *
 account_grant_name(enum grant g)
@@ -116,6 +126,18 @@ account_fmt_delay(int64_t ms, char *buf, size_t len)
 		snprintf(buf, len, "%llds", (long long)s);
 }
 
+/* "5m", "2m 30s": account_fmt_delay without a zero last part. */
+static void
+account_fmt_short(int64_t ms, char *buf, size_t len)
+{
+	size_t	 n;
+
+	account_fmt_delay(ms, buf, len);
+	n = strlen(buf);
+	if (n > 3 && buf[n - 3] == ' ' && buf[n - 2] == '0')
+		buf[n - 3] = '\0';
+}
+
 static void
 account_notify(struct account *a, int ok, const char *error)
 {
@@ -150,15 +172,17 @@ account_transition(struct account *a, enum account_outcome outcome,
 		a->env->changed(a, a->env->arg);
 }
 
-/* Run at `wall` (a refresh-ahead deadline) or after `delay` ms. */
+/*
+ * Run at `wall`, a refresh-ahead deadline of the current token, or after
+ * `delay` ms. The deadline counts on the boot clock from when the token
+ * arrived, so a wall clock that is set moves neither it nor the expiry.
+ */
 static void
 account_schedule_wall(struct account *a, int64_t wall)
 {
-	int64_t	 now = clock_wall_ms();
-
 	a->due_wall = wall;
 	a->next_wall = wall;
-	timer_set(&a->timer, clock_boot_ms() + (wall > now ? wall - now : 0));
+	timer_set(&a->timer, a->obtained_boot + (wall - a->token.obtained_at));
 }
 
 static void
@@ -198,6 +222,7 @@ account_write_sinks(struct account *a)
 	int	 rc;
 
 	a->sinks_unwritten = 0;
+	a->file_error[0] = '\0';
 	for (i = 0; i < a->conf->nsinks; i++) {
 		rc = sink_write(&a->conf->sinks[i], &a->token, clock_wall_ms());
 		if (rc != 0) {
@@ -205,9 +230,12 @@ account_write_sinks(struct account *a)
 			    "write %s: %s; the previous file is left as it was "
 			    "and writing is retried", a->conf->sinks[i].path,
 			    strerror(-rc));
-			snprintf(a->last_error, sizeof a->last_error, "cannot "
+			snprintf(a->file_error, sizeof a->file_error, "cannot "
 			    "write %s: %s", a->conf->sinks[i].path,
 			    strerror(-rc));
+			snprintf(a->last_error, sizeof a->last_error, "%s",
+			    a->file_error);
+			a->file_failures++;
 			a->sinks_unwritten = 1;
 		}
 	}
@@ -248,7 +276,7 @@ account_persist_cb(void *arg)
 	if (a->state_unsaved)
 		account_save_state(a);
 	if (a->sinks_unwritten) {
-		if (oauth_token_valid(&a->token, clock_wall_ms()))
+		if (account_token_valid(a))
 			account_write_sinks(a);
 		else
 			a->sinks_unwritten = 0;	/* nothing worth writing */
@@ -263,14 +291,103 @@ account_persist_cb(void *arg)
 	account_transition(a, ACCOUNT_UNDECIDED, "files retried");
 }
 
+/*
+ * Draw the refresh time of a new token (or of one whose [refresh] changed)
+ * into token.refresh_at, which the state file keeps, so a restart finds
+ * the same time. Says once per lifetime when the margin is cut.
+ */
+static void
+account_plan_refresh(struct account *a)
+{
+	const struct refresh_conf	*rc = &a->conf->refresh;
+	int64_t				 due, life, after;
+	char				 m[32], l[32], r[32];
+
+	due = schedule_refresh_at(rc, a->token.obtained_at,
+	    a->token.expires_at, rng_unit());
+	a->token.refresh_at = due;
+	life = a->token.expires_at - a->token.obtained_at;
+	if (due == 0 || (after = schedule_margin_cut(rc, life)) == 0 ||
+	    life / MSEC_PER_SEC == a->cut_lifetime_s)
+		return;
+	a->cut_lifetime_s = life / MSEC_PER_SEC;
+	account_fmt_short(rc->margin, m, sizeof m);
+	account_fmt_short(life, l, sizeof l);
+	account_fmt_short(after, r, sizeof r);
+	if (rc->ratio < 0.5)
+		log_account(LOG_LEVEL_INFO, a->conf->name, "margin %s leaves "
+		    "less than ratio %g of a %s lifetime; refreshing after %s",
+		    m, rc->ratio, l, r);
+	else
+		log_account(LOG_LEVEL_INFO, a->conf->name, "margin %s leaves "
+		    "less than half of a %s lifetime; refreshing after %s",
+		    m, l, r);
+}
+
+/* The token's life left, on the boot clock from when it arrived. */
+static int64_t
+account_remaining(const struct account *a)
+{
+	if (a->token.access_token == NULL)
+		return 0;
+	if (a->token.expires_at == 0)
+		return INT64_MAX;
+	return a->token.expires_at - a->token.obtained_at -
+	    (clock_boot_ms() - a->obtained_boot);
+}
+
+static int
+account_token_valid(const struct account *a)
+{
+	return account_remaining(a) > 0;
+}
+
+/*
+ * A token arrived (or was loaded from the state file, obtained_at being
+ * wall time): anchor it on the boot clock, and time the end of its life.
+ */
+static void
+account_token_arrived(struct account *a)
+{
+	a->obtained_boot = clock_boot_ms() - (clock_wall_ms() -
+	    a->token.obtained_at);
+	if (a->token.expires_at == 0) {
+		timer_clear(&a->expiry_timer);
+		return;
+	}
+	timer_set(&a->expiry_timer, a->obtained_boot +
+	    (a->token.expires_at - a->token.obtained_at));
+}
+
+/* The token's life is over with no new one: say so, loudly, once. */
+static void
+account_expiry_cb(void *arg)
+{
+	struct account	*a = arg;
+	char		 when[32];
+
+	if (account_token_valid(a))
+		return;		/* replaced meanwhile; re-armed with it */
+	format_rfc3339(a->token.expires_at, when, sizeof when);
+	log_account(LOG_LEVEL_ERROR, a->conf->name, "token expired at %s; "
+	    "last error: %s", when, a->last_error[0] != '\0' ? a->last_error :
+	    a->req != NULL ? "none, a request is in flight" : "none");
+	if (a->conf->on_failure != NULL)
+		hooks_run(a->conf->on_failure, a->conf->name,
+		    a->token.expires_at, "expired");
+	account_transition(a, ACCOUNT_UNDECIDED, "token expired");
+}
+
+/* Arm the refresh timer at token.refresh_at, drawn if not yet. */
 static void
 account_schedule_refresh(struct account *a)
 {
 	char	 in[32];
 	int64_t	 due;
 
-	due = schedule_refresh_at(&a->conf->refresh, a->token.obtained_at,
-	    a->token.expires_at, rng_unit());
+	if (a->token.refresh_at == 0)
+		account_plan_refresh(a);
+	due = a->token.refresh_at;
 	if (due == 0) {
 		timer_clear(&a->timer);
 		a->due_wall = a->next_wall = 0;
@@ -299,7 +416,7 @@ account_failed(struct account *a, const char *why)
 	/* once when the account fails, not at every retry after */
 	if (!was_failed && a->conf->on_failure != NULL)
 		hooks_run(a->conf->on_failure, a->conf->name,
-		    a->token.expires_at);
+		    a->token.expires_at, "refused");
 	account_transition(a, ACCOUNT_FAILED_NOW, "credentials refused");
 }
 
@@ -326,7 +443,7 @@ account_backoff(struct account *a, const char *why, int64_t min_delay_ms)
 	}
 	account_fmt_delay(delay, in, sizeof in);
 	log_account(LOG_LEVEL_WARNING, a->conf->name, "%s; retrying in %s%s",
-	    why, in, oauth_token_valid(&a->token, now) ? " (the current token is "
+	    why, in, account_token_valid(a) ? " (the current token is "
 	    "still served)" : "");
 	account_schedule_delay(a, delay);
 	account_transition(a, ACCOUNT_FAILED_NOW, "transient failure");
@@ -348,6 +465,10 @@ account_success(struct account *a, struct token *t)
 	a->refresh_token = a->token.refresh_token;
 	a->token.refresh_token = NULL;
 	memset(t, 0, sizeof *t);
+	account_token_arrived(a);
+	a->token.refresh_at = 0;
+	account_plan_refresh(a);	/* saved with it */
+	a->last_success = now;
 
 	/* the refresh token may exist nowhere else: disk comes first */
 	account_save_state(a);
@@ -372,7 +493,7 @@ account_success(struct account *a, struct token *t)
 	account_schedule_refresh(a);
 	if (a->conf->on_refresh != NULL)
 		hooks_run(a->conf->on_refresh, a->conf->name,
-		    a->token.expires_at);
+		    a->token.expires_at, NULL);
 	account_transition(a, ACCOUNT_SUCCEEDED, "new token");
 }
 
@@ -570,6 +691,8 @@ account_new(const struct account_env *env, struct account_conf *conf)
 	a->timer.arg = a;
 	a->persist_timer.cb = account_persist_cb;
 	a->persist_timer.arg = a;
+	a->expiry_timer.cb = account_expiry_cb;
+	a->expiry_timer.arg = a;
 	TAILQ_INIT(&a->waiters);
 	return a;
 }
@@ -582,6 +705,7 @@ account_start_static(struct account *a)
 	a->token.token_type = xstrdup("Bearer");
 	a->token.obtained_at = clock_wall_ms();
 	a->token.expires_at = 0;
+	account_token_arrived(a);
 	a->attempted = 1;
 	a->refreshes++;
 	account_write_sinks(a);
@@ -622,6 +746,9 @@ account_start(struct account *a)
 		if (oauth_token_valid(&t, now + 1000)) {
 			a->token = t;
 			memset(&t, 0, sizeof t);
+			/* a saved refresh_at is kept, not drawn again */
+			account_token_arrived(a);
+			a->last_success = a->token.obtained_at;
 			a->attempted = 1;
 			account_fmt_delay(a->token.expires_at - now, in, sizeof in);
 			log_account(LOG_LEVEL_INFO, a->conf->name, "resuming "
@@ -646,8 +773,11 @@ void
 account_replace_conf(struct account *a, struct account_conf *conf)
 {
 	struct account_conf	*old = a->conf;
-	int64_t			 now = clock_wall_ms();
+	int			 replan;
 
+	/* new [refresh] values: a new refresh time (refresh_conf has no
+	   padding) */
+	replan = memcmp(&old->refresh, &conf->refresh, sizeof conf->refresh);
 	a->conf = conf;
 	if (conf->refresh_token != NULL && (old->refresh_token == NULL ||
 	    strcmp(conf->refresh_token, old->refresh_token) != 0)) {
@@ -658,10 +788,15 @@ account_replace_conf(struct account *a, struct account_conf *conf)
 		account_save_state(a);
 	}
 	config_account_free(old);
-	if (oauth_token_valid(&a->token, now))
+	if (account_token_valid(a))
 		account_write_sinks(a);
-	if (!account_retry_at_reload(a) && a->req == NULL)
+	if (replan)
+		a->token.refresh_at = 0;
+	if (!account_retry_at_reload(a) && a->req == NULL) {
 		account_schedule_refresh(a);
+		if (replan)
+			account_save_state(a);
+	}
 	account_transition(a, ACCOUNT_UNDECIDED, "configuration changed");
 }
 
@@ -676,7 +811,7 @@ account_retry_at_reload(struct account *a)
 	if (a->conf->grant == GRANT_STATIC || a->req != NULL)
 		return 0;
 	if (!a->failed && a->failures == 0 && a->not_before == 0 &&
-	    oauth_token_valid(&a->token, clock_wall_ms()))
+	    account_token_valid(a))
 		return 0;
 	a->failed = 0;
 	a->failures = 0;
@@ -702,6 +837,7 @@ account_free(struct account *a)
 		http_cancel(a->req);
 	timer_clear(&a->timer);
 	timer_clear(&a->persist_timer);
+	timer_clear(&a->expiry_timer);
 	account_notify(a, 0, "the account was removed");
 	oauth_token_clear(&a->token);
 	freezero_str(a->refresh_token);
@@ -728,9 +864,13 @@ account_state_at(const struct account *a, int64_t now)
 {
 	if (a->failed)
 		return ACCOUNT_FAILED;
+	(void)now;	/* a token's life counts on the boot clock */
 	if (a->req != NULL || !a->attempted)
 		return ACCOUNT_REFRESHING;
-	if (!oauth_token_valid(&a->token, now))
+	/* never had a token: retrying, not expired */
+	if (a->token.access_token == NULL)
+		return ACCOUNT_BACKOFF;
+	if (!account_token_valid(a))
 		return ACCOUNT_EXPIRED;
 	if (a->failures > 0)
 		return ACCOUNT_BACKOFF;
@@ -759,9 +899,14 @@ account_view(const struct account *a, int64_t now, struct account_view *v)
 	v->name = a->conf->name;
 	v->state = account_state_at(a, now);
 	v->token = a->token.access_token != NULL ? &a->token : NULL;
-	v->valid = oauth_token_valid(&a->token, now);
-	v->next_refresh = timer_pending(&a->timer) || a->req != NULL ?
-	    a->next_wall : 0;
+	v->remaining_ms = account_remaining(a);
+	v->valid = v->remaining_ms > 0;
+	/* none while a request is in flight: it is now */
+	v->next_refresh = timer_pending(&a->timer) ? a->next_wall : 0;
+	v->in_flight = a->req != NULL;
+	v->last_success = a->last_success;
+	v->file_error = a->file_error;
+	v->file_failures = a->file_failures;
 	v->not_before = a->not_before;
 	v->last_error = a->last_error;
 	v->refreshes = a->refreshes;
@@ -828,7 +973,7 @@ account_refresh_now(struct account *a, int64_t min_valid_ms,
 			return -1;
 		}
 		if (a->token.access_token != NULL &&
-		    oauth_token_valid(&a->token, now) &&
+		    account_token_valid(a) &&
 		    now - a->token.obtained_at < a->conf->refresh.min_interval) {
 			log_account(LOG_LEVEL_DEBUG, a->conf->name, "refresh "
 			    "asked for; the token is younger than min_interval, "
@@ -862,10 +1007,37 @@ account_cancel_waiter(struct account *a, account_wait_cb cb, void *arg)
 	}
 }
 
-/* The wall clock was set: move a refresh-ahead deadline to match it. */
+/*
+ * The wall clock was set. The token's life and its refresh count on the
+ * boot clock and stay as they were; its wall times (for display, files
+ * and the state file) move by the jump, so that they tell the truth
+ * again.
+ */
 void
 account_clock_jumped(struct account *a)
 {
-	if (a->due_wall != 0 && timer_pending(&a->timer))
-		account_schedule_wall(a, a->due_wall);
+	int64_t	 jump;
+
+	if (a->token.access_token == NULL || a->token.expires_at == 0)
+		return;
+	jump = clock_wall_ms() - clock_boot_ms() -
+	    (a->token.obtained_at - a->obtained_boot);
+	if (jump > -MSEC_PER_SEC && jump < MSEC_PER_SEC)
+		return;
+	if (a->token.obtained_at + jump < 0)
+		return;		/* before 1970: leave it */
+	a->token.obtained_at += jump;
+	a->token.expires_at += jump;
+	if (a->token.refresh_at != 0)
+		a->token.refresh_at += jump;
+	if (a->due_wall != 0)
+		a->due_wall += jump;
+	if (timer_pending(&a->timer))
+		a->next_wall += jump;
+	log_account(LOG_LEVEL_DEBUG, a->conf->name, "token times moved by "
+	    "%lld s with the wall clock", (long long)(jump / MSEC_PER_SEC));
+	account_save_state(a);
+	if (account_token_valid(a))
+		account_write_sinks(a);
+	account_transition(a, ACCOUNT_UNDECIDED, "wall clock set");
 }

@@ -195,24 +195,48 @@ api_format_time(int64_t wall, char *buf, size_t len)
 	}
 }
 
+/* A JSON string, or null for "" */
+static char *
+api_quote_or_null(const char *s)
+{
+	return s[0] != '\0' ? json_quote(s) : xstrdup("null");
+}
+
+/* Whole seconds of life left (0 once over), for a token that expires. */
+static int64_t
+api_expires_in_s(const struct account_view *v)
+{
+	return v->remaining_ms > 0 ? v->remaining_ms / 1000 : 0;
+}
+
 static void
 api_status_one(struct evbuffer *b, const struct account_view *v)
 {
-	char	 exp[40], next[40], *qerr, *qname;
+	char	 exp[40], next[40], last[40], in[24], *qerr, *qname, *qfile;
 
 	api_format_time(v->token != NULL ? v->token->expires_at : 0, exp,
 	    sizeof exp);
 	api_format_time(v->next_refresh, next, sizeof next);
+	api_format_time(v->last_success, last, sizeof last);
+	if (v->token != NULL && v->token->expires_at != 0)
+		snprintf(in, sizeof in, "%lld", (long long)api_expires_in_s(v));
+	else
+		snprintf(in, sizeof in, "null");
 	qname = json_quote(v->name);
-	qerr = v->last_error[0] != '\0' ? json_quote(v->last_error) :
-	    xstrdup("null");
+	qerr = api_quote_or_null(v->last_error);
+	qfile = api_quote_or_null(v->file_error);
 	evbuffer_add_printf(b, "{\"account\":%s,\"state\":\"%s\","
 	    "\"expires_at\":%s,\"next_refresh_at\":%s,\"last_error\":%s,"
-	    "\"refreshes\":%llu,\"failures\":%llu}", qname,
+	    "\"refreshes\":%llu,\"failures\":%llu,\"last_success_at\":%s,"
+	    "\"expires_in\":%s,\"file_error\":%s,\"file_failures\":%llu,"
+	    "\"in_flight\":%s}", qname,
 	    account_state_name(v->state), exp, next, qerr,
-	    (unsigned long long)v->refreshes, (unsigned long long)v->failures);
+	    (unsigned long long)v->refreshes, (unsigned long long)v->failures,
+	    last, in, qfile, (unsigned long long)v->file_failures,
+	    v->in_flight ? "true" : "false");
 	free(qname);
 	free(qerr);
+	free(qfile);
 }
 
 /* ---- waiting for a refresh ---- */
@@ -491,6 +515,9 @@ enum api_metric {
 	API_METRIC_REFRESHES,
 	API_METRIC_FAILURES,
 	API_METRIC_STATE,
+	API_METRIC_LAST_SUCCESS,
+	API_METRIC_FILE_FAILURES,
+	API_METRIC_EXPIRES_IN,
 };
 
 static void
@@ -507,6 +534,12 @@ api_metric(struct evbuffer *b, const struct control_peer *p,
 		    "Failed token requests." },
 		{ "tokend_account_state", "gauge",
 		    "1 for the state the account is in." },
+		{ "tokend_last_success_timestamp_seconds", "gauge",
+		    "When the last token was obtained (0: none yet)." },
+		{ "tokend_file_write_failures_total", "counter",
+		    "Token file writes that failed." },
+		{ "tokend_token_expires_in_seconds", "gauge",
+		    "Seconds of the current token's life left (0: over)." },
 	};
 	struct account_view	 v;
 	const char		*name = defs[m].name;
@@ -528,9 +561,22 @@ api_metric(struct evbuffer *b, const struct control_peer *p,
 			break;
 		case API_METRIC_REFRESHES:
 		case API_METRIC_FAILURES:
+		case API_METRIC_FILE_FAILURES:
 			evbuffer_add_printf(b, "%s{account=\"%s\"} %llu\n",
 			    name, v.name, (unsigned long long)(m ==
-			    API_METRIC_REFRESHES ? v.refreshes : v.failures));
+			    API_METRIC_REFRESHES ? v.refreshes : m ==
+			    API_METRIC_FAILURES ? v.failures : v.file_failures));
+			break;
+		case API_METRIC_LAST_SUCCESS:
+			evbuffer_add_printf(b, "%s{account=\"%s\"} %lld\n",
+			    name, v.name, (long long)(v.last_success / 1000));
+			break;
+		case API_METRIC_EXPIRES_IN:
+			/* none for a token that never expires */
+			if (v.token != NULL && v.token->expires_at != 0)
+				evbuffer_add_printf(b, "%s{account=\"%s\"} "
+				    "%lld\n", name, v.name,
+				    (long long)api_expires_in_s(&v));
 			break;
 		case API_METRIC_STATE:
 			for (s = 0; s < ACCOUNT_STATE_COUNT; s++)
@@ -558,6 +604,9 @@ api_metrics(struct evhttp_request *req, const struct control_peer *p,
 	api_metric(b, p, API_METRIC_REFRESHES, now);
 	api_metric(b, p, API_METRIC_FAILURES, now);
 	api_metric(b, p, API_METRIC_STATE, now);
+	api_metric(b, p, API_METRIC_LAST_SUCCESS, now);
+	api_metric(b, p, API_METRIC_FILE_FAILURES, now);
+	api_metric(b, p, API_METRIC_EXPIRES_IN, now);
 	evbuffer_add_printf(b,
 	    "# HELP tokend_token_requests_in_flight Token requests running.\n"
 	    "# TYPE tokend_token_requests_in_flight gauge\n"

@@ -1,6 +1,7 @@
 /*
  * on_refresh / on_failure programs: spawned without a shell, with
- * TOKEND_ACCOUNT and TOKEND_EXPIRES_AT in a small clean environment,
+ * TOKEND_ACCOUNT, TOKEND_EXPIRES_AT and (for on_failure) TOKEND_REASON in
+ * a small clean environment,
  * reaped from the event loop, killed when they outlive their time limit.
  * The loop never waits for them.
  */
@@ -32,6 +33,7 @@ struct hook {
 	int			 killed;
 	char		       **again;		/* run once more when it exits */
 	int64_t			 again_expires_at;
+	char			*again_reason;
 	LIST_ENTRY(hook)	 entry;
 };
 
@@ -49,6 +51,7 @@ hooks_forget(struct hook *h)
 	free(h->account);
 	free(h->program);
 	strv_free(h->again);
+	free(h->again_reason);
 	free(h);
 }
 
@@ -57,15 +60,18 @@ static void
 hooks_finish(struct hook *h)
 {
 	char	**again = h->again, *account = h->account;
+	char	 *reason = h->again_reason;
 	int64_t	  expires_at = h->again_expires_at;
 
 	h->again = NULL;
 	h->account = NULL;
+	h->again_reason = NULL;
 	hooks_forget(h);
 	if (again != NULL)
-		hooks_run(again, account, expires_at);
+		hooks_run(again, account, expires_at, reason);
 	strv_free(again);
 	free(account);
+	free(reason);
 }
 
 static void
@@ -134,8 +140,10 @@ hooks_shutdown(void)
 	hooks_sigchld = NULL;
 }
 
+/* reason: TOKEND_REASON (expired, refused, login); NULL: none */
 void
-hooks_run(char **argv, const char *account, int64_t expires_at)
+hooks_run(char **argv, const char *account, int64_t expires_at,
+    const char *reason)
 {
 	posix_spawn_file_actions_t	 fa;
 	posix_spawnattr_t		 attr;
@@ -143,6 +151,7 @@ hooks_run(char **argv, const char *account, int64_t expires_at)
 	struct timeval			 tv = { HOOKS_TIME_LIMIT_S, 0 };
 	struct hook			*h;
 	char				*env[5], *path_env;
+	int				 i;
 	pid_t				 pid;
 	int				 rc;
 
@@ -163,6 +172,8 @@ hooks_run(char **argv, const char *account, int64_t expires_at)
 			    "runs; it runs again when it exits", argv[0]);
 		}
 		h->again_expires_at = expires_at;
+		free(h->again_reason);
+		h->again_reason = reason != NULL ? xstrdup(reason) : NULL;
 		return;
 	}
 	if (hooks_running >= HOOKS_MAX) {
@@ -177,6 +188,9 @@ hooks_run(char **argv, const char *account, int64_t expires_at)
 	xasprintf(&env[2], "PATH=%s", path_env != NULL ? path_env :
 	    "/usr/local/bin:/usr/bin:/bin");
 	env[3] = NULL;
+	if (reason != NULL)
+		xasprintf(&env[3], "TOKEND_REASON=%s", reason);
+	env[4] = NULL;
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
@@ -206,9 +220,8 @@ hooks_run(char **argv, const char *account, int64_t expires_at)
 	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
-	free(env[0]);
-	free(env[1]);
-	free(env[2]);
+	for (i = 0; env[i] != NULL; i++)
+		free(env[i]);
 	if (rc != 0) {
 		log_account(LOG_LEVEL_WARNING, account, "cannot run hook %s: "
 		    "%s", argv[0], strerror(rc));

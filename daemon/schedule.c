@@ -19,15 +19,32 @@
 #define RETRY_AFTER_CLAMP_S	100000000
 
 /*
+ * How early a token of `lifetime` ms may be refreshed: half its life, so
+ * that no value a user did not choose for it asks more often than once
+ * per half lifetime. A ratio below one half is such a choice: then
+ * ratio * lifetime. Never under SCHEDULE_FLOOR_MS.
+ */
+static int64_t
+schedule_floor(const struct refresh_conf *rc, int64_t lifetime)
+{
+	int64_t	 floor;
+
+	floor = rc->ratio < 0.5 ? (int64_t)(rc->ratio * (double)lifetime) :
+	    lifetime / 2;
+	return floor > SCHEDULE_FLOOR_MS ? floor : SCHEDULE_FLOOR_MS;
+}
+
+/*
  * When to refresh a token obtained at `obtained` (wall ms) that expires at
  * `expires_at`: at min(ratio * L, L - margin) into its lifetime L, moved
- * earlier by rnd * jitter * L, never before the floor. 0: never.
+ * earlier by rnd * jitter * L, never before the floor (schedule_floor:
+ * jitter included). 0: never.
  */
 int64_t
 schedule_refresh_at(const struct refresh_conf *rc, int64_t obtained,
     int64_t expires_at, double rnd)
 {
-	int64_t	 lifetime, by_ratio, by_margin, due;
+	int64_t	 lifetime, by_ratio, by_margin, due, floor;
 
 	if (expires_at == 0)
 		return 0;
@@ -38,9 +55,27 @@ schedule_refresh_at(const struct refresh_conf *rc, int64_t obtained,
 	by_margin = lifetime - rc->margin;
 	due = obtained + (by_ratio < by_margin ? by_ratio : by_margin);
 	due -= (int64_t)(rnd * rc->jitter * (double)lifetime);
-	if (due < obtained + SCHEDULE_FLOOR_MS)
-		due = obtained + SCHEDULE_FLOOR_MS;
+	floor = schedule_floor(rc, lifetime);
+	if (due < obtained + floor)
+		due = obtained + floor;
 	return due;
+}
+
+/*
+ * Whether `margin` is cut for a token of `lifetime` ms: L - margin falls
+ * before the floor, so the refresh comes later than the margin asks.
+ * The delay after which the token is refreshed instead (ms), or 0 when
+ * the margin applies as set.
+ */
+int64_t
+schedule_margin_cut(const struct refresh_conf *rc, int64_t lifetime)
+{
+	int64_t	 floor;
+
+	if (lifetime <= SCHEDULE_FLOOR_MS)
+		return 0;
+	floor = schedule_floor(rc, lifetime);
+	return lifetime - rc->margin < floor ? floor : 0;
 }
 
 /*

@@ -16,13 +16,14 @@
 #define STATE_VERSION	1
 
 /*
- * What store_save writes: this skeleton with three JSON strings and three
+ * What store_save writes: this skeleton with three JSON strings and four
  * numbers. The fields follow store_field_ok (at most TOKEN_MAX bytes for
  * each token, TOKEN_TYPE_MAX for the type).
  */
 #define STORE_FORMAT	"{\"version\":%d,\"access_token\":%s," \
 			"\"refresh_token\":%s,\"token_type\":%s," \
-			"\"expires_at\":%lld,\"obtained_at\":%lld}\n"
+			"\"expires_at\":%lld,\"obtained_at\":%lld," \
+			"\"refresh_at_ms\":%lld}\n"
 
 /* json_quote: a byte becomes at most six ("\u001f"), plus two quotes */
 #define STORE_QUOTED_MAX(n)	(6 * (size_t)(n) + 2)
@@ -38,7 +39,7 @@
  */
 #define STORE_FILE_MAX	(sizeof STORE_FORMAT + \
 			2 * STORE_QUOTED_MAX(TOKEN_MAX) + \
-			STORE_QUOTED_MAX(TOKEN_TYPE_MAX) + 3 * STORE_NUMBER_MAX)
+			STORE_QUOTED_MAX(TOKEN_TYPE_MAX) + 4 * STORE_NUMBER_MAX)
 
 /* a first refresh token from refresh_token_file fits a state file */
 _Static_assert(SECRET_FILE_MAX <= TOKEN_MAX, "a secret file fits a token");
@@ -96,8 +97,10 @@ store_get_string(struct json_object *obj, const char *key,
 	return 0;
 }
 
+/* A non-negative integer `key` in units of `unit` ms, as ms. */
 static int
-store_get_seconds(struct json_object *obj, const char *key, int64_t *out)
+store_get_time(struct json_object *obj, const char *key, int64_t unit,
+    int64_t *out)
 {
 	struct json_object	*v;
 	int64_t			 n;
@@ -107,10 +110,23 @@ store_get_seconds(struct json_object *obj, const char *key, int64_t *out)
 	if (!json_object_is_type(v, json_type_int))
 		return -EINVAL;
 	n = json_object_get_int64(v);
-	if (n < 0 || n > INT64_MAX / 1000)
+	if (n < 0 || n > INT64_MAX / unit)
 		return -EINVAL;
-	*out = n * 1000;
+	*out = n * unit;
 	return 0;
+}
+
+static int
+store_get_seconds(struct json_object *obj, const char *key, int64_t *out)
+{
+	return store_get_time(obj, key, 1000, out);
+}
+
+/* the refresh time is kept to the ms: a restart keeps it exactly */
+static int
+store_get_ms(struct json_object *obj, const char *key, int64_t *out)
+{
+	return store_get_time(obj, key, 1, out);
 }
 
 /*
@@ -154,7 +170,8 @@ store_load(const char *state_dir, const char *name, struct token *t)
 	    store_get_string(obj, "token_type", STORE_TOKEN_TYPE,
 	    &t->token_type) != 0 ||
 	    store_get_seconds(obj, "expires_at", &t->expires_at) != 0 ||
-	    store_get_seconds(obj, "obtained_at", &t->obtained_at) != 0) {
+	    store_get_seconds(obj, "obtained_at", &t->obtained_at) != 0 ||
+	    store_get_ms(obj, "refresh_at_ms", &t->refresh_at) != 0) {
 		json_object_put(obj);
 		oauth_token_clear(t);
 		return -EBADMSG;
@@ -167,6 +184,11 @@ store_load(const char *state_dir, const char *name, struct token *t)
 		freezero_str(t->access_token);
 		t->access_token = NULL;
 	}
+	/* a file from before refresh_at_ms, or one out of the token's life
+	   (obtained_at is whole seconds) */
+	if (t->refresh_at != 0 && (t->refresh_at < t->obtained_at ||
+	    t->refresh_at > t->expires_at + MSEC_PER_SEC))
+		t->refresh_at = 0;
 	return 0;
 }
 
@@ -186,7 +208,7 @@ store_save(const char *state_dir, const char *name, const struct token *t)
 	    t->refresh_token, strlen(t->refresh_token))) ||
 	    (t->token_type != NULL && !store_field_ok(STORE_TOKEN_TYPE,
 	    t->token_type, strlen(t->token_type))) ||
-	    t->expires_at < 0 || t->obtained_at < 0)
+	    t->expires_at < 0 || t->obtained_at < 0 || t->refresh_at < 0)
 		return -EINVAL;
 	if (t->access_token != NULL)
 		at = json_quote(t->access_token);
@@ -195,7 +217,8 @@ store_save(const char *state_dir, const char *name, const struct token *t)
 	tt = json_quote(t->token_type != NULL ? t->token_type : "Bearer");
 	n = xasprintf(&buf, STORE_FORMAT, STATE_VERSION, at ? at : "null",
 	    rt ? rt : "null", tt, (long long)(t->expires_at / 1000),
-	    (long long)(t->obtained_at / 1000));
+	    (long long)(t->obtained_at / 1000),
+	    (long long)t->refresh_at);
 	freezero_str(at);
 	freezero_str(rt);
 	free(tt);

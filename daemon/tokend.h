@@ -184,6 +184,8 @@ struct token {
 	char			*token_type;	/* "Bearer" unless told otherwise */
 	int64_t			 expires_at;	/* wall ms; 0: never expires */
 	int64_t			 obtained_at;	/* wall ms */
+	int64_t			 refresh_at;	/* wall ms the refresh is due,
+						   as drawn; 0: not yet */
 };
 
 /* util.c */
@@ -265,6 +267,7 @@ void		 diag_clear(struct diag *);
 /* schedule.c */
 int64_t		 schedule_refresh_at(const struct refresh_conf *, int64_t,
 		    int64_t, double);
+int64_t		 schedule_margin_cut(const struct refresh_conf *, int64_t);
 int64_t		 schedule_backoff(const struct refresh_conf *, int, double);
 int64_t		 schedule_retry_after(const char *, int64_t);
 
@@ -418,6 +421,14 @@ struct account_view {
 	size_t			 nusers;
 	const gid_t		*groups;
 	size_t			 ngroups;
+	int64_t			 last_success;	/* wall ms; 0: none */
+	const char		*file_error;	/* the last token file write
+						   error; "": none */
+	uint64_t		 file_failures;	/* since start */
+	int			 in_flight;	/* a token request runs now */
+	int64_t			 remaining_ms;	/* the token's life left, on
+						   CLOCK_BOOTTIME; INT64_MAX:
+						   never expires */
 };
 typedef void	(*account_wait_cb)(struct account *, int, const char *, void *);
 struct account	*account_new(const struct account_env *, struct account_conf *);
@@ -486,6 +497,6 @@ void		 api_shutdown(void);
 /* hooks.c */
 void		 hooks_init(struct event_base *);
 void		 hooks_shutdown(void);
-void		 hooks_run(char **, const char *, int64_t);
+void		 hooks_run(char **, const char *, int64_t, const char *);
 
 #endif /* TOKEND_H */

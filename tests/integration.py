@@ -1212,7 +1212,7 @@ def test_5xx_backoff_keeps_old_token(t):
     iss = rfc_issuer(t, lifetime=30)
     d = t.daemon()
     d.write_account("bo", rfc_account(t, d, iss, grant="client_credentials",
-                                      refresh=fast_refresh("27s")))
+                                      refresh=fast_refresh("27s", ratio="0.1")))
     d.start()
     token1 = wait_requests(d, iss, 1, 10, "a token")[0]["issued_access_token"]
     d.wait_for(lambda: read_raw(t.out("rfc.token")) == token1, 3, "the file")
@@ -1253,7 +1253,7 @@ def test_bad_responses_never_replace_token(t):
     d = t.daemon()
     d.write_account("bad", rfc_account(
         t, d, iss, grant="client_credentials",
-        refresh=fast_refresh("27s", max_backoff="2s"),
+        refresh=fast_refresh("27s", ratio="0.1", max_backoff="2s"),
         files=[{"path": t.out("bad.token")},
                {"path": t.out("bad.json"), "format": "json"}]))
     d.start()

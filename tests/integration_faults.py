@@ -602,7 +602,7 @@ class Case:
 
     def add(self, name, iss, grant="password", margin="1s", min_backoff="1s",
             max_backoff="4s", refresh_url=None, timeout=None, sink_dir=None,
-            extra=None, min_interval="0s"):
+            extra=None, min_interval="0s", ratio="0.75"):
         """An account under fault: password grant (rotating refresh tokens)
         at iss, a raw and a json token file in sink_dir."""
         t, d = self.t, self.d
@@ -621,7 +621,7 @@ class Case:
                  os.path.join(sink_dir, name + ".json")]
         d.write_account(name, [
             ("account", account),
-            fast_refresh(margin, min_backoff=min_backoff,
+            fast_refresh(margin, min_backoff=min_backoff, ratio=ratio,
                          max_backoff=max_backoff, min_interval=min_interval),
             ("file", {"path": files[0]}),
             ("file", {"path": files[1], "format": "json"})])
@@ -859,7 +859,7 @@ def test_hang_timeout(t):
     p = Problems()
     c = Case(t)
     iss = make_issuer(t, faulty_config(["hang"]))
-    c.add("hang", iss, margin="27s", timeout="2s")
+    c.add("hang", iss, margin="27s", ratio="0.1", timeout="2s")
     c.start()
     first = c.wait_token("hang")
     iss.faults("/token", [{"hang": 4}] * 3)
@@ -906,9 +906,9 @@ def test_unknown_outcome_drip_and_close(t):
     c = Case(t)
     names = ["drip", "closed1", "closed2"]
     issuers = make_issuers(t, [(faulty_config([n]), "server") for n in names])
-    c.add("drip", issuers[0], margin="27s", timeout="2s")
-    c.add("closed1", issuers[1], margin="27s")
-    c.add("closed2", issuers[2], margin="27s")
+    c.add("drip", issuers[0], margin="27s", ratio="0.1", timeout="2s")
+    c.add("closed1", issuers[1], margin="27s", ratio="0.1")
+    c.add("closed2", issuers[2], margin="27s", ratio="0.1")
     c.start()
     first = {n: c.wait_token(n) for n in names}
     issuers[0].faults("/token", [{"drip": 1}])
@@ -974,7 +974,7 @@ def test_5xx_backoff(t):
     p = Problems()
     c = Case(t)
     iss = make_issuer(t, faulty_config(["fivexx"]))
-    c.add("fivexx", iss, margin="27s")
+    c.add("fivexx", iss, margin="27s", ratio="0.1")
     c.start()
     c.wait_token("fivexx")
     codes = [500, 502, 503, 504]
@@ -1004,7 +1004,7 @@ def test_429_retry_after_storm(t):
     p = Problems()
     c = Case(t)
     iss = make_issuer(t, faulty_config(["storm"]))
-    c.add("storm", iss, margin="27s")
+    c.add("storm", iss, margin="27s", ratio="0.1")
     c.start()
     first = c.wait_token("storm")
     date_at = int(first["t"]) + 3 + 9
@@ -1078,8 +1078,8 @@ def test_hostile_bodies(t):
     c = Case(t)
     isyn, ityp = make_issuers(t, [(faulty_config(["syntax"]), "server"),
                                   (faulty_config(["types"]), "server")])
-    c.add("syntax", isyn, margin="27s", max_backoff="1s")
-    c.add("types", ityp, margin="27s", max_backoff="1s")
+    c.add("syntax", isyn, margin="27s", ratio="0.1", max_backoff="1s")
+    c.add("types", ityp, margin="27s", ratio="0.1", max_backoff="1s")
     truncated = json.dumps(token_json(t, "trunc"))[:-20]
 
     non_utf8 = b'{"access_token":"' + bogus(t, "utf8").encode() + \
@@ -1136,7 +1136,7 @@ def test_hostile_duplicate_keys(t):
     p = Problems()
     c = Case(t)
     iss = make_issuer(t, faulty_config(["dupkeys"]))
-    c.add("dupkeys", iss, margin="27s", max_backoff="1s")
+    c.add("dupkeys", iss, margin="27s", ratio="0.1", max_backoff="1s")
     a1, a2 = bogus(t, "dup-first"), bogus(t, "dup-second")
     r1, r2 = bogus(t, "dup-rt-first"), bogus(t, "dup-rt-second")
     body = ('{"access_token":"%s","token_type":"Bearer","expires_in":3600,'
@@ -1207,8 +1207,8 @@ def test_tls_refused_and_redirect_not_followed(t):
     plain = PlainTrap()
     t.cleanups.append(plain.close)
     for name, iss in zip(tls, bad):
-        c.add(name, base, margin="27s", refresh_url=iss.url("/token"))
-    c.add("redirect", base, margin="27s", refresh_url=redir.url("/token"))
+        c.add(name, base, margin="27s", ratio="0.1", refresh_url=iss.url("/token"))
+    c.add("redirect", base, margin="27s", ratio="0.1", refresh_url=redir.url("/token"))
     targets = ["http://127.0.0.1:%d/token" % plain.port, trap.url("/token")]
     redir.faults("/token", [{"status": code, "body": "",
                              "headers": {"Location": targets[i % 2]}}
@@ -1435,7 +1435,7 @@ def test_disk_stale_temp_files_removed(t):
     p = Problems()
     c = Case(t)
     iss = make_issuer(t, faulty_config(["stale"], lifetime=30))
-    c.add("stale", iss, margin="27s")
+    c.add("stale", iss, margin="27s", ratio="0.1")
     d = c.d
     precious = t.path("precious.txt")
     write_file(precious, "keep me\n")

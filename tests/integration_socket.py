@@ -46,7 +46,8 @@ NOBODY = 65534
 GRANT_GID = 4242          # a group no user has; granted with setpriv --groups
 STATES = {"fresh", "refreshing", "backoff", "expired", "failed"}
 STATUS_KEYS = {"account", "state", "expires_at", "next_refresh_at",
-               "last_error", "refreshes", "failures"}
+               "last_error", "refreshes", "failures", "last_success_at",
+               "expires_in", "file_error", "file_failures", "in_flight"}
 JSON_TOKEN_KEYS = {"access_token", "token_type", "expires_at", "expires_in"}
 RFC_ID, RFC_SECRET = "rfc-client", "rfc-client-secret-4711"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -554,7 +555,7 @@ def test_status_states_and_metrics(t):
     add_account(t, d, good, "failed", "good", "wrong-secret-5p0w",
                 refresh=fast_refresh(max_backoff="60s"))
     add_account(t, d, slow, "backoff", "bo", "bo-secret-7h1q",
-                refresh=fast_refresh("27s", max_backoff="2s"))   # due at 3 s
+                refresh=fast_refresh("27s", ratio="0.1", max_backoff="2s"))   # due at 3 s
     add_account(t, d, short, "expired", "ex", "ex-secret-3m8z",
                 refresh=fast_refresh("1s", max_backoff="2s"))    # due at 2 s
     d.start()

@@ -215,13 +215,17 @@ form_value(const char *name)
 }
 
 static int	 hook_runs[2];		/* on_refresh, on_failure */
+static char	 hook_reason[32];	/* TOKEND_REASON of the last run */
 
 void
-hooks_run(char **argv, const char *account, int64_t expires_at)
+hooks_run(char **argv, const char *account, int64_t expires_at,
+    const char *reason)
 {
 	(void)account;
 	(void)expires_at;
 	hook_runs[strstr(argv[0], "failure") != NULL]++;
+	snprintf(hook_reason, sizeof hook_reason, "%s", reason != NULL ?
+	    reason : "");
 }
 
 /* ---- the account under test ---- */
@@ -316,6 +320,7 @@ setup(void **state)
 	inflight = NULL;
 	posts = cancels = 0;
 	hook_runs[0] = hook_runs[1] = 0;
+	hook_reason[0] = '\0';
 	fake_wall = T0;
 	fake_boot = 5000 * SEC;
 	rng_seed(42);
@@ -664,6 +669,187 @@ test_expired(void **state)
 	CHECK_STATE(f, ACCOUNT_FRESH);
 }
 
+/*
+ * Nothing expires silently: with 5xx answers past the token's life, the
+ * expiry timer fires while the account backs off, on_failure runs once
+ * with TOKEND_REASON=expired, and a new token re-arms it.
+ */
+static void
+test_expiry_runs_on_failure(void **state)
+{
+	struct fixture	*f = *state;
+	int		 i;
+
+	start(f, PASSWORD);
+	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":20}");
+	/* retries never line up with the expiry: the timer alone does it */
+	while (clock_wall_ms() < T0 + 20 * SEC) {
+		CHECK_I64("no hook while the token lives", hook_runs[1], 0);
+		advance(view(f).next_refresh - clock_wall_ms());
+		answer(503, "down");
+	}
+	CHECK_I64("on_failure at expiry", hook_runs[1], 1);
+	CHECK_STR("its reason", hook_reason, "expired");
+	CHECK_STATE(f, ACCOUNT_EXPIRED);
+	advance(8 * SEC);
+	answer(503, "down");
+	CHECK_I64("once per token", hook_runs[1], 1);
+	advance(view(f).next_refresh - clock_wall_ms());
+	answer(200, "{\"access_token\":\"tok-2\",\"expires_in\":20}");
+	CHECK_STR("on_refresh has no reason", hook_reason, "");
+	for (i = 0; i < 5; i++) {	/* refreshes, each a success */
+		advance(view(f).next_refresh - clock_wall_ms());
+		answer(200, "{\"access_token\":\"tok-3\",\"expires_in\":20}");
+	}
+	CHECK_I64("no expiry while refreshes succeed", hook_runs[1], 1);
+}
+
+/* Refused credentials: on_failure with TOKEND_REASON=refused. */
+static void
+test_refused_reason(void **state)
+{
+	struct fixture	*f = *state;
+
+	start(f, PASSWORD);
+	answer(400, "{\"error\":\"invalid_grant\"}");
+	CHECK_I64("on_failure ran", hook_runs[1], 1);
+	CHECK_STR("its reason", hook_reason, "refused");
+}
+
+/*
+ * An account that never had a token: refreshing while its request is in
+ * flight, backoff while it waits (never expired); no next refresh shown
+ * while a request is in flight.
+ */
+static void
+test_states_without_a_token(void **state)
+{
+	struct fixture		*f = *state;
+	struct account_view	 v;
+
+	start(f, CLIENT_CREDENTIALS);
+	v = view(f);
+	CHECK_STATE(f, ACCOUNT_REFRESHING);
+	assert_true(v.in_flight);
+	CHECK_I64("no next refresh while in flight", v.next_refresh, 0);
+	CHECK_I64("no success yet", v.last_success, 0);
+	answer(503, "down");
+	CHECK_STATE(f, ACCOUNT_BACKOFF);
+	v = view(f);
+	assert_false(v.in_flight);
+	assert_true(v.next_refresh > clock_wall_ms());
+	advance(v.next_refresh - clock_wall_ms());
+	CHECK_STATE(f, ACCOUNT_REFRESHING);
+	answer_full(0, NULL, NULL, 28, 1);	/* a timeout */
+	CHECK_STATE(f, ACCOUNT_BACKOFF);
+	advance(view(f).next_refresh - clock_wall_ms());
+	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
+	v = view(f);
+	CHECK_STATE(f, ACCOUNT_FRESH);
+	CHECK_I64("last success", v.last_success, clock_wall_ms());
+	CHECK_I64("remaining", v.remaining_ms, 600 * SEC);
+}
+
+/*
+ * The token's life counts on the boot clock: a wall clock set back two
+ * hours after the token arrived neither lengthens it nor moves the
+ * refresh; once the jump is seen, the wall times follow the clock.
+ */
+static void
+test_boot_clock_life(void **state)
+{
+	struct fixture		*f = *state;
+	struct account_view	 v;
+	int64_t			 boot0 = fake_boot;
+
+	fake_wall += 2 * 3600 * SEC;	/* the clock is 2 h ahead */
+	start(f, CLIENT_CREDENTIALS);
+	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
+	fake_wall -= 2 * 3600 * SEC;	/* and is set right */
+	v = view(f);
+	CHECK_I64("remaining from the boot clock", v.remaining_ms, 600 * SEC);
+	account_clock_jumped(f->a);
+	v = view(f);
+	CHECK_I64("expires_at follows the clock", v.token->expires_at,
+	    T0 + 600 * SEC);
+	CHECK_I64("next refresh follows the clock", v.next_refresh,
+	    T0 + 450 * SEC);
+	advance(449 * SEC);
+	CHECK_I64("no request before it is due", posts, 1);
+	advance(1 * SEC);
+	CHECK_I64("the refresh when due on the boot clock", posts, 2);
+	CHECK_I64("at boot + 450 s", fake_boot - boot0, 450 * SEC);
+	answer(503, "down");
+	/* a wall clock set far ahead, not yet seen: life stays as it is */
+	fake_wall += 3600 * SEC;
+	v = view(f);
+	assert_true(v.valid);
+	CHECK_I64("remaining", v.remaining_ms, 150 * SEC);
+	fake_wall -= 3600 * SEC;
+	while (fake_boot - boot0 < 600 * SEC) {
+		advance(view(f).next_refresh - clock_wall_ms());
+		answer(503, "down");
+	}
+	CHECK_STATE(f, ACCOUNT_EXPIRED);
+	assert_true(view(f).remaining_ms <= 0);
+}
+
+/* The drawn refresh time is saved with the token and kept at restart. */
+static void
+test_refresh_at_saved(void **state)
+{
+	struct fixture	*f = *state;
+	/* jitter: a redraw would almost surely differ */
+	const char	*conf = "[account]\ngrant = password\n"
+			    "token_url = https://issuer.test/token\n"
+			    "client_id = cid\nclient_secret = csecret\n"
+			    "username = alice\npassword = pw\n"
+			    "[refresh]\nmargin = 60s\nratio = 0.75\n"
+			    "jitter = 0.5\n";
+	int64_t		 due;
+
+	start(f, conf);
+	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":6000,"
+	    "\"refresh_token\":\"rt-1\"}");
+	due = view(f).next_refresh;
+	account_free(f->a);
+	f->a = NULL;
+	advance(100 * SEC);
+	rng_seed(4711);
+	start(f, conf);
+	CHECK_I64("no request at restart", posts, 1);
+	CHECK_I64("the same refresh time", view(f).next_refresh, due);
+	advance(due - clock_wall_ms() - 1);
+	CHECK_I64("not before it", posts, 1);
+	advance(1);
+	CHECK_I64("at it", posts, 2);
+	answer(200, "{\"access_token\":\"tok-2\",\"expires_in\":600}");
+}
+
+/* A token file that cannot be written shows in file_error. */
+static void
+test_file_error_in_view(void **state)
+{
+	struct fixture		*f = *state;
+	struct account_view	 v;
+	char			*conf, *gone;
+
+	gone = path_in(f->dir, "gone");
+	xasprintf(&conf, "%s[file]\npath = %s/t\n", CLIENT_CREDENTIALS, gone);
+	start(f, conf);
+	answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":600}");
+	v = view(f);
+	assert_non_null(strstr(v.file_error, "cannot write"));
+	CHECK_I64("file failures", v.file_failures, 1);
+	assert_int_equal(mkdir(gone, 0700), 0);
+	advance(2 * SEC);	/* the write retry */
+	v = view(f);
+	CHECK_STR("written again", v.file_error, "");
+	CHECK_I64("file failures stay counted", v.file_failures, 1);
+	free(conf);
+	free(gone);
+}
+
 /* A reload of a failed account tries again at once, counters reset. */
 static void
 test_reload_of_failed_account(void **state)
@@ -962,6 +1148,12 @@ main(void)
 		T(test_invalid_grant_falls_back_to_own_grant),
 		T(test_refused_credentials_fail),
 		T(test_expired),
+		T(test_expiry_runs_on_failure),
+		T(test_refused_reason),
+		T(test_states_without_a_token),
+		T(test_boot_clock_life),
+		T(test_refresh_at_saved),
+		T(test_file_error_in_view),
 		T(test_reload_of_failed_account),
 		T(test_reload_keeps_request_in_flight),
 		T(test_persistence_retried),

@@ -69,9 +69,26 @@ static const struct refresh_case refresh_cases[] = {
 	/* Spotinst: 7199 s; 0.75 L = 5399.25 s, L - 5m = 6899 s */
 	{ "Spotinst 7199 s", 5 * MIN, 0.75, 0.0, 7199 * SEC, 0.0,
 	    5399250, 0 },
-	/* L = 10 s: L - 5m is negative, so the floor of 1 s */
+	/* L = 10 s: L - 5m is negative, so the floor of half of L */
 	{ "floor: margin longer than lifetime", 5 * MIN, 0.75, 0.0,
-	    10 * SEC, 0.0, SEC, 0 },
+	    10 * SEC, 0.0, 5 * SEC, 0 },
+	/* issue 11: a 2 m token (Keycloak) with the default [refresh] is
+	   refreshed after 1 m, not every second; jitter cannot pull it
+	   earlier */
+	{ "default margin, 2 m token", 5 * MIN, 0.75, 0.1, 2 * MIN, RND_MAX,
+	    MIN, 0 },
+	{ "default margin, 5 m token", 5 * MIN, 0.75, 0.1, 5 * MIN, 0.5,
+	    150 * SEC, 0 },
+	/* a margin of 40 % of L: 0.6 L, then jitter down to the half */
+	{ "margin 40%, jitter to the floor", 4 * MIN, 0.75, 0.5, 10 * MIN,
+	    RND_MAX, 5 * MIN, 0 },
+	/* ratio below one half is asked for: its own floor */
+	{ "ratio 0.1 asked for", 5 * MIN, 0.1, 0.0, 30 * SEC, 0.0, 3 * SEC,
+	    0 },
+	{ "ratio 0.1 with jitter stays at ratio", 0, 0.1, 0.5, 30 * SEC,
+	    0.5, 3 * SEC, 0 },
+	{ "ratio 0.3, margin 27 s", 27 * SEC, 0.3, 0.0, 30 * SEC, 0.0,
+	    9 * SEC, 0 },
 	{ "floor: jitter pulls before it", 0, 0.5, 0.5, 1500, RND_MAX, SEC,
 	    0 },
 	{ "just above floor", 0, 1.0, 0.0, 1001, 0.0, 1001, 0 },
@@ -153,6 +170,8 @@ test_refresh_at_sweep(void **state)
 			top = (int64_t)(0.75 * (double)L);
 			if (L - rc.margin < top)
 				top = L - rc.margin;
+			if (top < L / 2)
+				top = L / 2;	/* the floor */
 			if (top < SEC)
 				top = SEC;
 			prev = INT64_MAX;
@@ -162,7 +181,8 @@ test_refresh_at_sweep(void **state)
 				due = schedule_refresh_at(&rc, T0, T0 + L, rnd);
 				snprintf(what, sizeof what, "L=%lld jitter=%g "
 				    "rnd=%g", (long long)L, jitters[j], rnd);
-				CHECK_RANGE(what, due, T0 + SEC, T0 + top);
+				CHECK_RANGE(what, due, T0 + (L / 2 > SEC ?
+				    L / 2 : SEC), T0 + top);
 				if (due >= T0 + L)
 					fail_msg("%s: due at or after expiry",
 					    what);
@@ -172,6 +192,48 @@ test_refresh_at_sweep(void **state)
 				prev = due;
 			}
 		}
+	}
+}
+
+/* ---- schedule_margin_cut ---- */
+
+static void
+test_margin_cut(void **state)
+{
+	static const struct {
+		const char	*name;
+		int64_t		 margin;
+		double		 ratio;
+		int64_t		 lifetime;
+		int64_t		 want;		/* 0: not cut */
+	} cases[] = {
+		{ "1 h token, 5 m margin", 5 * MIN, 0.75, HOUR, 0 },
+		{ "10 m token, 5 m margin: exactly half", 5 * MIN, 0.75,
+		    10 * MIN, 0 },
+		{ "5 m token, 5 m margin", 5 * MIN, 0.75, 5 * MIN, 150 * SEC },
+		{ "2 m token, 5 m margin", 5 * MIN, 0.75, 2 * MIN, MIN },
+		{ "30 s token, 27 s margin", 27 * SEC, 0.75, 30 * SEC,
+		    15 * SEC },
+		{ "ratio 0.3 asked for, 27 s margin", 27 * SEC, 0.3, 30 * SEC,
+		    9 * SEC },
+		{ "ratio 0.1 asked for, 27 s margin", 27 * SEC, 0.1, 30 * SEC,
+		    0 },
+		{ "lifetime under the floor", 5 * MIN, 0.75, SEC, 0 },
+		{ "no lifetime", 5 * MIN, 0.75, 0, 0 },
+	};
+	struct refresh_conf	 rc = { 0, 0, 0.1, SEC, 5 * MIN, 0 };
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		rc.margin = cases[i].margin;
+		rc.ratio = cases[i].ratio;
+		CHECK_I64(cases[i].name, schedule_margin_cut(&rc,
+		    cases[i].lifetime), cases[i].want);
+		/* where it is cut, that is where the refresh comes */
+		if (cases[i].want != 0)
+			CHECK_I64(cases[i].name, schedule_refresh_at(&rc, T0,
+			    T0 + cases[i].lifetime, 0.0) - T0, cases[i].want);
 	}
 }
 
@@ -456,6 +518,7 @@ main(void)
 		cmocka_unit_test(test_refresh_at_table),
 		cmocka_unit_test(test_refresh_at_never_expires),
 		cmocka_unit_test(test_refresh_at_sweep),
+		cmocka_unit_test(test_margin_cut),
 		cmocka_unit_test(test_backoff_bounds),
 		cmocka_unit_test(test_backoff_doubling),
 		cmocka_unit_test(test_backoff_huge),
