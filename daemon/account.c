@@ -316,11 +316,11 @@ account_plan_refresh(struct account *a)
 	account_fmt_short(after, r, sizeof r);
 	if (rc->ratio < 0.5)
 		log_account(LOG_LEVEL_INFO, a->conf->name, "margin %s leaves "
-		    "less than ratio %g of a %s lifetime; refreshing after %s",
+		    "less than ratio %g of a %s lifetime; refreshing no sooner than %s",
 		    m, rc->ratio, l, r);
 	else
 		log_account(LOG_LEVEL_INFO, a->conf->name, "margin %s leaves "
-		    "less than half of a %s lifetime; refreshing after %s",
+		    "less than half of a %s lifetime; refreshing no sooner than %s",
 		    m, l, r);
 }
 

@@ -38,7 +38,9 @@ schedule_floor(const struct refresh_conf *rc, int64_t lifetime)
  * When to refresh a token obtained at `obtained` (wall ms) that expires at
  * `expires_at`: at min(ratio * L, L - margin) into its lifetime L, moved
  * earlier by rnd * jitter * L, never before the floor (schedule_floor:
- * jitter included). 0: never.
+ * jitter included). When the margin alone falls before the floor, the
+ * jitter spreads after the floor instead. A larger rnd never gives a later
+ * time. 0: never.
  */
 int64_t
 schedule_refresh_at(const struct refresh_conf *rc, int64_t obtained,
@@ -53,9 +55,20 @@ schedule_refresh_at(const struct refresh_conf *rc, int64_t obtained,
 		return obtained + (lifetime > 0 ? lifetime : 0);
 	by_ratio = (int64_t)(rc->ratio * (double)lifetime);
 	by_margin = lifetime - rc->margin;
+	floor = schedule_floor(rc, lifetime);
+	if (by_margin < floor && by_ratio > floor) {
+		/*
+		 * The margin is cut: spread after the floor instead, up to
+		 * jitter * L later but no later than ratio * L, so that
+		 * accounts whose short tokens arrived together do not all
+		 * come back together at exactly half their life.
+		 */
+		due = obtained + floor +
+		    (int64_t)((1.0 - rnd) * rc->jitter * (double)lifetime);
+		return due < obtained + by_ratio ? due : obtained + by_ratio;
+	}
 	due = obtained + (by_ratio < by_margin ? by_ratio : by_margin);
 	due -= (int64_t)(rnd * rc->jitter * (double)lifetime);
-	floor = schedule_floor(rc, lifetime);
 	if (due < obtained + floor)
 		due = obtained + floor;
 	return due;

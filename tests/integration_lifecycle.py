@@ -101,7 +101,7 @@ def test_default_margin_refreshes_once_per_half_lifetime(t):
     check(gaps and min(gaps) >= 1.8, "a refresh %.2fs after the previous "
           "token (floor: half of 4 s)" % min(gaps or [0]))
     cut = re.findall(r"margin 5m leaves less than half of a 4s lifetime; "
-                     r"refreshing after 2s", d.log_text())
+                     r"refreshing no sooner than 2s", d.log_text())
     check(len(cut) == 1, "the margin cut was logged %d times, want once"
           % len(cut))
 

@@ -77,8 +77,16 @@ static const struct refresh_case refresh_cases[] = {
 	   earlier */
 	{ "default margin, 2 m token", 5 * MIN, 0.75, 0.1, 2 * MIN, RND_MAX,
 	    MIN, 0 },
-	{ "default margin, 5 m token", 5 * MIN, 0.75, 0.1, 5 * MIN, 0.5,
+	{ "default margin, 5 m token", 5 * MIN, 0.75, 0.1, 5 * MIN, RND_MAX,
 	    150 * SEC, 0 },
+	/* a cut margin spreads after the floor: 150 s + 0.5 * 0.1 * 300 s */
+	{ "default margin, 5 m token, rnd 0.5", 5 * MIN, 0.75, 0.1, 5 * MIN,
+	    0.5, 165 * SEC, 0 },
+	{ "default margin, 5 m token, rnd 0", 5 * MIN, 0.75, 0.1, 5 * MIN,
+	    0.0, 180 * SEC, 0 },
+	/* ... but never past ratio * L: 60 s + 0.5 * 120 s > 90 s */
+	{ "cut margin, jitter 0.5 capped at ratio", 5 * MIN, 0.75, 0.5,
+	    2 * MIN, 0.0, 90 * SEC, 0 },
 	/* a margin of 40 % of L: 0.6 L, then jitter down to the half */
 	{ "margin 40%, jitter to the floor", 4 * MIN, 0.75, 0.5, 10 * MIN,
 	    RND_MAX, 5 * MIN, 0 },
@@ -145,7 +153,7 @@ test_refresh_at_never_expires(void **state)
 
 /*
  * Properties over a sweep: due is never before the floor, never after the
- * unjittered point, never at or past expiry when the lifetime allows, and
+ * unjittered point (the floor plus the jitter when the margin is cut), never at or past expiry when the lifetime allows, and
  * a larger rnd never gives a later due.
  */
 static void
@@ -170,8 +178,13 @@ test_refresh_at_sweep(void **state)
 			top = (int64_t)(0.75 * (double)L);
 			if (L - rc.margin < top)
 				top = L - rc.margin;
-			if (top < L / 2)
-				top = L / 2;	/* the floor */
+			if (top < L / 2) {
+				/* cut: spread after the floor, to 0.75 L */
+				top = L / 2 + (int64_t)(jitters[j] *
+				    (double)L);
+				if (top > (int64_t)(0.75 * (double)L))
+					top = (int64_t)(0.75 * (double)L);
+			}
 			if (top < SEC)
 				top = SEC;
 			prev = INT64_MAX;
@@ -230,10 +243,11 @@ test_margin_cut(void **state)
 		rc.ratio = cases[i].ratio;
 		CHECK_I64(cases[i].name, schedule_margin_cut(&rc,
 		    cases[i].lifetime), cases[i].want);
-		/* where it is cut, that is where the refresh comes */
+		/* where it is cut, that is the earliest the refresh comes */
 		if (cases[i].want != 0)
 			CHECK_I64(cases[i].name, schedule_refresh_at(&rc, T0,
-			    T0 + cases[i].lifetime, 0.0) - T0, cases[i].want);
+			    T0 + cases[i].lifetime, RND_MAX) - T0,
+			    cases[i].want);
 	}
 }
 
