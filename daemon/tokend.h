@@ -470,7 +470,8 @@ struct api_env {
 	struct event_base	*base;
 	struct registry		*registry;
 	struct http		*http;
-	int			(*reload)(char **, void *);	/* POST /v1/reload */
+	/* POST /v1/reload: 0 or -1 with a cause; the problems in the diag */
+	int			(*reload)(struct diag *, char **, void *);
 	void			*arg;
 };
 void		 api_init(const struct api_env *);
