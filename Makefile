@@ -53,7 +53,9 @@ DEB_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev \
 CORE		:= util clock log ini config schedule oauth timer http file store \
 		   sink account registry hooks control api
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
-CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o util.o clock.o log.o)
+# tokenctl starts as fast as cat: libc and json-c, nothing else
+CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o client.o util.o clock.o)
+CTL_LIBS	= $(shell pkg-config --libs json-c)
 HEADERS		:= daemon/tokend.h
 
 UNIT_TESTS	:= config schedule oauth sink timer
@@ -89,7 +91,18 @@ $(BUILD)/tokend: $(DAEMON_OBJS)
 
 $(BUILD)/tokenctl: $(CTL_OBJS)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -Wl,--as-needed -o $@ $^ $(CTL_LIBS)
+
+# client.c's answer reader: framing, caps, malformed answers
+CLIENT_TEST_OBJS := $(addprefix $(BUILD)/,client.o util.o clock.o log.o)
+
+$(BUILD)/test_client: tests/unit/test_client.c tests/unit/unit.h \
+    $(CLIENT_TEST_OBJS) $(HEADERS)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(CLIENT_TEST_OBJS) \
+	    $(ALL_LDFLAGS) $(PKG_LIBS) $$(pkg-config --libs cmocka)
+
+unit: $(BUILD)/test_client
 
 $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 	@echo "  CC/LD   $@"
