@@ -4,7 +4,8 @@
 #   make check      install missing dependencies, build, run every test
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan
 #   make demo       install missing dependencies, run the end-to-end demo
-#   make bench      benchmarks at 10,000 accounts against nginx (minutes)
+#   make bench      benchmarks at 10,000 accounts against nginx (minutes),
+#                   and tokenctl against cat (BENCH_ONLY=tokenctl: that alone)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   V=1             show the compiler's command lines
 
@@ -188,11 +189,16 @@ $(BUILD)/sockread: bench/sockread.c | $(BUILD)
 	@echo "  CC/LD   $@"
 	$(Q)$(CC) -std=gnu11 -O2 $(WARNFLAGS) -o $@ $<
 
+# BENCH_ONLY=tokenctl: only tokenctl against cat (seconds, no nginx)
+BENCH_ONLY	?=
+
 bench: deps
-	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
+	$(if $(BENCH_ONLY),,@$(MAKE) --no-print-directory deps \
+	    DEB_PKGS="$(BENCH_PKGS)")
 	@$(MAKE) --no-print-directory all $(BUILD)/sockread
 	python3 bench/bench.py --tokend $(BUILD)/tokend \
-	    --sockread $(BUILD)/sockread --out bench/last-run.md
+	    --sockread $(BUILD)/sockread --tokenctl $(BUILD)/tokenctl \
+	    $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) --out bench/last-run.md
 
 check: deps
 	@$(MAKE) --no-print-directory all unit shims SANITIZE=$(SANITIZE)
