@@ -278,6 +278,15 @@ tokenctl_account_ok(struct json_object *o)
 	return exp > (int64_t)time(NULL) * 1000;
 }
 
+/* The last token file write error; NULL when the writes succeed. */
+static const char *
+tokenctl_file_error(struct json_object *o)
+{
+	const char	*ferr = tokenctl_field(o, "file_error");
+
+	return ferr != NULL && *ferr != '\0' ? ferr : NULL;
+}
+
 /* The state as shown: "!" when a token file cannot be written. */
 static void
 tokenctl_row_state(struct json_object *o, char *buf, size_t len)
@@ -291,8 +300,7 @@ tokenctl_row_state(struct json_object *o, char *buf, size_t len)
 	if (!strcmp(state, "expired") &&
 	    tokenctl_time_ms(o, "expires_at", &exp) != 0)
 		state = "backoff";
-	snprintf(buf, len, "%s%s", state,
-	    tokenctl_field(o, "file_error") != NULL ? "!" : "");
+	snprintf(buf, len, "%s%s", state, tokenctl_file_error(o) ? "!" : "");
 }
 
 /* LAST ERROR: the last error, and a token file's write error. */
@@ -300,11 +308,12 @@ static char *
 tokenctl_row_error(struct json_object *o)
 {
 	const char	*err = tokenctl_field(o, "last_error");
-	const char	*ferr = tokenctl_field(o, "file_error");
+	const char	*ferr = tokenctl_file_error(o);
 	char		*joined, *out;
 
-	if (ferr != NULL && *ferr == '\0')
-		ferr = NULL;
+	/* the write error may be the last error too: say it once */
+	if (err != NULL && ferr != NULL && strcmp(err, ferr) == 0)
+		err = NULL;
 	if (err == NULL && ferr == NULL)
 		return xstrdup("-");
 	xasprintf(&joined, "%s%s%s%s", err != NULL ? err : "",
