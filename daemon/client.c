@@ -85,8 +85,9 @@ client_fail(char **cause, const char *what)
 
 /* A header's value with its spaces trimmed, or NULL when `line` is not it. */
 static const char *
-client_header_value(char *line, const char *name, size_t namelen)
+client_header_value(char *line, const char *name)
 {
+	size_t	 namelen = strlen(name);
 	char	*v, *end;
 
 	if (strncasecmp(line, name, namelen) != 0 || line[namelen] != ':')
@@ -134,7 +135,6 @@ client_parse_head(struct client_reader *r, char *head, char **cause)
 	if (strncmp(head, "HTTP/1.", 7) != 0 || (head[7] != '0' &&
 	    head[7] != '1') || head[8] != ' ')
 		return client_fail(cause, "not an HTTP/1 answer");
-	errno = 0;
 	code = strtol(head + 9, &end, 10);
 	if (end != head + 12 || (*end != ' ' && *end != '\0') ||
 	    code < 200 || code > 599)
@@ -146,8 +146,7 @@ client_parse_head(struct client_reader *r, char *head, char **cause)
 			return client_fail(cause, "malformed header");
 		*next = '\0';
 		next += 2;
-		if ((v = client_header_value(line, "Content-Length", 14)) !=
-		    NULL) {
+		if ((v = client_header_value(line, "Content-Length")) != NULL) {
 			if (have_length || client_parse_length(v, r->cap,
 			    &r->length) != 0)
 				return client_fail(cause, "bad or too large "
@@ -155,14 +154,14 @@ client_parse_head(struct client_reader *r, char *head, char **cause)
 			have_length = 1;
 			if (r->framing != CLIENT_CHUNKED)
 				r->framing = CLIENT_LENGTH;
-		} else if ((v = client_header_value(line,
-		    "Transfer-Encoding", 17)) != NULL) {
+		} else if ((v = client_header_value(line, "Transfer-Encoding"))
+		    != NULL) {
 			if (strcasecmp(v, "chunked") != 0)
 				return client_fail(cause, "unknown "
 				    "Transfer-Encoding");
 			r->framing = CLIENT_CHUNKED;
-		} else if ((v = client_header_value(line, "Content-Type",
-		    12)) != NULL)
+		} else if ((v = client_header_value(line, "Content-Type")) !=
+		    NULL)
 			snprintf(r->content_type, sizeof r->content_type, "%s",
 			    v);
 		else if (strchr(line, ':') == NULL)
