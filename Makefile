@@ -4,7 +4,8 @@
 #   make check      install missing dependencies, build, run every test
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan
 #   make demo       install what the demo needs (not the test tools), run it
-#   make bench      benchmarks at 10,000 accounts against nginx (minutes)
+#   make bench      benchmarks at 10,000 accounts against nginx (minutes),
+#                   and tokenctl against cat (BENCH_ONLY=tokenctl: that alone)
 #   make install    PREFIX=/usr/local DESTDIR=  (also make uninstall)
 #   make deps       install what make check needs; deps-build, deps-demo less
 #   V=1             show the compiler's command lines
@@ -64,7 +65,9 @@ DEB_PKGS	:= $(CHECK_PKGS)
 CORE		:= util clock log ini config schedule oauth timer http file store \
 		   sink account registry hooks control api
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
-CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o util.o clock.o log.o)
+# tokenctl starts as fast as cat: libc and json-c, nothing else
+CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o client.o util.o clock.o)
+CTL_LIBS	= $(shell pkg-config --libs json-c)
 HEADERS		:= daemon/tokend.h
 
 UNIT_TESTS	:= config schedule oauth sink timer
@@ -100,7 +103,18 @@ $(BUILD)/tokend: $(DAEMON_OBJS)
 
 $(BUILD)/tokenctl: $(CTL_OBJS)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -Wl,--as-needed -o $@ $^ $(CTL_LIBS)
+
+# client.c's answer reader: framing, caps, malformed answers
+CLIENT_TEST_OBJS := $(addprefix $(BUILD)/,client.o util.o clock.o log.o)
+
+$(BUILD)/test_client: tests/unit/test_client.c tests/unit/unit.h \
+    $(CLIENT_TEST_OBJS) $(HEADERS)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(CLIENT_TEST_OBJS) \
+	    $(ALL_LDFLAGS) $(PKG_LIBS) $$(pkg-config --libs cmocka)
+
+unit: $(BUILD)/test_client
 
 $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 	@echo "  CC/LD   $@"
@@ -192,11 +206,16 @@ $(BUILD)/sockread: bench/sockread.c | $(BUILD)
 	@echo "  CC/LD   $@"
 	$(Q)$(CC) -std=gnu11 -O2 $(WARNFLAGS) -o $@ $<
 
+# BENCH_ONLY=tokenctl: only tokenctl against cat (seconds, no nginx)
+BENCH_ONLY	?=
+
 bench: deps
-	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
+	$(if $(BENCH_ONLY),,@$(MAKE) --no-print-directory deps \
+	    DEB_PKGS="$(BENCH_PKGS)")
 	@$(MAKE) --no-print-directory all $(BUILD)/sockread
 	python3 bench/bench.py --tokend $(BUILD)/tokend \
-	    --sockread $(BUILD)/sockread --out bench/last-run.md
+	    --sockread $(BUILD)/sockread --tokenctl $(BUILD)/tokenctl \
+	    $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) --out bench/last-run.md
 
 check: deps
 	@$(MAKE) --no-print-directory all unit shims SANITIZE=$(SANITIZE)

@@ -19,8 +19,14 @@ side with what it is compared to in the same run:
             tokend's CPU per refresh (utime + stime over the wave / count)
   reads     token reads/s over the socket (keep-alive; a connection per
             read) against open/read/close of the token file
+  tokenctl  one `tokenctl token NAME` against one `cat` of the token file,
+            each a new process with its stdout in a pipe (as in
+            TOKEN=$(tokenctl token NAME)), CTL_ITERATIONS (default 2000)
+            of each alternated: the medians and their ratio. A static
+            token, so no issuer is needed (`--only tokenctl` runs just this)
 
-Usage: bench.py --tokend build/tokend --sockread build/sockread [--out FILE]
+Usage: bench.py --tokend build/tokend --sockread build/sockread
+                --tokenctl build/tokenctl [--only tokenctl] [--out FILE]
 Loopback only; everything it starts it stops; a run takes some minutes.
 """
 
@@ -42,6 +48,8 @@ ROOT = os.path.dirname(HERE)
 ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", "10000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 IDLE_SECONDS = int(os.environ.get("IDLE_SECONDS", "60"))
+CTL_ITERATIONS = int(os.environ.get("CTL_ITERATIONS", "2000"))
+CTL_SECONDS_MAX = 300   # the tokenctl figure stops early rather than run on
 IN_FLIGHT = 64          # max_requests and max_requests_per_host here
 TOKEN_BYTES = 32        # nginx's $request_id
 
@@ -333,17 +341,121 @@ def run_wave(args, work, certs, nginx, run):
             "wave_offset_s": starts[0] - start}
 
 
+def spawn_read(argv):
+    """Seconds from spawn to exit of argv, its stdout read from a pipe to
+    the end: what a script's $(...) waits for. Returns (seconds, output)."""
+    r, w = os.pipe()
+    try:
+        t0 = time.perf_counter()
+        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
+            (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_CLOSE, r)])
+        os.close(w)
+        w = -1
+        out = []
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            out.append(chunk)
+        _, status = os.waitpid(pid, 0)
+        took = time.perf_counter() - t0
+    finally:
+        os.close(r)
+        if w != -1:
+            os.close(w)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("%s exited %d" % (argv, status))
+    return took, b"".join(out)
+
+
+def run_tokenctl(args, work):
+    """tokenctl token NAME against cat of NAME's token file, alternated,
+    both answers checked against the token."""
+    d = tempfile.mkdtemp(prefix="tokenctl-", dir=work)
+    out_dir = token_dir(d)
+    acc = os.path.join(d, "accounts")
+    os.makedirs(acc)
+    token = "bench-" + os.urandom(16).hex()
+    with open(os.path.join(d, "static.token"), "w") as f:
+        f.write(token + "\n")
+    path = os.path.join(out_dir, "s.token")
+    with open(os.path.join(acc, "s.conf"), "w") as f:
+        f.write("[account]\ngrant = static\ntoken_file = %s/static.token\n"
+                "[file]\npath = %s\n" % (d, path))
+    t = Tokend(args.tokend, d, acc)
+    res = {}
+    try:
+        t.wait_ready()
+        ctl = [args.tokenctl, "--socket", t.sock, "token", "s"]
+        cat = ["/bin/cat", path]
+        times = {"ctl": [], "cat": []}
+        started = time.monotonic()
+        for i in range(CTL_ITERATIONS):
+            # alternate which goes first, so neither gets the warm slot
+            for name in (("ctl", "cat") if i % 2 == 0 else ("cat", "ctl")):
+                took, got = spawn_read(ctl if name == "ctl" else cat)
+                if got.rstrip(b"\n") != token.encode():
+                    raise RuntimeError("%s printed %r" % (name, got[:80]))
+                times[name].append(took)
+            if time.monotonic() - started > CTL_SECONDS_MAX:
+                log("tokenctl: stopped after %d iterations" % (i + 1))
+                break
+        res["ctl_ms"] = med(times["ctl"]) * 1000
+        res["cat_ms"] = med(times["cat"]) * 1000
+        res["ctl_ratio"] = res["ctl_ms"] / res["cat_ms"]
+        res["ctl_n"] = len(times["ctl"])
+    finally:
+        t.stop()
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return res
+
+
 def med(values):
     return statistics.median(values)
+
+
+def tokenctl_lines(rows):
+    return [
+        "| `tokenctl token NAME`, spawn to exit (median of %d) | %.2f ms | %s | - |"
+        % (rows["ctl_n"][0], med(rows["ctl_ms"]), " ".join("%.2f" % v for v in rows["ctl_ms"])),
+        "| `cat` of the token file, spawn to exit (median of %d) | %.2f ms | %s | - |"
+        % (rows["ctl_n"][0], med(rows["cat_ms"]), " ".join("%.2f" % v for v in rows["cat_ms"])),
+        "| tokenctl token / cat (medians) | %.2f | %s | <= 1.5 |"
+        % (med(rows["ctl_ratio"]), " ".join("%.2f" % v for v in rows["ctl_ratio"])),
+    ]
+
+
+def write_table(args, lines):
+    table = "\n".join(["| figure | median | runs | target |",
+                        "|---|---|---|---|"] + lines)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table + "\n")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokend", default=os.path.join(ROOT, "build/tokend"))
     ap.add_argument("--sockread", default=os.path.join(ROOT, "build/sockread"))
+    ap.add_argument("--tokenctl", default=os.path.join(ROOT, "build/tokenctl"))
+    ap.add_argument("--only", choices=["tokenctl"],
+                    help="run only this figure (no nginx needed)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="tokend-bench-")
+    if args.only == "tokenctl":
+        rows = {}
+        try:
+            for run in range(RUNS):
+                log("run %d/%d: tokenctl against cat" % (run + 1, RUNS))
+                for k, v in run_tokenctl(args, work).items():
+                    rows.setdefault(k, []).append(v)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        write_table(args, tokenctl_lines(rows))
+        return 0
     certs = os.path.join(work, "certs")
     subprocess.run(["sh", os.path.join(ROOT, "tests/mkcerts.sh"), certs],
                    check=True, stdout=subprocess.DEVNULL)
@@ -377,14 +489,15 @@ def main():
             wave = run_wave(args, work, certs, n60, run)
             for k, v in wave.items():
                 rows.setdefault(k, []).append(v)
+            log("run %d/%d: tokenctl against cat" % (run + 1, RUNS))
+            for k, v in run_tokenctl(args, work).items():
+                rows.setdefault(k, []).append(v)
     finally:
         n3600.stop()
         n60.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     lines = [
-        "| figure | median | runs | target |",
-        "|---|---|---|---|",
         "| nginx ceiling, token requests/s (h2load --h1, %d kept-alive connections) | %.0f | %s | - |"
         % (IN_FLIGHT, med(rows["ceiling"]), " ".join("%.0f" % v for v in rows["ceiling"])),
         "| start-up storm: exec to READY=1, %d accounts | %.2f s | %s | <= 3 s |"
@@ -415,12 +528,8 @@ def main():
         % (100 * med(rows["reads_ratio"]), " ".join("%.0f%%" % (100 * v) for v in rows["reads_ratio"])),
         "| socket reads/s, a connection per read | %.0f | %s | - |"
         % (med(rows["reads_connect"]), " ".join("%.0f" % v for v in rows["reads_connect"])),
-    ]
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(table + "\n")
+    ] + tokenctl_lines(rows)
+    write_table(args, lines)
     return 0
 
 

@@ -106,25 +106,39 @@ api_reply(struct evhttp_request *req, int code, const char *type,
 	evbuffer_free(body);
 }
 
-/* A JSON error object; `msg` must hold no secret. */
+/*
+ * An error answer: {"error": msg} for JSON callers, else msg as a line of
+ * text (the token route's 503 reasons, for scripts and tokenctl). `msg`
+ * must hold no secret.
+ */
 static void
-api_reply_error(struct evhttp_request *req, int code, const char *msg,
-    int64_t retry_after_s)
+api_reply_message(struct evhttp_request *req, int code, int json,
+    const char *msg, int64_t retry_after_s)
 {
 	struct evbuffer	*b;
 	char		*q, ra[32];
 
 	if ((b = api_buffer(req)) == NULL)
 		return;
-	q = json_quote(msg);
-	evbuffer_add_printf(b, "{\"error\":%s}\n", q);
-	free(q);
+	if (json) {
+		q = json_quote(msg);
+		evbuffer_add_printf(b, "{\"error\":%s}\n", q);
+		free(q);
+	} else
+		evbuffer_add_printf(b, "%s\n", msg);
 	if (retry_after_s > 0) {
 		snprintf(ra, sizeof ra, "%lld", (long long)retry_after_s);
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Retry-After", ra);
 	}
-	api_reply(req, code, "application/json", b);
+	api_reply(req, code, json ? "application/json" : "text/plain", b);
+}
+
+static void
+api_reply_error(struct evhttp_request *req, int code, const char *msg,
+    int64_t retry_after_s)
+{
+	api_reply_message(req, code, 1, msg, retry_after_s);
 }
 
 /* Whole seconds, at least 1, from now until wall ms `at` (0: unknown). */
@@ -149,17 +163,41 @@ api_wipe_cb(const void *data, size_t len, void *arg)
 	free((void *)data);
 }
 
+/*
+ * Why there is no valid token, in one line: the last error says it best
+ * (the resolver's or the endpoint's answer); never a secret.
+ */
+static char *
+api_no_token_reason(const struct account_view *v)
+{
+	char	 at[40], *s;
+
+	if (v->token != NULL && v->token->expires_at != 0) {
+		format_rfc3339(v->token->expires_at, at, sizeof at);
+		xasprintf(&s, "token expired at %s%s%s", at,
+		    v->last_error[0] != '\0' ? ": " : "", v->last_error);
+		return s;
+	}
+	if (v->last_error[0] != '\0')
+		return xstrdup(v->last_error);
+	if (v->in_flight)
+		return xstrdup("first request in flight");
+	return xstrdup("no token yet");
+}
+
 static void
 api_reply_token(struct evhttp_request *req, const struct account_view *v,
     int json, int64_t now)
 {
 	struct evbuffer		*b;
-	char			*out;
+	char			*out, *reason;
 	size_t			 len;
 
 	if (!v->valid) {
-		api_reply_error(req, 503, "no valid token",
+		reason = api_no_token_reason(v);
+		api_reply_message(req, 503, json, reason,
 		    api_retry_after_s(v, now));
+		free(reason);
 		return;
 	}
 	if ((b = api_buffer(req)) == NULL)
@@ -266,9 +304,9 @@ api_waited_cb(struct account *a, int ok, const char *error, void *arg)
 		    v.token->expires_at >= now + p->min_valid_ms))
 			api_reply_token(p->req, &v, p->json, now);
 		else
-			api_reply_error(p->req, 503, ok ? "no token valid that "
-			    "long could be had" : error,
-			    api_retry_after_s(&v, now));
+			api_reply_message(p->req, 503, p->json, ok ? "no token "
+			    "valid that long could be had" : error != NULL ?
+			    error : "refresh failed", api_retry_after_s(&v, now));
 	} else if (ok) {
 		if ((b = api_buffer(p->req)) != NULL) {
 			api_status_one(b, &v);
@@ -288,7 +326,8 @@ api_pending_timeout_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
-	api_reply_error(p->req, 503, "the refresh did not finish in time", 5);
+	api_reply_message(p->req, 503, p->json, "the refresh did not finish "
+	    "in time", 5);
 	api_pending_free(p);
 }
 
@@ -352,7 +391,7 @@ api_wait_for_refresh(struct evhttp_request *req, struct account *a,
 		api_waited_cb(a, 1, NULL, p);
 	} else if (rc != 0) {
 		p->account = NULL;
-		api_reply_error(req, 503, cause,
+		api_reply_message(req, 503, json, cause,
 		    api_seconds_until(retry_at, now));
 		free(cause);
 		api_pending_free(p);
@@ -481,12 +520,31 @@ api_refresh(struct evhttp_request *req, const struct control_peer *p,
 		api_wait_for_refresh(req, a, -1, 1);
 }
 
+/* ,"KEY":["FILE:LINE: message",...] */
+static void
+api_add_diag(struct evbuffer *b, const char *key, char *const *v, size_t n)
+{
+	size_t	 i;
+	char	*q;
+
+	evbuffer_add_printf(b, ",\"%s\":[", key);
+	for (i = 0; i < n; i++) {
+		q = json_quote(v[i]);
+		evbuffer_add_printf(b, "%s%s", i > 0 ? "," : "", q);
+		free(q);
+	}
+	evbuffer_add(b, "]", 1);
+}
+
+/* The answer carries every problem the new configuration has. */
 static void
 api_reload(struct evhttp_request *req, const struct control_peer *p,
     const char *rest, const char *query)
 {
 	struct evbuffer	*b;
-	char		*cause = NULL;
+	struct diag	 d;
+	char		*cause = NULL, *q;
+	int		 rc;
 
 	(void)rest;
 	(void)query;
@@ -497,16 +555,23 @@ api_reload(struct evhttp_request *req, const struct control_peer *p,
 	}
 	log_info("reload requested over the socket (uid %u)",
 	    (unsigned)p->uid);
-	if (api.reload(&cause, api.arg) != 0) {
-		api_reply_error(req, 422, cause, 0);
-		free(cause);
-		return;
+	memset(&d, 0, sizeof d);
+	rc = api.reload(&d, &cause, api.arg);
+	if ((b = api_buffer(req)) != NULL) {
+		if (rc != 0) {
+			q = json_quote(cause);
+			evbuffer_add_printf(b, "{\"error\":%s", q);
+			free(q);
+		} else
+			evbuffer_add_printf(b, "{\"reloaded\":true,"
+			    "\"accounts\":%zu", registry_count(api.registry));
+		api_add_diag(b, "errors", d.errors, d.nerrors);
+		api_add_diag(b, "warnings", d.warnings, d.nwarnings);
+		evbuffer_add(b, "}\n", 2);
+		api_reply(req, rc != 0 ? 422 : 200, "application/json", b);
 	}
-	if ((b = api_buffer(req)) == NULL)
-		return;
-	evbuffer_add_printf(b, "{\"reloaded\":true,\"accounts\":%zu}\n",
-	    registry_count(api.registry));
-	api_reply(req, 200, "application/json", b);
+	free(cause);
+	diag_clear(&d);
 }
 
 /* One gauge or counter per account the caller may see. */
@@ -696,7 +761,8 @@ api_shutdown(void)
 	struct api_pending	*p;
 
 	while ((p = LIST_FIRST(&api_pendings)) != NULL) {
-		api_reply_error(p->req, 503, "tokend is stopping", 5);
+		api_reply_message(p->req, 503, p->json, "tokend is stopping",
+		    5);
 		api_pending_free(p);
 	}
 }

@@ -1,18 +1,19 @@
 /*
  * tokenctl: the client of tokend's socket. One request, one answer,
- * printed for a person (or as JSON with --json). HTTP goes through
- * libcurl's Unix socket support; nothing here speaks HTTP by hand.
+ * printed for a person (or as JSON with --json). Scripts run it once per
+ * API call, so it starts about as fast as cat: HTTP is client.c's few
+ * lines over the Unix socket, and json-c is the only library besides libc.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "tokend.h"
@@ -23,122 +24,114 @@
 #define EXIT_UNREACHABLE	3	/* the daemon does not answer */
 #define EXIT_USAGE		64
 
-struct answer {
-	long	 status;
-	char	*body;
-	size_t	 len;
+/* the longest wait: a refresh the daemon bounds at 60 s, plus slack */
+#define TOKENCTL_TIMEOUT_MS	(90 * MSEC_PER_SEC)
+/* a status of many thousand accounts */
+#define TOKENCTL_ANSWER_MAX	(64 * 1024 * 1024)
+#define TOKENCTL_WIDTH		100	/* the status table fits this */
+#define TOKENCTL_ERROR_MIN	16	/* LAST ERROR gets at least this */
+
+/* One row of the status table, for a person. */
+struct tokenctl_row {
+	const char	*name;
+	char		 state[16];
+	char		 expires[96];
+	char		 next[96];
+	char		*error;		/* in full */
 };
 
 static const char	*socket_path;
 static int		 json_out;
 
-static void __attribute__((noreturn))
-tokenctl_usage(void)
+/* util.c's x*() allocators end here when memory runs out. */
+void
+fatal(const char *fmt, ...)
 {
-	fprintf(stderr,
-	    "usage: tokenctl [--socket PATH] [--json] COMMAND\n"
-	    "  status [ACCOUNT]              accounts, expiry, next refresh\n"
-	    "  token [--min-valid S] ACCOUNT print the access token\n"
-	    "  refresh ACCOUNT               refresh now, wait for the outcome\n"
-	    "  reload                        re-read the configuration\n");
-	exit(EXIT_USAGE);
+	va_list	 ap;
+	int	 error = errno;
+
+	fprintf(stderr, "tokenctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, ": %s\n", strerror(error));
+	exit(EXIT_NO_TOKEN);
 }
 
-static size_t
-tokenctl_write_cb(char *data, size_t size, size_t nmemb, void *arg)
+static void __attribute__((noreturn))
+tokenctl_usage(FILE *out, int code)
 {
-	struct answer	*a = arg;
-	size_t		 n = size * nmemb;
-
-	if (a->len + n > RESPONSE_MAX)
-		return 0;
-	a->body = xreallocarray(a->body, a->len + n + 1, 1);
-	memcpy(a->body + a->len, data, n);
-	a->len += n;
-	a->body[a->len] = '\0';
-	return n;
+	fprintf(out,
+	    "usage: tokenctl [--socket PATH] [--json] COMMAND\n"
+	    "  status [ACCOUNT]              accounts, expiry, next refresh; "
+	    "exit 1 unless\n"
+	    "                                every account has a valid token\n"
+	    "  token [--min-valid S] ACCOUNT print the access token\n"
+	    "  refresh ACCOUNT               refresh now, wait for the outcome\n"
+	    "  reload                        re-read the configuration\n"
+	    "  --help, --version\n");
+	exit(code);
 }
 
 /* One request to the daemon; exits EXIT_UNREACHABLE when it is not there. */
 static void
 tokenctl_request(const char *method, const char *path, int want_json,
-    struct answer *out)
+    struct client_answer *out)
 {
-	struct curl_slist	*headers = NULL;
-	char			 url[512], err[CURL_ERROR_SIZE] = "";
-	CURLcode		 rc;
-	CURL			*c;
+	char	*cause;
 
-	memset(out, 0, sizeof *out);
-	if ((c = curl_easy_init()) == NULL) {
-		fprintf(stderr, "tokenctl: cannot initialise libcurl\n");
-		exit(EXIT_UNREACHABLE);
-	}
-	snprintf(url, sizeof url, "http://localhost%s", path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (!strcmp(method, "POST")) {
-		curl_easy_setopt(c, CURLOPT_POST, 1L);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-	}
-	if (want_json)
-		headers = curl_slist_append(headers,
-		    "Accept: application/json");
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tokenctl_write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 90L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-	curl_slist_free_all(headers);
-	curl_easy_cleanup(c);
-	if (rc != CURLE_OK) {
+	if (client_request(socket_path, method, path, want_json,
+	    TOKENCTL_ANSWER_MAX, TOKENCTL_TIMEOUT_MS, out, &cause) != 0) {
 		fprintf(stderr, "tokenctl: cannot reach tokend at %s: %s\n",
-		    socket_path, err[0] ? err : curl_easy_strerror(rc));
+		    socket_path, cause);
+		free(cause);
 		exit(EXIT_UNREACHABLE);
 	}
-	if (out->body == NULL)
-		out->body = xstrdup("");
 }
 
-static void
-tokenctl_answer_free(struct answer *a)
-{
-	if (a->body != NULL)
-		explicit_bzero(a->body, a->len);
-	free(a->body);
-}
-
-/* The "error" of an error answer, or a generic text. */
+/* The first line of s, control characters shown as '?'. */
 static char *
-tokenctl_answer_error(const struct answer *a)
+tokenctl_one_line(const char *s)
+{
+	char	*out = xstrndup(s, strcspn(s, "\r\n"));
+	char	*p;
+
+	for (p = out; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return out;
+}
+
+/* Why an answer is not a success: its "error", its text, or its code. */
+static char *
+tokenctl_answer_error(const struct client_answer *a)
 {
 	struct json_object	*obj, *e;
-	char			*out;
+	char			*out = NULL;
 
+	if (strncmp(a->content_type, "text/plain", 10) == 0 && a->len > 0)
+		return tokenctl_one_line(a->body);
 	obj = json_tokener_parse(a->body);
 	if (obj != NULL && json_object_object_get_ex(obj, "error", &e) &&
 	    json_object_is_type(e, json_type_string))
-		out = xstrdup(json_object_get_string(e));
-	else
-		xasprintf(&out, "HTTP %ld", a->status);
+		out = tokenctl_one_line(json_object_get_string(e));
 	json_object_put(obj);
+	if (out == NULL)
+		xasprintf(&out, "HTTP %d", a->status);
 	return out;
 }
 
 static int
-tokenctl_exit_for(const struct answer *a)
+tokenctl_exit_for(const struct client_answer *a)
 {
 	if (a->status == 404 || a->status == 403)
 		return EXIT_NO_ACCOUNT;
 	return EXIT_NO_TOKEN;
 }
 
+/* "tokenctl: WHAT: REASON" on stderr; the exit code for the answer. */
 static int
-tokenctl_fail(const struct answer *a, const char *what)
+tokenctl_fail(const struct client_answer *a, const char *what)
 {
 	char	*err = tokenctl_answer_error(a);
 	int	 code = tokenctl_exit_for(a);
@@ -172,25 +165,69 @@ tokenctl_relative(int64_t secs, char *buf, size_t len)
 		snprintf(buf, len, "%s ago", d);
 }
 
-/* "2026-11-23 17:04 (in 1h 59m)" in local time, or "-". */
+/* The local zone's name now, such as "CET"; the table's header names it. */
 static void
-tokenctl_when(struct json_object *v, char *buf, size_t len)
+tokenctl_zone(time_t t, char *buf, size_t len)
+{
+	struct tm	 tm;
+
+	localtime_r(&t, &tm);
+	if (strftime(buf, len, "%Z", &tm) == 0 || buf[0] == '\0')
+		strftime(buf, len, "%z", &tm);
+}
+
+/* A time string of the answer, or -1. */
+static int
+tokenctl_time_ms(struct json_object *o, const char *key, int64_t *ms)
+{
+	struct json_object	*v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    parse_rfc3339(json_object_get_string(v), ms) != 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * "2026-11-23 17:04 (in 1h 59m)" in local time, the zone added when it is
+ * not the header's (a time across a daylight saving change); "-" without
+ * a time.
+ */
+static void
+tokenctl_when(struct json_object *o, const char *key, const char *zone,
+    char *buf, size_t len)
 {
 	struct tm	 tm;
 	int64_t		 ms;
 	time_t		 t;
-	char		 abs[32], rel[40];
+	char		 abs[32], z[16], rel[40];
 
-	if (v == NULL || !json_object_is_type(v, json_type_string) ||
-	    parse_rfc3339(json_object_get_string(v), &ms) != 0) {
+	if (tokenctl_time_ms(o, key, &ms) != 0) {
 		snprintf(buf, len, "-");
 		return;
 	}
 	t = (time_t)(ms / 1000);
 	localtime_r(&t, &tm);
 	strftime(abs, sizeof abs, "%Y-%m-%d %H:%M", &tm);
+	tokenctl_zone(t, z, sizeof z);
 	tokenctl_relative(ms / 1000 - (int64_t)time(NULL), rel, sizeof rel);
-	snprintf(buf, len, "%s (%s)", abs, rel);
+	snprintf(buf, len, "%s%s%s (%s)", abs, strcmp(z, zone) ? " " : "",
+	    strcmp(z, zone) ? z : "", rel);
+}
+
+/* When something is due, from now: "in 44m 50s"; "now" once it is; "-". */
+static void
+tokenctl_due(struct json_object *o, const char *key, char *buf, size_t len)
+{
+	int64_t		 ms, secs;
+
+	if (tokenctl_time_ms(o, key, &ms) != 0)
+		snprintf(buf, len, "-");
+	else if ((secs = ms / 1000 - (int64_t)time(NULL)) <= 0)
+		snprintf(buf, len, "now");
+	else
+		tokenctl_relative(secs, buf, len);
 }
 
 static const char *
@@ -204,85 +241,252 @@ tokenctl_field(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+/* A true boolean key; a missing one (an older tokend) is false. */
+static int
+tokenctl_flag(struct json_object *o, const char *key)
+{
+	struct json_object	*v;
+
+	return json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_boolean) &&
+	    json_object_get_boolean(v);
+}
+
+/*
+ * Whether the account holds a valid token now: what `status` exits on. A
+ * failed account needs a person even while its last token lasts.
+ */
+static int
+tokenctl_account_ok(struct json_object *o)
+{
+	struct json_object	*v;
+	const char		*state = tokenctl_field(o, "state");
+	int64_t			 exp;
+
+	if (state == NULL || !strcmp(state, "failed") ||
+	    !strcmp(state, "expired"))
+		return 0;
+	if (!strcmp(state, "fresh"))
+		return 1;
+	/* refreshing or backoff: with a token that has life left */
+	if (tokenctl_time_ms(o, "expires_at", &exp) != 0)
+		return 0;
+	/* counted by the daemon on a clock that wall-clock jumps miss */
+	if (json_object_object_get_ex(o, "expires_in", &v) &&
+	    json_object_is_type(v, json_type_int))
+		return json_object_get_int64(v) > 0;
+	return exp > (int64_t)time(NULL) * 1000;
+}
+
+/* The last token file write error; NULL when the writes succeed. */
+static const char *
+tokenctl_file_error(struct json_object *o)
+{
+	const char	*ferr = tokenctl_field(o, "file_error");
+
+	return ferr != NULL && *ferr != '\0' ? ferr : NULL;
+}
+
+/* The state as shown: "!" when a token file cannot be written. */
+static void
+tokenctl_row_state(struct json_object *o, char *buf, size_t len)
+{
+	const char	*state = tokenctl_field(o, "state");
+	int64_t		 exp;
+
+	if (state == NULL)
+		state = "?";
+	/* an older tokend calls an account that never had a token expired */
+	if (!strcmp(state, "expired") &&
+	    tokenctl_time_ms(o, "expires_at", &exp) != 0)
+		state = "backoff";
+	snprintf(buf, len, "%s%s", state, tokenctl_file_error(o) ? "!" : "");
+}
+
+/* LAST ERROR: the last error, and a token file's write error. */
+static char *
+tokenctl_row_error(struct json_object *o)
+{
+	const char	*err = tokenctl_field(o, "last_error");
+	const char	*ferr = tokenctl_file_error(o);
+	char		*joined, *out;
+
+	/* the write error may be the last error too: say it once */
+	if (err != NULL && ferr != NULL && strcmp(err, ferr) == 0)
+		err = NULL;
+	if (err == NULL && ferr == NULL)
+		return xstrdup("-");
+	xasprintf(&joined, "%s%s%s%s", err != NULL ? err : "",
+	    err != NULL && ferr != NULL ? "; " : "", ferr != NULL ? "file: " :
+	    "", ferr != NULL ? ferr : "");
+	out = tokenctl_one_line(joined);
+	free(joined);
+	return out;
+}
+
+static void
+tokenctl_row_fill(struct tokenctl_row *r, struct json_object *o,
+    const char *zone)
+{
+	r->name = tokenctl_field(o, "account");
+	tokenctl_row_state(o, r->state, sizeof r->state);
+	tokenctl_when(o, "expires_at", zone, r->expires, sizeof r->expires);
+	if (tokenctl_flag(o, "in_flight"))
+		snprintf(r->next, sizeof r->next, "in flight");
+	else
+		tokenctl_due(o, "next_refresh_at", r->next, sizeof r->next);
+	r->error = tokenctl_row_error(o);
+}
+
+/* Columns on a terminal: UTF-8 continuation bytes take none. */
+static size_t
+tokenctl_columns(const char *s)
+{
+	size_t	 n = 0;
+
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/* Print s in at most `max` columns, cut with an ellipsis. */
+static void
+tokenctl_print_cut(const char *s, size_t max)
+{
+	size_t	 cols = 0, i;
+
+	if (tokenctl_columns(s) <= max) {
+		fputs(s, stdout);
+		return;
+	}
+	for (i = 0; s[i] != '\0'; i++) {
+		if (((unsigned char)s[i] & 0xc0) != 0x80 && ++cols == max)
+			break;
+		putchar(s[i]);
+	}
+	fputs("\xe2\x80\xa6", stdout);	/* … */
+}
+
+static size_t
+tokenctl_max(size_t a, size_t b)
+{
+	return a > b ? a : b;
+}
+
+/*
+ * The table: every column as wide as its widest cell, and LAST ERROR cut
+ * to what is left of TOKENCTL_WIDTH unless one account is asked for.
+ */
+static void
+tokenctl_print_table(struct tokenctl_row *rows, size_t n, const char *zone,
+    int full)
+{
+	char	 hexp[32];
+	size_t	 i, wn = 7, ws = 5, we, wx = 12, left;
+
+	snprintf(hexp, sizeof hexp, "EXPIRES (%s)", zone);
+	we = strlen(hexp);
+	for (i = 0; i < n; i++) {
+		wn = tokenctl_max(wn, strlen(rows[i].name));
+		ws = tokenctl_max(ws, strlen(rows[i].state));
+		we = tokenctl_max(we, strlen(rows[i].expires));
+		wx = tokenctl_max(wx, strlen(rows[i].next));
+	}
+	left = wn + ws + we + wx + 8 < TOKENCTL_WIDTH - TOKENCTL_ERROR_MIN ?
+	    TOKENCTL_WIDTH - (wn + ws + we + wx + 8) : TOKENCTL_ERROR_MIN;
+	printf("%-*s  %-*s  %-*s  %-*s  LAST ERROR\n", (int)wn, "ACCOUNT",
+	    (int)ws, "STATE", (int)we, hexp, (int)wx, "NEXT REFRESH");
+	for (i = 0; i < n; i++) {
+		printf("%-*s  %-*s  %-*s  %-*s  ", (int)wn, rows[i].name,
+		    (int)ws, rows[i].state, (int)we, rows[i].expires, (int)wx,
+		    rows[i].next);
+		if (full)
+			fputs(rows[i].error, stdout);
+		else
+			tokenctl_print_cut(rows[i].error, left);
+		putchar('\n');
+	}
+}
+
+static void
+tokenctl_no_accounts_hint(void)
+{
+	if (getuid() == 0)
+		fprintf(stderr, "tokenctl: tokend has no accounts; add NAME.conf "
+		    "files to its accounts_dir and reload\n");
+	else
+		fprintf(stderr, "tokenctl: no accounts visible to uid %u; "
+		    "accounts list their readers in [access], or run as "
+		    "root\n", (unsigned)getuid());
+}
+
 static int
 tokenctl_status(const char *account)
 {
-	struct answer		 a;
-	struct json_object	*arr, *o, *v;
-	char			 exp[96], next[96];
-	const char		*name, *err;
-	size_t			 i, n, w = 7, shown = 0;
-	int			 rc;
+	struct client_answer	 a;
+	struct json_object	*arr, *o;
+	struct tokenctl_row	*rows;
+	const char		*name;
+	char			 zone[16];
+	size_t			 i, n, shown = 0;
+	int			 rc = EXIT_OK;
 
 	tokenctl_request("GET", "/v1/status", 1, &a);
 	if (a.status != 200) {
 		rc = tokenctl_fail(&a, "status");
-		tokenctl_answer_free(&a);
+		client_answer_clear(&a);
 		return rc;
 	}
 	arr = json_tokener_parse(a.body);
 	if (arr == NULL || !json_object_is_type(arr, json_type_array)) {
 		fprintf(stderr, "tokenctl: status: malformed answer\n");
-		tokenctl_answer_free(&a);
+		json_object_put(arr);
+		client_answer_clear(&a);
 		return EXIT_NO_TOKEN;
 	}
 	n = json_object_array_length(arr);
-	if (json_out && account == NULL) {
-		printf("%s", a.body);
-		json_object_put(arr);
-		tokenctl_answer_free(&a);
-		return EXIT_OK;
-	}
-	for (i = 0; i < n; i++) {
-		name = tokenctl_field(json_object_array_get_idx(arr, i), "account");
-		if (name != NULL && strlen(name) > w)
-			w = strlen(name);
-		if (name != NULL && account != NULL && !strcmp(name, account))
-			shown++;
-	}
-	if (account != NULL && shown == 0) {
-		fprintf(stderr, "tokenctl: status: no such account: %s\n",
-		    account);
-		json_object_put(arr);
-		tokenctl_answer_free(&a);
-		return EXIT_NO_ACCOUNT;
-	}
-	shown = 0;
-	if (!json_out)
-		printf("%-*s  %-10s  %-30s  %-30s  %s\n", (int)w, "ACCOUNT",
-		    "STATE", "EXPIRES", "NEXT REFRESH", "LAST ERROR");
+	rows = xcalloc(n + 1, sizeof *rows);
+	tokenctl_zone(time(NULL), zone, sizeof zone);
 	for (i = 0; i < n; i++) {
 		o = json_object_array_get_idx(arr, i);
 		name = tokenctl_field(o, "account");
 		if (name == NULL || (account != NULL && strcmp(name, account)))
 			continue;
-		shown++;
-		if (json_out) {
+		if (!tokenctl_account_ok(o))
+			rc = EXIT_NO_TOKEN;
+		if (json_out && account != NULL)
 			printf("%s\n", json_object_to_json_string_ext(o,
 			    JSON_C_TO_STRING_PLAIN));
-			continue;
-		}
-		json_object_object_get_ex(o, "expires_at", &v);
-		tokenctl_when(v, exp, sizeof exp);
-		v = NULL;
-		json_object_object_get_ex(o, "next_refresh_at", &v);
-		tokenctl_when(v, next, sizeof next);
-		err = tokenctl_field(o, "last_error");
-		printf("%-*s  %-10s  %-30s  %-30s  %s\n", (int)w, name,
-		    tokenctl_field(o, "state") ? tokenctl_field(o, "state") : "?", exp, next,
-		    err != NULL ? err : "-");
+		else if (!json_out)
+			tokenctl_row_fill(&rows[shown], o, zone);
+		shown++;
 	}
+	if (json_out && account == NULL)
+		printf("%s", a.body);
+	if (account != NULL && shown == 0) {
+		fprintf(stderr, "tokenctl: status: no such account: %s\n",
+		    account);
+		rc = EXIT_NO_ACCOUNT;
+	} else if (shown == 0) {
+		tokenctl_no_accounts_hint();
+		rc = EXIT_NO_TOKEN;
+	} else if (!json_out)
+		tokenctl_print_table(rows, shown, zone, account != NULL);
+	for (i = 0; i < shown; i++)
+		free(rows[i].error);
+	free(rows);
 	json_object_put(arr);
-	tokenctl_answer_free(&a);
-	return EXIT_OK;
+	client_answer_clear(&a);
+	return rc;
 }
 
 static int
 tokenctl_token(const char *account, long min_valid)
 {
-	struct answer	 a;
-	char		 path[256];
-	int		 rc = EXIT_OK;
+	struct client_answer	 a;
+	char			 path[256], *err;
+	int			 rc = EXIT_OK;
 
 	if (min_valid > 0)
 		snprintf(path, sizeof path, "/v1/token/%s?min_valid=%ld",
@@ -294,18 +498,24 @@ tokenctl_token(const char *account, long min_valid)
 		fwrite(a.body, 1, a.len, stdout);
 		if (a.len > 0 && a.body[a.len - 1] != '\n')
 			putchar('\n');
+	} else if (a.status == 503) {
+		err = tokenctl_answer_error(&a);
+		fprintf(stderr, "tokenctl: no valid token for %s: %s\n",
+		    account, err);
+		free(err);
+		rc = EXIT_NO_TOKEN;
 	} else
 		rc = tokenctl_fail(&a, account);
-	tokenctl_answer_free(&a);
+	client_answer_clear(&a);
 	return rc;
 }
 
 static int
 tokenctl_refresh(const char *account)
 {
-	struct answer		 a;
-	struct json_object	*o, *v = NULL;
-	char			 path[256], exp[96];
+	struct client_answer	 a;
+	struct json_object	*o;
+	char			 path[256], exp[96], zone[16];
 	int			 rc = EXIT_OK;
 
 	snprintf(path, sizeof path, "/v1/refresh/%s", account);
@@ -315,29 +525,60 @@ tokenctl_refresh(const char *account)
 	else if (json_out)
 		printf("%s", a.body);
 	else if ((o = json_tokener_parse(a.body)) != NULL) {
-		json_object_object_get_ex(o, "expires_at", &v);
-		tokenctl_when(v, exp, sizeof exp);
+		tokenctl_zone(time(NULL), zone, sizeof zone);
+		tokenctl_when(o, "expires_at", zone, exp, sizeof exp);
 		printf("%s: refreshed; expires %s\n", account, exp);
 		json_object_put(o);
 	}
-	tokenctl_answer_free(&a);
+	client_answer_clear(&a);
 	return rc;
+}
+
+/* Each string of the answer's array `key`, a line on stderr. */
+static size_t
+tokenctl_print_diag(struct json_object *o, const char *key)
+{
+	struct json_object	*arr, *v;
+	char			*line;
+	size_t			 i, n = 0;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &arr) ||
+	    !json_object_is_type(arr, json_type_array))
+		return 0;
+	for (i = 0; i < json_object_array_length(arr); i++) {
+		v = json_object_array_get_idx(arr, i);
+		if (!json_object_is_type(v, json_type_string))
+			continue;
+		line = tokenctl_one_line(json_object_get_string(v));
+		fprintf(stderr, "%s\n", line);
+		free(line);
+		n++;
+	}
+	return n;
 }
 
 static int
 tokenctl_reload(void)
 {
-	struct answer	 a;
-	int		 rc = EXIT_OK;
+	struct client_answer	 a;
+	struct json_object	*o;
+	size_t			 errors;
+	int			 rc = EXIT_OK;
 
 	tokenctl_request("POST", "/v1/reload", 1, &a);
+	o = json_tokener_parse(a.body);
+	tokenctl_print_diag(o, "warnings");
+	errors = tokenctl_print_diag(o, "errors");
 	if (a.status != 200)
 		rc = tokenctl_fail(&a, "reload");
-	else if (json_out)
+	else if (errors > 0)
+		rc = EXIT_NO_TOKEN;
+	if (json_out)
 		printf("%s", a.body);
-	else
+	else if (rc == EXIT_OK)
 		printf("reloaded\n");
-	tokenctl_answer_free(&a);
+	json_object_put(o);
+	client_answer_clear(&a);
 	return rc;
 }
 
@@ -385,13 +626,15 @@ tokenctl_parse_options(int argc, char *argv[], long *min_valid)
 			*min_valid = strtol(optarg, &end, 10);
 			if (*optarg == '\0' || *end != '\0' || errno != 0 ||
 			    *min_valid < 0)
-				tokenctl_usage();
+				tokenctl_usage(stderr, EXIT_USAGE);
 			break;
+		case 'h':
+			tokenctl_usage(stdout, EXIT_OK);
 		case 'V':
 			printf("tokenctl %s\n", TOKEND_VERSION);
 			exit(EXIT_OK);
 		default:
-			tokenctl_usage();
+			tokenctl_usage(stderr, EXIT_USAGE);
 		}
 	}
 }
@@ -408,12 +651,11 @@ main(int argc, char *argv[])
 		socket_path = DEFAULT_SOCKET;
 	tokenctl_parse_options(argc, argv, &min_valid);
 	if (optind >= argc)
-		tokenctl_usage();
+		tokenctl_usage(stderr, EXIT_USAGE);
 	cmd = argv[optind++];
 	/* options may follow the command: token --min-valid 300 NAME */
 	tokenctl_parse_options(argc, argv, &min_valid);
 
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!strcmp(cmd, "status") && argc - optind <= 1)
 		rc = tokenctl_status(optind < argc ? argv[optind] : NULL);
 	else if (!strcmp(cmd, "token") && argc - optind == 1 &&
@@ -429,8 +671,14 @@ main(int argc, char *argv[])
 		fprintf(stderr, "tokenctl: no such account: %s\n",
 		    argv[optind]);
 		rc = EXIT_NO_ACCOUNT;
-	} else
-		tokenctl_usage();
-	curl_global_cleanup();
+	} else if (!strcmp(cmd, "help"))
+		tokenctl_usage(stdout, EXIT_OK);
+	else
+		tokenctl_usage(stderr, EXIT_USAGE);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "tokenctl: cannot write the answer: %s\n",
+		    strerror(errno));
+		rc = rc == EXIT_OK ? EXIT_NO_TOKEN : rc;
+	}
 	return rc;
 }

@@ -222,23 +222,19 @@ tokend_monotonic_usec(void)
  * configuration changes nothing.
  */
 static int
-tokend_reload(char **cause)
+tokend_reload(struct diag *d, char **cause)
 {
 	struct registry_diff	 diff;
-	struct diag		 d;
 	struct config		*cfg;
 
-	memset(&d, 0, sizeof d);
-	cfg = config_load(tokend_config_file, tokend_accounts_dir, &d);
-	tokend_log_diag(&d);
+	cfg = config_load(tokend_config_file, tokend_accounts_dir, d);
+	tokend_log_diag(d);
 	if (cfg == NULL) {
 		xasprintf(cause, "the new configuration has %zu error%s; the "
-		    "running one stays", d.nerrors, d.nerrors == 1 ? "" : "s");
+		    "running one stays", d->nerrors, d->nerrors == 1 ? "" : "s");
 		log_warnx("reload failed: %s", *cause);
-		diag_clear(&d);
 		return -1;
 	}
-	diag_clear(&d);
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)tokend_monotonic_usec());
 	tokend_prepare_dirs(cfg);	/* while cfg still lists every account */
@@ -260,23 +256,26 @@ tokend_reload(char **cause)
 }
 
 static int
-tokend_reload_cb(char **cause, void *arg)
+tokend_reload_cb(struct diag *d, char **cause, void *arg)
 {
 	(void)arg;
-	return tokend_reload(cause);
+	return tokend_reload(d, cause);
 }
 
 static void
 tokend_sighup_cb(evutil_socket_t sig, short events, void *arg)
 {
-	char	*cause = NULL;
+	struct diag	 d;
+	char		*cause = NULL;
 
 	(void)sig;
 	(void)events;
 	(void)arg;
 	log_info("SIGHUP: reloading the configuration");
-	if (tokend_reload(&cause) != 0)
+	memset(&d, 0, sizeof d);
+	if (tokend_reload(&d, &cause) != 0)
 		free(cause);
+	diag_clear(&d);
 }
 
 static void

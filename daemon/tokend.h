@@ -486,7 +486,8 @@ struct api_env {
 	struct event_base	*base;
 	struct registry		*registry;
 	struct http		*http;
-	int			(*reload)(char **, void *);	/* POST /v1/reload */
+	/* POST /v1/reload: 0 or -1 with a cause; the problems in the diag */
+	int			(*reload)(struct diag *, char **, void *);
 	void			*arg;
 };
 void		 api_init(const struct api_env *);
@@ -498,5 +499,23 @@ void		 api_shutdown(void);
 void		 hooks_init(struct event_base *);
 void		 hooks_shutdown(void);
 void		 hooks_run(char **, const char *, int64_t, const char *);
+
+/* client.c: tokenctl's HTTP/1.1 client over the Unix socket */
+struct client_answer {
+	int			 status;
+	char			 content_type[64];
+	char			*body;		/* NUL-terminated */
+	size_t			 len;
+};
+struct client_reader;
+struct client_reader *client_reader_new(size_t);
+void		 client_reader_free(struct client_reader *);
+int		 client_reader_feed(struct client_reader *, const void *, size_t,
+		    char **);
+void		 client_reader_answer(struct client_reader *,
+		    struct client_answer *);
+void		 client_answer_clear(struct client_answer *);
+int		 client_request(const char *, const char *, const char *, int,
+		    size_t, int64_t, struct client_answer *, char **);
 
 #endif /* TOKEND_H */

@@ -29,8 +29,9 @@ static struct event_base	*base;
 static char			 sockpath[108];
 
 static int
-fuzz_reload_cb(char **cause, void *arg)
+fuzz_reload_cb(struct diag *d, char **cause, void *arg)
 {
+	(void)d;
 	(void)arg;
 	*cause = xstrdup("reload is not available while fuzzing");
 	return -1;

@@ -1,0 +1,224 @@
+/*
+ * Unit tests for client.c's answer reader: Content-Length, chunked and
+ * read-to-the-end bodies, caps, and answers that are cut short or
+ * malformed. Each case is fed whole, a byte at a time, and in two halves:
+ * the outcome must not depend on how the bytes arrive.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tokend.h"
+#include "unit.h"
+
+#define CAP	64
+
+struct answer_case {
+	const char	*what;
+	const char	*raw;
+	int		 eof;		/* the stream ends after raw */
+	int		 rc;		/* 1 complete, 0 wants more, -1 bad */
+	int		 status;
+	const char	*type;
+	const char	*body;
+};
+
+static const struct answer_case cases[] = {
+	{ "length", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: 5\r\n\r\nhello", 0, 1, 200, "text/plain",
+	    "hello" },
+	{ "length, more bytes than told", "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: 2\r\n\r\nhello", 0, 1, 200, "", "he" },
+	{ "length 0", "HTTP/1.1 503 Service Unavailable\r\n"
+	    "Content-Length: 0\r\n\r\n", 0, 1, 503, "", "" },
+	{ "header case and spaces", "HTTP/1.0 404 Not Found\r\n"
+	    "content-length:   3  \r\nCONTENT-TYPE:application/json\r\n\r\n"
+	    "{}\n", 0, 1, 404, "application/json", "{}\n" },
+	{ "length, body still coming", "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: 10\r\n\r\nhello", 0, 0, 0, NULL, NULL },
+	{ "length, stream ends early", "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: 10\r\n\r\nhello", 1, -1, 0, NULL, NULL },
+	{ "chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\n\r\n", 0, 1, 200, "",
+	    "hello!" },
+	{ "chunked wins over length", "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n", 0, 1, 200, "", "abc" },
+	{ "chunked, not ended", "HTTP/1.1 200 OK\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", 1, -1, 0, NULL,
+	    NULL },
+	{ "chunked, bad size", "HTTP/1.1 200 OK\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 0, -1,
+	    0, NULL, NULL },
+	{ "chunked, no CRLF after data", "HTTP/1.1 200 OK\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n", 0, -1,
+	    0, NULL, NULL },
+	{ "chunked over the cap", "HTTP/1.1 200 OK\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n41\r\n", 0, -1, 0, NULL, NULL },
+	{ "unknown transfer coding", "HTTP/1.1 200 OK\r\n"
+	    "Transfer-Encoding: gzip\r\n\r\n", 0, -1, 0, NULL, NULL },
+	{ "until the end", "HTTP/1.1 200 OK\r\n\r\nto the end", 1, 1, 200,
+	    "", "to the end" },
+	{ "until the end, still open", "HTTP/1.1 200 OK\r\n\r\nto the",
+	    0, 0, 0, NULL, NULL },
+	{ "length over the cap", "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: 65\r\n\r\n", 0, -1, 0, NULL, NULL },
+	{ "two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+	    "Content-Length: 1\r\n\r\nx", 0, -1, 0, NULL, NULL },
+	{ "length not a number", "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: 1x\r\n\r\nx", 0, -1, 0, NULL, NULL },
+	{ "length negative", "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: -1\r\n\r\nx", 0, -1, 0, NULL, NULL },
+	{ "length huge", "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: 99999999999999999999999\r\n\r\n", 0, -1, 0, NULL,
+	    NULL },
+	{ "not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", 0, -1, 0, NULL, NULL },
+	{ "HTTP/2", "HTTP/2 200\r\n\r\n", 0, -1, 0, NULL, NULL },
+	{ "status not 3 digits", "HTTP/1.1 20 OK\r\n\r\n", 0, -1, 0, NULL,
+	    NULL },
+	{ "status 1xx", "HTTP/1.1 100 Continue\r\n\r\n", 0, -1, 0, NULL,
+	    NULL },
+	{ "status with sign", "HTTP/1.1 +200 OK\r\n\r\n", 0, -1, 0, NULL,
+	    NULL },
+	{ "header without colon", "HTTP/1.1 200 OK\r\nbogus\r\n\r\n", 0, -1,
+	    0, NULL, NULL },
+	{ "nothing at all", "", 1, -1, 0, NULL, NULL },
+	{ "headers cut short", "HTTP/1.1 200 OK\r\nContent-", 1, -1, 0,
+	    NULL, NULL },
+};
+
+/* Feed raw in pieces of `step` bytes (0: whole). */
+static int
+feed(const struct answer_case *c, size_t step, struct client_answer *a)
+{
+	struct client_reader	*r = client_reader_new(CAP);
+	size_t			 len = strlen(c->raw), off = 0, n;
+	char			*cause = NULL;
+	int			 rc = 0;
+
+	while (off < len && rc == 0) {
+		n = step == 0 || step > len - off ? len - off : step;
+		rc = client_reader_feed(r, c->raw + off, n, &cause);
+		off += n;
+		if (rc < 0)
+			assert_non_null(cause);
+		free(cause);
+	}
+	if (rc == 0 && c->eof) {
+		rc = client_reader_feed(r, "", 0, &cause);
+		if (rc < 0)
+			assert_non_null(cause);
+		free(cause);
+	}
+	if (rc == 1)
+		client_reader_answer(r, a);
+	client_reader_free(r);
+	return rc;
+}
+
+static void
+test_answer_table(void **state)
+{
+	struct client_answer	 a;
+	size_t			 i, s, steps[] = { 0, 1, 7 };
+	char			 what[128];
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		for (s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+			snprintf(what, sizeof what, "%s (pieces of %zu)",
+			    cases[i].what, steps[s]);
+			memset(&a, 0, sizeof a);
+			CHECK_I64(what, feed(&cases[i], steps[s], &a),
+			    cases[i].rc);
+			if (cases[i].rc != 1)
+				continue;
+			CHECK_I64(what, a.status, cases[i].status);
+			CHECK_STR(what, a.content_type, cases[i].type);
+			CHECK_STR(what, a.body, cases[i].body);
+			CHECK_I64(what, a.len, strlen(cases[i].body));
+			client_answer_clear(&a);
+		}
+}
+
+/* Headers without end are refused once they pass the cap. */
+static void
+test_endless_headers(void **state)
+{
+	struct client_reader	*r = client_reader_new(CAP);
+	char			 line[] = "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+	char			*cause = NULL;
+	int			 rc, i;
+
+	(void)state;
+	rc = client_reader_feed(r, "HTTP/1.1 200 OK\r\n", 17, &cause);
+	for (i = 0; rc == 0 && i < 10000; i++)
+		rc = client_reader_feed(r, line, strlen(line), &cause);
+	CHECK_I64("endless headers", rc, -1);
+	assert_true(i < 10000);
+	assert_non_null(cause);
+	free(cause);
+	client_reader_free(r);
+}
+
+/* A body that never ends is refused at the cap. */
+static void
+test_endless_body(void **state)
+{
+	struct client_reader	*r = client_reader_new(CAP);
+	char			*cause = NULL;
+	int			 rc, i;
+
+	(void)state;
+	rc = client_reader_feed(r, "HTTP/1.1 200 OK\r\n\r\n", 19, &cause);
+	for (i = 0; rc == 0 && i < 1000; i++)
+		rc = client_reader_feed(r, "0123456789", 10, &cause);
+	CHECK_I64("endless body", rc, -1);
+	assert_true(i <= CAP / 10 + 1);
+	free(cause);
+	client_reader_free(r);
+}
+
+/* A big answer in one piece: the head with much of the body after it. */
+static void
+test_big_answer_in_one_piece(void **state)
+{
+	struct client_reader	*r = client_reader_new(1024 * 1024);
+	struct client_answer	 a;
+	size_t			 body = 200 * 1024, head;
+	char			*raw, *cause = NULL;
+
+	(void)state;
+	raw = xcalloc(1, body + 64);
+	head = (size_t)snprintf(raw, 64, "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: %zu\r\n\r\n", body);
+	memset(raw + head, 'x', body);
+	CHECK_I64("big answer", client_reader_feed(r, raw, head + body,
+	    &cause), 1);
+	client_reader_answer(r, &a);
+	CHECK_I64("big answer length", a.len, body);
+	assert_true(a.body[0] == 'x' && a.body[body - 1] == 'x');
+	client_answer_clear(&a);
+	client_reader_free(r);
+	free(raw);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_answer_table),
+		cmocka_unit_test(test_endless_headers),
+		cmocka_unit_test(test_endless_body),
+		cmocka_unit_test(test_big_answer_in_one_piece),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
