@@ -68,7 +68,7 @@ struct account {
 	int			 failed;	/* permanent until reload */
 	int			 attempted;	/* first attempt is over */
 	int64_t			 not_before;	/* wall ms; Retry-After */
-	char			 last_error[192];
+	char			 last_error[512];
 	uint64_t		 refreshes;
 	uint64_t		 nfailures;
 
@@ -382,7 +382,7 @@ account_refresh_refused(struct account *a, const char *used, const char *why)
 {
 	if (a->conf->grant == GRANT_REFRESH_TOKEN) {
 		/* keep it: it is all there is, and a human must act */
-		char	 msg[320];
+		char	 msg[sizeof a->last_error];
 
 		snprintf(msg, sizeof msg, "the refresh token was refused (%s); "
 		    "a new refresh token is needed in refresh_token_file", why);
@@ -462,7 +462,7 @@ account_http_done_cb(const struct http_result *res, void *arg)
 	}
 	a->unknown_retried = 0;	/* an answer came: the outcome is known */
 
-	if (oauth_response_parse(a->conf, grant, res->status, res->body,
+	if (oauth_response_parse(a->conf, grant, used, res->status, res->body,
 	    res->len, now, &t, &or) == 0) {
 		account_success(a, &t);
 		freezero_str(used);

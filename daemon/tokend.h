@@ -278,9 +278,12 @@ struct oauth_request {
 	char			*authorization;	/* secret; NULL: none */
 };
 
+/* the most of an endpoint's error_description kept in an error */
+#define OAUTH_DESCRIPTION_MAX	200
+
 struct oauth_result {
 	enum oauth_outcome	 outcome;
-	char			 error[128];	/* safe to log: no secrets */
+	char			 error[320];	/* safe to log: no secrets */
 };
 
 char		*oauth_form_encode(const char *);
@@ -292,8 +295,8 @@ int		 oauth_request_build(const struct account_conf *, enum grant,
 void		 oauth_request_clear(struct oauth_request *);
 int		 oauth_json_pointer(const char *, const void *, const void **);
 int		 oauth_response_parse(const struct account_conf *, enum grant,
-		    long, const char *, size_t, int64_t, struct token *,
-		    struct oauth_result *);
+		    const char *, long, const char *, size_t, int64_t,
+		    struct token *, struct oauth_result *);
 int64_t		 oauth_jwt_exp(const char *);
 void		 oauth_token_clear(struct token *);
 int		 oauth_token_valid(const struct token *, int64_t);
