@@ -947,6 +947,7 @@ oauth_token_clear(struct token *t)
 	freezero_str(t->access_token);
 	freezero_str(t->refresh_token);
 	free(t->token_type);
+	free(t->refresh_seed);
 	memset(t, 0, sizeof *t);
 }
 

@@ -27,6 +27,7 @@
 #define RESPONSE_MAX		(1024 * 1024)	/* a token endpoint's body */
 #define TOKEN_MAX		(64 * 1024)	/* one access or refresh token */
 #define TOKEN_TYPE_MAX		32		/* "Bearer", "DPoP", ... */
+#define SEED_HEX_LEN		64		/* a SHA-256 in hex */
 
 /* Times and durations inside are int64_t milliseconds: wall clock since
  * the epoch ("wall") or CLOCK_BOOTTIME ("boot"), which keeps counting
@@ -181,6 +182,10 @@ struct token {
 	char			*token_type;	/* "Bearer" unless told otherwise */
 	int64_t			 expires_at;	/* wall ms; 0: never expires */
 	int64_t			 obtained_at;	/* wall ms */
+	/* state file only: the SHA-256 (hex) of the refresh_token_file
+	 * that seeded the refresh token; "": none did; NULL: a state file
+	 * from before tokend kept it */
+	char			*refresh_seed;
 };
 
 /* util.c */

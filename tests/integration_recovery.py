@@ -5,6 +5,10 @@
                                           [-k SUBSTRING] [-j N] [--timeout S] [--keep]
 
 - the endpoint's error_description in the last error;
+- a refused refresh token dropped from the state file, never sent again
+  after a restart;
+- a new refresh token in refresh_token_file winning at reload and start;
+- failed accounts retried at a reload that changes nothing;
 
 The harness, its options and its output are those of tests/integration.py.
 Python standard library only.
@@ -19,6 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from integration import (  # noqa: E402  (the harness lives next door)
     check, fast_refresh, main, read_json, read_raw, rfc_account, rfc_issuer,
     status_of, wait_requests, write_file)
+
+CLIENT = ("rfc-client", "rfc-client-secret-4711")
 
 
 def state_of(d, name):
@@ -46,6 +52,30 @@ def failed_account(t, name, grant, **settings):
     d.start()
     wait_state(d, name, "failed")
     return iss, d
+
+
+def new_refresh_token(t, iss):
+    """A live refresh token of alice's, obtained behind tokend's back."""
+    status, answer = iss.token_request(
+        {"grant_type": "password", "username": "alice",
+         "password": "alice-password-0815"}, basic=CLIENT)
+    check(status == 200 and answer.get("refresh_token"),
+          "harness: no refresh token from the issuer: %d %r" % (status, answer))
+    t.add_secret(answer["refresh_token"])
+    return answer["refresh_token"]
+
+
+def refresh_account(t, d, iss, rt, lifetime_margin="1s", max_backoff="4s"):
+    """grant = refresh_token with rt in refresh_token_file."""
+    put_refresh_token_file(d, rt)
+    return rfc_account(t, d, iss, grant="refresh_token",
+                       refresh=fast_refresh(lifetime_margin,
+                                            max_backoff=max_backoff),
+                       extra={"refresh_token_file": "rt.token"})
+
+
+def put_refresh_token_file(d, rt):
+    write_file(os.path.join(d.accounts_dir, "rt.token"), rt + "\n", 0o600)
 
 
 def reload_and_wait(d):
@@ -92,6 +122,170 @@ def test_error_description_in_last_error(t):
     check(err == "HTTP 401 invalid_client", "a description that repeats the "
           "password is kept: %r" % err)
     check("alice-password-0815" not in d.log_text(), "the password is logged")
+
+
+# -- item 7a: a refused refresh token leaves the state file ---------------
+
+def test_refused_refresh_token_not_sent_after_restart(t):
+    """grant = refresh_token: the endpoint refuses the held refresh token;
+    it leaves memory and the state file at once (still 0600), the account
+    is failed and says it needs a new refresh token, and a restart sends
+    nothing: not the refused token, nor the old one still in
+    refresh_token_file."""
+    iss = rfc_issuer(t, lifetime=3)
+    first = new_refresh_token(t, iss)
+    iss.reset_log()
+    d = t.daemon()
+    d.write_account("rt", refresh_account(t, d, iss, first))
+    d.start()
+    wait_requests(d, iss, 1, 10, "a refresh with the file's token")
+    check(iss.log()[0]["refresh_token_used"] == first, "the first refresh "
+          "did not use refresh_token_file's token")
+    held = d.wait_for(lambda: state_of(d, "rt").get("refresh_token") not in
+                      (None, first) and state_of(d, "rt")["refresh_token"],
+                      5, "the rotated refresh token in the state file")
+    iss.revoke(all_refresh_tokens=True)
+    wait_state(d, "rt", "failed")
+    refused = [e for e in iss.log() if e["status"] == 400]
+    check(refused and refused[0]["refresh_token_used"] == held,
+          "the refused request did not use the held token")
+    state = state_of(d, "rt")
+    check(state.get("refresh_token") is None, "the refused refresh token is "
+          "still in the state file")
+    check(os.stat(d.state_path("rt")).st_mode & 0o777 == 0o600,
+          "state file mode")
+    err = last_error(d, "rt")
+    check("refresh_token_file" in err and "invalid_grant" in err,
+          "the last error does not say a new refresh token is needed: %r"
+          % err)
+
+    d.stop()
+    n = len(iss.log())
+    d.start()
+    wait_state(d, "rt", "failed")
+    sent = [e["refresh_token_used"] for e in iss.log()[n:]]
+    check(not sent, "the restarted daemon sent %d requests, refresh tokens "
+          "%s" % (len(sent), [s == held and "the refused one" or
+                              s == first and "the file's old one" or s
+                              for s in sent]))
+    check("refresh_token_file" in (last_error(d, "rt") or ""),
+          "after the restart the account does not say what it needs: %r"
+          % last_error(d, "rt"))
+
+
+def test_refused_refresh_token_with_password_grant(t):
+    """grant = password: the refused refresh token leaves the state file;
+    when the password is refused too, a restart sends only the password
+    grant, never the refused refresh token."""
+    iss = rfc_issuer(t, lifetime=3)
+    d = t.daemon()
+    d.write_account("pw", rfc_account(t, d, iss, grant="password",
+                                      refresh=fast_refresh(max_backoff="1h")))
+    d.start()
+    log = wait_requests(d, iss, 2, 10, "a password grant and a refresh")
+    iss.settings(users={"alice": "changed-password-2"})
+    iss.revoke(all_refresh_tokens=True)
+    wait_state(d, "pw", "failed")
+    log = iss.log()
+    refused = [e["refresh_token_used"] for e in log
+               if e["grant_type"] == "refresh_token" and e["status"] == 400]
+    check(refused, "no refresh token was refused: %s" % iss.summary())
+    check(state_of(d, "pw").get("refresh_token") is None,
+          "the refused refresh token is still in the state file")
+    d.stop()
+    n = len(iss.log())
+    d.start()
+    wait_state(d, "pw", "failed")
+    after = iss.log()[n:]
+    check(after and all(e["grant_type"] == "password" for e in after),
+          "after the restart: %s" % [(e["grant_type"], e["status"])
+                                     for e in after])
+
+
+# -- item 7b: refresh_token_file wins when it changes ------------------------
+
+def test_new_refresh_token_file_wins_at_reload(t):
+    """An account failed for want of a refresh token: a new token put in
+    refresh_token_file is used at the next reload, at once, and the account
+    is fresh again; the state file records which file seeded it."""
+    iss = rfc_issuer(t, lifetime=3)
+    d = t.daemon()
+    d.write_account("rt", refresh_account(t, d, iss, new_refresh_token(t, iss)))
+    iss.revoke(all_refresh_tokens=True)
+    d.start()
+    wait_state(d, "rt", "failed")
+    fresh = new_refresh_token(t, iss)
+    n = len(iss.log())
+    put_refresh_token_file(d, fresh)
+    reload_and_wait(d)
+    wait_state(d, "rt", "fresh")
+    after = [e for e in iss.log()[n:] if e["path"] == "/token"]
+    check(after[0]["refresh_token_used"] == fresh, "the first request after "
+          "the reload did not use the new file's token")
+    check(len(state_of(d, "rt").get("refresh_token_seed") or "") == 64,
+          "no seed in the state file: %r" % state_of(d, "rt"))
+
+
+def restart_until_refresh(d, iss):
+    """Start d again; the issuer's log entry of its first refresh."""
+    n = len(iss.log())
+    d.start()
+    return d.wait_for(lambda: [x for x in iss.log()[n:]
+                               if x["grant_type"] == "refresh_token"], 10,
+                      "a refresh after the restart")[0]
+
+
+def test_new_refresh_token_file_wins_at_start(t):
+    """A restart with a new token in refresh_token_file uses it, not the
+    rotated one in the state file; a restart with the file unchanged goes
+    on with the state file's token, never the file's spent one."""
+    iss = rfc_issuer(t, lifetime=3)
+    first = new_refresh_token(t, iss)
+    d = t.daemon()
+    d.write_account("rt", refresh_account(t, d, iss, first))
+    d.start()
+    wait_requests(d, iss, 2, 10, "two refreshes")
+    d.stop()
+    saved = state_of(d, "rt")["refresh_token"]
+    check(saved != first, "harness: the token did not rotate")
+
+    # unchanged file: the state file's token goes on
+    e = restart_until_refresh(d, iss)
+    check(e["refresh_token_used"] == saved, "with the file unchanged, the "
+          "restart used %s" % ("the file's spent token" if
+                               e["refresh_token_used"] == first else
+                               "another token"))
+    d.stop()
+
+    # a new file: it wins over the state file's token
+    fresh = new_refresh_token(t, iss)
+    put_refresh_token_file(d, fresh)
+    e = restart_until_refresh(d, iss)
+    check(e["refresh_token_used"] == fresh, "the restart did not use the new "
+          "refresh_token_file")
+    check(e["status"] == 200, "the new token was refused: %s" % e["status"])
+    check("newly put in refresh_token_file" in d.log_text(),
+          "the log does not say the file's token is used")
+
+
+# -- item 7c: a reload retries failed accounts --------------------------------
+
+def test_failed_account_retried_at_unchanged_reload(t):
+    """An account failed on a wrong client secret (max_backoff 1h, so it
+    would wait an hour): the issuer is fixed, the account file is left as
+    it is, and a reload retries it at once."""
+    iss, d = failed_account(t, "cc", "client_credentials",
+                            clients={"rfc-client": "other-secret-31337"})
+    iss.settings(clients={"rfc-client": CLIENT[1]})
+    n = len(iss.log())
+    res = d.tokenctl("reload")
+    check(res.returncode == 0, "tokenctl reload: %d %r" % (res.returncode,
+                                                          res.stderr))
+    wait_state(d, "cc", "fresh")
+    check(len(iss.log()) == n + 1, "%d requests after the reload"
+          % (len(iss.log()) - n))
+    check(read_raw(t.out("rfc.token")) == iss.ok_entries()[-1]
+          ["issued_access_token"], "the token file does not hold the token")
 
 
 TESTS = {name: fn for name, fn in list(globals().items())
