@@ -9,6 +9,7 @@
   after a restart;
 - a new refresh token in refresh_token_file winning at reload and start;
 - failed accounts retried at a reload that changes nothing;
+- one daemon per state folder;
 
 The harness, its options and its output are those of tests/integration.py.
 Python standard library only.
@@ -286,6 +287,39 @@ def test_failed_account_retried_at_unchanged_reload(t):
           % (len(iss.log()) - n))
     check(read_raw(t.out("rfc.token")) == iss.ok_entries()[-1]
           ["issued_access_token"], "the token file does not hold the token")
+
+
+# -- item 7d: one daemon per state folder -------------------------------------
+
+def test_second_daemon_on_state_folder_refused(t):
+    """A second tokend on the same state_dir exits non-zero at once, naming
+    the folder and the first one's pid, and leaves the first one's socket,
+    files and state alone; once the first stops, a new one starts."""
+    iss = rfc_issuer(t)
+    d = t.daemon()
+    d.write_account("cc", rfc_account(t, d, iss, grant="client_credentials"))
+    d.start()
+    wait_state(d, "cc", "fresh")
+    token = read_raw(t.out("rfc.token"))
+    res = subprocess.run(t.wrapper + [t.tokend, "-c", d.conf],
+                         stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=20, env=d.env())
+    with open(d.log_path, "a") as log:      # scanned for secrets too
+        log.write(res.stdout + res.stderr)
+    check(res.returncode != 0, "the second tokend exited %d" % res.returncode)
+    check(d.state_dir in res.stderr and str(d.proc.pid) in res.stderr,
+          "the refusal does not name the folder and pid %d: %r"
+          % (d.proc.pid, res.stderr))
+    check(len(iss.log()) == 1, "the second tokend made requests")
+    row = status_of(d, "cc")
+    check(row and row["state"] == "fresh", "the first tokend's socket: %r"
+          % row)
+    check(read_raw(t.out("rfc.token")) == token, "the token file changed")
+    check(os.stat(os.path.join(d.state_dir, ".lock")).st_mode & 0o777 == 0o600,
+          "lock file mode")
+    d.stop()
+    d.start()
+    wait_state(d, "cc", "fresh")
 
 
 TESTS = {name: fn for name, fn in list(globals().items())
