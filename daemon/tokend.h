@@ -370,6 +370,7 @@ enum file_folder_verdict {
 enum file_folder_verdict file_folder_check(uid_t, mode_t, uid_t, uid_t);
 int		 file_write_atomic(const char *, const void *, size_t, mode_t,
 		    uid_t, gid_t, int, char **);
+int		 file_remove(const char *, int, char **);
 int		 file_resolve_path(const char *, uid_t, char **, char **);
 void		 file_remove_stale_temps(const char *);
 

@@ -10,6 +10,7 @@
 - a new refresh token in refresh_token_file winning at reload and start;
 - failed accounts retried at a reload that changes nothing;
 - one daemon per state folder;
+- a removed account's token files removed.
 
 The harness, its options and its output are those of tests/integration.py.
 Python standard library only.
@@ -320,6 +321,44 @@ def test_second_daemon_on_state_folder_refused(t):
     d.stop()
     d.start()
     wait_state(d, "cc", "fresh")
+
+
+# -- item 8: a removed account's token files go ------------------------------
+
+def test_removed_account_token_files_removed(t):
+    """A reload that drops an account removes its token files (every
+    [file]) and keeps its state file; the files of the accounts that stay
+    are left alone, and so is a path that an account of the new
+    configuration writes (an account renamed, its file kept)."""
+    iss = rfc_issuer(t)
+    d = t.daemon()
+    files = {"gone": [{"path": t.out("gone.token")},
+                      {"path": t.out("gone.json"), "format": "json"}],
+             "stays": [{"path": t.out("stays.token")}],
+             "old": [{"path": t.out("renamed.token")}]}
+    for name, f in files.items():
+        d.write_account(name, rfc_account(t, d, iss, grant="client_credentials",
+                                          files=f))
+    d.start()
+    paths = [f["path"] for fs in files.values() for f in fs]
+    d.wait_for(lambda: all(read_raw(p) for p in paths), 10, "every file")
+    stays = read_raw(t.out("stays.token"))
+    d.remove_account("gone")
+    d.remove_account("old")
+    d.write_account("new", rfc_account(t, d, iss, grant="client_credentials",
+                                       files=files["old"]))
+    reload_and_wait(d)
+    d.wait_for(lambda: not os.path.exists(t.out("gone.token")) and
+               not os.path.exists(t.out("gone.json")), 5,
+               "the removed account's files to go")
+    check(os.path.exists(d.state_path("gone")), "the state file went too")
+    check(read_raw(t.out("stays.token")) == stays, "another account's file "
+          "changed")
+    d.wait_for(lambda: read_raw(t.out("renamed.token")) ==
+               iss.ok_entries()[-1]["issued_access_token"], 5,
+               "the renamed account's file, written by it")
+    check("removed its token file %s" % t.out("gone.token") in d.log_text(),
+          "the removal is not logged")
 
 
 TESTS = {name: fn for name, fn in list(globals().items())
