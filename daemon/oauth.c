@@ -684,13 +684,27 @@ oauth_fail(struct oauth_result *res, enum oauth_outcome outcome, const char *fmt
 	return -1;
 }
 
-/* Whether s holds one of the secrets sent (empty ones hold nothing). */
+/* The secrets a request may have sent: what an error text must not hold. */
+#define OAUTH_SENT_SECRETS	5
+
+static void
+oauth_sent_secrets(const struct account_conf *ac, const char *refresh_token,
+    const char *out[OAUTH_SENT_SECRETS])
+{
+	out[0] = ac->client_secret;
+	out[1] = ac->password;
+	out[2] = ac->refresh_token;
+	out[3] = ac->static_token;
+	out[4] = refresh_token;
+}
+
+/* Whether s holds one of the secrets (empty ones hold nothing). */
 static int
-oauth_holds_secret(const char *s, const char *const *secrets, size_t n)
+oauth_holds_secret(const char *s, const char *const *secrets)
 {
 	size_t	 i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < OAUTH_SENT_SECRETS; i++)
 		if (secrets[i] != NULL && secrets[i][0] != '\0' &&
 		    strstr(s, secrets[i]) != NULL)
 			return 1;
@@ -706,11 +720,10 @@ oauth_holds_secret(const char *s, const char *const *secrets, size_t n)
  */
 static void
 oauth_sanitize_description(struct json_object *obj,
-    const struct account_conf *ac, const char *refresh_token, char *out,
-    size_t size)
+    const char *const *secrets, char *out, size_t size)
 {
 	struct json_object	*v;
-	const char		*s, *secrets[5];
+	const char		*s;
 	size_t			 i;
 
 	out[0] = '\0';
@@ -718,14 +731,9 @@ oauth_sanitize_description(struct json_object *obj,
 	    !json_object_is_type(v, json_type_string))
 		return;
 	s = json_object_get_string(v);
-	secrets[0] = ac->client_secret;
-	secrets[1] = ac->password;
-	secrets[2] = ac->refresh_token;
-	secrets[3] = ac->static_token;
-	secrets[4] = refresh_token;
 	/* json-c cuts nothing at a \u0000: compare the whole string */
 	if ((size_t)json_object_get_string_len(v) != strlen(s) ||
-	    oauth_holds_secret(s, secrets, sizeof secrets / sizeof *secrets))
+	    oauth_holds_secret(s, secrets))
 		return;
 	for (i = 0; s[i] != '\0' && i + 1 < size && i < OAUTH_DESCRIPTION_MAX;
 	    i++)
@@ -734,16 +742,17 @@ oauth_sanitize_description(struct json_object *obj,
 }
 
 /*
- * The OAuth error code of a body and its description, sanitised; 0, or
- * -1 when it has no code.
+ * The OAuth error code of a body, sanitised, and its description; 0, or
+ * -1 when it has no code. *withheld: the code repeats a secret sent, so
+ * it may decide what the answer means but is not to be shown.
  */
 static int
 oauth_error_code(const char *body, size_t len, const struct account_conf *ac,
-    const char *refresh_token, char *code, size_t size, char *desc,
-    size_t desc_size)
+    const char *refresh_token, char *code, size_t size, int *withheld,
+    char *desc, size_t desc_size)
 {
 	struct json_object	*obj, *err;
-	const char		*why;
+	const char		*why, *secrets[OAUTH_SENT_SECRETS];
 
 	if ((obj = oauth_parse_json(body, len, &why)) == NULL)
 		return -1;
@@ -753,8 +762,10 @@ oauth_error_code(const char *body, size_t len, const struct account_conf *ac,
 		json_object_put(obj);
 		return -1;
 	}
+	oauth_sent_secrets(ac, refresh_token, secrets);
 	oauth_sanitize_code(json_object_get_string(err), code, size);
-	oauth_sanitize_description(obj, ac, refresh_token, desc, desc_size);
+	*withheld = oauth_holds_secret(json_object_get_string(err), secrets);
+	oauth_sanitize_description(obj, secrets, desc, desc_size);
 	json_object_put(obj);
 	return 0;
 }
@@ -790,7 +801,7 @@ oauth_parse_error(const struct account_conf *ac, enum grant grant,
 		NULL
 	};
 	char	 code[72], desc[OAUTH_DESCRIPTION_MAX + 1];
-	int	 i, rc, refresh = grant == GRANT_REFRESH_TOKEN;
+	int	 i, rc, withheld, refresh = grant == GRANT_REFRESH_TOKEN;
 	int	 refused = status == 400 || status == 401 || status == 403;
 
 	if (status == 429 || status == 503)
@@ -801,7 +812,7 @@ oauth_parse_error(const struct account_conf *ac, enum grant grant,
 	if (status < 400 || status > 499)
 		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld", status);
 	if (oauth_error_code(body, len, ac, refresh_token, code, sizeof code,
-	    desc, sizeof desc) != 0) {
+	    &withheld, desc, sizeof desc) != 0) {
 		if (refresh && refused)
 			return oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
 			    "without an OAuth error, taken as a refused "
@@ -825,7 +836,8 @@ oauth_parse_error(const struct account_conf *ac, enum grant grant,
 				break;
 		rc = oauth_fail(res, permanent[i] != NULL || (!refresh &&
 		    (status == 401 || status == 403)) ? OAUTH_PERMANENT :
-		    OAUTH_RETRY, "HTTP %ld %s", status, code);
+		    OAUTH_RETRY, "HTTP %ld %s", status, withheld ? "(an error "
+		    "code that repeats a secret sent)" : code);
 	}
 	oauth_add_description(res, desc);
 	return rc;

@@ -1303,6 +1303,11 @@ test_response_error_description(void **state)
 		{ GRANT_REFRESH_TOKEN, 400, "{\"error\":\"invalid_grant\","
 		    "\"error_description\":\"first rt-first-1 reused\"}",
 		    "HTTP 400 invalid_grant" },
+		/* an error code that echoes one: it still decides, unseen */
+		{ GRANT_REFRESH_TOKEN, 400, "{\"error\":\"x-rt-sent-42\"}",
+		    "HTTP 400 (an error code that repeats a secret sent)" },
+		{ GRANT_PASSWORD, 401, "{\"error\":\"pw-0815-secret\"}",
+		    "HTTP 401 (an error code that repeats a secret sent)" },
 		/* behind a NUL, where a plain search would not look */
 		{ GRANT_PASSWORD, 400, "{\"error\":\"invalid_grant\","
 		    "\"error_description\":\"x\\u0000pw-0815-secret\"}",
