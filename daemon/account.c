@@ -392,7 +392,15 @@ account_refresh_refused(struct account *a, const char *used, const char *why)
 	char	 msg[sizeof a->last_error];
 
 	if (a->refresh_token != NULL && used != NULL &&
-	    !strcmp(a->refresh_token, used)) {
+	    strcmp(a->refresh_token, used) != 0) {
+		/* a reload brought a new one while this one was out */
+		log_account(LOG_LEVEL_WARNING, a->conf->name, "%s: the refresh "
+		    "token sent was refused; trying the one newly put in "
+		    "refresh_token_file", why);
+		account_request(a);
+		return;
+	}
+	if (a->refresh_token != NULL && used != NULL) {
 		freezero_str(a->refresh_token);
 		a->refresh_token = NULL;
 		account_save_state(a);

@@ -228,6 +228,34 @@ def test_new_refresh_token_file_wins_at_reload(t):
           "no seed in the state file: %r" % state_of(d, "rt"))
 
 
+def test_new_refresh_token_file_while_a_refresh_is_out(t):
+    """A reload brings a new refresh token while a refresh with the old one
+    is still out; the old one is refused: the account goes on with the new
+    one at once instead of failing."""
+    iss = rfc_issuer(t, lifetime=3)
+    d = t.daemon()
+    d.write_account("rt", refresh_account(t, d, iss, new_refresh_token(t, iss),
+                                          max_backoff="1h"))
+    iss.reset_log()
+    d.start()
+    wait_requests(d, iss, 1, 10, "a first refresh")
+    iss.revoke(all_refresh_tokens=True)
+    # the next refresh is refused, the refusal sent a byte every 20 ms
+    iss.faults("/token", [{"drip": 0.02}])
+    n = len(iss.log())
+    d.wait_for(lambda: len(iss.log()) > n, 10, "the refresh to go out")
+    fresh = new_refresh_token(t, iss)
+    put_refresh_token_file(d, fresh)
+    reload_and_wait(d)
+    check(iss.log()[n]["status"] == 400, "harness: the refresh was not "
+          "refused: %s" % iss.summary())
+    e = d.wait_for(lambda: [x for x in iss.log()[n + 2:]
+                            if x["refresh_token_used"] == fresh], 15,
+                   "a refresh with the new file's token")[0]
+    check(e["status"] == 200, "the new token was refused")
+    wait_state(d, "rt", "fresh")
+
+
 def restart_until_refresh(d, iss):
     """Start d again; the issuer's log entry of its first refresh."""
     n = len(iss.log())
