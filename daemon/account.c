@@ -58,6 +58,9 @@ struct account {
 	char			 file_error[192];	/* "": all written */
 	uint64_t		 file_failures;
 	char			*refresh_token;	/* secret; NULL: none held */
+	char			 refresh_seed[SEED_HEX_LEN + 1];	/* SHA-256
+					   of the refresh_token_file that
+					   seeded it; "": none did */
 	int			 state_unsaved;	/* retry store_save */
 	int			 sinks_unwritten;	/* retry sink_write */
 	struct timer		 persist_timer;	/* for both retries */
@@ -77,7 +80,7 @@ struct account {
 	int			 failed;	/* permanent until reload */
 	int			 attempted;	/* first attempt is over */
 	int64_t			 not_before;	/* wall ms; Retry-After */
-	char			 last_error[192];
+	char			 last_error[512];
 	uint64_t		 refreshes;
 	uint64_t		 nfailures;
 
@@ -202,6 +205,7 @@ account_save_state(struct account *a)
 	int		 rc;
 
 	t.refresh_token = a->refresh_token;
+	t.refresh_seed = a->refresh_seed;
 	rc = store_save(a->env->state_dir, a->conf->name, &t);
 	if (rc != 0) {
 		log_account(LOG_LEVEL_ERROR, a->conf->name, "cannot save state "
@@ -497,24 +501,36 @@ account_success(struct account *a, struct token *t)
 	account_transition(a, ACCOUNT_SUCCEEDED, "new token");
 }
 
-/* The refresh token `used` was refused: drop it, use the own grant. */
+/*
+ * The refresh token `used` was refused: drop it, from memory and from the
+ * state file, so that it is never sent again, not even after a restart;
+ * then the own grant, or, without one, failed until a new refresh token
+ * comes in refresh_token_file.
+ */
 static void
 account_refresh_refused(struct account *a, const char *used, const char *why)
 {
-	if (a->conf->grant == GRANT_REFRESH_TOKEN) {
-		/* keep it: it is all there is, and a human must act */
-		char	 msg[320];
+	char	 msg[sizeof a->last_error];
 
+	if (a->refresh_token != NULL && used != NULL &&
+	    strcmp(a->refresh_token, used) != 0) {
+		/* a reload brought a new one while this one was out */
+		log_account(LOG_LEVEL_WARNING, a->conf->name, "%s: the refresh "
+		    "token sent was refused; trying the one newly put in "
+		    "refresh_token_file", why);
+		account_request(a);
+		return;
+	}
+	if (a->refresh_token != NULL && used != NULL) {
+		freezero_str(a->refresh_token);
+		a->refresh_token = NULL;
+		account_save_state(a);
+	}
+	if (a->conf->grant == GRANT_REFRESH_TOKEN) {
 		snprintf(msg, sizeof msg, "the refresh token was refused (%s); "
 		    "a new refresh token is needed in refresh_token_file", why);
 		account_failed(a, msg);
 		return;
-	}
-	if (a->refresh_token != NULL && used != NULL &&
-	    !strcmp(a->refresh_token, used)) {
-		freezero_str(a->refresh_token);
-		a->refresh_token = NULL;
-		account_save_state(a);
 	}
 	log_account(LOG_LEVEL_WARNING, a->conf->name, "%s: the refresh token "
 	    "was refused; using the %s grant now", why,
@@ -583,7 +599,7 @@ account_http_done_cb(const struct http_result *res, void *arg)
 	}
 	a->unknown_retried = 0;	/* an answer came: the outcome is known */
 
-	if (oauth_response_parse(a->conf, grant, res->status, res->body,
+	if (oauth_response_parse(a->conf, grant, used, res->status, res->body,
 	    res->len, now, &t, &or) == 0) {
 		account_success(a, &t);
 		freezero_str(used);
@@ -714,6 +730,43 @@ account_start_static(struct account *a)
 	account_transition(a, ACCOUNT_SUCCEEDED, "static token");
 }
 
+/* The hash that tells one refresh_token_file's contents from another. */
+static void
+account_seed_of(const char *refresh_token, char out[SEED_HEX_LEN + 1])
+{
+	unsigned char	 d[32];
+	size_t		 i;
+
+	sha256(refresh_token, strlen(refresh_token), d);
+	for (i = 0; i < sizeof d; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/*
+ * A refresh token newly put in refresh_token_file wins over the one held
+ * (or the lack of one); the one the file held when it last seeded the
+ * account is not taken again, since it was used, rotated or refused
+ * since.
+ */
+static void
+account_seed_refresh_token(struct account *a)
+{
+	char	 seed[SEED_HEX_LEN + 1];
+
+	if (a->conf->refresh_token == NULL)
+		return;
+	account_seed_of(a->conf->refresh_token, seed);
+	if (!strcmp(seed, a->refresh_seed))
+		return;
+	log_account(LOG_LEVEL_INFO, a->conf->name, "using the refresh token "
+	    "newly put in refresh_token_file%s", a->refresh_token != NULL ?
+	    ", not the one held" : "");
+	freezero_str(a->refresh_token);
+	a->refresh_token = xstrdup(a->conf->refresh_token);
+	memcpy(a->refresh_seed, seed, sizeof seed);
+	account_save_state(a);
+}
+
 /* Pick up where the state file left off, or ask for a first token. */
 void
 account_start(struct account *a)
@@ -743,6 +796,17 @@ account_start(struct account *a)
 	if (rc == 0) {
 		a->refresh_token = t.refresh_token;
 		t.refresh_token = NULL;
+		if (t.refresh_seed != NULL)
+			snprintf(a->refresh_seed, sizeof a->refresh_seed, "%s",
+			    t.refresh_seed);
+		else if (a->refresh_token != NULL &&
+		    a->conf->refresh_token != NULL)
+			/* saved before seeds were: the file's token is where
+			   the chain began, as far as anyone can tell */
+			account_seed_of(a->conf->refresh_token,
+			    a->refresh_seed);
+		free(t.refresh_seed);
+		t.refresh_seed = NULL;
 		if (oauth_token_valid(&t, now + 1000)) {
 			a->token = t;
 			memset(&t, 0, sizeof t);
@@ -759,8 +823,7 @@ account_start(struct account *a)
 		}
 		oauth_token_clear(&t);
 	}
-	if (a->refresh_token == NULL && a->conf->refresh_token != NULL)
-		a->refresh_token = xstrdup(a->conf->refresh_token);
+	account_seed_refresh_token(a);
 	if (!timer_pending(&a->timer))
 		account_request(a);
 }
@@ -779,14 +842,7 @@ account_replace_conf(struct account *a, struct account_conf *conf)
 	   padding) */
 	replan = memcmp(&old->refresh, &conf->refresh, sizeof conf->refresh);
 	a->conf = conf;
-	if (conf->refresh_token != NULL && (old->refresh_token == NULL ||
-	    strcmp(conf->refresh_token, old->refresh_token) != 0)) {
-		log_account(LOG_LEVEL_INFO, conf->name, "using the refresh "
-		    "token newly configured in refresh_token_file");
-		freezero_str(a->refresh_token);
-		a->refresh_token = xstrdup(conf->refresh_token);
-		account_save_state(a);
-	}
+	account_seed_refresh_token(a);
 	config_account_free(old);
 	if (account_token_valid(a))
 		account_write_sinks(a);

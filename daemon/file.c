@@ -420,6 +420,35 @@ out:
 }
 
 /*
+ * Remove `path`, through the same folder rules as file_write_atomic (a
+ * link planted on the way is not followed). 0, or a negative errno
+ * (-ENOENT when it is already gone); a refusal also says why in *cause
+ * (NULL otherwise; the caller frees it).
+ */
+int
+file_remove(const char *path, int flags, char **cause)
+{
+	const char	*slash = strrchr(path, '/');
+	char		*dir;
+	int		 dfd, rc = 0;
+
+	*cause = NULL;
+	if (slash == NULL || slash[1] == '\0')
+		return -EINVAL;
+	dir = slash == path ? xstrdup("/") :
+	    xstrndup(path, (size_t)(slash - path));
+	if ((dfd = file_open_dir(dir, flags, cause)) < 0)
+		rc = dfd;
+	else {
+		if (unlinkat(dfd, slash + 1, 0) == -1)
+			rc = -errno;
+		close(dfd);
+	}
+	free(dir);
+	return rc;
+}
+
+/*
  * Resolve the folder of `path` (absolute) through the symbolic links it
  * has now, holding each folder and link met on the way to
  * file_folder_check (a link's owner alone counts: its mode is always

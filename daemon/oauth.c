@@ -684,13 +684,75 @@ oauth_fail(struct oauth_result *res, enum oauth_outcome outcome, const char *fmt
 	return -1;
 }
 
-/* Classify an error answer: 4xx with an RFC 6749 5.2 error code, or not. */
-/* The OAuth error code of a body, sanitised; 0, or -1 when it has none. */
+/* The secrets a request may have sent: what an error text must not hold. */
+#define OAUTH_SENT_SECRETS	5
+
+static void
+oauth_sent_secrets(const struct account_conf *ac, const char *refresh_token,
+    const char *out[OAUTH_SENT_SECRETS])
+{
+	out[0] = ac->client_secret;
+	out[1] = ac->password;
+	out[2] = ac->refresh_token;
+	out[3] = ac->static_token;
+	out[4] = refresh_token;
+}
+
+/* Whether s holds one of the secrets (empty ones hold nothing). */
 static int
-oauth_error_code(const char *body, size_t len, char *code, size_t size)
+oauth_holds_secret(const char *s, const char *const *secrets)
+{
+	size_t	 i;
+
+	for (i = 0; i < OAUTH_SENT_SECRETS; i++)
+		if (secrets[i] != NULL && secrets[i][0] != '\0' &&
+		    strstr(s, secrets[i]) != NULL)
+			return 1;
+	return 0;
+}
+
+/*
+ * An error_description (RFC 6749 5.2) fit for a log and for readers:
+ * printable ASCII only, anything else '?', cut at OAUTH_DESCRIPTION_MAX
+ * bytes. Empty when there is none, or when it repeats a secret of the
+ * request (a server that echoes what it was sent must not put the
+ * password or the refresh token into tokend's log).
+ */
+static void
+oauth_sanitize_description(struct json_object *obj,
+    const char *const *secrets, char *out, size_t size)
+{
+	struct json_object	*v;
+	const char		*s;
+	size_t			 i;
+
+	out[0] = '\0';
+	if (!json_object_object_get_ex(obj, "error_description", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return;
+	s = json_object_get_string(v);
+	/* json-c cuts nothing at a \u0000: compare the whole string */
+	if ((size_t)json_object_get_string_len(v) != strlen(s) ||
+	    oauth_holds_secret(s, secrets))
+		return;
+	for (i = 0; s[i] != '\0' && i + 1 < size && i < OAUTH_DESCRIPTION_MAX;
+	    i++)
+		out[i] = s[i] >= 0x20 && s[i] <= 0x7e ? s[i] : '?';
+	out[i] = '\0';
+}
+
+/*
+ * The OAuth error code of a body, sanitised, and its description; 0, or
+ * -1 when it has no code. *withheld: the code repeats a secret sent, so
+ * it may decide what the answer means but is not to be shown.
+ */
+static int
+oauth_error_code(const char *body, size_t len, const struct account_conf *ac,
+    const char *refresh_token, char *code, size_t size, int *withheld,
+    char *desc, size_t desc_size)
 {
 	struct json_object	*obj, *err;
-	const char		*why;
+	const char		*why, *secrets[OAUTH_SENT_SECRETS];
 
 	if ((obj = oauth_parse_json(body, len, &why)) == NULL)
 		return -1;
@@ -700,9 +762,22 @@ oauth_error_code(const char *body, size_t len, char *code, size_t size)
 		json_object_put(obj);
 		return -1;
 	}
+	oauth_sent_secrets(ac, refresh_token, secrets);
 	oauth_sanitize_code(json_object_get_string(err), code, size);
+	*withheld = oauth_holds_secret(json_object_get_string(err), secrets);
+	oauth_sanitize_description(obj, secrets, desc, desc_size);
 	json_object_put(obj);
 	return 0;
+}
+
+/* ": description" after an error text, when there is one */
+static void
+oauth_add_description(struct oauth_result *res, const char *desc)
+{
+	size_t	 n = strlen(res->error);
+
+	if (desc[0] != '\0' && n < sizeof res->error)
+		snprintf(res->error + n, sizeof res->error - n, ": %s", desc);
 }
 
 /*
@@ -716,7 +791,8 @@ oauth_error_code(const char *body, size_t len, char *code, size_t size)
  * body says.
  */
 static int
-oauth_parse_error(enum grant grant, long status, const char *body, size_t len,
+oauth_parse_error(const struct account_conf *ac, enum grant grant,
+    const char *refresh_token, long status, const char *body, size_t len,
     struct oauth_result *res)
 {
 	static const char *const permanent[] = {
@@ -724,8 +800,8 @@ oauth_parse_error(enum grant grant, long status, const char *body, size_t len,
 		"unsupported_grant_type", "invalid_scope", "invalid_request",
 		NULL
 	};
-	char	 code[72];
-	int	 i, refresh = grant == GRANT_REFRESH_TOKEN;
+	char	 code[72], desc[OAUTH_DESCRIPTION_MAX + 1];
+	int	 i, rc, withheld, refresh = grant == GRANT_REFRESH_TOKEN;
 	int	 refused = status == 400 || status == 401 || status == 403;
 
 	if (status == 429 || status == 503)
@@ -735,7 +811,8 @@ oauth_parse_error(enum grant grant, long status, const char *body, size_t len,
 		    "followed", status);
 	if (status < 400 || status > 499)
 		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld", status);
-	if (oauth_error_code(body, len, code, sizeof code) != 0) {
+	if (oauth_error_code(body, len, ac, refresh_token, code, sizeof code,
+	    &withheld, desc, sizeof desc) != 0) {
 		if (refresh && refused)
 			return oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
 			    "without an OAuth error, taken as a refused "
@@ -748,30 +825,35 @@ oauth_parse_error(enum grant grant, long status, const char *body, size_t len,
 		    "error", status);
 	}
 	if (!strcmp(code, "invalid_grant"))
-		return oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld invalid_grant",
-		    status);
-	if (refresh && !strcmp(code, "invalid_request"))
-		return oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
+		rc = oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
+		    "invalid_grant", status);
+	else if (refresh && !strcmp(code, "invalid_request"))
+		rc = oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
 		    "invalid_request, taken as a refused refresh token", status);
-	for (i = 0; permanent[i] != NULL; i++)
-		if (!strcmp(code, permanent[i]))
-			return oauth_fail(res, OAUTH_PERMANENT, "HTTP %ld %s", status,
-			    code);
-	if (!refresh && (status == 401 || status == 403))
-		return oauth_fail(res, OAUTH_PERMANENT, "HTTP %ld %s", status,
-		    code);
-	return oauth_fail(res, OAUTH_RETRY, "HTTP %ld %s", status, code);
+	else {
+		for (i = 0; permanent[i] != NULL; i++)
+			if (!strcmp(code, permanent[i]))
+				break;
+		rc = oauth_fail(res, permanent[i] != NULL || (!refresh &&
+		    (status == 401 || status == 403)) ? OAUTH_PERMANENT :
+		    OAUTH_RETRY, "HTTP %ld %s", status, withheld ? "(an error "
+		    "code that repeats a secret sent)" : code);
+	}
+	oauth_add_description(res, desc);
+	return rc;
 }
 
 /*
  * Turn an answer into a token. 0: *out holds a usable token (its
  * refresh_token NULL when the answer carried none). -1: res says why and
- * what to do; out is untouched. Error texts never hold response values.
+ * what to do; out is untouched. Error texts hold no response value but
+ * an error_description, and that only when it repeats none of the
+ * secrets sent (refresh_token: the one a refresh sent, or NULL).
  */
 int
 oauth_response_parse(const struct account_conf *ac, enum grant grant,
-    long status, const char *body, size_t len, int64_t now, struct token *out,
-    struct oauth_result *res)
+    const char *refresh_token, long status, const char *body, size_t len,
+    int64_t now, struct token *out, struct oauth_result *res)
 {
 	const struct response_conf *rc = &ac->response;
 	struct json_object	*obj, *v;
@@ -781,7 +863,8 @@ oauth_response_parse(const struct account_conf *ac, enum grant grant,
 
 	memset(res, 0, sizeof *res);
 	if (status < 200 || status > 299)
-		return oauth_parse_error(grant, status, body, len, res);
+		return oauth_parse_error(ac, grant, refresh_token, status, body,
+		    len, res);
 	if ((obj = oauth_parse_json(body, len, &why)) == NULL)
 		return oauth_fail(res, OAUTH_RETRY, "malformed response: %s", why);
 	if (oauth_json_duplicate_keys(body, len)) {
@@ -876,6 +959,7 @@ oauth_token_clear(struct token *t)
 	freezero_str(t->access_token);
 	freezero_str(t->refresh_token);
 	free(t->token_type);
+	free(t->refresh_seed);
 	memset(t, 0, sizeof *t);
 }
 

@@ -5,6 +5,7 @@
  * one callback.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,57 @@ registry_fate(const struct account *a, const struct account_conf *ac)
 }
 
 /*
+ * Whether an account of the new configuration writes the file `path`:
+ * next[i] with its settings, or replace[i]'s where it takes new ones.
+ */
+static int
+registry_writes(struct account *const *next,
+    struct account_conf *const *replace, size_t n, const char *path)
+{
+	const struct account_conf	*ac;
+	size_t				 i, j;
+
+	for (i = 0; i < n; i++) {
+		ac = replace[i] != NULL ? replace[i] : account_conf(next[i]);
+		for (j = 0; j < ac->nsinks; j++)
+			if (!strcmp(ac->sinks[j].path, path))
+				return 1;
+	}
+	return 0;
+}
+
+/*
+ * A removed account's token files hold a live token that nobody keeps
+ * fresh any more: they go with it, but for one that an account of the
+ * new configuration writes. Only the configured paths are touched; the
+ * state file stays (it may hold the only refresh token).
+ */
+static void
+registry_remove_files(const struct account *a, struct account *const *next,
+    struct account_conf *const *replace, size_t n)
+{
+	const struct account_conf	*ac = account_conf(a);
+	char				*cause = NULL;
+	size_t				 i;
+	int				 rc;
+
+	for (i = 0; i < ac->nsinks; i++) {
+		if (registry_writes(next, replace, n, ac->sinks[i].path))
+			continue;
+		rc = file_remove(ac->sinks[i].path, FILE_SAFE_PATH, &cause);
+		if (rc == 0)
+			log_account(LOG_LEVEL_INFO, ac->name, "removed its token "
+			    "file %s", ac->sinks[i].path);
+		else if (rc != -ENOENT)
+			log_account(LOG_LEVEL_WARNING, ac->name, "cannot remove "
+			    "its token file %s: %s", ac->sinks[i].path,
+			    cause != NULL ? cause : strerror(-rc));
+		free(cause);
+		cause = NULL;
+	}
+}
+
+/*
  * Take every account out of cfg and make the registry match it.
  * Unchanged accounts keep everything; changed ones keep their tokens and
  * take the new settings; new ones start; removed ones stop. The accounts
@@ -184,6 +236,7 @@ registry_apply(struct registry *r, struct config *cfg,
 			continue;
 		log_account(LOG_LEVEL_INFO, account_name(a), "removed from the "
 		    "configuration");
+		registry_remove_files(a, next, replace, n);
 		account_free(a);
 		diff->removed++;
 	}

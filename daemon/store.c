@@ -16,14 +16,14 @@
 #define STATE_VERSION	1
 
 /*
- * What store_save writes: this skeleton with three JSON strings and four
+ * What store_save writes: this skeleton with four JSON strings and four
  * numbers. The fields follow store_field_ok (at most TOKEN_MAX bytes for
  * each token, TOKEN_TYPE_MAX for the type).
  */
 #define STORE_FORMAT	"{\"version\":%d,\"access_token\":%s," \
 			"\"refresh_token\":%s,\"token_type\":%s," \
 			"\"expires_at\":%lld,\"obtained_at\":%lld," \
-			"\"refresh_at_ms\":%lld}\n"
+			"\"refresh_at_ms\":%lld,\"refresh_token_seed\":%s}\n"
 
 /* json_quote: a byte becomes at most six ("\u001f"), plus two quotes */
 #define STORE_QUOTED_MAX(n)	(6 * (size_t)(n) + 2)
@@ -39,7 +39,8 @@
  */
 #define STORE_FILE_MAX	(sizeof STORE_FORMAT + \
 			2 * STORE_QUOTED_MAX(TOKEN_MAX) + \
-			STORE_QUOTED_MAX(TOKEN_TYPE_MAX) + 4 * STORE_NUMBER_MAX)
+			STORE_QUOTED_MAX(TOKEN_TYPE_MAX) + \
+			STORE_QUOTED_MAX(SEED_HEX_LEN) + 4 * STORE_NUMBER_MAX)
 
 /* a first refresh token from refresh_token_file fits a state file */
 _Static_assert(SECRET_FILE_MAX <= TOKEN_MAX, "a secret file fits a token");
@@ -50,6 +51,7 @@ enum store_field {
 				   but NUL (refresh_token_file is taken as
 				   it is) */
 	STORE_TOKEN_TYPE,	/* visible ASCII, as oauth.c takes it */
+	STORE_SEED,		/* SEED_HEX_LEN lower-case hex digits */
 };
 
 /* Whether s (len bytes) is what a state file may hold for field f. */
@@ -65,6 +67,9 @@ store_field_ok(enum store_field f, const char *s, size_t len)
 		return len <= TOKEN_MAX;
 	case STORE_TOKEN_TYPE:
 		return len <= TOKEN_TYPE_MAX && str_is_printable(s);
+	case STORE_SEED:
+		return len == SEED_HEX_LEN &&
+		    strspn(s, "0123456789abcdef") == len;
 	}
 	return 0;
 }
@@ -130,6 +135,24 @@ store_get_ms(struct json_object *obj, const char *key, int64_t *out)
 }
 
 /*
+ * Which refresh_token_file seeded the refresh token: its hash, "" when
+ * the file says none did, NULL when it predates the key.
+ */
+static int
+store_get_seed(struct json_object *obj, char **out)
+{
+	struct json_object	*v;
+
+	if (!json_object_object_get_ex(obj, "refresh_token_seed", &v))
+		return 0;
+	if (json_object_is_type(v, json_type_null)) {
+		*out = xstrdup("");
+		return 0;
+	}
+	return store_get_string(obj, "refresh_token_seed", STORE_SEED, out);
+}
+
+/*
  * Load NAME's state into t. 0: loaded (t->access_token or
  * t->refresh_token may be NULL); -ENOENT: no state yet; another negative
  * errno: unreadable or corrupt (the file is left alone for a human).
@@ -171,7 +194,8 @@ store_load(const char *state_dir, const char *name, struct token *t)
 	    &t->token_type) != 0 ||
 	    store_get_seconds(obj, "expires_at", &t->expires_at) != 0 ||
 	    store_get_seconds(obj, "obtained_at", &t->obtained_at) != 0 ||
-	    store_get_ms(obj, "refresh_at_ms", &t->refresh_at) != 0) {
+	    store_get_ms(obj, "refresh_at_ms", &t->refresh_at) != 0 ||
+	    store_get_seed(obj, &t->refresh_seed) != 0) {
 		json_object_put(obj);
 		oauth_token_clear(t);
 		return -EBADMSG;
@@ -199,7 +223,7 @@ store_load(const char *state_dir, const char *name, struct token *t)
 int
 store_save(const char *state_dir, const char *name, const struct token *t)
 {
-	char	*path, *at = NULL, *rt = NULL, *tt, *buf;
+	char	*path, *at = NULL, *rt = NULL, *tt, *buf, *seed = NULL;
 	int	 n, rc;
 
 	if ((t->access_token != NULL && !store_field_ok(STORE_ACCESS_TOKEN,
@@ -208,6 +232,9 @@ store_save(const char *state_dir, const char *name, const struct token *t)
 	    t->refresh_token, strlen(t->refresh_token))) ||
 	    (t->token_type != NULL && !store_field_ok(STORE_TOKEN_TYPE,
 	    t->token_type, strlen(t->token_type))) ||
+	    (t->refresh_seed != NULL && t->refresh_seed[0] != '\0' &&
+	    !store_field_ok(STORE_SEED, t->refresh_seed,
+	    strlen(t->refresh_seed))) ||
 	    t->expires_at < 0 || t->obtained_at < 0 || t->refresh_at < 0)
 		return -EINVAL;
 	if (t->access_token != NULL)
@@ -215,10 +242,13 @@ store_save(const char *state_dir, const char *name, const struct token *t)
 	if (t->refresh_token != NULL)
 		rt = json_quote(t->refresh_token);
 	tt = json_quote(t->token_type != NULL ? t->token_type : "Bearer");
+	if (t->refresh_seed != NULL && t->refresh_seed[0] != '\0')
+		seed = json_quote(t->refresh_seed);
 	n = xasprintf(&buf, STORE_FORMAT, STATE_VERSION, at ? at : "null",
 	    rt ? rt : "null", tt, (long long)(t->expires_at / 1000),
 	    (long long)(t->obtained_at / 1000),
-	    (long long)t->refresh_at);
+	    (long long)t->refresh_at, seed ? seed : "null");
+	free(seed);
 	freezero_str(at);
 	freezero_str(rt);
 	free(tt);

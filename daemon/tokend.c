@@ -3,11 +3,13 @@
  * event loop. It never forks; systemd (or whoever starts it) supervises.
  */
 #define _GNU_SOURCE
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -179,6 +181,57 @@ tokend_watchdog_init(void)
 	sd_notify(0, "WATCHDOG=1");
 }
 
+/* ---- the state folder ---- */
+
+#define STATE_LOCK_FILE	".lock"
+
+static int	 tokend_lock_fd = -1;	/* held for the process's life */
+
+/*
+ * One daemon per state folder: two would use, and so kill, each other's
+ * rotating refresh tokens. flock(2) on STATE_DIR/.lock, which the kernel
+ * drops when the process ends however it ends. The descriptor kept is
+ * read-only, so the folder can still be remounted read-only under a
+ * running daemon; the file holds the holder's pid, for the message.
+ */
+static void
+tokend_lock_state(const char *state_dir)
+{
+	char	*path, pid[24];
+	ssize_t	 n;
+	int	 fd, wfd;
+
+	(void)mkdir(state_dir, 0700);	/* tokend_prepare_dirs says why not */
+	xasprintf(&path, "%s/" STATE_LOCK_FILE, state_dir);
+	/* a folder tokend cannot write is not fatal (state is kept in
+	   memory and saving retried), nor then is a lock it cannot take */
+	if ((fd = open(path, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0600)) == -1) {
+		log_warn("cannot open %s; a second tokend on this state "
+		    "folder would not be refused", path);
+		free(path);
+		return;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK)
+			fatal("cannot lock %s", path);
+		n = pread(fd, pid, sizeof pid - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strspn(pid, "0123456789")] = '\0';
+		fatalx("another tokend%s%s%s uses the state folder %s; only one "
+		    "may, or they would spend each other's refresh tokens",
+		    pid[0] != '\0' ? " (pid " : "", pid, pid[0] != '\0' ? ")" :
+		    "", state_dir);
+	}
+	if ((wfd = open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)) !=
+	    -1) {
+		dprintf(wfd, "%ld\n", (long)getpid());
+		close(wfd);
+	}
+	free(path);
+	tokend_lock_fd = fd;
+}
+
 /* ---- accounts ---- */
 
 static void
@@ -316,6 +369,8 @@ tokend_start(struct config *cfg)
 
 	signal(SIGPIPE, SIG_IGN);
 	rng_seed(0);
+	/* before anything in the folder or the socket is touched */
+	tokend_lock_state(cfg->state_dir);
 	tokend_prepare_dirs(cfg);
 	tokend_config = cfg;
 	if ((tokend_base = event_base_new()) == NULL)
@@ -378,6 +433,8 @@ tokend_stop(void)
 	event_base_free(tokend_base);
 	config_free(tokend_config);
 	curl_global_cleanup();
+	if (tokend_lock_fd != -1)
+		close(tokend_lock_fd);
 }
 
 /*

@@ -27,6 +27,7 @@
 #define RESPONSE_MAX		(1024 * 1024)	/* a token endpoint's body */
 #define TOKEN_MAX		(64 * 1024)	/* one access or refresh token */
 #define TOKEN_TYPE_MAX		32		/* "Bearer", "DPoP", ... */
+#define SEED_HEX_LEN		64		/* a SHA-256 in hex */
 
 /* Times and durations inside are int64_t milliseconds: wall clock since
  * the epoch ("wall") or CLOCK_BOOTTIME ("boot"), which keeps counting
@@ -186,6 +187,10 @@ struct token {
 	int64_t			 obtained_at;	/* wall ms */
 	int64_t			 refresh_at;	/* wall ms the refresh is due,
 						   as drawn; 0: not yet */
+	/* state file only: the SHA-256 (hex) of the refresh_token_file
+	 * that seeded the refresh token; "": none did; NULL: a state file
+	 * from before tokend kept it */
+	char			*refresh_seed;
 };
 
 /* util.c */
@@ -286,9 +291,12 @@ struct oauth_request {
 	char			*authorization;	/* secret; NULL: none */
 };
 
+/* the most of an endpoint's error_description kept in an error */
+#define OAUTH_DESCRIPTION_MAX	200
+
 struct oauth_result {
 	enum oauth_outcome	 outcome;
-	char			 error[128];	/* safe to log: no secrets */
+	char			 error[320];	/* safe to log: no secrets */
 };
 
 char		*oauth_form_encode(const char *);
@@ -300,8 +308,8 @@ int		 oauth_request_build(const struct account_conf *, enum grant,
 void		 oauth_request_clear(struct oauth_request *);
 int		 oauth_json_pointer(const char *, const void *, const void **);
 int		 oauth_response_parse(const struct account_conf *, enum grant,
-		    long, const char *, size_t, int64_t, struct token *,
-		    struct oauth_result *);
+		    const char *, long, const char *, size_t, int64_t,
+		    struct token *, struct oauth_result *);
 int64_t		 oauth_jwt_exp(const char *);
 void		 oauth_token_clear(struct token *);
 int		 oauth_token_valid(const struct token *, int64_t);
@@ -370,6 +378,7 @@ enum file_folder_verdict {
 enum file_folder_verdict file_folder_check(uid_t, mode_t, uid_t, uid_t);
 int		 file_write_atomic(const char *, const void *, size_t, mode_t,
 		    uid_t, gid_t, int, char **);
+int		 file_remove(const char *, int, char **);
 int		 file_resolve_path(const char *, uid_t, char **, char **);
 void		 file_remove_stale_temps(const char *);
 

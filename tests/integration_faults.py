@@ -1559,7 +1559,11 @@ def test_reload_broken_configs(t):
             "a got error answers: %s" % [e["status"] for e in c.entries("a")])
     for n in ("a", "b"):
         c.check_state(p, n)
-    c.finish(p)
+    # b's token files went with it (they held a live token); its state
+    # file stays
+    p.check(not os.path.exists(c.host(c.accounts["b"]["files"][0])),
+            "the removed account's token file is still there")
+    c.finish(p, allow_missing=("b",))
 
 
 # -- many accounts ------------------------------------------------------------

@@ -37,6 +37,15 @@ setup(void)
 	spot.response.default_lifetime = 7199 * 1000;
 }
 
+static int
+text_is_ascii(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s < 0x20 || *s > 0x7e)
+			return 0;
+	return 1;
+}
+
 static void
 check(const struct account_conf *ac, long status, const char *body,
     size_t len)
@@ -46,8 +55,8 @@ check(const struct account_conf *ac, long status, const char *body,
 
 	/* the grant changes how errors read, never what a token is */
 	if (oauth_response_parse(ac, len > 0 && (body[0] & 1) ?
-	    GRANT_REFRESH_TOKEN : GRANT_CLIENT_CREDENTIALS, status, body, len,
-	    NOW, &t, &res) == 0) {
+	    GRANT_REFRESH_TOKEN : GRANT_CLIENT_CREDENTIALS, "fuzz-rt", status,
+	    body, len, NOW, &t, &res) == 0) {
 		/* a usable token, or nothing at all */
 		if (res.outcome != OAUTH_OK || t.access_token == NULL ||
 		    !str_is_printable(t.access_token) ||
@@ -55,7 +64,10 @@ check(const struct account_conf *ac, long status, const char *body,
 			__builtin_trap();
 		oauth_token_clear(&t);
 	} else if (res.outcome == OAUTH_OK ||
-	    memchr(res.error, '\0', sizeof res.error) == NULL)
+	    memchr(res.error, '\0', sizeof res.error) == NULL ||
+	    !text_is_ascii(res.error) || strstr(res.error, "fuzz-rt"))
+		/* an error is a C string of printable ASCII without the
+		   refresh token sent */
 		__builtin_trap();
 }
 

@@ -488,8 +488,8 @@ static int
 parse_grant(const struct account_conf *ac, enum grant grant, long status,
     const char *body, struct token *t, struct oauth_result *res)
 {
-	return oauth_response_parse(ac, grant, status, body, strlen(body), T0,
-	    t, res);
+	return oauth_response_parse(ac, grant, NULL, status, body,
+	    strlen(body), T0, t, res);
 }
 
 static int
@@ -962,7 +962,8 @@ check_rejected_grant(const char *name, const struct account_conf *ac,
 	t.expires_at = 42;
 	keep = t;
 	memset(&res, 0, sizeof res);
-	rc = oauth_response_parse(ac, grant, status, body, len, T0, &t, &res);
+	rc = oauth_response_parse(ac, grant, NULL, status, body, len, T0, &t,
+	    &res);
 	if (rc != -1)
 		fail_msg("%s: accepted (rc %d)", name, rc);
 	CHECK_OUTCOME(name, res.outcome, want);
@@ -1050,8 +1051,8 @@ test_response_limits(void **state)
 	memcpy(body + len - 2, "\"}", 2);
 	body[len] = '\0';
 	memset(&t, 0, sizeof t);
-	if (oauth_response_parse(&ac, GRANT_CLIENT_CREDENTIALS, 200, body, len,
-	    T0, &t, &res) != 0)
+	if (oauth_response_parse(&ac, GRANT_CLIENT_CREDENTIALS, NULL, 200, body,
+	    len, T0, &t, &res) != 0)
 		fail_msg("1 MiB body: rejected: %s", res.error);
 	CHECK_STR("1 MiB body", t.access_token, "big");
 	oauth_token_clear(&t);
@@ -1192,10 +1193,13 @@ test_response_errors(void **state)
 	}
 }
 
-/* No error text ever carries a token, a secret or a server's prose. */
+/*
+ * No error text ever carries a token or a secret; of a server's prose
+ * only an error_description, in an OAuth error answer.
+ */
 #define AT	"AT-SECRET-1a2b3c"
 #define RT	"RT-SECRET-4d5e6f"
-#define DESC	"DESC-SECRET-7g8h9i"
+#define DESC	"DESC-PROSE-7g8h9i"
 
 static void
 test_response_error_text_is_safe(void **state)
@@ -1203,31 +1207,32 @@ test_response_error_text_is_safe(void **state)
 	static const struct {
 		long		 status;
 		const char	*body;
+		int		 desc_kept;
 	} cases[] = {
 		{ 400, "{\"error\":\"invalid_grant\",\"error_description\":\""
-		    DESC "\",\"refresh_token\":\"" RT "\"}" },
+		    DESC "\",\"refresh_token\":\"" RT "\"}", 1 },
 		{ 401, "{\"error\":\"invalid_client\",\"error_description\":\""
-		    DESC "\",\"error_uri\":\"https://x/" DESC "\"}" },
+		    DESC "\",\"error_uri\":\"https://x/" AT "\"}", 1 },
 		{ 400, "{\"error\":\"odd_error\",\"error_description\":\""
-		    DESC "\"}" },
-		{ 400, "{\"error_description\":\"" DESC "\"}" },
-		{ 400, DESC },
-		{ 429, "{\"error_description\":\"" DESC "\"}" },
-		{ 500, DESC " " AT " " RT },
+		    DESC "\"}", 1 },
+		{ 400, "{\"error_description\":\"" DESC "\"}", 0 },
+		{ 400, DESC, 0 },
+		{ 429, "{\"error_description\":\"" DESC "\"}", 0 },
+		{ 500, DESC " " AT " " RT, 0 },
 		{ 200, "{\"access_token\":\"" AT " x\",\"refresh_token\":\""
-		    RT "\"}" },
+		    RT "\"}", 0 },
 		{ 200, "{\"access_token\":\"" AT "\",\"refresh_token\":\""
-		    RT " x\"}" },
+		    RT " x\"}", 0 },
 		{ 200, "{\"access_token\":\"" AT "\",\"refresh_token\":\""
-		    RT "\",\"expires_in\":\"" DESC "\"}" },
+		    RT "\",\"expires_in\":\"" DESC "\"}", 0 },
 		{ 200, "{\"access_token\":\"" AT "\",\"refresh_token\":\""
-		    RT "\",\"token_type\":\"" DESC " x\"}" },
+		    RT "\",\"token_type\":\"" DESC " x\"}", 0 },
 		{ 200, "{\"access_token\":\"" AT "\",\"refresh_token\":\""
-		    RT "\",\"error_description\":\"" DESC "\"} " DESC },
+		    RT "\",\"error_description\":\"" DESC "\"} " DESC, 0 },
 		{ 200, "{\"access_token\":\"" AT "\",\"expires_in\":-1,"
-		    "\"error_description\":\"" DESC "\"}" },
+		    "\"error_description\":\"" DESC "\"}", 0 },
 		{ 200, "{\"token\":\"" AT "\",\"error_description\":\"" DESC
-		    "\"}" },
+		    "\"}", 0 },
 	};
 	struct account_conf	 ac;
 	struct oauth_result	 res;
@@ -1244,7 +1249,99 @@ test_response_error_text_is_safe(void **state)
 		if (strstr(res.error, "SECRET") != NULL)
 			fail_msg("case %zu: error text '%s' holds a value from "
 			    "the body", i, res.error);
+		if ((strstr(res.error, DESC) != NULL) != cases[i].desc_kept)
+			fail_msg("case %zu: error text '%s' %s the description",
+			    i, res.error, cases[i].desc_kept ? "lacks" :
+			    "holds");
 	}
+}
+
+/*
+ * error_description is kept after the error, sanitised and capped, and
+ * dropped whole when it repeats a secret the request sent.
+ */
+static void
+test_response_error_description(void **state)
+{
+	static const struct {
+		enum grant	 grant;
+		long		 status;
+		const char	*body;
+		const char	*want;
+	} cases[] = {
+		{ GRANT_PASSWORD, 400, "{\"error\":\"invalid_grant\","
+		    "\"error_description\":\"bad username or password\"}",
+		    "HTTP 400 invalid_grant: bad username or password" },
+		{ GRANT_PASSWORD, 401, "{\"error\":\"invalid_client\","
+		    "\"error_description\":\"bad client credentials\"}",
+		    "HTTP 401 invalid_client: bad client credentials" },
+		{ GRANT_REFRESH_TOKEN, 400, "{\"error\":\"invalid_request\","
+		    "\"error_description\":\"unknown token\"}",
+		    "HTTP 400 invalid_request, taken as a refused refresh token: "
+		    "unknown token" },
+		/* control characters and non-ASCII bytes become '?' */
+		{ GRANT_PASSWORD, 400, "{\"error\":\"invalid_grant\","
+		    "\"error_description\":\"a\\nb\\tc\\u00e9\\u001b[1m\"}",
+		    "HTTP 400 invalid_grant: a?b?c???[1m" },
+		/* nothing to add: empty, absent, not a string */
+		{ GRANT_PASSWORD, 400, "{\"error\":\"invalid_grant\","
+		    "\"error_description\":\"\"}", "HTTP 400 invalid_grant" },
+		{ GRANT_PASSWORD, 400, "{\"error\":\"invalid_grant\","
+		    "\"error_description\":5}", "HTTP 400 invalid_grant" },
+		{ GRANT_PASSWORD, 400, "{\"error\":\"invalid_grant\"}",
+		    "HTTP 400 invalid_grant" },
+		/* a secret sent, verbatim: the whole description goes */
+		{ GRANT_PASSWORD, 400, "{\"error\":\"invalid_grant\","
+		    "\"error_description\":\"password pw-0815-secret is wrong\"}",
+		    "HTTP 400 invalid_grant" },
+		{ GRANT_PASSWORD, 401, "{\"error\":\"invalid_client\","
+		    "\"error_description\":\"secret cs-4711-secret?\"}",
+		    "HTTP 401 invalid_client" },
+		{ GRANT_REFRESH_TOKEN, 400, "{\"error\":\"invalid_grant\","
+		    "\"error_description\":\"rt-sent-42 is dead\"}",
+		    "HTTP 400 invalid_grant" },
+		{ GRANT_REFRESH_TOKEN, 400, "{\"error\":\"invalid_grant\","
+		    "\"error_description\":\"first rt-first-1 reused\"}",
+		    "HTTP 400 invalid_grant" },
+		/* an error code that echoes one: it still decides, unseen */
+		{ GRANT_REFRESH_TOKEN, 400, "{\"error\":\"x-rt-sent-42\"}",
+		    "HTTP 400 (an error code that repeats a secret sent)" },
+		{ GRANT_PASSWORD, 401, "{\"error\":\"pw-0815-secret\"}",
+		    "HTTP 401 (an error code that repeats a secret sent)" },
+		/* behind a NUL, where a plain search would not look */
+		{ GRANT_PASSWORD, 400, "{\"error\":\"invalid_grant\","
+		    "\"error_description\":\"x\\u0000pw-0815-secret\"}",
+		    "HTTP 400 invalid_grant" },
+	};
+	struct account_conf	 ac;
+	struct oauth_result	 res;
+	struct token		 t;
+	char			 body[600], want[320];
+	size_t			 i;
+
+	(void)state;
+	account_init(&ac);
+	ac.grant = GRANT_PASSWORD;
+	ac.client_secret = (char *)"cs-4711-secret";
+	ac.password = (char *)"pw-0815-secret";
+	ac.refresh_token = (char *)"rt-first-1";
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		memset(&res, 0, sizeof res);
+		if (oauth_response_parse(&ac, cases[i].grant, "rt-sent-42",
+		    cases[i].status, cases[i].body, strlen(cases[i].body), T0,
+		    &t, &res) != -1)
+			fail_msg("case %zu: accepted", i);
+		CHECK_STR(cases[i].body, res.error, cases[i].want);
+	}
+
+	/* a long one is cut at OAUTH_DESCRIPTION_MAX bytes */
+	snprintf(body, sizeof body, "{\"error\":\"invalid_grant\","
+	    "\"error_description\":\"%0500d\"}", 0);
+	snprintf(want, sizeof want, "HTTP 400 invalid_grant: %0*d",
+	    OAUTH_DESCRIPTION_MAX, 0);
+	(void)oauth_response_parse(&ac, GRANT_PASSWORD, NULL, 400, body,
+	    strlen(body), T0, &t, &res);
+	CHECK_STR("500 bytes of description", res.error, want);
 }
 
 /* ---- tokens ---- */
@@ -1336,6 +1433,7 @@ main(void)
 		cmocka_unit_test(test_response_limits),
 		cmocka_unit_test(test_response_errors),
 		cmocka_unit_test(test_response_error_text_is_safe),
+		cmocka_unit_test(test_response_error_description),
 		cmocka_unit_test(test_token_helpers),
 		cmocka_unit_test(test_parse_rfc3339_dates),
 	};
