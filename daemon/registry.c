@@ -157,15 +157,16 @@ registry_writes(struct account *const *next,
 
 /*
  * A removed account's token files hold a live token that nobody keeps
- * fresh any more: they go with it, but for one that an account of the
- * new configuration writes. Only the configured paths are touched; the
- * state file stays (it may hold the only refresh token).
+ * fresh any more: they go with it, and so does a file a changed account
+ * no longer writes, but for one that an account of the new configuration
+ * writes. Only the configured paths are touched; the state file stays (it
+ * may hold the only refresh token).
  */
 static void
-registry_remove_files(const struct account *a, struct account *const *next,
-    struct account_conf *const *replace, size_t n)
+registry_remove_files(const struct account_conf *ac,
+    struct account *const *next, struct account_conf *const *replace,
+    size_t n)
 {
-	const struct account_conf	*ac = account_conf(a);
 	char				*cause = NULL;
 	size_t				 i;
 	int				 rc;
@@ -236,7 +237,7 @@ registry_apply(struct registry *r, struct config *cfg,
 			continue;
 		log_account(LOG_LEVEL_INFO, account_name(a), "removed from the "
 		    "configuration");
-		registry_remove_files(a, next, replace, n);
+		registry_remove_files(account_conf(a), next, replace, n);
 		account_free(a);
 		diff->removed++;
 	}
@@ -258,8 +259,11 @@ registry_apply(struct registry *r, struct config *cfg,
 	r->changed = changed;
 
 	for (i = 0; i < n; i++) {
-		if (replace[i] != NULL)
+		if (replace[i] != NULL) {
+			registry_remove_files(account_conf(next[i]), next,
+			    replace, n);
 			account_replace_conf(next[i], replace[i]);
+		}
 		else if (start[i] != NULL)
 			account_start(start[i]);
 		else	/* unchanged: a reload is still a "try again" */

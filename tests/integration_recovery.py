@@ -389,6 +389,29 @@ def test_removed_account_token_files_removed(t):
           "the removal is not logged")
 
 
+def test_dropped_file_section_removed(t):
+    """A reload that drops one [file] of an account that stays removes
+    that file (nobody keeps it fresh any more) and keeps the account's
+    other file, and its token."""
+    iss = rfc_issuer(t)
+    d = t.daemon()
+    keep = {"path": t.out("keep.token")}
+    drop = {"path": t.out("drop.json"), "format": "json"}
+    d.write_account("a", rfc_account(t, d, iss, grant="client_credentials",
+                                     files=[keep, drop]))
+    d.start()
+    d.wait_for(lambda: read_raw(keep["path"]) and read_raw(drop["path"]), 10,
+               "both files")
+    token = read_raw(keep["path"])
+    d.write_account("a", rfc_account(t, d, iss, grant="client_credentials",
+                                     files=[keep]))
+    reload_and_wait(d)
+    d.wait_for(lambda: not os.path.exists(drop["path"]), 5,
+               "the dropped [file] to go")
+    check(read_raw(keep["path"]) == token, "the kept file changed")
+    check(len(iss.ok_entries()) == 1, "the reload asked for a new token")
+
+
 TESTS = {name: fn for name, fn in list(globals().items())
          if name.startswith("test_") and callable(fn)}
 
