@@ -53,13 +53,14 @@ ALL_LDFLAGS	= $(SANFLAGS) -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 # trust anchors real endpoints need at run time); for tests/demo.sh (the
 # openssl CLI for its certificates, python3 for the test issuer, curl to
 # read a token over the socket); for make check (cmocka, mandoc, systemd's
-# tools, valgrind, clang and its fuzzer runtime). make deps installs
+# tools, valgrind, clang and its fuzzer runtime, prometheus for promtool's
+# lint of /metrics). make deps installs
 # DEB_PKGS, by default all three.
 BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev libssl-dev \
 		   libevent-dev libjson-c-dev libsystemd-dev ca-certificates
 DEMO_PKGS	:= $(BUILD_PKGS) openssl python3 curl
 CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
-		   clang libclang-rt-dev
+		   clang libclang-rt-dev prometheus
 DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \

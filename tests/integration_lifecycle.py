@@ -17,10 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import json  # noqa: E402
 import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
 
 from integration import (  # noqa: E402  (the harness lives next door)
-    check, fast_refresh, main, parse_rfc3339_utc, read_raw, read_text,
+    TestSkipped, check, fast_refresh, main, parse_rfc3339_utc, read_raw,
+    read_text,
     rfc_account, rfc_issuer, status_of, wait_requests, write_file)
 
 DEFAULT_REFRESH = ("refresh", {})       # every [refresh] key at its default
@@ -310,6 +313,39 @@ def test_file_errors_in_status_and_metrics(t):
     os.rename(folder + ".away", folder)
     d.wait_for(lambda: status_of(d, "fe")["file_error"] is None, 20,
                "file_error to clear once the folder is back")
+    d.stop()
+
+
+def test_metrics_pass_promtool(t):
+    """Prometheus's own linter finds nothing to say about /metrics, with
+    every metric family present (a fresh account, one failing with a
+    Retry-After, a file that cannot be written)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise TestSkipped("no promtool (Debian package prometheus; "
+                          "make deps installs it)")
+    ok = rfc_issuer(t)
+    bad = rfc_issuer(t)
+    bad.faults("/token", [{"status": 503, "retry_after": "7"}] * 50)
+    d = t.daemon()
+    d.write_account("ok", rfc_account(t, d, ok, grant="client_credentials",
+                                      files=[{"path": t.out("ok.token")}]))
+    d.write_account("down", rfc_account(t, d, bad,
+                                        grant="client_credentials"))
+    d.write_account("nofile", rfc_account(
+        t, d, ok, grant="client_credentials",
+        files=[{"path": os.path.join(t.out("gone"), "x.token")}]))
+    d.start()
+    d.wait_for(lambda: (status_of(d, "down") or {}).get("failures", 0) >= 1
+               and (status_of(d, "nofile") or {}).get("file_failures", 0)
+               >= 1 and read_raw(t.out("ok.token")), 15,
+               "a fresh, a failing and an unwritable account")
+    text = metrics(d)
+    r = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=60)
+    check(r.returncode == 0, "promtool check metrics: %s" %
+          r.stdout.decode(errors="replace").strip())
     d.stop()
 
 
