@@ -205,7 +205,7 @@ client_dechunk(struct client_reader *r, char **cause)
 			size = strtoul(r->buf + r->pos, &end, 16);
 			if (end == r->buf + r->pos || errno != 0 ||
 			    (end != crlf && *end != ';') ||
-			    size > r->cap - r->out)
+			    size > r->cap - (r->out - r->body))
 				return client_fail(cause, "malformed or too "
 				    "large chunk");
 			r->pos = (size_t)(crlf - r->buf) + 2;

@@ -698,6 +698,27 @@ oauth_sent_secrets(const struct account_conf *ac, const char *refresh_token,
 	out[4] = refresh_token;
 }
 
+/* Whether s holds secret as it is or as the request encoded it. */
+static int
+oauth_holds_one(const char *s, const char *secret)
+{
+	char	*enc[2];
+	size_t	 i;
+	int	 found = 0;
+
+	if (strstr(s, secret) != NULL)
+		return 1;
+	/* a server that echoes the form body or the Basic pair undecoded */
+	enc[0] = oauth_form_encode(secret);
+	enc[1] = oauth_basic_encode(secret);
+	for (i = 0; i < 2; i++) {
+		if (!found && strstr(s, enc[i]) != NULL)
+			found = 1;
+		freezero_str(enc[i]);
+	}
+	return found;
+}
+
 /* Whether s holds one of the secrets (empty ones hold nothing). */
 static int
 oauth_holds_secret(const char *s, const char *const *secrets)
@@ -706,7 +727,7 @@ oauth_holds_secret(const char *s, const char *const *secrets)
 
 	for (i = 0; i < OAUTH_SENT_SECRETS; i++)
 		if (secrets[i] != NULL && secrets[i][0] != '\0' &&
-		    strstr(s, secrets[i]) != NULL)
+		    oauth_holds_one(s, secrets[i]))
 			return 1;
 	return 0;
 }

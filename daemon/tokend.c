@@ -193,35 +193,47 @@ static int	 tokend_lock_fd = -1;	/* held for the process's life */
  * drops when the process ends however it ends. The descriptor kept is
  * read-only, so the folder can still be remounted read-only under a
  * running daemon; the file holds the holder's pid, for the message.
+ *
+ * The lock's descriptor, or -1 when there is none to take (a folder
+ * tokend cannot write is not fatal: state is kept in memory and saving
+ * retried, nor then is a lock it cannot take); -2 with *cause when
+ * another process holds it.
  */
-static void
-tokend_lock_state(const char *state_dir)
+static int
+tokend_lock_take(const char *state_dir, char **cause)
 {
 	char	*path, pid[24];
 	ssize_t	 n;
 	int	 fd, wfd;
 
+	*cause = NULL;
 	(void)mkdir(state_dir, 0700);	/* tokend_prepare_dirs says why not */
 	xasprintf(&path, "%s/" STATE_LOCK_FILE, state_dir);
-	/* a folder tokend cannot write is not fatal (state is kept in
-	   memory and saving retried), nor then is a lock it cannot take */
 	if ((fd = open(path, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
 	    0600)) == -1) {
 		log_warn("cannot open %s; a second tokend on this state "
 		    "folder would not be refused", path);
 		free(path);
-		return;
+		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
-		if (errno != EWOULDBLOCK)
-			fatal("cannot lock %s", path);
+		if (errno != EWOULDBLOCK) {
+			log_warn("cannot lock %s; a second tokend on this "
+			    "state folder would not be refused", path);
+			close(fd);
+			free(path);
+			return -1;
+		}
 		n = pread(fd, pid, sizeof pid - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strspn(pid, "0123456789")] = '\0';
-		fatalx("another tokend%s%s%s uses the state folder %s; only one "
-		    "may, or they would spend each other's refresh tokens",
-		    pid[0] != '\0' ? " (pid " : "", pid, pid[0] != '\0' ? ")" :
-		    "", state_dir);
+		xasprintf(cause, "another tokend%s%s%s uses the state folder "
+		    "%s; only one may, or they would spend each other's "
+		    "refresh tokens", pid[0] != '\0' ? " (pid " : "", pid,
+		    pid[0] != '\0' ? ")" : "", state_dir);
+		close(fd);
+		free(path);
+		return -2;
 	}
 	if ((wfd = open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)) !=
 	    -1) {
@@ -229,7 +241,52 @@ tokend_lock_state(const char *state_dir)
 		close(wfd);
 	}
 	free(path);
+	return fd;
+}
+
+static void
+tokend_lock_state(const char *state_dir)
+{
+	char	*cause;
+
+	if ((tokend_lock_fd = tokend_lock_take(state_dir, &cause)) == -2)
+		fatalx("%s", cause);
+}
+
+/* Whether the lock held is state_dir's (by another name, maybe). */
+static int
+tokend_lock_is(const char *state_dir)
+{
+	struct stat	 held, st;
+	char		*path;
+	int		 rc;
+
+	if (tokend_lock_fd < 0 || fstat(tokend_lock_fd, &held) == -1)
+		return 0;
+	xasprintf(&path, "%s/" STATE_LOCK_FILE, state_dir);
+	rc = lstat(path, &st) == 0 && st.st_dev == held.st_dev &&
+	    st.st_ino == held.st_ino;
+	free(path);
+	return rc;
+}
+
+/*
+ * A reload that moves state_dir moves the lock with it, or is refused
+ * when another tokend holds the new folder's. 0, or -1 with *cause.
+ */
+static int
+tokend_lock_move(const char *state_dir, char **cause)
+{
+	int	 fd;
+
+	if (tokend_lock_is(state_dir))
+		return 0;
+	if ((fd = tokend_lock_take(state_dir, cause)) == -2)
+		return -1;
+	if (tokend_lock_fd >= 0)
+		close(tokend_lock_fd);
 	tokend_lock_fd = fd;
+	return 0;
 }
 
 /* ---- accounts ---- */
@@ -286,6 +343,12 @@ tokend_reload(struct diag *d, char **cause)
 		xasprintf(cause, "the new configuration has %zu error%s; the "
 		    "running one stays", d->nerrors, d->nerrors == 1 ? "" : "s");
 		log_warnx("reload failed: %s", *cause);
+		return -1;
+	}
+	if (tokend_lock_move(cfg->state_dir, cause) != 0) {
+		log_warnx("reload failed: %s; the running configuration "
+		    "stays", *cause);
+		config_free(cfg);
 		return -1;
 	}
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",

@@ -351,6 +351,57 @@ def test_second_daemon_on_state_folder_refused(t):
     wait_state(d, "cc", "fresh")
 
 
+def test_reload_to_a_held_state_folder_refused(t):
+    """A reload that moves state_dir to a folder another tokend holds is
+    refused (the running configuration stays, tokenctl reload says why);
+    one that moves it to a free folder takes that folder's lock, so a
+    second tokend there is refused, and lets the old folder go."""
+    iss = rfc_issuer(t)
+    first = t.daemon()
+    first.write_account("cc", rfc_account(t, first, iss,
+                                          grant="client_credentials"))
+    first.start()
+    wait_state(first, "cc", "fresh")
+    d = t.daemon()
+    d.write_account("cc", rfc_account(t, d, iss, grant="client_credentials",
+                                      files=[{"path": t.out("d.token")}]))
+    d.start()
+    wait_state(d, "cc", "fresh")
+    old_state = d.state_dir
+    first_state = read_raw(first.state_path("cc"))
+    d.write_global({"state_dir": first.state_dir})
+    res = d.tokenctl("reload")
+    check(res.returncode != 0, "the reload onto a held folder: exit %d"
+          % res.returncode)
+    check("another tokend (pid %d)" % first.proc.pid in res.stderr,
+          "tokenctl reload does not say why: %r" % res.stderr)
+    check(read_raw(first.state_path("cc")) == first_state,
+          "the first tokend's state file changed")
+    check(status_of(d, "cc")["state"] == "fresh", "the running "
+          "configuration went")
+    free_dir = t.path("free-state")
+    d.write_global({"state_dir": free_dir})
+    res = d.tokenctl("reload")
+    check(res.returncode == 0, "the reload onto a free folder: %d %r"
+          % (res.returncode, res.stderr))
+    second = subprocess.run(
+        t.wrapper + [t.tokend, "-c", d.conf], stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=20, env=d.env())
+    with open(d.log_path, "a") as log:      # scanned for secrets too
+        log.write(second.stdout + second.stderr)
+    check(second.returncode != 0 and free_dir in second.stderr,
+          "a second tokend on the new folder: exit %d %r"
+          % (second.returncode, second.stderr))
+    d.write_global({"state_dir": old_state})
+    other = t.daemon()
+    other.write_global({"state_dir": old_state})
+    other.write_account("cc", rfc_account(t, other, iss,
+                                          grant="client_credentials",
+                                          files=[{"path": t.out("o.token")}]))
+    other.start()
+    wait_state(other, "cc", "fresh")
+
+
 # -- item 8: a removed account's token files go ------------------------------
 
 def test_removed_account_token_files_removed(t):

@@ -62,6 +62,20 @@ static const struct answer_case cases[] = {
 	    0, NULL, NULL },
 	{ "chunked over the cap", "HTTP/1.1 200 OK\r\n"
 	    "Transfer-Encoding: chunked\r\n\r\n41\r\n", 0, -1, 0, NULL, NULL },
+	/* the cap counts the body, not the head before it */
+	{ "chunked, exactly the cap", "HTTP/1.1 200 OK\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n40\r\n"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n0\r\n\r\n", 0, 1, 200, "",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" },
+	{ "chunked, the cap spent over two chunks", "HTTP/1.1 200 OK\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n20\r\n"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n21\r\n", 0, -1, 0, NULL, NULL },
+	{ "chunked over the cap, a head longer than the cap",
+	    "HTTP/1.1 200 OK\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n41\r\n", 0, -1, 0, NULL,
+	    NULL },
 	{ "unknown transfer coding", "HTTP/1.1 200 OK\r\n"
 	    "Transfer-Encoding: gzip\r\n\r\n", 0, -1, 0, NULL, NULL },
 	{ "until the end", "HTTP/1.1 200 OK\r\n\r\nto the end", 1, 1, 200,

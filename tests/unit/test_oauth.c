@@ -1342,6 +1342,22 @@ test_response_error_description(void **state)
 	(void)oauth_response_parse(&ac, GRANT_PASSWORD, NULL, 400, body,
 	    strlen(body), T0, &t, &res);
 	CHECK_STR("500 bytes of description", res.error, want);
+
+	/* echoed as the request encoded it, form body or Basic pair */
+	ac.password = (char *)"p@ss w0rd!";
+	ac.client_secret = (char *)"c~s/1 2";
+	snprintf(body, sizeof body, "{\"error\":\"invalid_grant\","
+	    "\"error_description\":\"password=p%%40ss+w0rd%%21 is wrong\"}");
+	(void)oauth_response_parse(&ac, GRANT_PASSWORD, NULL, 400, body,
+	    strlen(body), T0, &t, &res);
+	CHECK_STR("a form-encoded password", res.error,
+	    "HTTP 400 invalid_grant");
+	snprintf(body, sizeof body, "{\"error\":\"invalid_client\","
+	    "\"error_description\":\"bad pair id:c~s%%2F1%%202\"}");
+	(void)oauth_response_parse(&ac, GRANT_PASSWORD, NULL, 401, body,
+	    strlen(body), T0, &t, &res);
+	CHECK_STR("a Basic-encoded secret", res.error,
+	    "HTTP 401 invalid_client");
 }
 
 /* ---- tokens ---- */
