@@ -29,11 +29,12 @@ struct hook {
 	pid_t			 pid;
 	char			*account;
 	char			*program;
+	char		       **argv;		/* as it was started */
+	char			*reason;	/* TOKEND_REASON; NULL: none */
 	struct event		*timeout;
 	int			 killed;
 	char		       **again;		/* run once more when it exits */
 	int64_t			 again_expires_at;
-	char			*again_reason;
 	LIST_ENTRY(hook)	 entry;
 };
 
@@ -50,8 +51,9 @@ hooks_forget(struct hook *h)
 	event_free(h->timeout);
 	free(h->account);
 	free(h->program);
+	strv_free(h->argv);
+	free(h->reason);
 	strv_free(h->again);
-	free(h->again_reason);
 	free(h);
 }
 
@@ -60,12 +62,12 @@ static void
 hooks_finish(struct hook *h)
 {
 	char	**again = h->again, *account = h->account;
-	char	 *reason = h->again_reason;
+	char	 *reason = h->reason;
 	int64_t	  expires_at = h->again_expires_at;
 
 	h->again = NULL;
 	h->account = NULL;
-	h->again_reason = NULL;
+	h->reason = NULL;
 	hooks_forget(h);
 	if (again != NULL)
 		hooks_run(again, account, expires_at, reason);
@@ -161,10 +163,15 @@ hooks_run(char **argv, const char *account, int64_t expires_at,
 	 * The same hook of the same account still runs: it runs once more
 	 * when it exits, however often it was asked meanwhile, so refreshes
 	 * can never pile hooks up and the last run sees the newest token.
+	 * The same hook is the same command line with the same reason: an
+	 * on_failure that runs the on_refresh program with other arguments
+	 * is another hook, and never loses its arguments or its reason.
 	 */
 	LIST_FOREACH(h, &hooks, entry) {
 		if (strcmp(h->account, account) != 0 ||
-		    strcmp(h->program, argv[0]) != 0)
+		    !strv_equal(h->argv, argv) ||
+		    (h->reason == NULL) != (reason == NULL) ||
+		    (reason != NULL && strcmp(h->reason, reason) != 0))
 			continue;
 		if (h->again == NULL) {
 			h->again = strv_dup(argv);
@@ -172,8 +179,6 @@ hooks_run(char **argv, const char *account, int64_t expires_at,
 			    "runs; it runs again when it exits", argv[0]);
 		}
 		h->again_expires_at = expires_at;
-		free(h->again_reason);
-		h->again_reason = reason != NULL ? xstrdup(reason) : NULL;
 		return;
 	}
 	if (hooks_running >= HOOKS_MAX) {
@@ -231,6 +236,8 @@ hooks_run(char **argv, const char *account, int64_t expires_at,
 	h->pid = pid;
 	h->account = xstrdup(account);
 	h->program = xstrdup(argv[0]);
+	h->argv = strv_dup(argv);
+	h->reason = reason != NULL ? xstrdup(reason) : NULL;
 	h->timeout = evtimer_new(hooks_base, hooks_timeout_cb, h);
 	evtimer_add(h->timeout, &tv);
 	LIST_INSERT_HEAD(&hooks, h, entry);

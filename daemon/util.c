@@ -459,6 +459,18 @@ strv_dup(char *const *v)
 	return copy;
 }
 
+/* Whether two string vectors hold the same strings in the same order. */
+int
+strv_equal(char *const *a, char *const *b)
+{
+	size_t	 i;
+
+	for (i = 0; a[i] != NULL && b[i] != NULL; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return 0;
+	return a[i] == NULL && b[i] == NULL;
+}
+
 void
 strv_free(char **v)
 {

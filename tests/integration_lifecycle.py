@@ -208,6 +208,39 @@ def test_expiry_in_an_outage_is_not_silent(t):
           % hook_runs(runs))
 
 
+def test_one_program_two_hooks(t):
+    """on_refresh and on_failure run one program with other arguments: a
+    failure while the refresh hook still runs is its own run, with its own
+    arguments and TOKEND_REASON (not a re-run of the refresh hook)."""
+    iss = rfc_issuer(t, lifetime=3)
+    out, release = t.path("hook.runs"), t.path("release")
+    prog = t.path("hook.sh")
+    # the refresh run holds on until the test lets it go (30 s at most)
+    write_file(prog, "#!/bin/sh\necho \"$1 ${TOKEND_REASON:--}\" >> %s\n"
+               "[ \"$1\" = refresh ] || exit 0\ni=0\n"
+               "while [ ! -e %s ] && [ $i -lt 300 ]; do sleep 0.1; "
+               "i=$((i + 1)); done\n" % (out, release), mode=0o755)
+    d = t.daemon()
+    d.write_account("two", rfc_account(
+        t, d, iss, grant="client_credentials", refresh=fast_refresh(),
+        extra={}) + [("hooks", {"on_refresh": prog + " refresh",
+                                "on_failure": prog + " failure"})])
+    d.start()
+    wait_requests(d, iss, 1, 10, "the first token")
+    iss.faults("/token", [{"status": 401, "json": {
+        "error": "invalid_client"}}] * 20)
+    d.wait_for(lambda: hook_runs(out)[:1] == [["refresh", "-"]], 10,
+               "the refresh hook")
+    try:
+        d.wait_for(lambda: ["failure", "refused"] in hook_runs(out), 15,
+                   "on_failure while on_refresh still runs")
+    finally:
+        write_file(release, "")
+    check(["refresh", "refused"] not in hook_runs(out),
+          "the refresh program ran with the failure's reason: %s"
+          % hook_runs(out))
+
+
 def test_refused_credentials_reason(t):
     """A wrong password: on_failure with TOKEND_REASON=refused."""
     iss = rfc_issuer(t, lifetime=60)
