@@ -810,7 +810,15 @@ account_start(struct account *a)
 		if (oauth_token_valid(&t, now + 1000)) {
 			a->token = t;
 			memset(&t, 0, sizeof t);
-			/* a saved refresh_at is kept, not drawn again */
+			/*
+			 * A saved refresh_at is kept, not drawn again, while
+			 * the [refresh] values allow it: they may have
+			 * changed while tokend was down.
+			 */
+			if (!schedule_refresh_at_allowed(&a->conf->refresh,
+			    a->token.obtained_at, a->token.expires_at,
+			    a->token.refresh_at))
+				a->token.refresh_at = 0;
 			account_token_arrived(a);
 			a->last_success = a->token.obtained_at;
 			a->attempted = 1;

@@ -14,6 +14,7 @@
 
 /* A token is never refreshed sooner than this after it was obtained. */
 #define SCHEDULE_FLOOR_MS	(1 * MSEC_PER_SEC)
+#define SCHEDULE_RND_MAX	(1.0 - 0x1.0p-53)	/* rng_unit()'s largest */
 
 /* Retry-After values beyond this many seconds (three years) are cut. */
 #define RETRY_AFTER_CLAMP_S	100000000
@@ -72,6 +73,26 @@ schedule_refresh_at(const struct refresh_conf *rc, int64_t obtained,
 	if (due < obtained + floor)
 		due = obtained + floor;
 	return due;
+}
+
+/*
+ * Whether `due` is a refresh time schedule_refresh_at could have drawn for
+ * this token with these [refresh] values (with any rnd in [0, 1)).
+ */
+int
+schedule_refresh_at_allowed(const struct refresh_conf *rc, int64_t obtained,
+    int64_t expires_at, int64_t due)
+{
+	if (expires_at == 0)
+		return due == 0;
+	/*
+	 * A larger rnd never gives a later time. The state file keeps
+	 * obtained_at and expires_at to the second: a second either way.
+	 */
+	return due >= schedule_refresh_at(rc, obtained, expires_at,
+	    SCHEDULE_RND_MAX) - MSEC_PER_SEC &&
+	    due <= schedule_refresh_at(rc, obtained, expires_at, 0.0) +
+	    MSEC_PER_SEC;
 }
 
 /*

@@ -274,6 +274,8 @@ void		 diag_clear(struct diag *);
 int64_t		 schedule_refresh_at(const struct refresh_conf *, int64_t,
 		    int64_t, double);
 int64_t		 schedule_margin_cut(const struct refresh_conf *, int64_t);
+int		 schedule_refresh_at_allowed(const struct refresh_conf *,
+		    int64_t, int64_t, int64_t);
 int64_t		 schedule_backoff(const struct refresh_conf *, int, double);
 int64_t		 schedule_retry_after(const char *, int64_t);
 

@@ -163,6 +163,24 @@ def test_restart_keeps_refresh_time(t):
     st = status_of(d, "keep")
     check(st["next_refresh_at"] is not None, "no refresh planned")
     check(len(iss.log()) == 1, "the old state file was not used")
+
+    # [refresh] changed while tokend was down: the saved time (drawn at
+    # 22.5-45 min with jitter 0.5) is outside what ratio 0.9 with no jitter
+    # allows (54 min), so it is drawn again
+    d.stop()
+    d.write_account("keep", rfc_account(t, d, iss, grant="client_credentials",
+                                        refresh=("refresh", {
+                                            "jitter": "0", "ratio": "0.9",
+                                            "margin": "1s"})))
+    d.start()
+    d.wait_for(lambda: (status_of(d, "keep") or {}).get("state") == "fresh",
+               10, "the saved token with new [refresh] values")
+    st = status_of(d, "keep")
+    due = parse_rfc3339_utc(st["next_refresh_at"])
+    obtained = d.state("keep")["obtained_at"]
+    check(abs(due - (obtained + 0.9 * 3600)) <= 2, "next refresh %s, want "
+          "0.9 of the hour after %s" % (st["next_refresh_at"], obtained))
+    check(len(iss.log()) == 1, "new [refresh] values asked for a token")
     d.stop()
 
 

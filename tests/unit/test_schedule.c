@@ -251,6 +251,41 @@ test_margin_cut(void **state)
 	}
 }
 
+/* ---- schedule_refresh_at_allowed ---- */
+
+static void
+test_refresh_at_allowed(void **state)
+{
+	struct refresh_conf	 rc = { 5 * MIN, 0.75, 0.1, SEC, 5 * MIN, 0 };
+	double			 rnd;
+
+	(void)state;
+	/* every time drawn is allowed, at either end and between */
+	for (rnd = 0.0; rnd < 1.0; rnd += 0.125)
+		assert_true(schedule_refresh_at_allowed(&rc, T0, T0 + HOUR,
+		    schedule_refresh_at(&rc, T0, T0 + HOUR, rnd)));
+	assert_true(schedule_refresh_at_allowed(&rc, T0, T0 + HOUR,
+	    schedule_refresh_at(&rc, T0, T0 + HOUR, RND_MAX)));
+	/* 39-45 min for an hour, a second of slack for the state file */
+	assert_true(schedule_refresh_at_allowed(&rc, T0, T0 + HOUR,
+	    T0 + 39 * MIN - SEC / 2));
+	assert_false(schedule_refresh_at_allowed(&rc, T0, T0 + HOUR,
+	    T0 + 39 * MIN - 2 * SEC));
+	assert_false(schedule_refresh_at_allowed(&rc, T0, T0 + HOUR,
+	    T0 + 45 * MIN + SEC + 1));
+	assert_false(schedule_refresh_at_allowed(&rc, T0, T0 + HOUR, 0));
+	/* other values, other times: jitter 0.5 drew 30 min; 0.1 does not */
+	rc.jitter = 0.5;
+	assert_true(schedule_refresh_at_allowed(&rc, T0, T0 + HOUR,
+	    T0 + 30 * MIN));
+	rc.jitter = 0.1;
+	assert_false(schedule_refresh_at_allowed(&rc, T0, T0 + HOUR,
+	    T0 + 30 * MIN));
+	/* a token that never expires has no refresh time */
+	assert_true(schedule_refresh_at_allowed(&rc, T0, 0, 0));
+	assert_false(schedule_refresh_at_allowed(&rc, T0, 0, T0));
+}
+
 /* ---- schedule_backoff ---- */
 
 /* DESIGN.md: hi = min(max, min * 2^n), lo = max(min, hi / 2). */
@@ -533,6 +568,7 @@ main(void)
 		cmocka_unit_test(test_refresh_at_never_expires),
 		cmocka_unit_test(test_refresh_at_sweep),
 		cmocka_unit_test(test_margin_cut),
+		cmocka_unit_test(test_refresh_at_allowed),
 		cmocka_unit_test(test_backoff_bounds),
 		cmocka_unit_test(test_backoff_doubling),
 		cmocka_unit_test(test_backoff_huge),
