@@ -104,6 +104,10 @@ account_grant_name(enum grant g)
 		return "refresh_token";
 	case GRANT_STATIC:
 		return "static";
+	case GRANT_DEVICE_CODE:
+		return "device_code";
+	case GRANT_AUTHORIZATION_CODE:
+		return "authorization_code";
 	}
 	return "?";
 }
@@ -945,7 +949,8 @@ const char *
 account_state_name(enum account_state s)
 {
 	static const char *const names[ACCOUNT_STATE_COUNT] = {
-		"fresh", "refreshing", "backoff", "expired", "failed"
+		"fresh", "refreshing", "backoff", "expired", "failed",
+		"login"
 	};
 
 	return (unsigned)s < ACCOUNT_STATE_COUNT ? names[s] : "?";

@@ -215,6 +215,11 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 	case GRANT_STATIC:
 		*cause = xstrdup("a static token is never requested");
 		return -1;
+	case GRANT_DEVICE_CODE:
+	case GRANT_AUTHORIZATION_CODE:
+		/* login.c builds these; here only their refreshes */
+		*cause = xstrdup("needs a login: run tokenctl login");
+		return -1;
 	}
 
 	switch (ac->client_auth) {
