@@ -1260,6 +1260,14 @@ account_discovered_cb(const struct discovery_doc *doc, const char *error,
 	struct account		*a = arg;
 	struct ep_waiter	*w;
 
+	/* a reload changed the issuer while the old one's was coming */
+	if (doc != NULL && (a->conf->issuer == NULL ||
+	    strcmp(doc->issuer, a->conf->issuer) != 0)) {
+		discovery_forget(a->discovery);
+		doc = NULL;
+		error = "discovery: the issuer changed during the fetch; "
+		    "fetching again";
+	}
 	if (doc != NULL) {
 		account_fill_endpoints(a, doc);
 		log_account(LOG_LEVEL_INFO, a->conf->name, "discovery: read "
