@@ -1315,7 +1315,7 @@ test_account_login(void **state)
 	config_account_free(ac);
 
 	/* logout also serves refresh_token accounts */
-	put_file(dir, "rt", "r1\n", 0600);
+	free(put_file(dir, "rt", "r1\n", 0600));
 	ac = load_ok(dir, "rt",
 	    "[account]\n"
 	    "grant = refresh_token\n" URL_ID
