@@ -1387,9 +1387,28 @@ account_enter_login(struct account *a, const char *why)
 	account_transition(a, ACCOUNT_FAILED_NOW, "needs a login");
 }
 
+/* Drop the token request in flight, or waiting for the document. */
+static void
+account_stop_request(struct account *a)
+{
+	if (a->req != NULL) {
+		http_cancel(a->req);
+		a->req = NULL;
+	}
+	freezero_str(a->req_refresh_token);
+	a->req_refresh_token = NULL;
+	a->unknown_retried = 0;
+	if (a->discovery_wait) {
+		account_endpoints_cancel(a, account_request_endpoints_cb, a);
+		a->discovery_wait = 0;
+	}
+}
+
+/* A login's token replaces whatever was held or under way. */
 void
 account_login_succeeded(struct account *a, struct token *t)
 {
+	account_stop_request(a);
 	a->needs_login = 0;
 	a->login_hooked = 0;
 	a->req_grant = a->conf->grant;
@@ -1404,17 +1423,7 @@ account_forget(struct account *a)
 	size_t	 i;
 	int	 rc;
 
-	if (a->req != NULL) {
-		http_cancel(a->req);
-		a->req = NULL;
-	}
-	freezero_str(a->req_refresh_token);
-	a->req_refresh_token = NULL;
-	a->unknown_retried = 0;
-	if (a->discovery_wait) {
-		account_endpoints_cancel(a, account_request_endpoints_cb, a);
-		a->discovery_wait = 0;
-	}
+	account_stop_request(a);
 	timer_clear(&a->timer);
 	timer_clear(&a->expiry_timer);
 	a->due_wall = a->next_wall = 0;

@@ -1230,6 +1230,32 @@ test_login_succeeded(void **state)
 	CHECK_STATE(f, ACCOUNT_FRESH);
 }
 
+/* A login while a refresh is out: the login's token wins, the refresh
+   is dropped (its answer can never overwrite the new refresh token). */
+static void
+test_login_over_a_refresh_in_flight(void **state)
+{
+	struct fixture	*f = *state;
+	struct token	 t;
+	char		*rt;
+
+	logged_in(f, "rt-old");
+	start(f, DEVICE_CODE);
+	assert_non_null(inflight);
+	memset(&t, 0, sizeof t);
+	t.access_token = xstrdup("at-login");
+	t.refresh_token = xstrdup("rt-login");
+	t.obtained_at = clock_wall_ms();
+	t.expires_at = t.obtained_at + 3600 * SEC;
+	account_login_succeeded(f->a, &t);
+	CHECK_I64("the refresh dropped", cancels, 1);
+	assert_null(inflight);
+	CHECK_STATE(f, ACCOUNT_FRESH);
+	rt = saved_refresh_token(f);
+	CHECK_STR("the login's refresh token", rt, "rt-login");
+	free(rt);
+}
+
 static int	 logout_done, logout_revoked;
 
 static void
@@ -1313,6 +1339,7 @@ main(void)
 		T(test_login_never_logged_in),
 		T(test_login_refresh_token_refused),
 		T(test_login_succeeded),
+		T(test_login_over_a_refresh_in_flight),
 		T(test_logout),
 #undef T
 	};
