@@ -29,6 +29,7 @@ struct api_pending {
 	struct event			*timeout;
 	int64_t				 min_valid_ms;	/* -1: a refresh */
 	int				 json;
+	int				 logout;	/* waits for a logout */
 	LIST_ENTRY(api_pending)		 entry;
 };
 
@@ -40,28 +41,48 @@ static LIST_HEAD(, api_pending)		 api_pendings =
 static uint64_t	 api_answers_2xx, api_answers_4xx, api_answers_5xx;
 
 static void	api_waited_cb(struct account *, int, const char *, void *);
+static void	api_logged_out_cb(struct account *, int, const char *, void *);
 
 /* ---- who may see what ---- */
 
+/* Root, the daemon's user, or one of these users or groups. */
 static int
-api_peer_may_see(const struct control_peer *p, const struct account_view *v)
+api_peer_is_among(const struct control_peer *p, const uid_t *users,
+    size_t nusers, const gid_t *groups, size_t ngroups)
 {
 	size_t	 i;
 	int	 j;
 
 	if (p->all)
 		return 1;
-	for (i = 0; i < v->nusers; i++)
-		if (v->users[i] == p->uid)
+	for (i = 0; i < nusers; i++)
+		if (users[i] == p->uid)
 			return 1;
-	for (i = 0; i < v->ngroups; i++) {
-		if (v->groups[i] == p->gid)
+	for (i = 0; i < ngroups; i++) {
+		if (groups[i] == p->gid)
 			return 1;
 		for (j = 0; j < p->ngroups; j++)
-			if (v->groups[i] == p->groups[j])
+			if (groups[i] == p->groups[j])
 				return 1;
 	}
 	return 0;
+}
+
+static int
+api_peer_may_see(const struct control_peer *p, const struct account_view *v)
+{
+	return api_peer_is_among(p, v->users, v->nusers, v->groups,
+	    v->ngroups);
+}
+
+/* Who may log an account in or out: [access] login_users, login_groups. */
+static int
+api_peer_may_login(const struct control_peer *p, const struct account *a)
+{
+	const struct account_conf	*c = account_conf(a);
+
+	return api_peer_is_among(p, c->login_users, c->nlogin_users,
+	    c->login_groups, c->nlogin_groups);
 }
 
 /* ---- answers ---- */
@@ -283,7 +304,9 @@ static void
 api_pending_free(struct api_pending *p)
 {
 	LIST_REMOVE(p, entry);
-	if (p->account != NULL)
+	if (p->account != NULL && p->logout)
+		account_logout_cancel(p->account, api_logged_out_cb, p);
+	else if (p->account != NULL)
 		account_cancel_waiter(p->account, api_waited_cb, p);
 	event_free(p->timeout);
 	free(p);
@@ -326,8 +349,9 @@ api_pending_timeout_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
-	api_reply_message(p->req, 503, p->json, "the refresh did not finish "
-	    "in time", 5);
+	api_reply_message(p->req, 503, p->json, p->logout ? "the logout did "
+	    "not finish in time; the tokens are forgotten here" : "the refresh "
+	    "did not finish in time", 5);
 	api_pending_free(p);
 }
 
@@ -520,6 +544,82 @@ api_refresh(struct evhttp_request *req, const struct control_peer *p,
 		api_wait_for_refresh(req, a, -1, 1);
 }
 
+static void
+api_logged_out_cb(struct account *a, int revoked, const char *error,
+    void *arg)
+{
+	struct api_pending	*p = arg;
+	struct evbuffer		*b;
+	char			*q;
+
+	p->account = NULL;	/* the account dropped its waiter already */
+	if ((b = api_buffer(p->req)) != NULL) {
+		evbuffer_add_printf(b, "{\"account\":\"%s\",\"revoked\":%s",
+		    account_name(a), revoked ? "true" : "false");
+		if (!revoked) {
+			q = json_quote(error != NULL ? error : "revocation "
+			    "failed");
+			evbuffer_add_printf(b, ",\"error\":%s", q);
+			free(q);
+		}
+		evbuffer_add(b, "}\n", 2);
+		api_reply(p->req, 200, "application/json", b);
+	}
+	api_pending_free(p);
+}
+
+/*
+ * POST /v1/logout/NAME: root, the daemon's user, [access] login_users and
+ * login_groups; anyone else is told there is no such account. The
+ * answer waits for the revocation; the tokens are forgotten either way.
+ */
+static void
+api_logout(struct evhttp_request *req, const struct control_peer *p,
+    const char *name, const char *query)
+{
+	struct api_pending	*pd;
+	struct account		*a;
+	struct timeval		 tv;
+	char			*cause = NULL;
+	int64_t			 wait;
+
+	(void)query;
+	if (!config_account_name_valid(name) ||
+	    (a = registry_find(api.registry, name)) == NULL ||
+	    !api_peer_may_login(p, a)) {
+		api_reply_error(req, 404, "no such account", 0);
+		return;
+	}
+	/* discovery, then two revocations, each up to the timeout */
+	wait = 3 * account_conf(a)->timeout + 5 * MSEC_PER_SEC;
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+	pd = xcalloc(1, sizeof *pd);
+	pd->req = req;
+	pd->evcon = evhttp_request_get_connection(req);
+	pd->min_valid_ms = -1;
+	pd->json = 1;
+	pd->logout = 1;
+	if ((pd->timeout = evtimer_new(api.base, api_pending_timeout_cb,
+	    pd)) == NULL || evtimer_add(pd->timeout, &tv) != 0) {
+		if (pd->timeout != NULL)
+			event_free(pd->timeout);
+		free(pd);
+		api_reply_error(req, 503, "out of memory", 5);
+		return;
+	}
+	if (account_logout(a, api_logged_out_cb, pd, &cause) != 0) {
+		event_free(pd->timeout);
+		free(pd);
+		api_reply_error(req, 409, cause, 0);
+		free(cause);
+		return;
+	}
+	LIST_INSERT_HEAD(&api_pendings, pd, entry);
+	evhttp_connection_set_closecb(pd->evcon, api_conn_close_cb, NULL);
+	pd->account = a;
+}
+
 /* ,"KEY":["FILE:LINE: message",...] */
 static void
 api_add_diag(struct evbuffer *b, const char *key, char *const *v, size_t n)
@@ -707,6 +807,7 @@ static const struct api_route {
 	{ "/v1/token/", 1, 0, api_token },
 	{ "/v1/status", 0, 0, api_status },
 	{ "/v1/refresh/", 1, 1, api_refresh },
+	{ "/v1/logout/", 1, 1, api_logout },
 	{ "/v1/reload", 0, 1, api_reload },
 	{ "/metrics", 0, 0, api_metrics },
 };

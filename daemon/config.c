@@ -362,6 +362,8 @@ enum config_key_type {
 	KEY_FILE,	/* a path, resolved and read after the parse */
 	KEY_USERS,	/* a list of users, added to [access] */
 	KEY_GROUPS,	/* a list of groups, added to [access] */
+	KEY_LOGIN_USERS,	/* the same, for login_users */
+	KEY_LOGIN_GROUPS,	/* ... and login_groups */
 };
 
 enum config_section {
@@ -409,7 +411,8 @@ struct config_key {
 
 /* The index of each name is its enum value. */
 static const char *const config_grant_names[] = {
-	"client_credentials", "password", "refresh_token", "static", NULL
+	"client_credentials", "password", "refresh_token", "static",
+	"device_code", "authorization_code", NULL
 };
 static const char *const config_client_auth_names[] = {
 	"basic", "post", "none", NULL
@@ -424,7 +427,7 @@ static const char *const config_log_level_names[] = {
 	"error", "warning", "info", "debug", NULL
 };
 
-_Static_assert(nitems(config_grant_names) == GRANT_STATIC + 2,
+_Static_assert(nitems(config_grant_names) == GRANT_AUTHORIZATION_CODE + 2,
     "a name for each enum grant");
 _Static_assert(nitems(config_client_auth_names) == CLIENT_AUTH_NONE + 2,
     "a name for each enum client_auth");
@@ -453,6 +456,17 @@ static const struct config_key config_keys[] = {
 	    .default_str = NULL },
 	/* unset: token_url's value, after the parse */
 	{ S_ACCOUNT, "refresh_url", KEY_URL, AC(refresh_url),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "issuer", KEY_URL, AC(issuer),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "authorization_url", KEY_URL, AC(authorization_url),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "device_authorization_url", KEY_URL,
+	    AC(device_authorization_url), .default_str = NULL },
+	{ S_ACCOUNT, "revocation_url", KEY_URL, AC(revocation_url),
+	    .default_str = NULL },
+	/* authorization_code: checked and defaulted after the parse */
+	{ S_ACCOUNT, "redirect_uri", KEY_STRING, AC(redirect_uri),
 	    .default_str = NULL },
 	{ S_ACCOUNT, "client_id", KEY_STRING, AC(client_id),
 	    .default_str = NULL },
@@ -530,6 +544,10 @@ static const struct config_key config_keys[] = {
 	{ S_ACCESS, "users", KEY_USERS, 0,
 	    .default_str = NULL },
 	{ S_ACCESS, "groups", KEY_GROUPS, 0,
+	    .default_str = NULL },
+	{ S_ACCESS, "login_users", KEY_LOGIN_USERS, 0,
+	    .default_str = NULL },
+	{ S_ACCESS, "login_groups", KEY_LOGIN_GROUPS, 0,
 	    .default_str = NULL },
 
 	{ S_HOOKS, "on_refresh", KEY_ARGV, AC(on_refresh),
@@ -801,6 +819,8 @@ config_key_set(const struct config_key *key, void *base, const char *value,
 	case KEY_FILE:
 	case KEY_USERS:
 	case KEY_GROUPS:
+	case KEY_LOGIN_USERS:
+	case KEY_LOGIN_GROUPS:
 		break;
 	}
 	fatalx("%s: key %s is not stored in its section", __func__, key->name);
@@ -954,13 +974,22 @@ config_account_section_cb(void *arg, const char *name, int line)
  */
 static void
 config_add_ids(struct account_parse *ap, const char *value, int line,
-    int groups)
+    enum config_key_type type)
 {
 	struct account_conf	*ac = ap->ac;
 	char			*copy, *word, *save = NULL, id[32];
-	uid_t			 uid;
-	gid_t			 gid;
-	int			 rc;
+	uid_t			 uid, **users = &ac->users;
+	gid_t			 gid, **gids = &ac->groups;
+	size_t			*nusers = &ac->nusers, *ngids = &ac->ngroups;
+	int			 rc, groups;
+
+	groups = type == KEY_GROUPS || type == KEY_LOGIN_GROUPS;
+	if (type == KEY_LOGIN_USERS || type == KEY_LOGIN_GROUPS) {
+		users = &ac->login_users;
+		nusers = &ac->nlogin_users;
+		gids = &ac->login_groups;
+		ngids = &ac->nlogin_groups;
+	}
 
 	copy = xstrdup(value);
 	for (word = strtok_r(copy, " \t,", &save); word != NULL;
@@ -977,13 +1006,12 @@ config_add_ids(struct account_parse *ap, const char *value, int line,
 			continue;
 		}
 		if (groups) {
-			ac->groups = xreallocarray(ac->groups, ac->ngroups + 1,
-			    sizeof *ac->groups);
-			ac->groups[ac->ngroups++] = gid;
+			*gids = xreallocarray(*gids, *ngids + 1, sizeof **gids);
+			(*gids)[(*ngids)++] = gid;
 		} else {
-			ac->users = xreallocarray(ac->users, ac->nusers + 1,
-			    sizeof *ac->users);
-			ac->users[ac->nusers++] = uid;
+			*users = xreallocarray(*users, *nusers + 1,
+			    sizeof **users);
+			(*users)[(*nusers)++] = uid;
 		}
 	}
 	free(copy);
@@ -1058,6 +1086,8 @@ config_account_empty_keeps_default(const struct config_key *key)
 	case KEY_ARGV:
 	case KEY_USERS:
 	case KEY_GROUPS:
+	case KEY_LOGIN_USERS:
+	case KEY_LOGIN_GROUPS:
 		return 1;
 	default:
 		return 0;
@@ -1089,7 +1119,9 @@ config_account_set_value(struct account_parse *ap, int i, const char *value,
 		return;
 	case KEY_USERS:
 	case KEY_GROUPS:
-		config_add_ids(ap, value, line, key->type == KEY_GROUPS);
+	case KEY_LOGIN_USERS:
+	case KEY_LOGIN_GROUPS:
+		config_add_ids(ap, value, line, key->type);
 		return;
 	default:
 		break;
@@ -1452,10 +1484,11 @@ config_account_check_urls(struct account_parse *ap)
 			    "token_file: a token is visible ASCII without "
 			    "spaces");
 	} else {
-		if (ac->token_url == NULL)
+		/* a login grant's own check says what it lacks */
+		if (ac->token_url == NULL && !GRANT_IS_LOGIN(ac->grant))
 			diag_error(ap->diag, ap->file, ap->account_line,
 			    "token_url is missing");
-		else
+		else if (ac->token_url != NULL)
 			config_url_check(ap, "token_url", ac->token_url);
 		if (ac->refresh_url != NULL)
 			config_url_check(ap, "refresh_url", ac->refresh_url);
@@ -1528,7 +1561,8 @@ config_account_check_auth(struct account_parse *ap)
 
 	has_secret = ac->client_secret != NULL ||
 	    ap->file_value[F_CLIENT_SECRET] != NULL;
-	if (!config_key_given(ap, "client_auth"))
+	ac->client_auth_given = config_key_given(ap, "client_auth");
+	if (!ac->client_auth_given)
 		ac->client_auth = has_secret ? CLIENT_AUTH_BASIC :
 		    CLIENT_AUTH_NONE;
 	else if (ac->client_auth != CLIENT_AUTH_NONE && !has_secret)
@@ -1545,6 +1579,123 @@ config_account_check_auth(struct account_parse *ap)
 		diag_warning(ap->diag, ap->file, config_key_line(ap,
 		    "basic_encoding"), "basic_encoding is for client_auth = "
 		    "basic only");
+}
+
+/*
+ * redirect_uri: RFC 8252 7.3, a loopback IP literal over http, a port
+ * (0: any free one, chosen at each login) and a path. "localhost" is
+ * refused, as RFC 8252 8.3 advises: it may resolve elsewhere.
+ */
+static int
+config_redirect_uri_valid(const char *uri)
+{
+	const char	*p, *end;
+	char		*num_end;
+	long		 port;
+
+	if (!strncmp(uri, "http://127.0.0.1:", 17))
+		p = uri + 17;
+	else if (!strncmp(uri, "http://[::1]:", 13))
+		p = uri + 13;
+	else
+		return 0;
+	if (*p < '0' || *p > '9')
+		return 0;
+	errno = 0;
+	port = strtol(p, &num_end, 10);
+	if (errno != 0 || port < 0 || port > 65535 || num_end - p > 5)
+		return 0;
+	if (*num_end != '/')
+		return 0;
+	for (end = num_end; *end != '\0'; end++)
+		if (*end <= ' ' || *end >= 0x7f || *end == '#' || *end == '?')
+			return 0;
+	return 1;
+}
+
+/* What grant = device_code and authorization_code need. */
+static void
+config_account_check_login(struct account_parse *ap, int line)
+{
+	struct account_conf	*ac = ap->ac;
+	int			 code = ac->grant == GRANT_AUTHORIZATION_CODE;
+	const char		*grant = code ? "authorization_code" :
+				    "device_code";
+
+	if (ac->client_id == NULL)
+		diag_error(ap->diag, ap->file, line, "grant = %s needs "
+		    "client_id", grant);
+	if (ac->issuer == NULL && (ac->token_url == NULL || (code ?
+	    ac->authorization_url == NULL :
+	    ac->device_authorization_url == NULL)))
+		diag_error(ap->diag, ap->file, line, "grant = %s needs issuer "
+		    "(discovery), or token_url and %s", grant, code ?
+		    "authorization_url" : "device_authorization_url");
+	if (ac->username != NULL)
+		diag_error(ap->diag, ap->file, config_key_line(ap, "username"),
+		    "username is not used with grant = %s: a human logs in "
+		    "(tokenctl login)", grant);
+	if (ac->password != NULL || ap->file_value[F_PASSWORD] != NULL)
+		diag_error(ap->diag, ap->file, ap->file_line[F_PASSWORD] != 0 ?
+		    ap->file_line[F_PASSWORD] : config_key_line(ap, "password"),
+		    "a password is not used with grant = %s: a human logs in "
+		    "(tokenctl login)", grant);
+	if (ap->file_value[F_REFRESH_TOKEN] != NULL)
+		diag_error(ap->diag, ap->file, ap->file_line[F_REFRESH_TOKEN],
+		    "refresh_token_file is not used with grant = %s: use "
+		    "tokenctl login", grant);
+	if (code && ac->redirect_uri == NULL)
+		ac->redirect_uri = xstrdup("http://127.0.0.1:0/callback");
+	if (ac->redirect_uri != NULL && !config_redirect_uri_valid(
+	    ac->redirect_uri))
+		diag_error(ap->diag, ap->file, config_key_line(ap,
+		    "redirect_uri"), "redirect_uri: expected "
+		    "http://127.0.0.1:PORT/PATH or http://[::1]:PORT/PATH "
+		    "(a loopback address, RFC 8252 7.3; PORT 0: any free port)");
+}
+
+/* The login keys' URLs; each of them only where it is used. */
+static void
+config_account_check_login_keys(struct account_parse *ap)
+{
+	static const char *const keys[] = { "issuer", "authorization_url",
+	    "device_authorization_url", "revocation_url" };
+	struct account_conf	*ac = ap->ac;
+	const char		*urls[nitems(keys)];
+	size_t			 i;
+	int			 login = GRANT_IS_LOGIN(ac->grant);
+
+	urls[0] = ac->issuer;
+	urls[1] = ac->authorization_url;
+	urls[2] = ac->device_authorization_url;
+	urls[3] = ac->revocation_url;
+	for (i = 0; i < nitems(keys); i++) {
+		if (urls[i] == NULL)
+			continue;
+		if (config_url_check(ap, keys[i], urls[i]) != 0)
+			continue;
+		/* RFC 8414 2: an issuer has no query or fragment */
+		if (i == 0 && strpbrk(urls[i], "?#") != NULL)
+			diag_error(ap->diag, ap->file, config_key_line(ap,
+			    keys[i]), "issuer: no query or fragment allowed "
+			    "(RFC 8414 2)");
+		/* logout works for refresh_token accounts too */
+		if (!login && !(i == 3 && ac->grant == GRANT_REFRESH_TOKEN))
+			diag_error(ap->diag, ap->file, config_key_line(ap,
+			    keys[i]), "%s is for grant = device_code or "
+			    "authorization_code%s", keys[i], i == 3 ?
+			    " or refresh_token" : "");
+	}
+	if (ac->redirect_uri != NULL && ac->grant != GRANT_AUTHORIZATION_CODE)
+		diag_error(ap->diag, ap->file, config_key_line(ap,
+		    "redirect_uri"), "redirect_uri is for grant = "
+		    "authorization_code");
+	if ((ac->nlogin_users > 0 || ac->nlogin_groups > 0) && !login &&
+	    ac->grant != GRANT_REFRESH_TOKEN)
+		diag_warning(ap->diag, ap->file, ap->section_line[S_ACCESS],
+		    "login_users and login_groups are for accounts that log "
+		    "in or out (device_code, authorization_code, "
+		    "refresh_token)");
 }
 
 /* What each grant needs. */
@@ -1576,9 +1727,14 @@ config_account_check_grant(struct account_parse *ap)
 			diag_error(ap->diag, ap->file, line,
 			    "grant = refresh_token needs refresh_token_file");
 		break;
+	case GRANT_DEVICE_CODE:
+	case GRANT_AUTHORIZATION_CODE:
+		config_account_check_login(ap, line);
+		break;
 	default:
 		break;
 	}
+	config_account_check_login_keys(ap);
 }
 
 /*
@@ -1726,6 +1882,13 @@ config_account_free(struct account_conf *ac)
 	free(ac->sinks);
 	free(ac->users);
 	free(ac->groups);
+	free(ac->login_users);
+	free(ac->login_groups);
+	free(ac->issuer);
+	free(ac->authorization_url);
+	free(ac->device_authorization_url);
+	free(ac->revocation_url);
+	free(ac->redirect_uri);
 	strv_free(ac->on_refresh);
 	strv_free(ac->on_failure);
 	if (ac->identity != NULL) {

@@ -181,6 +181,43 @@ oauth_form_add(struct form *f, const char *name, const char *value)
 	f->buf = next;
 }
 
+/* The client's authentication (RFC 6749 2.3), in the form or a header. */
+static void
+oauth_client_auth(const struct account_conf *ac, struct form *f,
+    struct oauth_request *out)
+{
+	char	*id, *secret, *pair;
+
+	switch (ac->client_auth) {
+	case CLIENT_AUTH_BASIC:
+		/* RFC 6749 2.3.1: each half encoded before base64, or raw */
+		id = ac->client_id != NULL ? ac->client_id : "";
+		secret = ac->client_secret != NULL ? ac->client_secret : "";
+		if (ac->basic_encoding == BASIC_ENCODING_RAW) {
+			id = xstrdup(id);
+			secret = xstrdup(secret);
+		} else {
+			id = oauth_basic_encode(id);
+			secret = oauth_basic_encode(secret);
+		}
+		xasprintf(&pair, "%s:%s", id, secret);
+		freezero_str(id);
+		freezero_str(secret);
+		secret = oauth_base64((unsigned char *)pair, strlen(pair));
+		freezero_str(pair);
+		xasprintf(&out->authorization, "Basic %s", secret);
+		freezero_str(secret);
+		break;
+	case CLIENT_AUTH_POST:
+		oauth_form_add(f, "client_id", ac->client_id);
+		oauth_form_add(f, "client_secret", ac->client_secret);
+		break;
+	case CLIENT_AUTH_NONE:
+		oauth_form_add(f, "client_id", ac->client_id);
+		break;
+	}
+}
+
 /*
  * Build the request for `grant` (GRANT_REFRESH_TOKEN uses refresh_token,
  * which must then be set). The body and the Authorization header hold
@@ -191,7 +228,6 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
     const char *refresh_token, struct oauth_request *out, char **cause)
 {
 	struct form	 f = { NULL, 0 };
-	char		*id, *secret, *pair;
 	size_t		 i;
 
 	memset(out, 0, sizeof *out);
@@ -215,36 +251,14 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 	case GRANT_STATIC:
 		*cause = xstrdup("a static token is never requested");
 		return -1;
+	case GRANT_DEVICE_CODE:
+	case GRANT_AUTHORIZATION_CODE:
+		/* login.c builds these; here only their refreshes */
+		*cause = xstrdup("needs a login: run tokenctl login");
+		return -1;
 	}
 
-	switch (ac->client_auth) {
-	case CLIENT_AUTH_BASIC:
-		/* RFC 6749 2.3.1: each half encoded before base64, or raw */
-		id = ac->client_id != NULL ? ac->client_id : "";
-		secret = ac->client_secret != NULL ? ac->client_secret : "";
-		if (ac->basic_encoding == BASIC_ENCODING_RAW) {
-			id = xstrdup(id);
-			secret = xstrdup(secret);
-		} else {
-			id = oauth_basic_encode(id);
-			secret = oauth_basic_encode(secret);
-		}
-		xasprintf(&pair, "%s:%s", id, secret);
-		freezero_str(id);
-		freezero_str(secret);
-		secret = oauth_base64((unsigned char *)pair, strlen(pair));
-		freezero_str(pair);
-		xasprintf(&out->authorization, "Basic %s", secret);
-		freezero_str(secret);
-		break;
-	case CLIENT_AUTH_POST:
-		oauth_form_add(&f, "client_id", ac->client_id);
-		oauth_form_add(&f, "client_secret", ac->client_secret);
-		break;
-	case CLIENT_AUTH_NONE:
-		oauth_form_add(&f, "client_id", ac->client_id);
-		break;
-	}
+	oauth_client_auth(ac, &f, out);
 
 	/* a refresh keeps the scope it was granted (RFC 6749 section 6) */
 	if (grant != GRANT_REFRESH_TOKEN)
@@ -258,6 +272,25 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 	    ac->token_url;
 	out->body = f.buf != NULL ? f.buf : xstrdup("");
 	return 0;
+}
+
+/*
+ * A revocation request (RFC 7009 2.1) for `token` at `url`, hint
+ * "refresh_token" or "access_token", with the client's authentication as
+ * at the token endpoint. The body and header hold secrets.
+ */
+void
+oauth_revoke_build(const struct account_conf *ac, const char *url,
+    const char *token, const char *hint, struct oauth_request *out)
+{
+	struct form	 f = { NULL, 0 };
+
+	memset(out, 0, sizeof *out);
+	oauth_form_add(&f, "token", token);
+	oauth_form_add(&f, "token_type_hint", hint);
+	oauth_client_auth(ac, &f, out);
+	out->url = (char *)url;
+	out->body = f.buf != NULL ? f.buf : xstrdup("");
 }
 
 void

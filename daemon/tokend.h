@@ -45,7 +45,12 @@ enum grant {
 	GRANT_PASSWORD,
 	GRANT_REFRESH_TOKEN,
 	GRANT_STATIC,
+	/* login grants: a human consents once (tokenctl login) */
+	GRANT_DEVICE_CODE,		/* RFC 8628 */
+	GRANT_AUTHORIZATION_CODE,	/* RFC 6749 4.1 + PKCE S256 */
 };
+#define GRANT_IS_LOGIN(g)	((g) == GRANT_DEVICE_CODE || \
+				 (g) == GRANT_AUTHORIZATION_CODE)
 
 enum client_auth {
 	CLIENT_AUTH_BASIC,
@@ -114,10 +119,20 @@ struct account_conf {
 
 	enum grant		 grant;
 	char			*token_url;
-	char			*refresh_url;	/* never NULL after load */
+	char			*refresh_url;	/* NULL only when token_url
+						   comes from discovery */
+	/* login grants; each URL, when set, overrides discovery */
+	char			*issuer;	/* NULL: no discovery */
+	char			*authorization_url;
+	char			*device_authorization_url;
+	char			*revocation_url;
+	char			*redirect_uri;	/* authorization_code: loopback
+						   http; never NULL for it */
 	char			*client_id;
 	char			*client_secret;	/* secret */
 	enum client_auth	 client_auth;
+	int			 client_auth_given;	/* set in the file;
+						   else discovery may pick */
 	enum basic_encoding	 basic_encoding;
 	char			*username;
 	char			*password;	/* secret */
@@ -147,6 +162,11 @@ struct account_conf {
 	size_t			 nusers;
 	gid_t			*groups;
 	size_t			 ngroups;
+	/* [access] who may also log the account in or out */
+	uid_t			*login_users;
+	size_t			 nlogin_users;
+	gid_t			*login_groups;
+	size_t			 nlogin_groups;
 
 	char		       **on_refresh;	/* argv, NULL-terminated, or NULL */
 	char		       **on_failure;
@@ -308,6 +328,8 @@ int		 oauth_basic_safe(const char *);
 char		*oauth_base64(const unsigned char *, size_t);
 int		 oauth_request_build(const struct account_conf *, enum grant,
 		    const char *, struct oauth_request *, char **);
+void		 oauth_revoke_build(const struct account_conf *, const char *,
+		    const char *, const char *, struct oauth_request *);
 void		 oauth_request_clear(struct oauth_request *);
 int		 oauth_json_pointer(const char *, const void *, const void **);
 int		 oauth_response_parse(const struct account_conf *, enum grant,
@@ -330,6 +352,64 @@ void		 timer_shutdown(void);
 void		 timer_set(struct timer *, int64_t);
 void		 timer_clear(struct timer *);
 int		 timer_pending(const struct timer *);
+
+/* discovery.c: an issuer's metadata (OpenID Connect Discovery 1.0,
+ * RFC 8414), parsed (pure) and fetched (through http.c), cached per
+ * account by account.c */
+#define DISCOVERY_MAX_AGE_MS	(24 * 3600 * MSEC_PER_SEC)
+#define DISCOVERY_AUTH_BASIC	0x1	/* token_endpoint_auth_methods_ */
+#define DISCOVERY_AUTH_POST	0x2	/* supported: the ones tokend */
+#define DISCOVERY_AUTH_NONE	0x4	/* speaks */
+struct discovery_doc {
+	char			*issuer;
+	char			*token_endpoint;	/* never NULL */
+	char			*authorization_endpoint;	/* NULL: none */
+	char			*device_authorization_endpoint;
+	char			*revocation_endpoint;
+	int			 auth_methods;	/* DISCOVERY_AUTH_*; absent:
+						   basic (RFC 8414 2) */
+	int			 pkce_listed;	/* code_challenge_methods_
+						   supported is there */
+	int			 s256;		/* ... and lists S256 */
+};
+/* The endpoints a login grant account uses: its own URLs, else the
+ * discovered ones. Borrowed: valid until the account next changes. */
+struct endpoints {
+	const char		*token_url;	/* never NULL */
+	const char		*refresh_url;	/* never NULL */
+	const char		*authorization_url;	/* NULL: none known */
+	const char		*device_authorization_url;
+	const char		*revocation_url;
+	enum client_auth	 client_auth;	/* at the token endpoint */
+	int			 s256_unlisted;	/* the document lists PKCE
+						   methods, S256 not among them */
+};
+struct http;
+struct discovery;
+typedef void	(*discovery_done_cb)(const struct discovery_doc *,
+		    const char *, void *);
+char		*discovery_url(const char *, int);
+int		 discovery_parse(const char *, const char *, size_t,
+		    struct discovery_doc *, char **);
+void		 discovery_doc_clear(struct discovery_doc *);
+enum client_auth discovery_client_auth(const struct account_conf *,
+		    const struct discovery_doc *);
+struct discovery *discovery_new(struct http *);
+void		 discovery_free(struct discovery *);
+const struct discovery_doc *discovery_cached(const struct discovery *,
+		    const char *, int64_t);
+int		 discovery_fetch(struct discovery *, const struct account_conf *,
+		    discovery_done_cb, void *, char **);
+void		 discovery_cancel(struct discovery *);
+void		 discovery_forget(struct discovery *);
+
+/* revoke.c: RFC 7009 revocation of a logout's tokens */
+struct revoke;
+typedef void	(*revoke_done_cb)(int, const char *, int, void *);
+struct revoke	*revoke_start(struct http *, const struct account_conf *,
+		    enum client_auth, const char *, const char *, const char *,
+		    revoke_done_cb, void *);
+void		 revoke_cancel(struct revoke *);
 
 /* http.c: libcurl multi <-> libevent */
 struct http;
@@ -356,6 +436,8 @@ struct http_post {
 						   connection (libcurl
 						   re-sends a POST on one
 						   that closes unanswered) */
+	int			 get;		/* a GET of url (body is
+						   NULL): for discovery */
 };
 typedef void	(*http_done_cb)(const struct http_result *, void *);
 struct http	*http_new(struct event_base *, int, int);
@@ -403,6 +485,8 @@ enum account_state {
 	ACCOUNT_BACKOFF,
 	ACCOUNT_EXPIRED,
 	ACCOUNT_FAILED,
+	ACCOUNT_LOGIN,		/* a login grant without a refresh token:
+				   needs a human (tokenctl login) */
 	ACCOUNT_STATE_COUNT	/* not a state: the end marker */
 };
 struct account;
@@ -458,6 +542,34 @@ int		 account_refresh_now(struct account *, int64_t, account_wait_cb,
 void		 account_cancel_waiter(struct account *, account_wait_cb,
 		    void *);
 void		 account_clock_jumped(struct account *);
+/*
+ * Login grants. account_endpoints: 1 when *out is filled now (explicit
+ * URLs, or a discovery document fresh in the cache): cb is not called;
+ * 0 when the document is being fetched: cb runs once, from the event
+ * loop, with the endpoints (NULL on failure) and an error ("discovery:
+ * ..."); -1 with *cause when it cannot be had at all. A caller that goes
+ * away first calls account_endpoints_cancel. account_endpoint_failed: a
+ * request to a discovered endpoint met a network error, a 5xx or a 404:
+ * the document is fetched again next time.
+ */
+typedef void	(*account_endpoints_cb)(struct account *,
+		    const struct endpoints *, const char *, void *);
+int		 account_endpoints(struct account *, struct endpoints *,
+		    account_endpoints_cb, void *, char **);
+void		 account_endpoints_cancel(struct account *,
+		    account_endpoints_cb, void *);
+void		 account_endpoint_failed(struct account *);
+/* a login came to a token (state file first, files, on_refresh; the
+ * account refreshes unattended from here on); takes what *t holds */
+void		 account_login_succeeded(struct account *, struct token *);
+/* POST /v1/logout: revoke (RFC 7009) and forget; cb gets whether the
+ * endpoint revoked, and why not; -1 with *cause when not possible */
+typedef void	(*account_logout_cb)(struct account *, int, const char *,
+		    void *);
+int		 account_logout(struct account *, account_logout_cb, void *,
+		    char **);
+void		 account_logout_cancel(struct account *, account_logout_cb,
+		    void *);
 
 /* registry.c: the set of accounts, sorted by name; the reload diff */
 struct registry;

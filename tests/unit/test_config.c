@@ -28,6 +28,11 @@
 #define URL		"token_url = https://issuer.example/token\n"
 /* grant = client_credentials (the default) needs a client_id */
 #define URL_ID		URL "client_id = c\n"
+/* login grants by discovery: the next line is line 5 */
+#define CODE_ISSUER	"[account]\ngrant = authorization_code\nclient_id = c\n" \
+			"issuer = https://op.example\n"
+#define DEVICE		"[account]\ngrant = device_code\nclient_id = c\n"
+#define DEVICE_ISSUER	DEVICE "issuer = https://op.example\n"
 
 /* ---- temp folders and files ---- */
 
@@ -1224,8 +1229,101 @@ static const struct error_case error_cases[] = {
 	    1, "key outside of any [section]", NULL, NULL },
 	{ "no [account]",
 	    "[response]\nexpires_in = /e\n",
-	    0, "no [account] section", NULL, NULL },
+	    0, "no [account] section", NULL, NULL },	{ "device_code without client_id",
+	    "[account]\ngrant = device_code\nissuer = https://op.example\n",
+	    2, "grant = device_code needs client_id", NULL, NULL },
+	{ "device_code without issuer or its URL",
+	    "[account]\ngrant = device_code\n" URL_ID,
+	    2, "grant = device_code needs issuer (discovery), or token_url "
+	    "and device_authorization_url", NULL, NULL },
+	{ "authorization_code without authorization_url",
+	    "[account]\ngrant = authorization_code\n" URL_ID,
+	    2, "grant = authorization_code needs issuer (discovery), or "
+	    "token_url and authorization_url", NULL, NULL },
+	{ "login grant without issuer nor token_url",
+	    DEVICE "device_authorization_url = https://op.example/device\n",
+	    2, "grant = device_code needs issuer (discovery), or token_url "
+	    "and device_authorization_url", NULL, NULL },
+	{ "issuer over http",
+	    DEVICE "issuer = http://op.example\n",
+	    4, "issuer: http:// sends secrets in clear text", NULL, NULL },
+	{ "issuer with a query",
+	    DEVICE "issuer = https://op.example/?x=1\n",
+	    4, "issuer: no query or fragment allowed", NULL, NULL },
+	{ "issuer for client_credentials",
+	    "[account]\n" URL_ID "issuer = https://op.example\n",
+	    4, "issuer is for grant = device_code or authorization_code",
+	    NULL, NULL },
+	{ "redirect_uri for device_code",
+	    DEVICE_ISSUER "redirect_uri = http://127.0.0.1:0/cb\n",
+	    5, "redirect_uri is for grant = authorization_code", NULL, NULL },
+	{ "password with a login grant",
+	    DEVICE_ISSUER "password = x\n",
+	    5, "a password is not used with grant = device_code", NULL, NULL },
+	{ "refresh_token_file with a login grant",
+	    CODE_ISSUER "refresh_token_file = rt\n",
+	    5, "refresh_token_file is not used with grant = "
+	    "authorization_code: use tokenctl login", "rt", "r1\n" },
 };
+
+/* grant = device_code / authorization_code: keys, defaults, [access] */
+static void
+test_account_login(void **state)
+{
+	const char		*dir = *state;
+	struct account_conf	*ac;
+
+	ac = load_ok(dir, "dev", "[account]\ngrant = device_code\n"
+	    "issuer = https://op.example/tenant\nclient_id = c\n"
+	    "scope = openid offline_access\n"
+	    "[access]\nlogin_users = root\nlogin_groups = root\n");
+	assert_int_equal(ac->grant, GRANT_DEVICE_CODE);
+	assert_string_equal(ac->issuer, "https://op.example/tenant");
+	assert_null(ac->token_url);
+	assert_null(ac->refresh_url);
+	assert_null(ac->redirect_uri);
+	assert_int_equal(ac->client_auth, CLIENT_AUTH_NONE);
+	assert_false(ac->client_auth_given);
+	assert_int_equal(ac->nlogin_users, 1);
+	assert_int_equal(ac->login_users[0], 0);
+	assert_int_equal(ac->nlogin_groups, 1);
+	assert_int_equal(ac->nusers, 0);
+	config_account_free(ac);
+
+	ac = load_ok(dir, "code",
+	    "[account]\n"
+	    "grant = authorization_code\n"
+	    "token_url = https://op.example/token\n"
+	    "authorization_url = https://op.example/auth\n"
+	    "revocation_url = https://op.example/revoke\n"
+	    "client_id = c\n"
+	    "client_auth = none\n");
+	assert_int_equal(ac->grant, GRANT_AUTHORIZATION_CODE);
+	assert_string_equal(ac->redirect_uri, "http://127.0.0.1:0/callback");
+	assert_string_equal(ac->refresh_url, "https://op.example/token");
+	assert_string_equal(ac->revocation_url, "https://op.example/revoke");
+	assert_true(ac->client_auth_given);
+	config_account_free(ac);
+
+	ac = load_ok(dir, "code6",
+	    "[account]\n"
+	    "grant = authorization_code\n"
+	    "issuer = https://op.example\n"
+	    "redirect_uri = http://[::1]:8976/cb/x\n"
+	    "client_id = c\n");
+	assert_string_equal(ac->redirect_uri, "http://[::1]:8976/cb/x");
+	config_account_free(ac);
+
+	/* logout also serves refresh_token accounts */
+	free(put_file(dir, "rt", "r1\n", 0600));
+	ac = load_ok(dir, "rt",
+	    "[account]\n"
+	    "grant = refresh_token\n" URL_ID
+	    "refresh_token_file = rt\n"
+	    "revocation_url = https://op.example/revoke\n");
+	assert_string_equal(ac->revocation_url, "https://op.example/revoke");
+	config_account_free(ac);
+}
 
 static void
 test_account_errors(void **state)
@@ -2028,6 +2126,36 @@ load_one_error(const char *dir, const char *what, const char *content,
 	free(path);
 }
 
+/* redirect_uri: a loopback IP literal over http, a port, a path */
+static void
+test_account_redirect_uri(void **state)
+{
+	static const char *const bad[] = {
+		"http://localhost:8976/callback",	/* RFC 8252 8.3 */
+		"https://127.0.0.1:8976/callback",
+		"http://127.0.0.1:8976",
+		"http://127.0.0.1/callback",
+		"http://[::1]:65536/cb",
+		"http://127.0.0.2:80/cb",
+		"http://127.0.0.1:80/cb?x=1",
+		"http://127.0.0.1:-1/cb",
+	};
+	const char	*dir = *state;
+	char		*content;
+	size_t		 i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (asprintf(&content, CODE_ISSUER "redirect_uri = %s\n",
+		    bad[i]) == -1)
+			fail_msg("asprintf");
+		load_one_error(dir, bad[i], content, 5, "redirect_uri: "
+		    "expected http://127.0.0.1:PORT/PATH or "
+		    "http://[::1]:PORT/PATH (a loopback address, RFC 8252 7.3; "
+		    "PORT 0: any free port)");
+		free(content);
+	}
+}
+
 /*
  * Load a global file into *cfg, with dir/accounts.d (which holds a valid
  * account) as -A unless the file is to name it.
@@ -2134,10 +2262,10 @@ test_table_bad_choices(void **state)
 	} cases[] = {
 		{ "[account]\n" URL_ID "grant = implicit\n", 4,
 		    "unknown grant 'implicit' (client_credentials, password, "
-		    "refresh_token or static)" },
+		    "refresh_token, static, device_code or authorization_code)" },
 		{ "[account]\n" URL_ID "grant = Static\n", 4,
 		    "unknown grant 'Static' (client_credentials, password, "
-		    "refresh_token or static)" },
+		    "refresh_token, static, device_code or authorization_code)" },
 		{ "[account]\n" URL "client_id = a\nclient_secret_file = t\n"
 		    "client_auth = jwt\n", 5,
 		    "unknown client_auth 'jwt' (basic, post or none)" },
@@ -3002,6 +3130,8 @@ main(void)
 		cmocka_unit_test(test_parse_mode),
 		cmocka_unit_test(test_parse_argv),
 		cmocka_unit_test(test_account_name_valid),
+		T(test_account_login),
+		T(test_account_redirect_uri),
 		cmocka_unit_test(test_ini_table),
 		cmocka_unit_test(test_ini_long_line),
 		cmocka_unit_test(test_ini_nul_byte),
