@@ -506,6 +506,28 @@ account_success(struct account *a, struct token *t)
 }
 
 /*
+ * A login (login.c) came to a token: it is taken as a request's answer
+ * would be (state file first, files, on_refresh), and the account
+ * refreshes unattended from here on. A refresh in flight loses: its
+ * answer would be about a refresh token the login replaces.
+ */
+void
+account_login_succeeded(struct account *a, struct token *t)
+{
+	if (a->req != NULL) {
+		http_cancel(a->req);
+		a->req = NULL;
+	}
+	freezero_str(a->req_refresh_token);
+	a->req_refresh_token = NULL;
+	/* the login's refresh token replaces whatever was held */
+	freezero_str(a->refresh_token);
+	a->refresh_token = NULL;
+	a->req_grant = a->conf->grant;
+	account_success(a, t);
+}
+
+/*
  * The refresh token `used` was refused: drop it, from memory and from the
  * state file, so that it is never sent again, not even after a restart;
  * then the own grant, or, without one, failed until a new refresh token

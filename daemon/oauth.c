@@ -181,6 +181,43 @@ oauth_form_add(struct form *f, const char *name, const char *value)
 	f->buf = next;
 }
 
+/* The client's credentials, in the form or an Authorization header. */
+static void
+oauth_client_auth(const struct account_conf *ac, enum client_auth auth,
+    struct form *f, struct oauth_request *out)
+{
+	char	*id, *secret, *pair;
+
+	switch (auth) {
+	case CLIENT_AUTH_BASIC:
+		/* RFC 6749 2.3.1: each half encoded before base64, or raw */
+		id = ac->client_id != NULL ? ac->client_id : "";
+		secret = ac->client_secret != NULL ? ac->client_secret : "";
+		if (ac->basic_encoding == BASIC_ENCODING_RAW) {
+			id = xstrdup(id);
+			secret = xstrdup(secret);
+		} else {
+			id = oauth_basic_encode(id);
+			secret = oauth_basic_encode(secret);
+		}
+		xasprintf(&pair, "%s:%s", id, secret);
+		freezero_str(id);
+		freezero_str(secret);
+		secret = oauth_base64((unsigned char *)pair, strlen(pair));
+		freezero_str(pair);
+		xasprintf(&out->authorization, "Basic %s", secret);
+		freezero_str(secret);
+		break;
+	case CLIENT_AUTH_POST:
+		oauth_form_add(f, "client_id", ac->client_id);
+		oauth_form_add(f, "client_secret", ac->client_secret);
+		break;
+	case CLIENT_AUTH_NONE:
+		oauth_form_add(f, "client_id", ac->client_id);
+		break;
+	}
+}
+
 /*
  * Build the request for `grant` (GRANT_REFRESH_TOKEN uses refresh_token,
  * which must then be set). The body and the Authorization header hold
@@ -191,7 +228,6 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
     const char *refresh_token, struct oauth_request *out, char **cause)
 {
 	struct form	 f = { NULL, 0 };
-	char		*id, *secret, *pair;
 	size_t		 i;
 
 	memset(out, 0, sizeof *out);
@@ -222,34 +258,7 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 		return -1;
 	}
 
-	switch (ac->client_auth) {
-	case CLIENT_AUTH_BASIC:
-		/* RFC 6749 2.3.1: each half encoded before base64, or raw */
-		id = ac->client_id != NULL ? ac->client_id : "";
-		secret = ac->client_secret != NULL ? ac->client_secret : "";
-		if (ac->basic_encoding == BASIC_ENCODING_RAW) {
-			id = xstrdup(id);
-			secret = xstrdup(secret);
-		} else {
-			id = oauth_basic_encode(id);
-			secret = oauth_basic_encode(secret);
-		}
-		xasprintf(&pair, "%s:%s", id, secret);
-		freezero_str(id);
-		freezero_str(secret);
-		secret = oauth_base64((unsigned char *)pair, strlen(pair));
-		freezero_str(pair);
-		xasprintf(&out->authorization, "Basic %s", secret);
-		freezero_str(secret);
-		break;
-	case CLIENT_AUTH_POST:
-		oauth_form_add(&f, "client_id", ac->client_id);
-		oauth_form_add(&f, "client_secret", ac->client_secret);
-		break;
-	case CLIENT_AUTH_NONE:
-		oauth_form_add(&f, "client_id", ac->client_id);
-		break;
-	}
+	oauth_client_auth(ac, ac->client_auth, &f, out);
 
 	/* a refresh keeps the scope it was granted (RFC 6749 section 6) */
 	if (grant != GRANT_REFRESH_TOKEN)
@@ -263,6 +272,32 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 	    ac->token_url;
 	out->body = f.buf != NULL ? f.buf : xstrdup("");
 	return 0;
+}
+
+/*
+ * A request of a login flow (RFC 8628 device authorization and polling,
+ * RFC 6749 4.1.3 code exchange) to `url`: the given parameters, the
+ * client's credentials, and the account's audience, resource and
+ * param.NAME. Secrets as for oauth_request_build.
+ */
+void
+oauth_login_request_build(const struct account_conf *ac,
+    enum client_auth auth, const char *url, const struct form_param *params,
+    size_t nparams, struct oauth_request *out)
+{
+	struct form	 f = { NULL, 0 };
+	size_t		 i;
+
+	memset(out, 0, sizeof *out);
+	for (i = 0; i < nparams; i++)
+		oauth_form_add(&f, params[i].name, params[i].value);
+	oauth_client_auth(ac, auth, &f, out);
+	oauth_form_add(&f, "audience", ac->audience);
+	oauth_form_add(&f, "resource", ac->resource);
+	for (i = 0; i < ac->nparams; i++)
+		oauth_form_add(&f, ac->params[i].name, ac->params[i].value);
+	out->url = (char *)url;
+	out->body = f.buf != NULL ? f.buf : xstrdup("");
 }
 
 void
@@ -358,7 +393,7 @@ oauth_sanitize_code(const char *in, char *out, size_t len)
 	out[i] = '\0';
 }
 
-static struct json_object *
+struct json_object *
 oauth_parse_json(const char *body, size_t len, const char **why)
 {
 	struct json_tokener	*tok;
@@ -591,7 +626,7 @@ oauth_json_duplicate_keys(const char *p, size_t len)
  * A whole number of seconds from a JSON number or a string of digits.
  * json_object_get_int64 would read "3600abc" as 3600 and null as 0.
  */
-static int
+int
 oauth_json_seconds(struct json_object *v, int64_t *out)
 {
 	const char	*s;
@@ -793,6 +828,26 @@ oauth_error_code(const char *body, size_t len, const struct account_conf *ac,
 	*withheld = oauth_holds_secret(json_object_get_string(err), secrets);
 	oauth_sanitize_description(obj, secrets, desc, desc_size);
 	json_object_put(obj);
+	return 0;
+}
+
+/*
+ * The OAuth error code of an answer (sanitised) and its description (as
+ * for a token answer: none that repeats a secret, nor `sent`, the code a
+ * login flow sent); 0, or -1 without one.
+ */
+int
+oauth_error_of(const struct account_conf *ac, const char *sent,
+    const char *body, size_t len, char *code, size_t size, char *desc,
+    size_t desc_size)
+{
+	int	 withheld;
+
+	if (oauth_error_code(body, len, ac, sent, code, size, &withheld, desc,
+	    desc_size) != 0)
+		return -1;
+	if (withheld)
+		snprintf(code, size, "(an error code that repeats a secret)");
 	return 0;
 }
 
