@@ -64,20 +64,22 @@ CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
 DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \
-		   sink account registry hooks control login redirect api
+		   sink discovery revoke account registry hooks control login redirect \
+		   api
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
 # tokenctl starts as fast as cat: libc and json-c, nothing else
 CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o client.o util.o clock.o)
 CTL_LIBS	= $(shell pkg-config --libs json-c)
 HEADERS		:= daemon/tokend.h
 
-UNIT_TESTS	:= config schedule oauth sink timer
+UNIT_TESTS	:= config schedule oauth sink timer discovery
 UNIT_BINS	:= $(addprefix $(BUILD)/test_,$(UNIT_TESTS))
 UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
-		   schedule.o oauth.o sink.o file.o store.o timer.o)
+		   schedule.o oauth.o sink.o file.o store.o timer.o discovery.o \
+		   revoke.o http.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan
-FUZZ_TARGETS	:= config response retry_after socket jwt state device
+FUZZ_TARGETS	:= config response retry_after socket jwt state discovery device
 FUZZ_BUILD	:= build-fuzz
 FUZZ_SECONDS	?= 60
 FUZZ_CC		?= clang
@@ -125,7 +127,8 @@ $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 # account.c with the real oauth, schedule, config, state and token files,
 # and link-time stand-ins for http, timers, hooks and the clock
 ACCOUNT_TEST_OBJS := $(addprefix $(BUILD)/,account.o util.o log.o ini.o \
-		   config.o schedule.o oauth.o sink.o file.o store.o)
+		   config.o schedule.o oauth.o sink.o file.o store.o discovery.o \
+		   revoke.o)
 
 $(BUILD)/test_account: tests/unit/test_account.c tests/unit/unit.h \
     $(ACCOUNT_TEST_OBJS) $(HEADERS)
@@ -169,7 +172,8 @@ $(FUZZ_BUILD)/%.o: daemon/%.c $(HEADERS) | $(FUZZ_BUILD)
 $(FUZZ_BUILD)/libtokend.a: $(FUZZ_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libtokend.a
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h \
+    $(FUZZ_BUILD)/libtokend.a
 	@echo "  CC/LD   $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
 	    $(FUZZ_BUILD)/libtokend.a $(PKG_LIBS)

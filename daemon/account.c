@@ -35,6 +35,30 @@ struct waiter {
 	TAILQ_ENTRY(waiter)	 entry;
 };
 
+/* Someone waiting for the issuer's document (account_endpoints). */
+struct ep_waiter {
+	account_endpoints_cb	 cb;
+	void			*arg;
+	TAILQ_ENTRY(ep_waiter)	 entry;
+};
+
+/* A logout under way: the tokens it revokes, who waits for it. */
+struct logout_waiter {
+	account_logout_cb	 cb;
+	void			*arg;
+	TAILQ_ENTRY(logout_waiter) entry;
+};
+struct logout {
+	char			*refresh_token;	/* secret */
+	char			*access_token;	/* secret */
+	struct revoke		*revoke;
+	int			 waiting_endpoints;
+	struct timer		 done_timer;	/* answers from the loop */
+	int			 ok;
+	char			 error[384];
+	TAILQ_HEAD(, logout_waiter) waiters;
+};
+
 /* What an attempt came to, for account_transition(). */
 enum account_outcome {
 	ACCOUNT_UNDECIDED,	/* no outcome yet: waiters keep waiting */
@@ -85,10 +109,25 @@ struct account {
 	uint64_t		 nfailures;
 
 	TAILQ_HEAD(, waiter)	 waiters;
+
+	/* login grants */
+	int			 needs_login;	/* state login */
+	int			 login_hooked;	/* on_failure ran for it */
+	struct discovery	*discovery;	/* NULL: none asked yet */
+	struct endpoints	 endpoints;	/* as last filled */
+	int			 discovery_wait;	/* a token request waits
+						   for the document */
+	int			 req_discovered;	/* its URL came from it */
+	TAILQ_HEAD(, ep_waiter)	 ep_waiters;
+	struct logout		*logout;
 };
 
 static void	account_request(struct account *);
 static int	account_retry_at_reload(struct account *);
+static void	account_enter_login(struct account *, const char *);
+static void	account_login_free(struct account *);
+static void	account_request_endpoints_cb(struct account *,
+		    const struct endpoints *, const char *, void *);
 static enum account_state account_state_at(const struct account *, int64_t);
 static int	account_token_valid(const struct account *);
 
@@ -506,28 +545,6 @@ account_success(struct account *a, struct token *t)
 }
 
 /*
- * A login (login.c) came to a token: it is taken as a request's answer
- * would be (state file first, files, on_refresh), and the account
- * refreshes unattended from here on. A refresh in flight loses: its
- * answer would be about a refresh token the login replaces.
- */
-void
-account_login_succeeded(struct account *a, struct token *t)
-{
-	if (a->req != NULL) {
-		http_cancel(a->req);
-		a->req = NULL;
-	}
-	freezero_str(a->req_refresh_token);
-	a->req_refresh_token = NULL;
-	/* the login's refresh token replaces whatever was held */
-	freezero_str(a->refresh_token);
-	a->refresh_token = NULL;
-	a->req_grant = a->conf->grant;
-	account_success(a, t);
-}
-
-/*
  * The refresh token `used` was refused: drop it, from memory and from the
  * state file, so that it is never sent again, not even after a restart;
  * then the own grant, or, without one, failed until a new refresh token
@@ -558,6 +575,13 @@ account_refresh_refused(struct account *a, const char *used, const char *why)
 		account_failed(a, msg);
 		return;
 	}
+	if (GRANT_IS_LOGIN(a->conf->grant)) {
+		/* a human, not a loop: nothing else could carry it on */
+		snprintf(msg, sizeof msg, "the refresh token was refused (%s)",
+		    why);
+		account_enter_login(a, msg);
+		return;
+	}
 	log_account(LOG_LEVEL_WARNING, a->conf->name, "%s: the refresh token "
 	    "was refused; using the %s grant now", why,
 	    account_grant_name(a->conf->grant));
@@ -577,7 +601,8 @@ account_refresh_refused(struct account *a, const char *used, const char *why)
 static void
 account_refresh_spent(struct account *a, const char *used)
 {
-	if (a->conf->grant == GRANT_REFRESH_TOKEN || a->refresh_token == NULL ||
+	if (a->conf->grant == GRANT_REFRESH_TOKEN ||
+	    GRANT_IS_LOGIN(a->conf->grant) || a->refresh_token == NULL ||
 	    used == NULL || strcmp(a->refresh_token, used) != 0)
 		return;
 	freezero_str(a->refresh_token);
@@ -602,6 +627,10 @@ account_http_done_cb(const struct http_result *res, void *arg)
 	a->req = NULL;
 	used = a->req_refresh_token;
 	a->req_refresh_token = NULL;
+	/* a discovered endpoint that fails: the document may be stale */
+	if (a->req_discovered && (res->curl_code != 0 || res->status >= 500 ||
+	    res->status == 404))
+		account_endpoint_failed(a);
 
 	if (res->curl_code != 0 || res->truncated) {
 		snprintf(why, sizeof why, "%s", res->error != NULL ?
@@ -658,14 +687,21 @@ account_request(struct account *a)
 {
 	struct oauth_request	 or;
 	struct http_post	 p;
+	struct account_conf	 c;
+	struct endpoints	 ep;
 	char			*cause = NULL;
 	enum grant		 grant;
+	int			 rc;
 
-	if (a->req != NULL || a->conf->grant == GRANT_STATIC)
+	if (a->req != NULL || a->discovery_wait ||
+	    a->conf->grant == GRANT_STATIC)
 		return;
 	if (a->refresh_token != NULL)
 		grant = GRANT_REFRESH_TOKEN;
-	else if (a->conf->grant == GRANT_REFRESH_TOKEN) {
+	else if (GRANT_IS_LOGIN(a->conf->grant)) {
+		account_enter_login(a, NULL);
+		return;
+	} else if (a->conf->grant == GRANT_REFRESH_TOKEN) {
 		account_failed(a, "no refresh token is held; a new refresh "
 		    "token is needed in refresh_token_file");
 		return;
@@ -674,7 +710,31 @@ account_request(struct account *a)
 	if (a->state_unsaved)
 		account_save_state(a);
 
-	if (oauth_request_build(a->conf, grant, a->refresh_token, &or,
+	/* the token endpoint and client_auth may come from discovery */
+	c = *a->conf;
+	a->req_discovered = 0;
+	if (a->conf->issuer != NULL) {
+		rc = account_endpoints(a, &ep, account_request_endpoints_cb, a,
+		    &cause);
+		if (rc == 0) {
+			a->discovery_wait = 1;
+			timer_clear(&a->timer);
+			a->due_wall = 0;
+			a->next_wall = clock_wall_ms();
+			account_transition(a, ACCOUNT_UNDECIDED, "discovery");
+			return;
+		}
+		if (rc < 0) {
+			account_backoff(a, cause, -1);
+			free(cause);
+			return;
+		}
+		c.token_url = (char *)ep.token_url;
+		c.refresh_url = (char *)ep.refresh_url;
+		c.client_auth = ep.client_auth;
+		a->req_discovered = a->conf->token_url == NULL;
+	}
+	if (oauth_request_build(&c, grant, a->refresh_token, &or,
 	    &cause) != 0) {
 		account_failed(a, cause);
 		free(cause);
@@ -736,6 +796,7 @@ account_new(const struct account_env *env, struct account_conf *conf)
 	a->expiry_timer.cb = account_expiry_cb;
 	a->expiry_timer.arg = a;
 	TAILQ_INIT(&a->waiters);
+	TAILQ_INIT(&a->ep_waiters);
 	return a;
 }
 
@@ -876,6 +937,10 @@ account_replace_conf(struct account *a, struct account_conf *conf)
 	   padding) */
 	replan = memcmp(&old->refresh, &conf->refresh, sizeof conf->refresh);
 	a->conf = conf;
+	if (!GRANT_IS_LOGIN(conf->grant))
+		a->needs_login = 0;
+	if (a->discovery != NULL)
+		discovery_forget(a->discovery);	/* read again, as configured */
 	account_seed_refresh_token(a);
 	config_account_free(old);
 	if (account_token_valid(a))
@@ -898,8 +963,15 @@ account_replace_conf(struct account *a, struct account_conf *conf)
 static int
 account_retry_at_reload(struct account *a)
 {
-	if (a->conf->grant == GRANT_STATIC || a->req != NULL)
+	if (a->conf->grant == GRANT_STATIC || a->req != NULL ||
+	    a->discovery_wait || a->logout != NULL)
 		return 0;
+	/* a reload cannot log a human in */
+	if (a->needs_login && a->refresh_token == NULL)
+		return 0;
+	a->needs_login = 0;
+	if (a->discovery != NULL)
+		discovery_forget(a->discovery);
 	if (!a->failed && a->failures == 0 && a->not_before == 0 &&
 	    account_token_valid(a))
 		return 0;
@@ -929,6 +1001,7 @@ account_free(struct account *a)
 	timer_clear(&a->persist_timer);
 	timer_clear(&a->expiry_timer);
 	account_notify(a, 0, "the account was removed");
+	account_login_free(a);
 	oauth_token_clear(&a->token);
 	freezero_str(a->refresh_token);
 	freezero_str(a->req_refresh_token);
@@ -952,10 +1025,12 @@ account_conf(const struct account *a)
 static enum account_state
 account_state_at(const struct account *a, int64_t now)
 {
+	if (a->needs_login && a->req == NULL)
+		return ACCOUNT_LOGIN;
 	if (a->failed)
 		return ACCOUNT_FAILED;
 	(void)now;	/* a token's life counts on the boot clock */
-	if (a->req != NULL || !a->attempted)
+	if (a->req != NULL || a->discovery_wait || !a->attempted)
 		return ACCOUNT_REFRESHING;
 	/* never had a token: retrying, not expired */
 	if (a->token.access_token == NULL)
@@ -1034,6 +1109,11 @@ account_refresh_now(struct account *a, int64_t min_valid_ms,
 	*retry_at = timer_pending(&a->timer) ? a->next_wall : 0;
 	if (a->conf->grant == GRANT_STATIC) {
 		*cause = xstrdup("a static token is not refreshed");
+		return -1;
+	}
+	if (a->needs_login) {
+		xasprintf(cause, "needs a login: run tokenctl login %s",
+		    a->conf->name);
 		return -1;
 	}
 	if (a->failed) {
@@ -1131,4 +1211,439 @@ account_clock_jumped(struct account *a)
 	if (account_token_valid(a))
 		account_write_sinks(a);
 	account_transition(a, ACCOUNT_UNDECIDED, "wall clock set");
+}
+
+/* ---- login grants: endpoints, the login state, logout ---- */
+
+/* Discovery is asked only for what the file does not say. */
+static int
+account_needs_discovery(const struct account_conf *c)
+{
+	if (c->issuer == NULL)
+		return 0;
+	return c->token_url == NULL || !c->client_auth_given ||
+	    c->revocation_url == NULL ||
+	    (c->grant == GRANT_AUTHORIZATION_CODE &&
+	    c->authorization_url == NULL) ||
+	    (c->grant == GRANT_DEVICE_CODE &&
+	    c->device_authorization_url == NULL);
+}
+
+/* The file's URLs, else the document's (doc NULL: none). */
+static void
+account_fill_endpoints(struct account *a, const struct discovery_doc *doc)
+{
+	const struct account_conf	*c = a->conf;
+	struct endpoints		*e = &a->endpoints;
+
+	memset(e, 0, sizeof *e);
+	e->token_url = c->token_url != NULL ? c->token_url :
+	    doc != NULL ? doc->token_endpoint : NULL;
+	e->refresh_url = c->refresh_url != NULL ? c->refresh_url :
+	    e->token_url;
+	e->authorization_url = c->authorization_url != NULL ?
+	    c->authorization_url : doc != NULL ? doc->authorization_endpoint :
+	    NULL;
+	e->device_authorization_url = c->device_authorization_url != NULL ?
+	    c->device_authorization_url : doc != NULL ?
+	    doc->device_authorization_endpoint : NULL;
+	e->revocation_url = c->revocation_url != NULL ? c->revocation_url :
+	    doc != NULL ? doc->revocation_endpoint : NULL;
+	e->client_auth = discovery_client_auth(c, doc);
+	e->s256_unlisted = doc != NULL && doc->pkce_listed && !doc->s256;
+}
+
+static void
+account_discovered_cb(const struct discovery_doc *doc, const char *error,
+    void *arg)
+{
+	struct account		*a = arg;
+	struct ep_waiter	*w;
+
+	/* a reload changed the issuer while the old one's was coming */
+	if (doc != NULL && (a->conf->issuer == NULL ||
+	    strcmp(doc->issuer, a->conf->issuer) != 0)) {
+		discovery_forget(a->discovery);
+		doc = NULL;
+		error = "discovery: the issuer changed during the fetch; "
+		    "fetching again";
+	}
+	if (doc != NULL) {
+		account_fill_endpoints(a, doc);
+		log_account(LOG_LEVEL_INFO, a->conf->name, "discovery: read "
+		    "the endpoints of %s", a->conf->issuer);
+		if (a->endpoints.s256_unlisted &&
+		    a->conf->grant == GRANT_AUTHORIZATION_CODE)
+			log_account(LOG_LEVEL_WARNING, a->conf->name,
+			    "discovery: code_challenge_methods_supported does "
+			    "not list S256; PKCE S256 is used anyway");
+	} else
+		log_account(LOG_LEVEL_WARNING, a->conf->name, "%s", error);
+	while ((w = TAILQ_FIRST(&a->ep_waiters)) != NULL) {
+		TAILQ_REMOVE(&a->ep_waiters, w, entry);
+		w->cb(a, doc != NULL ? &a->endpoints : NULL, error, w->arg);
+		free(w);
+	}
+}
+
+int
+account_endpoints(struct account *a, struct endpoints *out,
+    account_endpoints_cb cb, void *arg, char **cause)
+{
+	const struct discovery_doc	*doc;
+	struct ep_waiter		*w;
+	int				 rc;
+
+	*cause = NULL;
+	if (!account_needs_discovery(a->conf)) {
+		account_fill_endpoints(a, NULL);
+		*out = a->endpoints;
+		return 1;
+	}
+	if (a->discovery == NULL)
+		a->discovery = discovery_new(a->env->http);
+	doc = discovery_cached(a->discovery, a->conf->issuer, clock_boot_ms());
+	if (doc != NULL) {
+		account_fill_endpoints(a, doc);
+		*out = a->endpoints;
+		return 1;
+	}
+	rc = discovery_fetch(a->discovery, a->conf, account_discovered_cb, a,
+	    cause);
+	if (rc != 0 && rc != -EBUSY)	/* -EBUSY: one runs, joined */
+		return -1;
+	w = xcalloc(1, sizeof *w);
+	w->cb = cb;
+	w->arg = arg;
+	TAILQ_INSERT_TAIL(&a->ep_waiters, w, entry);
+	return 0;
+}
+
+void
+account_endpoints_cancel(struct account *a, account_endpoints_cb cb,
+    void *arg)
+{
+	struct ep_waiter	*w, *next;
+
+	for (w = TAILQ_FIRST(&a->ep_waiters); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->cb == cb && w->arg == arg) {
+			TAILQ_REMOVE(&a->ep_waiters, w, entry);
+			free(w);
+		}
+	}
+}
+
+void
+account_endpoint_failed(struct account *a)
+{
+	if (a->discovery != NULL && a->conf->issuer != NULL) {
+		log_account(LOG_LEVEL_DEBUG, a->conf->name, "discovery: an "
+		    "endpoint failed; the document is read again next time");
+		discovery_forget(a->discovery);
+	}
+}
+
+/* The document a token request waited for came, or did not. */
+static void
+account_request_endpoints_cb(struct account *a, const struct endpoints *ep,
+    const char *error, void *arg)
+{
+	(void)arg;
+	a->discovery_wait = 0;
+	if (ep == NULL)
+		account_backoff(a, error, -1);
+	else
+		account_request(a);
+}
+
+/*
+ * No refresh token, and a grant only a human can use: say so once, run
+ * on_failure once for it (TOKEND_REASON=login), and ask for nothing until
+ * a login succeeds. A token still valid is served until it expires.
+ */
+static void
+account_enter_login(struct account *a, const char *why)
+{
+	int	 entering = !a->needs_login;
+
+	a->needs_login = 1;
+	a->attempted = 1;
+	a->failed = 0;
+	a->failures = 0;
+	a->not_before = 0;
+	timer_clear(&a->timer);
+	a->due_wall = a->next_wall = 0;
+	snprintf(a->last_error, sizeof a->last_error, "%s%sneeds a login: run "
+	    "tokenctl login %s", why != NULL ? why : "", why != NULL ? "; " :
+	    "", a->conf->name);
+	if (entering)
+		log_account(LOG_LEVEL_WARNING, a->conf->name, "%s",
+		    a->last_error);
+	if (!a->login_hooked && a->conf->on_failure != NULL)
+		hooks_run(a->conf->on_failure, a->conf->name,
+		    a->token.expires_at, "login");
+	a->login_hooked = 1;
+	account_transition(a, ACCOUNT_FAILED_NOW, "needs a login");
+}
+
+/*
+ * A login (login.c) came to a token: it is taken as a request's answer
+ * would be (state file first, files, on_refresh), and the account
+ * refreshes unattended from here on. A refresh in flight loses: its
+ * answer would be about a refresh token the login replaces.
+ */
+void
+account_login_succeeded(struct account *a, struct token *t)
+{
+	if (a->req != NULL) {
+		http_cancel(a->req);
+		a->req = NULL;
+	}
+	freezero_str(a->req_refresh_token);
+	a->req_refresh_token = NULL;
+	if (a->discovery_wait) {
+		account_endpoints_cancel(a, account_request_endpoints_cb, a);
+		a->discovery_wait = 0;
+	}
+	/* the login's refresh token replaces whatever was held */
+	freezero_str(a->refresh_token);
+	a->refresh_token = NULL;
+	a->needs_login = 0;
+	a->login_hooked = 0;
+	a->req_grant = a->conf->grant;
+	account_success(a, t);
+}
+
+/* Forget every token, in memory, in the state file and in the files. */
+static void
+account_forget(struct account *a)
+{
+	char	*cause = NULL;
+	size_t	 i;
+	int	 rc;
+
+	if (a->req != NULL) {
+		http_cancel(a->req);
+		a->req = NULL;
+	}
+	freezero_str(a->req_refresh_token);
+	a->req_refresh_token = NULL;
+	a->unknown_retried = 0;
+	if (a->discovery_wait) {
+		account_endpoints_cancel(a, account_request_endpoints_cb, a);
+		a->discovery_wait = 0;
+	}
+	timer_clear(&a->timer);
+	timer_clear(&a->expiry_timer);
+	a->due_wall = a->next_wall = 0;
+	oauth_token_clear(&a->token);
+	freezero_str(a->refresh_token);
+	a->refresh_token = NULL;
+	account_save_state(a);
+	a->sinks_unwritten = 0;
+	a->file_error[0] = '\0';
+	for (i = 0; i < a->conf->nsinks; i++) {
+		rc = file_remove(a->conf->sinks[i].path, FILE_SAFE_PATH, &cause);
+		if (rc != 0 && rc != -ENOENT)
+			log_account(LOG_LEVEL_WARNING, a->conf->name, "cannot "
+			    "remove its token file %s: %s",
+			    a->conf->sinks[i].path, cause != NULL ? cause :
+			    strerror(-rc));
+		free(cause);
+		cause = NULL;
+	}
+	account_persist_later(a);
+}
+
+/* The logout is over: answer everyone, then go. */
+static void
+account_logout_finish(struct account *a)
+{
+	struct logout		*l = a->logout;
+	struct logout_waiter	*w;
+
+	a->logout = NULL;
+	timer_clear(&l->done_timer);
+	if (l->ok)
+		log_account(LOG_LEVEL_INFO, a->conf->name, "logged out: the "
+		    "tokens are revoked and forgotten");
+	else
+		log_account(LOG_LEVEL_WARNING, a->conf->name, "logged out: %s; "
+		    "the tokens are forgotten here anyway", l->error);
+	while ((w = TAILQ_FIRST(&l->waiters)) != NULL) {
+		TAILQ_REMOVE(&l->waiters, w, entry);
+		w->cb(a, l->ok, l->ok ? NULL : l->error, w->arg);
+		free(w);
+	}
+	freezero_str(l->refresh_token);
+	freezero_str(l->access_token);
+	free(l);
+}
+
+static void
+account_logout_done_cb(void *arg)
+{
+	account_logout_finish(arg);
+}
+
+/* Answer from the event loop, never inside account_logout(). */
+static void
+account_logout_later(struct account *a, int ok, const char *error)
+{
+	a->logout->ok = ok;
+	if (error != NULL)
+		snprintf(a->logout->error, sizeof a->logout->error, "%s", error);
+	timer_set(&a->logout->done_timer, clock_boot_ms());
+}
+
+static void
+account_revoked_cb(int ok, const char *error, int endpoint_failed, void *arg)
+{
+	struct account	*a = arg;
+
+	a->logout->revoke = NULL;
+	a->logout->ok = ok;
+	if (!ok)
+		snprintf(a->logout->error, sizeof a->logout->error, "%s", error);
+	if (endpoint_failed && a->conf->revocation_url == NULL)
+		account_endpoint_failed(a);
+	account_logout_finish(a);
+}
+
+static void
+account_logout_revoke(struct account *a, const struct endpoints *ep)
+{
+	struct logout	*l = a->logout;
+
+	if (ep->revocation_url == NULL) {
+		account_logout_later(a, 0, "no revocation endpoint is known "
+		    "(set revocation_url, or use an issuer whose discovery "
+		    "names one)");
+		return;
+	}
+	l->revoke = revoke_start(a->env->http, a->conf, ep->client_auth,
+	    ep->revocation_url, l->refresh_token, l->access_token,
+	    account_revoked_cb, a);
+}
+
+static void
+account_logout_endpoints_cb(struct account *a, const struct endpoints *ep,
+    const char *error, void *arg)
+{
+	(void)arg;
+	a->logout->waiting_endpoints = 0;
+	if (ep == NULL) {
+		a->logout->ok = 0;
+		snprintf(a->logout->error, sizeof a->logout->error, "%s", error);
+		account_logout_finish(a);
+	} else
+		account_logout_revoke(a, ep);
+}
+
+/*
+ * Forget the tokens at once, whatever the account's state, then revoke
+ * them (refresh token first) where the account's revocation endpoint
+ * is. Joins a logout under way. cb runs from the event loop.
+ */
+int
+account_logout(struct account *a, account_logout_cb cb, void *arg,
+    char **cause)
+{
+	struct logout		*l;
+	struct logout_waiter	*w;
+	struct endpoints	 ep;
+	char			*why = NULL;
+	int			 rc;
+
+	*cause = NULL;
+	if (!GRANT_IS_LOGIN(a->conf->grant) &&
+	    a->conf->grant != GRANT_REFRESH_TOKEN) {
+		*cause = xstrdup("logout is for accounts with grant "
+		    "device_code, authorization_code or refresh_token");
+		return -1;
+	}
+	w = xcalloc(1, sizeof *w);
+	w->cb = cb;
+	w->arg = arg;
+	if (a->logout != NULL) {
+		TAILQ_INSERT_TAIL(&a->logout->waiters, w, entry);
+		return 0;
+	}
+	l = a->logout = xcalloc(1, sizeof *l);
+	TAILQ_INIT(&l->waiters);
+	TAILQ_INSERT_TAIL(&l->waiters, w, entry);
+	l->done_timer.cb = account_logout_done_cb;
+	l->done_timer.arg = a;
+	l->ok = 1;
+	if (a->refresh_token != NULL)
+		l->refresh_token = xstrdup(a->refresh_token);
+	if (account_token_valid(a))
+		l->access_token = xstrdup(a->token.access_token);
+	account_forget(a);
+	if (GRANT_IS_LOGIN(a->conf->grant))
+		account_enter_login(a, "logged out");
+	else {
+		a->failed = 1;
+		a->attempted = 1;
+		snprintf(a->last_error, sizeof a->last_error, "logged out; a "
+		    "new refresh token is needed in refresh_token_file");
+		account_transition(a, ACCOUNT_FAILED_NOW, "logged out");
+	}
+	if (l->refresh_token == NULL && l->access_token == NULL) {
+		account_logout_later(a, 1, NULL);	/* nothing to revoke */
+		return 0;
+	}
+	rc = account_endpoints(a, &ep, account_logout_endpoints_cb, a, &why);
+	if (rc == 1)
+		account_logout_revoke(a, &ep);
+	else if (rc == 0)
+		l->waiting_endpoints = 1;
+	else {
+		account_logout_later(a, 0, why);
+		free(why);
+	}
+	return 0;
+}
+
+void
+account_logout_cancel(struct account *a, account_logout_cb cb, void *arg)
+{
+	struct logout_waiter	*w, *next;
+
+	if (a->logout == NULL)
+		return;
+	for (w = TAILQ_FIRST(&a->logout->waiters); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->cb == cb && w->arg == arg) {
+			TAILQ_REMOVE(&a->logout->waiters, w, entry);
+			free(w);
+		}
+	}
+}
+
+/* account_free: a logout and discovery under way end with it. */
+static void
+account_login_free(struct account *a)
+{
+	struct ep_waiter	*w;
+
+	/* the account's own waiters would act on it: not called */
+	account_endpoints_cancel(a, account_request_endpoints_cb, a);
+	account_endpoints_cancel(a, account_logout_endpoints_cb, a);
+	if (a->logout != NULL) {
+		revoke_cancel(a->logout->revoke);
+		a->logout->revoke = NULL;
+		a->logout->ok = 0;
+		snprintf(a->logout->error, sizeof a->logout->error, "the "
+		    "account was removed");
+		account_logout_finish(a);
+	}
+	while ((w = TAILQ_FIRST(&a->ep_waiters)) != NULL) {
+		TAILQ_REMOVE(&a->ep_waiters, w, entry);
+		w->cb(a, NULL, "the account was removed", w->arg);
+		free(w);
+	}
+	discovery_free(a->discovery);
+	a->discovery = NULL;
 }

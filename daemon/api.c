@@ -29,6 +29,7 @@ struct api_pending {
 	struct event			*timeout;
 	int64_t				 min_valid_ms;	/* -1: a refresh */
 	int				 json;
+	int				 logout;	/* waits for a logout */
 	LIST_ENTRY(api_pending)		 entry;
 };
 
@@ -53,13 +54,14 @@ static LIST_HEAD(, api_login)		 api_logins =
 static uint64_t	 api_answers_2xx, api_answers_4xx, api_answers_5xx;
 
 static void	api_waited_cb(struct account *, int, const char *, void *);
+static void	api_logged_out_cb(struct account *, int, const char *, void *);
 static void	api_login_line_cb(const char *, int, void *);
 
 /* ---- who may see what ---- */
 
-/* Root, the daemon's user, or one named by uid or (any) group. */
+/* Root, the daemon's user, or one of these users or groups. */
 static int
-api_peer_among(const struct control_peer *p, const uid_t *users,
+api_peer_is_among(const struct control_peer *p, const uid_t *users,
     size_t nusers, const gid_t *groups, size_t ngroups)
 {
 	size_t	 i;
@@ -83,7 +85,18 @@ api_peer_among(const struct control_peer *p, const uid_t *users,
 static int
 api_peer_may_see(const struct control_peer *p, const struct account_view *v)
 {
-	return api_peer_among(p, v->users, v->nusers, v->groups, v->ngroups);
+	return api_peer_is_among(p, v->users, v->nusers, v->groups,
+	    v->ngroups);
+}
+
+/* Who may log an account in or out: [access] login_users, login_groups. */
+static int
+api_peer_may_login(const struct control_peer *p, const struct account *a)
+{
+	const struct account_conf	*c = account_conf(a);
+
+	return api_peer_is_among(p, c->login_users, c->nlogin_users,
+	    c->login_groups, c->nlogin_groups);
 }
 
 /* ---- answers ---- */
@@ -305,7 +318,9 @@ static void
 api_pending_free(struct api_pending *p)
 {
 	LIST_REMOVE(p, entry);
-	if (p->account != NULL)
+	if (p->account != NULL && p->logout)
+		account_logout_cancel(p->account, api_logged_out_cb, p);
+	else if (p->account != NULL)
 		account_cancel_waiter(p->account, api_waited_cb, p);
 	event_free(p->timeout);
 	free(p);
@@ -348,8 +363,9 @@ api_pending_timeout_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
-	api_reply_message(p->req, 503, p->json, "the refresh did not finish "
-	    "in time", 5);
+	api_reply_message(p->req, 503, p->json, p->logout ? "the logout did "
+	    "not finish in time; the tokens are forgotten here" : "the refresh "
+	    "did not finish in time", 5);
 	api_pending_free(p);
 }
 
@@ -556,14 +572,6 @@ api_refresh(struct evhttp_request *req, const struct control_peer *p,
 
 /* ---- logins ---- */
 
-/* root, the daemon's user, and [access] login_users / login_groups */
-static int
-api_peer_may_login(const struct control_peer *p, const struct account_conf *ac)
-{
-	return api_peer_among(p, ac->login_users, ac->nlogin_users,
-	    ac->login_groups, ac->nlogin_groups);
-}
-
 /* The login account named, if the caller may log it in; else answered. */
 static struct account *
 api_login_lookup(struct evhttp_request *req, const struct control_peer *p,
@@ -573,7 +581,7 @@ api_login_lookup(struct evhttp_request *req, const struct control_peer *p,
 
 	if (!config_account_name_valid(name) ||
 	    (a = registry_find(api.registry, name)) == NULL ||
-	    !api_peer_may_login(p, account_conf(a))) {
+	    !api_peer_may_login(p, a)) {
 		/* the same answer for unknown and forbidden */
 		api_reply_error(req, 404, "no such account", 0);
 		return NULL;
@@ -673,6 +681,82 @@ api_login_cancel(struct evhttp_request *req, const struct control_peer *p,
 	evbuffer_add_printf(b, "{\"account\":%s,\"cancelled\":true}\n", q);
 	free(q);
 	api_reply(req, 200, "application/json", b);
+}
+
+static void
+api_logged_out_cb(struct account *a, int revoked, const char *error,
+    void *arg)
+{
+	struct api_pending	*p = arg;
+	struct evbuffer		*b;
+	char			*q;
+
+	p->account = NULL;	/* the account dropped its waiter already */
+	if ((b = api_buffer(p->req)) != NULL) {
+		evbuffer_add_printf(b, "{\"account\":\"%s\",\"revoked\":%s",
+		    account_name(a), revoked ? "true" : "false");
+		if (!revoked) {
+			q = json_quote(error != NULL ? error : "revocation "
+			    "failed");
+			evbuffer_add_printf(b, ",\"error\":%s", q);
+			free(q);
+		}
+		evbuffer_add(b, "}\n", 2);
+		api_reply(p->req, 200, "application/json", b);
+	}
+	api_pending_free(p);
+}
+
+/*
+ * POST /v1/logout/NAME: root, the daemon's user, [access] login_users and
+ * login_groups; anyone else is told there is no such account. The
+ * answer waits for the revocation; the tokens are forgotten either way.
+ */
+static void
+api_logout(struct evhttp_request *req, const struct control_peer *p,
+    const char *name, const char *query)
+{
+	struct api_pending	*pd;
+	struct account		*a;
+	struct timeval		 tv;
+	char			*cause = NULL;
+	int64_t			 wait;
+
+	(void)query;
+	if (!config_account_name_valid(name) ||
+	    (a = registry_find(api.registry, name)) == NULL ||
+	    !api_peer_may_login(p, a)) {
+		api_reply_error(req, 404, "no such account", 0);
+		return;
+	}
+	/* discovery, then two revocations, each up to the timeout */
+	wait = 3 * account_conf(a)->timeout + 5 * MSEC_PER_SEC;
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+	pd = xcalloc(1, sizeof *pd);
+	pd->req = req;
+	pd->evcon = evhttp_request_get_connection(req);
+	pd->min_valid_ms = -1;
+	pd->json = 1;
+	pd->logout = 1;
+	if ((pd->timeout = evtimer_new(api.base, api_pending_timeout_cb,
+	    pd)) == NULL || evtimer_add(pd->timeout, &tv) != 0) {
+		if (pd->timeout != NULL)
+			event_free(pd->timeout);
+		free(pd);
+		api_reply_error(req, 503, "out of memory", 5);
+		return;
+	}
+	if (account_logout(a, api_logged_out_cb, pd, &cause) != 0) {
+		event_free(pd->timeout);
+		free(pd);
+		api_reply_error(req, 409, cause, 0);
+		free(cause);
+		return;
+	}
+	LIST_INSERT_HEAD(&api_pendings, pd, entry);
+	evhttp_connection_set_closecb(pd->evcon, api_conn_close_cb, NULL);
+	pd->account = a;
 }
 
 /* ,"KEY":["FILE:LINE: message",...] */
@@ -864,6 +948,7 @@ static const struct api_route {
 	{ "/v1/status", 0, 0, api_status, NULL },
 	{ "/v1/refresh/", 1, 1, api_refresh, NULL },
 	{ "/v1/login/", 1, 1, api_login, api_login_cancel },
+	{ "/v1/logout/", 1, 1, api_logout, NULL },
 	{ "/v1/reload", 0, 1, api_reload, NULL },
 	{ "/metrics", 0, 0, api_metrics, NULL },
 };

@@ -1,5 +1,5 @@
 /*
- * HTTPS POSTs on libcurl's multi interface driven by libevent, as in
+ * HTTPS POSTs (and the GETs of discovery) on libcurl's multi interface driven by libevent, as in
  * curl's hiperfifo example: one CURLM, a persistent event per curl socket,
  * one libevent timer for curl's timeouts. Nothing here knows OAuth.
  *
@@ -63,6 +63,7 @@ struct http_request {
 	int64_t			 timeout_ms;
 	int			 allow_http;
 	int			 fresh_connect;
+	int			 get;
 	struct http_host	*host;
 	enum http_request_state	 state;
 
@@ -351,8 +352,9 @@ http_setopts(struct http_request *req)
 
 #define HTTP_OPT(opt, val)	(curl_easy_setopt(e, (opt), (val)) == CURLE_OK)
 	if (!(HTTP_OPT(CURLOPT_URL, req->url) &&
+	    (req->get ? HTTP_OPT(CURLOPT_HTTPGET, 1L) :
 	    HTTP_OPT(CURLOPT_POSTFIELDS, req->body) &&
-	    HTTP_OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) &&
+	    HTTP_OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len)) &&
 	    HTTP_OPT(CURLOPT_HTTPHEADER, req->headers) &&
 	    HTTP_OPT(CURLOPT_PROTOCOLS_STR, req->allow_http ? "https,http" :
 	    "https") &&
@@ -407,8 +409,8 @@ http_start(struct http *http, struct http_request *req)
 
 	if ((req->easy = curl_easy_init()) == NULL)
 		return -ENOMEM;
-	if (http_header_add(&req->headers,
-	    "Content-Type: application/x-www-form-urlencoded") != 0 ||
+	if ((!req->get && http_header_add(&req->headers,
+	    "Content-Type: application/x-www-form-urlencoded") != 0) ||
 	    http_header_add(&req->headers, "Accept: application/json") != 0 ||
 	    http_header_add(&req->headers, "Expect:") != 0)
 		return -ENOMEM;
@@ -550,7 +552,7 @@ http_check_done(struct http *http)
 }
 
 /*
- * Queue a POST. The callback runs exactly once, from the event loop (never
+ * Queue a POST (a GET with p->get). The callback runs exactly once, from the event loop (never
  * before this returns), unless the request is cancelled first.
  */
 struct http_request *
@@ -562,8 +564,9 @@ http_post(struct http *http, const struct http_post *p, http_done_cb cb,
 	req = xcalloc(1, sizeof *req);
 	req->http = http;
 	req->url = xstrdup(p->url);
-	req->body = xstrdup(p->body);
-	req->body_len = strlen(p->body);
+	req->get = p->get;
+	req->body = xstrdup(p->get ? "" : p->body);
+	req->body_len = strlen(req->body);
 	if (p->authorization != NULL)
 		req->authorization = xstrdup(p->authorization);
 	if (p->ca_file != NULL)

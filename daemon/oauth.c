@@ -300,6 +300,25 @@ oauth_login_request_build(const struct account_conf *ac,
 	out->body = f.buf != NULL ? f.buf : xstrdup("");
 }
 
+/*
+ * A revocation request (RFC 7009 2.1) for `token` at `url`, hint
+ * "refresh_token" or "access_token", with the client's authentication as
+ * at the token endpoint. The body and header hold secrets.
+ */
+void
+oauth_revoke_build(const struct account_conf *ac, const char *url,
+    const char *token, const char *hint, struct oauth_request *out)
+{
+	struct form	 f = { NULL, 0 };
+
+	memset(out, 0, sizeof *out);
+	oauth_form_add(&f, "token", token);
+	oauth_form_add(&f, "token_type_hint", hint);
+	oauth_client_auth(ac, ac->client_auth, &f, out);
+	out->url = (char *)url;
+	out->body = f.buf != NULL ? f.buf : xstrdup("");
+}
+
 void
 oauth_request_clear(struct oauth_request *r)
 {

@@ -98,10 +98,10 @@ tokend_status_cb(evutil_socket_t fd, short events, void *arg)
 		format_rfc3339(next, nextbuf + 15, sizeof nextbuf - 15);
 	}
 	sd_notifyf(0, "STATUS=%zu accounts: %zu fresh, %zu refreshing, "
-	    "%zu backoff, %zu expired, %zu failed%s", n,
+	    "%zu backoff, %zu expired, %zu failed, %zu login%s", n,
 	    counts[ACCOUNT_FRESH], counts[ACCOUNT_REFRESHING],
 	    counts[ACCOUNT_BACKOFF], counts[ACCOUNT_EXPIRED],
-	    counts[ACCOUNT_FAILED], nextbuf);
+	    counts[ACCOUNT_FAILED], counts[ACCOUNT_LOGIN], nextbuf);
 }
 
 static void

@@ -328,6 +328,8 @@ int		 oauth_basic_safe(const char *);
 char		*oauth_base64(const unsigned char *, size_t);
 int		 oauth_request_build(const struct account_conf *, enum grant,
 		    const char *, struct oauth_request *, char **);
+void		 oauth_revoke_build(const struct account_conf *, const char *,
+		    const char *, const char *, struct oauth_request *);
 void		 oauth_request_clear(struct oauth_request *);
 void		 oauth_login_request_build(const struct account_conf *,
 		    enum client_auth, const char *, const struct form_param *,
@@ -408,6 +410,14 @@ int		 discovery_fetch(struct discovery *, const struct account_conf *,
 		    discovery_done_cb, void *, char **);
 void		 discovery_cancel(struct discovery *);
 void		 discovery_forget(struct discovery *);
+
+/* revoke.c: RFC 7009 revocation of a logout's tokens */
+struct revoke;
+typedef void	(*revoke_done_cb)(int, const char *, int, void *);
+struct revoke	*revoke_start(struct http *, const struct account_conf *,
+		    enum client_auth, const char *, const char *, const char *,
+		    revoke_done_cb, void *);
+void		 revoke_cancel(struct revoke *);
 
 /* http.c: libcurl multi <-> libevent */
 struct http;

@@ -338,6 +338,47 @@ def test_authorization_code_port_taken(t):
           outcome.get("error", ""), "outcome %r" % outcome)
 
 
+# -- discovery ----------------------------------------------------------------
+
+def discovered(account, iss):
+    """The account with `issuer =` in place of its endpoint URLs."""
+    fields = dict(account[0][1])
+    for key in ("token_url", "device_authorization_url", "authorization_url"):
+        fields.pop(key, None)
+    fields["issuer"] = "https://127.0.0.1:%d" % iss.port
+    return [("account", fields)] + account[1:]
+
+
+def test_logins_through_discovery(t):
+    """Both flows with nothing but issuer = : the endpoints come from
+    the discovery document."""
+    iss = flow_issuer(t)
+    d = t.daemon()
+    d.write_account("dev", discovered(device_account(t, iss), iss))
+    d.write_account("web", discovered(code_account(t, iss), iss))
+    d.start()
+    login = start_login(t, d, "dev")
+    approve(iss, login.line()["user_code"])
+    check(login.line().get("state") == "fresh", "device login failed")
+    login = start_login(t, d, "web")
+    url = login.line()["authorization_url"]
+    check(url.startswith(iss.url("/authorize") + "?"), "URL %r" % url)
+    follow(t, url)
+    check(login.line().get("state") == "fresh", "code login failed")
+    check(iss.ctl("GET", "discovery_log"), "no discovery")
+
+
+def test_login_issuer_mismatch_is_the_error(t):
+    iss = flow_issuer(t, discovery_issuer="https://elsewhere.example")
+    d = daemon_with(t, "dev", discovered(device_account(t, iss), iss))
+    login = start_login(t, d, "dev")
+    outcome = login.line()
+    check("issuer mismatch" in outcome.get("error", "") and
+          "https://elsewhere.example" in outcome["error"],
+          "outcome %r" % outcome)
+    check(not iss.ctl("GET", "devices"), "a device request all the same")
+
+
 # -- joining, leaving, cancelling, who may -------------------------------------
 
 def test_login_joined_left_and_cancelled(t):

@@ -63,7 +63,7 @@ PASS_ENV = ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
             "VALGRIND_OPTS")
 STATUS_RE = re.compile(
     r"^(\d+) accounts?: (\d+) fresh, (\d+) refreshing, (\d+) backoff, "
-    r"(\d+) expired, (\d+) failed(?:, next refresh (\S+))?$")
+    r"(\d+) expired, (\d+) failed, (\d+) login(?:, next refresh (\S+))?$")
 
 
 # -- the daemon, with systemd's variables --------------------------------------
@@ -227,11 +227,12 @@ def parse_status(note):
     text = note.fields["STATUS"]
     m = STATUS_RE.match(text)
     check(m, "STATUS= line not in the documented form: %r" % text)
-    keys = ("total", "fresh", "refreshing", "backoff", "expired", "failed")
-    out = dict(zip(keys, map(int, m.groups()[:6])))
+    keys = ("total", "fresh", "refreshing", "backoff", "expired", "failed",
+            "login")
+    out = dict(zip(keys, map(int, m.groups()[:7])))
     check(out["total"] == sum(out[k] for k in keys[1:]),
           "STATUS= counts do not add up: %r" % text)
-    out["next"] = parse_rfc3339_utc(m.group(7)) if m.group(7) else None
+    out["next"] = parse_rfc3339_utc(m.group(8)) if m.group(8) else None
     out["text"] = text
     return out
 

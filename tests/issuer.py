@@ -31,6 +31,16 @@ Configuration (the --config file, and POST /_ctl/settings at run time):
     dead_refresh     how an unknown, revoked or used refresh token is refused:
                      "invalid_grant" (default), "empty_400" (glewlwyd) or
                      "invalid_request" (LemonLDAP::NG)
+  Discovery (the issuer identifier is https://HOST:PORT, or that with a
+  path: /.well-known/openid-configuration may follow any path, and RFC
+  8414's /.well-known/oauth-authorization-server be followed by one):
+    discovery_issuer       what the document says "issuer" is (null: the
+                           issuer the URL names; a string: a mix-up)
+    discovery_oidc         serve /.well-known/openid-configuration (true);
+                           false: 404 there, RFC 8414 metadata only
+    discovery_auth_methods token_endpoint_auth_methods_supported (null: left
+                           out, which RFC 8414 reads as client_secret_basic)
+    discovery_extra        more members for the document ({})
 
     device_expires_in  seconds a device code lives (600)
     device_interval  the interval the device answer gives (1); null: none
@@ -47,6 +57,11 @@ Token endpoints (application/x-www-form-urlencoded POSTs):
                              the loopback redirect_uri, as "authorize" says
     POST /spotinst/token     password grant only, Spotinst envelope
     POST /spotinst/refresh   refresh_token grant only, Spotinst envelope
+    POST /revoke             RFC 7009 revocation (client auth as at /token);
+                             recorded in GET /_ctl/revocations
+    GET  .../.well-known/openid-configuration, /.well-known/oauth-
+         authorization-server[/PATH]: metadata naming the endpoints above
+         (faults queue under the path "/.well-known")
 
 Control API (JSON in and out):
     POST /_ctl/settings      merge into the settings (dicts are merged key by key)
@@ -60,6 +75,12 @@ Control API (JSON in and out):
     POST /_ctl/revoke        {"refresh_token": "..."} or {"all_refresh_tokens": true}
     POST /_ctl/device        {"user_code": "...", "action": "approve" | "deny"}
     GET  /_ctl/devices       the device codes issued, by user code
+    POST /_ctl/issue_refresh {"client_id": ..., "scope": ...}: a live refresh
+                             token, as if a human had logged in; {"refresh_token"}
+    GET  /_ctl/revocations   every POST /revoke: {token, token_type_hint,
+                             client_id, auth, status, was_alive}
+    GET  /_ctl/discovery_log the path of every metadata GET, in order
+    GET  /_ctl/alive?token=T {"alive": bool}: the refresh token is usable
 
 A fault F is one of:
     {"status": N, "retry_after": "5", "body": "raw", "json": {...},
@@ -117,8 +138,14 @@ DEFAULT_SETTINGS = {
     "device_expires_in": 600,
     "device_interval": 1,
     "authorize": "approve",
+    "discovery_issuer": None,
+    "discovery_oidc": True,
+    "discovery_auth_methods": None,
+    "discovery_extra": {},
 }
-DICT_SETTINGS = ("clients", "users", "client_lifetimes")
+DICT_SETTINGS = ("clients", "users", "client_lifetimes", "discovery_extra")
+OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
+RFC8414_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 
 
 class OAuthError(Exception):
@@ -170,6 +197,8 @@ class State:
         # authorization code -> {"client_id", "redirect_uri", "challenge",
         # "scope"}
         self.codes = {}
+        self.revocations = []
+        self.discovery_log = []
 
     def merge_settings(self, new):
         """Merge new settings in; caller holds the lock (or is __init__)."""
@@ -319,10 +348,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- dispatch ---------------------------------------------------------
 
     def do_GET(self):
-        path = urllib.parse.urlsplit(self.path).path
+        split = urllib.parse.urlsplit(self.path)
+        path = split.path
         st = self.state
+        if OIDC_WELL_KNOWN in path or path.startswith(RFC8414_WELL_KNOWN):
+            self.metadata(path)
+            return
         with st.lock:
-            if path == "/_ctl/log":
+            if path == "/_ctl/revocations":
+                out = list(st.revocations)
+            elif path == "/_ctl/discovery_log":
+                out = list(st.discovery_log)
+            elif path == "/_ctl/alive":
+                token = dict(urllib.parse.parse_qsl(split.query)).get("token")
+                info = st.refresh_tokens.get(token)
+                out = {"alive": bool(info and info["alive"])}
+            elif path == "/_ctl/log":
                 out = list(st.log)
             elif path == "/_ctl/secrets":
                 out = st.secrets()
@@ -392,6 +433,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if path.startswith("/_ctl/"):
             self.control(path, body)
+        elif path == "/revoke":
+            self.revoke(body)
         elif path in TOKEN_PATHS:
             self.token_request(path, body)
         else:
@@ -431,6 +474,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             info["alive"] = False
                             n += 1
                     out = {"revoked": n}
+                elif path == "/_ctl/issue_refresh":
+                    refresh = st.next_token("rt")
+                    st.refresh_tokens[refresh] = {
+                        "client_id": args.get("client_id"),
+                        "username": args.get("username", "human"),
+                        "scope": args.get("scope"), "alive": True}
+                    out = {"refresh_token": refresh}
                 elif path == "/_ctl/reset_log":
                     st.log.clear()
                     out = {}
@@ -526,6 +576,98 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_json(500, {"error": "server_error",
                                  "error_description": "unknown fault %r" % fault})
+
+    # -- discovery and revocation ----------------------------------------
+
+    def metadata(self, path):
+        """OpenID Connect Discovery 1.0 / RFC 8414 metadata for the issuer
+        that `path` names."""
+        st = self.state
+        base = "https://%s:%d" % (self.server.server_address[0],
+                                  self.server.server_address[1])
+        with st.lock:
+            st.discovery_log.append(path)
+            queue = st.faults.get("/.well-known")
+            fault = queue.popleft() if queue else None
+            cfg = dict(st.settings)
+        if fault is not None:
+            self.send_queued_fault(fault)
+            return
+        if OIDC_WELL_KNOWN in path:
+            if not cfg["discovery_oidc"] or not path.endswith(OIDC_WELL_KNOWN):
+                self.send_json(404, {"error": "not_found"})
+                return
+            issuer = base + path[:-len(OIDC_WELL_KNOWN)]
+        else:
+            issuer = base + path[len(RFC8414_WELL_KNOWN):]
+        doc = {"issuer": cfg["discovery_issuer"] or issuer,
+               "token_endpoint": base + "/token",
+               "revocation_endpoint": base + "/revoke",
+               "authorization_endpoint": base + "/authorize",
+               "device_authorization_endpoint": base + "/device_authorization",
+               "code_challenge_methods_supported": ["S256"],
+               "grant_types_supported": ["client_credentials", "password",
+                                         "refresh_token"]}
+        if cfg["discovery_auth_methods"] is not None:
+            doc["token_endpoint_auth_methods_supported"] = \
+                cfg["discovery_auth_methods"]
+        doc.update(cfg["discovery_extra"] or {})
+        self.send_json(200, doc)
+
+    def revoke(self, body):
+        """RFC 7009: 200 for any token, valid or not; a refresh token
+        revoked is dead for the refresh_token grant."""
+        st = self.state
+        form, form_error = parse_form(self.headers.get("Content-Type", ""),
+                                      body)
+        entry = {"t": time.time(), "token": form.get("token"),
+                 "token_type_hint": form.get("token_type_hint"),
+                 "client_id": None, "auth": "none", "status": None,
+                 "was_alive": None}
+        with st.lock:
+            queue = st.faults.get("/revoke")
+            fault = queue.popleft() if queue else None
+            st.revocations.append(entry)
+            try:
+                entry["client_id"], entry["auth"], secret = \
+                    client_credentials(self.headers.get("Authorization"),
+                                       form, st.settings.get("basic_decode",
+                                                             True))
+                if fault is None:
+                    check_client(st.settings, entry["client_id"], secret)
+                    if form_error or not form.get("token"):
+                        raise OAuthError(400, "invalid_request",
+                                         form_error or "token is missing")
+                    info = st.refresh_tokens.get(form["token"])
+                    entry["was_alive"] = bool(info and info["alive"])
+                    if info:
+                        info["alive"] = False
+                    elif form["token"] in st.issued_access:
+                        entry["was_alive"] = True
+                        st.issued_access.remove(form["token"])
+                        st.extra_secrets.append(form["token"])
+                    status, answer = 200, ""
+                else:
+                    status = int(fault.get("status", 500))
+            except OAuthError as e:
+                status = e.status
+                answer = json.dumps(error_body("/revoke", e))
+            entry["status"] = status
+        if fault is not None:
+            self.send_queued_fault(fault)
+        elif status == 200:
+            self.send_body(200, "", content_type="application/json")
+        else:
+            self.send_body(status, answer)
+
+    def send_queued_fault(self, fault):
+        """A hang or a status fault, for the metadata and revocation
+        endpoints (which process nothing when a fault is queued)."""
+        if "hang" in fault:
+            self.close_connection = True
+            time.sleep(float(fault["hang"]))
+        else:
+            self.send_fault(fault)
 
     def send_fault(self, fault):
         status = int(fault["status"])

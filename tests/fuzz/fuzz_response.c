@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tokend.h"
+#include "fuzz.h"
 
 #define NOW	1795449600000LL		/* 2026-11-23, wall ms */
 
@@ -35,15 +36,6 @@ setup(void)
 	spot.response.expires_in = "/response/items/0/expiresIn";
 	spot.response.expires_at = "/response/items/0/expiresAt";
 	spot.response.default_lifetime = 7199 * 1000;
-}
-
-static int
-text_is_ascii(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if (*s < 0x20 || *s > 0x7e)
-			return 0;
-	return 1;
 }
 
 static void

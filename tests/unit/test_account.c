@@ -1132,6 +1132,153 @@ test_static_token(void **state)
 	free(tokfile);
 }
 
+/* ---- login grants ---- */
+
+#define DEVICE_CODE							\
+	"[account]\ngrant = device_code\n"				\
+	"token_url = https://issuer.test/token\n"			\
+	"device_authorization_url = https://issuer.test/device\n"	\
+	"revocation_url = https://issuer.test/revoke\n"			\
+	"client_id = cid\n"						\
+	"[hooks]\non_failure = /bin/on-failure\n"
+
+/* A refresh token as a login leaves it, in the state file only. */
+static void
+logged_in(struct fixture *f, const char *rt)
+{
+	struct token	 t;
+
+	memset(&t, 0, sizeof t);
+	t.refresh_token = (char *)rt;
+	if (store_save(f->state_dir, "acct", &t) != 0)
+		fail_msg("cannot write the state file");
+}
+
+/* Never logged in: login, no request, on_failure once, not at reload. */
+static void
+test_login_never_logged_in(void **state)
+{
+	struct fixture	*f = *state;
+	char		*cause;
+	int64_t		 retry_at;
+
+	start(f, DEVICE_CODE);
+	CHECK_STATE(f, ACCOUNT_LOGIN);
+	CHECK_I64("requests", posts, 0);
+	CHECK_STR("last error", view(f).last_error,
+	    "needs a login: run tokenctl login acct");
+	assert_true(view(f).attempted);
+	CHECK_I64("on_failure runs", hook_runs[1], 1);
+	CHECK_STR("reason", hook_reason, "login");
+	assert_int_equal(account_refresh_now(f->a, 0, wait_cb, f, &cause,
+	    &retry_at), -1);
+	CHECK_STR("refused", cause, "needs a login: run tokenctl login acct");
+	free(cause);
+	account_reloaded(f->a);
+	advance(60 * SEC);
+	CHECK_STATE(f, ACCOUNT_LOGIN);
+	CHECK_I64("requests after a reload", posts, 0);
+	CHECK_I64("on_failure once", hook_runs[1], 1);
+}
+
+/* A refused refresh token: dropped, login, and nothing more is sent. */
+static void
+test_login_refresh_token_refused(void **state)
+{
+	struct fixture	*f = *state;
+	char		*rt;
+
+	logged_in(f, "rt-human");
+	start(f, DEVICE_CODE);
+	CHECK_STR("refresh token", form_value("refresh_token"), "rt-human");
+	answer(400, "{\"error\":\"invalid_grant\"}");
+	CHECK_STATE(f, ACCOUNT_LOGIN);
+	assert_non_null(strstr(view(f).last_error, "the refresh token was "
+	    "refused"));
+	rt = saved_refresh_token(f);
+	CHECK_STR("the refused token is gone", rt, NULL);
+	free(rt);
+	CHECK_STR("reason", hook_reason, "login");
+	advance(3600 * SEC);
+	CHECK_I64("no loop", posts, 1);
+}
+
+/* A login's token: fresh, its refresh token saved, refreshed after. */
+static void
+test_login_succeeded(void **state)
+{
+	struct fixture	*f = *state;
+	struct token	 t;
+	char		*rt;
+
+	start(f, DEVICE_CODE);
+	memset(&t, 0, sizeof t);
+	t.access_token = xstrdup("at-1");
+	t.refresh_token = xstrdup("rt-1");
+	t.token_type = xstrdup("Bearer");
+	t.obtained_at = clock_wall_ms();
+	t.expires_at = t.obtained_at + 3600 * SEC;
+	account_login_succeeded(f->a, &t);
+	CHECK_STATE(f, ACCOUNT_FRESH);
+	rt = saved_refresh_token(f);
+	CHECK_STR("saved", rt, "rt-1");
+	free(rt);
+	check_token_file(f, "at-1");
+	advance(3000 * SEC);	/* past 0.75 of its life, not its end */
+	CHECK_STR("refreshed with it", form_value("refresh_token"), "rt-1");
+	answer(200, "{\"access_token\":\"at-2\",\"expires_in\":3600}");
+	CHECK_STATE(f, ACCOUNT_FRESH);
+}
+
+static int	 logout_done, logout_revoked;
+
+static void
+logout_cb(struct account *a, int revoked, const char *error, void *arg)
+{
+	(void)a;
+	(void)error;
+	(void)arg;
+	logout_done++;
+	logout_revoked = revoked;
+}
+
+/* Logout: forgotten at once, then the refresh and the access token. */
+static void
+test_logout(void **state)
+{
+	struct fixture	*f = *state;
+	char		*cause, *rt, *path;
+
+	logged_in(f, "rt-human");
+	start(f, DEVICE_CODE);
+	answer(200, "{\"access_token\":\"at-1\",\"expires_in\":3600,"
+	    "\"refresh_token\":\"rt-2\"}");
+	CHECK_STATE(f, ACCOUNT_FRESH);
+	logout_done = 0;
+	assert_int_equal(account_logout(f->a, logout_cb, NULL, &cause), 0);
+	CHECK_STATE(f, ACCOUNT_LOGIN);
+	rt = saved_refresh_token(f);
+	CHECK_STR("forgotten on disk", rt, NULL);
+	free(rt);
+	path = path_in(f->dir, "acct.token");
+	assert_int_equal(access(path, F_OK), -1);
+	free(path);
+	assert_false(view(f).valid);
+	CHECK_STR("to", inflight->url, "https://issuer.test/revoke");
+	CHECK_STR("first", form_value("token_type_hint"), "refresh_token");
+	CHECK_STR("token", form_value("token"), "rt-2");
+	answer(200, "");
+	CHECK_STR("then", form_value("token_type_hint"), "access_token");
+	CHECK_STR("token", form_value("token"), "at-1");
+	assert_int_equal(logout_done, 0);
+	answer(503, "");
+	CHECK_I64("answered", logout_done, 1);
+	assert_false(logout_revoked);
+	CHECK_STR("reason", hook_reason, "login");
+}
+
+/* ---- the table ---- */
+
 int
 main(void)
 {
@@ -1163,6 +1310,10 @@ main(void)
 		T(test_restart_resumes_saved_token),
 		T(test_free_with_request_in_flight),
 		T(test_static_token),
+		T(test_login_never_logged_in),
+		T(test_login_refresh_token_refused),
+		T(test_login_succeeded),
+		T(test_logout),
 #undef T
 	};
 

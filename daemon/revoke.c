@@ -1,0 +1,167 @@
+/*
+ * Token revocation (RFC 7009) for a logout: the refresh token first (a
+ * server that ties the access tokens to it revokes them too, RFC 7009
+ * 2.1), then the access token, one request after the other, with the
+ * client's authentication as at the token endpoint. 200 is success,
+ * whatever the token was (RFC 7009 2.2); anything else is an error the
+ * caller reports, never a secret.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "tokend.h"
+
+#define REVOKE_CODE_MAX		64	/* of the server's error code shown */
+
+struct revoke {
+	struct http		*http;
+	struct account_conf	 conf;	/* a shallow copy: client_auth as
+					   found by discovery */
+	char			*url;
+	char			*tokens[2];	/* secret: refresh, access */
+	int			 next;		/* index into tokens */
+	int			 ok;
+	char			 error[320];
+	int			 endpoint_failed;
+	struct http_request	*req;
+	revoke_done_cb		 cb;
+	void			*arg;
+};
+
+static const char *const revoke_hints[] = { "refresh_token", "access_token" };
+
+static void	revoke_next(struct revoke *);
+
+void
+revoke_cancel(struct revoke *r)
+{
+	if (r == NULL)
+		return;
+	if (r->req != NULL)
+		http_cancel(r->req);
+	freezero_str(r->tokens[0]);
+	freezero_str(r->tokens[1]);
+	free(r->url);
+	free(r);
+}
+
+/* The "error" of an RFC 7009 2.2.1 answer, printable and short; "". */
+static void
+revoke_error_code(const char *body, size_t len, char *buf, size_t buflen)
+{
+	struct json_object	*o, *v;
+	const char		*s;
+	size_t			 i;
+
+	buf[0] = '\0';
+	if (len > 4096 || (o = json_tokener_parse(body)) == NULL)
+		return;
+	if (json_object_object_get_ex(o, "error", &v) &&
+	    json_object_get_type(v) == json_type_string) {
+		s = json_object_get_string(v);
+		for (i = 0; s[i] != '\0' && i + 1 < buflen &&
+		    i < REVOKE_CODE_MAX; i++)
+			buf[i] = s[i] > ' ' && s[i] < 0x7f ? s[i] : '?';
+		buf[i] = '\0';
+	}
+	json_object_put(o);
+}
+
+static void
+revoke_http_done_cb(const struct http_result *res, void *arg)
+{
+	struct revoke	*r = arg;
+	char		 code[REVOKE_CODE_MAX + 1];
+	const char	*what = revoke_hints[r->next];
+
+	r->req = NULL;
+	if (res->curl_code == 0 && !res->truncated && res->status == 200) {
+		r->next++;
+		revoke_next(r);
+		return;
+	}
+	if (res->curl_code != 0 || res->truncated || res->status >= 500 ||
+	    res->status == 404)
+		r->endpoint_failed = 1;
+	if (r->ok) {
+		r->ok = 0;
+		if (res->curl_code != 0 || res->truncated)
+			snprintf(r->error, sizeof r->error, "revocation of the "
+			    "%s at %s failed: %s", what, r->url, res->error !=
+			    NULL ? res->error : "request failed");
+		else {
+			revoke_error_code(res->body, res->len, code,
+			    sizeof code);
+			snprintf(r->error, sizeof r->error, "revocation of the "
+			    "%s at %s failed: HTTP %ld%s%s", what, r->url,
+			    res->status, code[0] != '\0' ? " " : "", code);
+		}
+	}
+	r->next++;
+	revoke_next(r);
+}
+
+/* The next token held, or the end: tell the caller and go. */
+static void
+revoke_next(struct revoke *r)
+{
+	struct oauth_request	 or;
+	struct http_post	 p;
+
+	while (r->next < 2 && r->tokens[r->next] == NULL)
+		r->next++;
+	if (r->next == 2) {
+		r->cb(r->ok, r->ok ? NULL : r->error, r->endpoint_failed,
+		    r->arg);
+		revoke_cancel(r);
+		return;
+	}
+	oauth_revoke_build(&r->conf, r->url, r->tokens[r->next],
+	    revoke_hints[r->next], &or);
+	memset(&p, 0, sizeof p);
+	p.url = r->url;
+	p.body = or.body;
+	p.authorization = or.authorization;
+	p.ca_file = r->conf.ca_file;
+	p.proxy = r->conf.proxy;
+	p.timeout_ms = r->conf.timeout;
+	p.allow_http = r->conf.allow_http;
+	/* the callback runs from the event loop, never in here */
+	r->req = http_post(r->http, &p, revoke_http_done_cb, r);
+	oauth_request_clear(&or);
+}
+
+/*
+ * Revoke refresh_token, then access_token (either may be NULL) at url.
+ * conf must outlive the revocation (its owner cancels it before freeing
+ * it); cb runs once, from the event loop, with 1 when every token was
+ * revoked, else 0 and the first error, and whether the endpoint itself
+ * failed (a network error, a 5xx, a 404). The tokens are copied.
+ * NULL, and no callback, when both are NULL.
+ */
+struct revoke *
+revoke_start(struct http *http, const struct account_conf *conf,
+    enum client_auth client_auth, const char *url, const char *refresh_token,
+    const char *access_token, revoke_done_cb cb, void *arg)
+{
+	struct revoke	*r;
+
+	if (refresh_token == NULL && access_token == NULL)
+		return NULL;	/* nothing to revoke: no callback either */
+	r = xcalloc(1, sizeof *r);
+	r->http = http;
+	r->conf = *conf;
+	r->conf.client_auth = client_auth;
+	r->url = xstrdup(url);
+	r->tokens[0] = refresh_token != NULL ? xstrdup(refresh_token) : NULL;
+	r->tokens[1] = access_token != NULL ? xstrdup(access_token) : NULL;
+	r->ok = 1;
+	r->cb = cb;
+	r->arg = arg;
+	revoke_next(r);
+	return r;
+}
