@@ -101,7 +101,7 @@ fi
 # A short run of every fuzz target (clang's libFuzzer); make fuzz runs
 # them longer.
 if [ "$SANITIZE" != 1 ] && command -v clang >/dev/null 2>&1; then
-	for t in config response retry_after socket jwt state device; do
+	for t in config response retry_after socket jwt state discovery device; do
 		if make --no-print-directory -s fuzz FUZZ_TARGETS=$t \
 		    FUZZ_SECONDS="${FUZZ_SECONDS:-10}"; then
 			count "fuzz_$t" 1 0
