@@ -1015,6 +1015,25 @@ login_cancel(const char *name)
 	return 0;
 }
 
+/*
+ * After a reload: a login whose account is gone, or whose grant changed,
+ * ends now, its listener closed, rather than at its next step.
+ */
+void
+login_reloaded(void)
+{
+	struct login	*l, *next;
+	struct account	*a;
+
+	for (l = LIST_FIRST(&logins); l != NULL; l = next) {
+		next = LIST_NEXT(l, entry);
+		if ((a = login_account(l)) == NULL ||
+		    (account_conf(a)->grant == GRANT_DEVICE_CODE) != l->device)
+			login_end(l, "the account was removed or changed its "
+			    "grant");
+	}
+}
+
 void
 login_init(const struct login_env *env)
 {

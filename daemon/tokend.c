@@ -362,6 +362,7 @@ tokend_reload(struct diag *d, char **cause)
 	http_set_limits(tokend_http, cfg->max_requests,
 	    cfg->max_requests_per_host);
 	registry_apply(tokend_registry, cfg, &diff);
+	login_reloaded();
 	config_free(tokend_config);
 	tokend_config = cfg;
 	log_info("reloaded: %zu accounts (%zu added, %zu changed, %zu "

@@ -670,6 +670,7 @@ int		 login_join(const char *, login_line_cb, void *, char **);
 void		 login_leave(const char *, login_line_cb, void *);
 int		 login_cancel(const char *);
 int		 login_pending(const char *);
+void		 login_reloaded(void);
 void		 login_shutdown(void);
 
 /* redirect.c: the loopback listener for the authorization code redirect */

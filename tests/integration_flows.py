@@ -338,6 +338,29 @@ def test_authorization_code_port_taken(t):
           outcome.get("error", ""), "outcome %r" % outcome)
 
 
+def test_reload_removing_the_account_ends_its_login(t):
+    iss = flow_issuer(t)
+    d = t.daemon()
+    d.write_account("web", code_account(t, iss))
+    d.write_account("dev", device_account(t, iss))
+    d.start()
+    web = start_login(t, d, "web")
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(
+        web.line()["authorization_url"]).query))
+    port = urllib.parse.urlsplit(q["redirect_uri"]).port
+    dev = start_login(t, d, "dev")
+    dev.line()
+    d.remove_account("web")
+    d.write_account("dev", rfc_account(t, d, iss, grant="client_credentials"))
+    status, _, body = d.http("POST", "/v1/reload")
+    check(status == 200, "reload: %d %r" % (status, body))
+    for login in (web, dev):
+        outcome = login.line()
+        check("removed or changed its grant" in outcome.get("error", ""),
+              "outcome %r" % outcome)
+    check(connect_refused(port), "the listener outlived its account")
+
+
 # -- discovery ----------------------------------------------------------------
 
 def discovered(account, iss):
