@@ -231,6 +231,31 @@ def test_device_slow_down_and_longer_than_request_deadline(t):
     check(outcome.get("state") == "fresh", "outcome %r" % outcome)
 
 
+def test_device_poll_server_errors_poll_on(t):
+    """A 5xx or a dropped connection while polling is transient: the
+    device code is still good."""
+    iss = flow_issuer(t)
+    iss.faults("/token", [{"status": 503}, {"hang": 0}])
+    d = daemon_with(t, "dev", device_account(t, iss))
+    login = start_login(t, d, "dev")
+    what = login.line()
+    d.wait_for(lambda: len(polls(iss)) >= 3, 30, "polls past the faults")
+    approve(iss, what["user_code"])
+    check(login.line().get("state") == "fresh", "no success")
+    check("polling on" in d.log_text(), "the transient failure not logged")
+
+
+def test_device_authorization_refused(t):
+    iss = flow_issuer(t)
+    iss.faults("/device_authorization", [{"status": 400, "json": {
+        "error": "invalid_client", "error_description": "no such client"}}])
+    d = daemon_with(t, "dev", device_account(t, iss))
+    outcome = start_login(t, d, "dev").line()
+    check(outcome == {"account": "dev", "error": "device authorization "
+                      "endpoint: HTTP 400 invalid_client: no such client"},
+          "outcome %r" % outcome)
+
+
 # -- authorization code -----------------------------------------------------
 
 def test_authorization_code_pkce_login(t):
