@@ -64,7 +64,8 @@ CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
 DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \
-		   sink discovery revoke account registry hooks control api
+		   sink discovery revoke account registry hooks control login redirect \
+		   api
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
 # tokenctl starts as fast as cat: libc and json-c, nothing else
 CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o client.o util.o clock.o)
@@ -78,7 +79,7 @@ UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
 		   revoke.o http.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan
-FUZZ_TARGETS	:= config response retry_after socket jwt state discovery
+FUZZ_TARGETS	:= config response retry_after socket jwt state discovery device
 FUZZ_BUILD	:= build-fuzz
 FUZZ_SECONDS	?= 60
 FUZZ_CC		?= clang
@@ -136,6 +137,19 @@ $(BUILD)/test_account: tests/unit/test_account.c tests/unit/unit.h \
 	    $(ALL_LDFLAGS) $(PKG_LIBS) $$(pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS) $(BUILD)/test_account
+
+# login.c's pure half and redirect.c's URI parsing, linked with the rest
+# of the daemon they sit on (nothing of it runs)
+LOGIN_TEST_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(filter-out api \
+		   control,$(CORE))))
+
+$(BUILD)/test_login: tests/unit/test_login.c tests/unit/unit.h \
+    $(LOGIN_TEST_OBJS) $(HEADERS)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(LOGIN_TEST_OBJS) \
+	    $(ALL_LDFLAGS) $(PKG_LIBS) $$(pkg-config --libs cmocka)
+
+unit: $(BUILD)/test_login
 
 # LD_PRELOAD shims for regression tests (faults no real server can cause)
 SHIMS		:= $(BUILD)/fail_multi_add.so

@@ -1409,6 +1409,9 @@ void
 account_login_succeeded(struct account *a, struct token *t)
 {
 	account_stop_request(a);
+	/* the login's refresh token replaces whatever was held */
+	freezero_str(a->refresh_token);
+	a->refresh_token = NULL;
 	a->needs_login = 0;
 	a->login_hooked = 0;
 	a->req_grant = a->conf->grant;

@@ -33,15 +33,29 @@ struct api_pending {
 	LIST_ENTRY(api_pending)		 entry;
 };
 
+/* A POST /v1/login caller: its answer streams the login's lines. */
+struct api_login {
+	struct evhttp_request		*req;
+	struct evhttp_connection	*evcon;
+	char				 name[ACCOUNT_NAME_MAX + 1];
+	LIST_ENTRY(api_login)		 entry;
+};
+
+/* a login answer may last this long: the device code's life at most */
+#define API_LOGIN_TIMEOUT_S	(24 * 3600 + 60)
+
 static struct api_env			 api;
 static LIST_HEAD(, api_pending)		 api_pendings =
     LIST_HEAD_INITIALIZER(api_pendings);
+static LIST_HEAD(, api_login)		 api_logins =
+    LIST_HEAD_INITIALIZER(api_logins);
 
 /* answers by code, for /metrics */
 static uint64_t	 api_answers_2xx, api_answers_4xx, api_answers_5xx;
 
 static void	api_waited_cb(struct account *, int, const char *, void *);
 static void	api_logged_out_cb(struct account *, int, const char *, void *);
+static void	api_login_line_cb(const char *, int, void *);
 
 /* ---- who may see what ---- */
 
@@ -360,12 +374,24 @@ static void
 api_conn_close_cb(struct evhttp_connection *evcon, void *arg)
 {
 	struct api_pending	*p, *next;
+	struct api_login	*l, *lnext;
 
 	(void)arg;
 	for (p = LIST_FIRST(&api_pendings); p != NULL; p = next) {
 		next = LIST_NEXT(p, entry);
 		if (p->evcon == evcon)
 			api_pending_free(p);
+	}
+	for (l = LIST_FIRST(&api_logins); l != NULL; l = lnext) {
+		lnext = LIST_NEXT(l, entry);
+		if (l->evcon != evcon)
+			continue;
+		/* the login goes on: the human may still be at it */
+		login_leave(l->name, api_login_line_cb, l);
+		LIST_REMOVE(l, entry);
+		/* a streamed answer cut off is left to us to free */
+		evhttp_send_reply_end(l->req);
+		free(l);
 	}
 }
 
@@ -542,6 +568,119 @@ api_refresh(struct evhttp_request *req, const struct control_peer *p,
 	(void)query;
 	if ((a = api_lookup(req, p, name)) != NULL)
 		api_wait_for_refresh(req, a, -1, 1);
+}
+
+/* ---- logins ---- */
+
+/* The login account named, if the caller may log it in; else answered. */
+static struct account *
+api_login_lookup(struct evhttp_request *req, const struct control_peer *p,
+    const char *name)
+{
+	struct account	*a;
+
+	if (!config_account_name_valid(name) ||
+	    (a = registry_find(api.registry, name)) == NULL ||
+	    !api_peer_may_login(p, a)) {
+		/* the same answer for unknown and forbidden */
+		api_reply_error(req, 404, "no such account", 0);
+		return NULL;
+	}
+	if (!GRANT_IS_LOGIN(account_conf(a)->grant)) {
+		api_reply_error(req, 409, "not a login account (grant is "
+		    "neither device_code nor authorization_code)", 0);
+		return NULL;
+	}
+	return a;
+}
+
+static void
+api_login_line_cb_error(struct api_login *l, const char *error)
+{
+	char	*qn = json_quote(l->name), *qe = json_quote(error), *line;
+
+	xasprintf(&line, "{\"account\":%s,\"error\":%s}\n", qn, qe);
+	api_login_line_cb(line, 1, l);
+	free(line);
+	free(qn);
+	free(qe);
+}
+
+static void
+api_login_line_cb(const char *line, int last, void *arg)
+{
+	struct api_login	*l = arg;
+	struct evbuffer		*b;
+
+	if ((b = evbuffer_new()) != NULL) {
+		evbuffer_add(b, line, strlen(line));
+		evhttp_send_reply_chunk(l->req, b);
+		evbuffer_free(b);
+	}
+	if (last) {
+		LIST_REMOVE(l, entry);
+		evhttp_send_reply_end(l->req);
+		free(l);
+	}
+}
+
+/*
+ * POST /v1/login/NAME: start the login or join the pending one; the
+ * answer is NDJSON, streamed: what the human must do, then the outcome.
+ */
+static void
+api_login(struct evhttp_request *req, const struct control_peer *p,
+    const char *name, const char *query)
+{
+	struct api_login	*l;
+	char			*cause = NULL;
+
+	(void)query;
+	if (api_login_lookup(req, p, name) == NULL)
+		return;
+	l = xcalloc(1, sizeof *l);
+	l->req = req;
+	l->evcon = evhttp_request_get_connection(req);
+	snprintf(l->name, sizeof l->name, "%s", name);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/x-ndjson");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Cache-Control", "no-store");
+	/* linked, and the connection watched, before the first line */
+	LIST_INSERT_HEAD(&api_logins, l, entry);
+	evhttp_connection_set_closecb(l->evcon, api_conn_close_cb, NULL);
+	evhttp_connection_set_timeout(l->evcon, API_LOGIN_TIMEOUT_S);
+	api_count(200);
+	evhttp_send_reply_start(req, 200, "OK");
+	if (login_join(name, api_login_line_cb, l, &cause) != 0) {
+		api_login_line_cb_error(l, cause);
+		free(cause);
+	}
+}
+
+/* DELETE /v1/login/NAME: cancel the pending login. */
+static void
+api_login_cancel(struct evhttp_request *req, const struct control_peer *p,
+    const char *name, const char *query)
+{
+	struct evbuffer	*b;
+	char		*q;
+
+	(void)query;
+	if (api_login_lookup(req, p, name) == NULL)
+		return;
+	if (login_cancel(name) != 0) {
+		api_reply_error(req, 404, "no login is pending", 0);
+		return;
+	}
+	log_info("login of %s cancelled over the socket (uid %u)", name,
+	    (unsigned)p->uid);
+	if ((b = api_buffer(req)) == NULL)
+		return;
+	q = json_quote(name);
+	evbuffer_add_printf(b, "{\"account\":%s,\"cancelled\":true}\n", q);
+	free(q);
+	api_reply(req, 200, "application/json", b);
 }
 
 static void
@@ -803,13 +942,15 @@ static const struct api_route {
 	int		 prefix;	/* the rest of the path is a name */
 	int		 post;		/* POST; else GET or HEAD */
 	api_route_fn	 fn;
+	api_route_fn	 del;		/* DELETE; NULL: none */
 } api_routes[] = {
-	{ "/v1/token/", 1, 0, api_token },
-	{ "/v1/status", 0, 0, api_status },
-	{ "/v1/refresh/", 1, 1, api_refresh },
-	{ "/v1/logout/", 1, 1, api_logout },
-	{ "/v1/reload", 0, 1, api_reload },
-	{ "/metrics", 0, 0, api_metrics },
+	{ "/v1/token/", 1, 0, api_token, NULL },
+	{ "/v1/status", 0, 0, api_status, NULL },
+	{ "/v1/refresh/", 1, 1, api_refresh, NULL },
+	{ "/v1/login/", 1, 1, api_login, api_login_cancel },
+	{ "/v1/logout/", 1, 1, api_logout, NULL },
+	{ "/v1/reload", 0, 1, api_reload, NULL },
+	{ "/metrics", 0, 0, api_metrics, NULL },
 };
 
 void
@@ -839,7 +980,9 @@ api_handle(struct evhttp_request *req, const struct control_peer *p,
 		if (r->prefix ? strncmp(path, r->path, len) != 0 :
 		    strcmp(path, r->path) != 0)
 			continue;
-		if (r->post != post)
+		if (cmd == EVHTTP_REQ_DELETE && r->del != NULL)
+			r->del(req, p, path + len, evhttp_uri_get_query(uri));
+		else if (r->post != post)
 			api_reply_error(req, 405, r->post ? "use POST" :
 			    "use GET", 0);
 		else

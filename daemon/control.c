@@ -624,7 +624,7 @@ control_init(struct event_base *base, const char *path, control_handler fn,
 	evhttp_set_max_body_size(control_http, CONTROL_MAX_BODY);
 	evhttp_set_timeout(control_http, CONTROL_TIMEOUT_S);
 	evhttp_set_allowed_methods(control_http, EVHTTP_REQ_GET |
-	    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(control_http, control_request_cb, NULL);
 	evhttp_set_bevcb(control_http, control_bev_cb, NULL);
 	if ((control_admit_ev = event_new(base, -1, 0, control_admit_cb,

@@ -181,14 +181,14 @@ oauth_form_add(struct form *f, const char *name, const char *value)
 	f->buf = next;
 }
 
-/* The client's authentication (RFC 6749 2.3), in the form or a header. */
+/* The client's credentials, in the form or an Authorization header. */
 static void
-oauth_client_auth(const struct account_conf *ac, struct form *f,
-    struct oauth_request *out)
+oauth_client_auth(const struct account_conf *ac, enum client_auth auth,
+    struct form *f, struct oauth_request *out)
 {
 	char	*id, *secret, *pair;
 
-	switch (ac->client_auth) {
+	switch (auth) {
 	case CLIENT_AUTH_BASIC:
 		/* RFC 6749 2.3.1: each half encoded before base64, or raw */
 		id = ac->client_id != NULL ? ac->client_id : "";
@@ -258,7 +258,7 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 		return -1;
 	}
 
-	oauth_client_auth(ac, &f, out);
+	oauth_client_auth(ac, ac->client_auth, &f, out);
 
 	/* a refresh keeps the scope it was granted (RFC 6749 section 6) */
 	if (grant != GRANT_REFRESH_TOKEN)
@@ -275,6 +275,32 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 }
 
 /*
+ * A request of a login flow (RFC 8628 device authorization and polling,
+ * RFC 6749 4.1.3 code exchange) to `url`: the given parameters, the
+ * client's credentials, and the account's audience, resource and
+ * param.NAME. Secrets as for oauth_request_build.
+ */
+void
+oauth_login_request_build(const struct account_conf *ac,
+    enum client_auth auth, const char *url, const struct form_param *params,
+    size_t nparams, struct oauth_request *out)
+{
+	struct form	 f = { NULL, 0 };
+	size_t		 i;
+
+	memset(out, 0, sizeof *out);
+	for (i = 0; i < nparams; i++)
+		oauth_form_add(&f, params[i].name, params[i].value);
+	oauth_client_auth(ac, auth, &f, out);
+	oauth_form_add(&f, "audience", ac->audience);
+	oauth_form_add(&f, "resource", ac->resource);
+	for (i = 0; i < ac->nparams; i++)
+		oauth_form_add(&f, ac->params[i].name, ac->params[i].value);
+	out->url = (char *)url;
+	out->body = f.buf != NULL ? f.buf : xstrdup("");
+}
+
+/*
  * A revocation request (RFC 7009 2.1) for `token` at `url`, hint
  * "refresh_token" or "access_token", with the client's authentication as
  * at the token endpoint. The body and header hold secrets.
@@ -288,7 +314,7 @@ oauth_revoke_build(const struct account_conf *ac, const char *url,
 	memset(out, 0, sizeof *out);
 	oauth_form_add(&f, "token", token);
 	oauth_form_add(&f, "token_type_hint", hint);
-	oauth_client_auth(ac, &f, out);
+	oauth_client_auth(ac, ac->client_auth, &f, out);
 	out->url = (char *)url;
 	out->body = f.buf != NULL ? f.buf : xstrdup("");
 }
@@ -386,7 +412,7 @@ oauth_sanitize_code(const char *in, char *out, size_t len)
 	out[i] = '\0';
 }
 
-static struct json_object *
+struct json_object *
 oauth_parse_json(const char *body, size_t len, const char **why)
 {
 	struct json_tokener	*tok;
@@ -619,7 +645,7 @@ oauth_json_duplicate_keys(const char *p, size_t len)
  * A whole number of seconds from a JSON number or a string of digits.
  * json_object_get_int64 would read "3600abc" as 3600 and null as 0.
  */
-static int
+int
 oauth_json_seconds(struct json_object *v, int64_t *out)
 {
 	const char	*s;
@@ -821,6 +847,26 @@ oauth_error_code(const char *body, size_t len, const struct account_conf *ac,
 	*withheld = oauth_holds_secret(json_object_get_string(err), secrets);
 	oauth_sanitize_description(obj, secrets, desc, desc_size);
 	json_object_put(obj);
+	return 0;
+}
+
+/*
+ * The OAuth error code of an answer (sanitised) and its description (as
+ * for a token answer: none that repeats a secret, nor `sent`, the code a
+ * login flow sent); 0, or -1 without one.
+ */
+int
+oauth_error_of(const struct account_conf *ac, const char *sent,
+    const char *body, size_t len, char *code, size_t size, char *desc,
+    size_t desc_size)
+{
+	int	 withheld;
+
+	if (oauth_error_code(body, len, ac, sent, code, size, &withheld, desc,
+	    desc_size) != 0)
+		return -1;
+	if (withheld)
+		snprintf(code, size, "(an error code that repeats a secret)");
 	return 0;
 }
 

@@ -362,6 +362,7 @@ tokend_reload(struct diag *d, char **cause)
 	http_set_limits(tokend_http, cfg->max_requests,
 	    cfg->max_requests_per_host);
 	registry_apply(tokend_registry, cfg, &diff);
+	login_reloaded();
 	config_free(tokend_config);
 	tokend_config = cfg;
 	log_info("reloaded: %zu accounts (%zu added, %zu changed, %zu "
@@ -426,6 +427,7 @@ tokend_start(struct config *cfg)
 {
 	static const int	 sigs[] = { SIGHUP, SIGTERM, SIGINT };
 	struct api_env		 api_env;
+	struct login_env	 login_env;
 	struct registry_diff	 diff;
 	struct timeval		 ready_tv = { READY_DEADLINE_S, 0 };
 	size_t			 i;
@@ -459,6 +461,11 @@ tokend_start(struct config *cfg)
 	api_env.http = tokend_http;
 	api_env.reload = tokend_reload_cb;
 	api_init(&api_env);
+	memset(&login_env, 0, sizeof login_env);
+	login_env.base = tokend_base;
+	login_env.registry = tokend_registry;
+	login_env.http = tokend_http;
+	login_init(&login_env);
 	if (control_init(tokend_base, cfg->socket_path, api_handle, NULL) != 0)
 		fatalx("cannot serve the control socket");
 
@@ -481,6 +488,9 @@ tokend_stop(void)
 {
 	size_t	 i;
 
+	/* logins tell their callers first: those are api answers */
+	login_shutdown();
+	redirect_shutdown();
 	api_shutdown();
 	registry_free(tokend_registry);
 	control_shutdown();

@@ -331,6 +331,14 @@ int		 oauth_request_build(const struct account_conf *, enum grant,
 void		 oauth_revoke_build(const struct account_conf *, const char *,
 		    const char *, const char *, struct oauth_request *);
 void		 oauth_request_clear(struct oauth_request *);
+void		 oauth_login_request_build(const struct account_conf *,
+		    enum client_auth, const char *, const struct form_param *,
+		    size_t, struct oauth_request *);
+int		 oauth_error_of(const struct account_conf *, const char *,
+		    const char *, size_t, char *, size_t, char *, size_t);
+struct json_object;
+struct json_object *oauth_parse_json(const char *, size_t, const char **);
+int		 oauth_json_seconds(struct json_object *, int64_t *);
 int		 oauth_json_pointer(const char *, const void *, const void **);
 int		 oauth_response_parse(const struct account_conf *, enum grant,
 		    const char *, long, const char *, size_t, int64_t,
@@ -618,6 +626,64 @@ void		 api_init(const struct api_env *);
 void		 api_handle(struct evhttp_request *, const struct control_peer *,
 		    void *);
 void		 api_shutdown(void);
+
+/* login.c: a human logs in once (RFC 8628 device flow; RFC 6749 4.1 with
+ * PKCE, RFC 7636); one login at most per account, joined by callers */
+struct login_device {			/* RFC 8628 3.2 */
+	char			*device_code;	/* secret */
+	char			*user_code;
+	char			*verification_uri;
+	char			*verification_uri_complete;	/* NULL: none */
+	int64_t			 expires_in_s;
+	int64_t			 interval_s;	/* 5 when not given */
+};
+enum login_redirect_verdict {
+	LOGIN_REDIRECT_CODE,		/* code and the right state */
+	LOGIN_REDIRECT_ERROR,		/* error and the right state */
+	LOGIN_REDIRECT_BAD_STATE,	/* no state, or another one */
+	LOGIN_REDIRECT_MALFORMED,
+};
+struct login_redirect {
+	char			*code;		/* secret */
+	char			*state;
+	char			*error;
+	char			*error_description;
+};
+struct login_env {
+	struct event_base	*base;
+	struct registry		*registry;
+	struct http		*http;
+};
+/* one NDJSON line (with its newline); last: the outcome, the end */
+typedef void	(*login_line_cb)(const char *, int, void *);
+char		*login_base64url(const unsigned char *, size_t);
+int		 login_random(size_t, char **);
+char		*login_pkce_challenge(const char *);
+int		 login_device_parse(const char *, size_t, struct login_device *,
+		    char **);
+void		 login_device_clear(struct login_device *);
+enum login_redirect_verdict login_redirect_parse(const char *, const char *,
+		    struct login_redirect *);
+void		 login_redirect_clear(struct login_redirect *);
+void		 login_init(const struct login_env *);
+int		 login_join(const char *, login_line_cb, void *, char **);
+void		 login_leave(const char *, login_line_cb, void *);
+int		 login_cancel(const char *);
+int		 login_pending(const char *);
+void		 login_reloaded(void);
+void		 login_shutdown(void);
+
+/* redirect.c: the loopback listener for the authorization code redirect */
+struct redirect;
+/* the query of GET PATH; 0: the one awaited, -1: not (a 400 page) */
+typedef int	(*redirect_cb)(const char *, void *);
+int		 redirect_uri_parse(const char *, char **, int *, char **,
+		    char **);
+struct redirect	*redirect_open(struct event_base *, const char *, redirect_cb,
+		    void *, char **, char **);
+void		 redirect_close(struct redirect *);
+void		 redirect_free(struct redirect *);
+void		 redirect_shutdown(void);
 
 /* hooks.c */
 void		 hooks_init(struct event_base *);

@@ -69,7 +69,7 @@ for suite in integration integration_socket integration_systemd \
     integration_faults integration_regress integration_interop \
     integration_security integration_hostile integration_files \
     integration_check integration_lifecycle integration_tokenctl \
-    integration_recovery integration_discovery; do
+    integration_recovery integration_discovery integration_flows; do
 	echo "== $suite tests"
 	run_suite "$suite" python3 "tests/$suite.py" --tokend "$BUILD/tokend" \
 	    --tokenctl "$BUILD/tokenctl"
@@ -101,7 +101,7 @@ fi
 # A short run of every fuzz target (clang's libFuzzer); make fuzz runs
 # them longer.
 if [ "$SANITIZE" != 1 ] && command -v clang >/dev/null 2>&1; then
-	for t in config response retry_after socket jwt state; do
+	for t in config response retry_after socket jwt state discovery device; do
 		if make --no-print-directory -s fuzz FUZZ_TARGETS=$t \
 		    FUZZ_SECONDS="${FUZZ_SECONDS:-10}"; then
 			count "fuzz_$t" 1 0

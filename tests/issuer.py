@@ -42,8 +42,19 @@ Configuration (the --config file, and POST /_ctl/settings at run time):
                            out, which RFC 8414 reads as client_secret_basic)
     discovery_extra        more members for the document ({})
 
+    device_expires_in  seconds a device code lives (600)
+    device_interval  the interval the device answer gives (1); null: none
+    authorize        what GET /authorize does: "approve" (default), "deny"
+                     (error=access_denied), "wrong_state" (a code, with
+                     another state)
+
 Token endpoints (application/x-www-form-urlencoded POSTs):
     POST /token              RFC 6749: client_credentials | password | refresh_token
+                             | authorization_code (PKCE S256 required) |
+                             urn:ietf:params:oauth:grant-type:device_code
+    POST /device_authorization  RFC 8628 3.1
+    GET  /authorize          RFC 6749 4.1.1: redirects at once (no human) to
+                             the loopback redirect_uri, as "authorize" says
     POST /spotinst/token     password grant only, Spotinst envelope
     POST /spotinst/refresh   refresh_token grant only, Spotinst envelope
     POST /revoke             RFC 7009 revocation (client auth as at /token);
@@ -62,6 +73,8 @@ Control API (JSON in and out):
     POST /_ctl/reset_log
     GET  /_ctl/secrets       every secret known or issued
     POST /_ctl/revoke        {"refresh_token": "..."} or {"all_refresh_tokens": true}
+    POST /_ctl/device        {"user_code": "...", "action": "approve" | "deny"}
+    GET  /_ctl/devices       the device codes issued, by user code
     POST /_ctl/issue_refresh {"client_id": ..., "scope": ...}: a live refresh
                              token, as if a human had logged in; {"refresh_token"}
     GET  /_ctl/revocations   every POST /revoke: {token, token_type_hint,
@@ -87,6 +100,7 @@ import argparse
 import base64
 import binascii
 import collections
+import hashlib
 import hmac
 import http.server
 import json
@@ -103,7 +117,9 @@ from email.utils import formatdate
 
 MAX_BODY = 64 * 1024          # token request bodies above this get a 413
 DRAIN_MAX = 16 * 1024 * 1024  # an oversized body up to this is read first
-TOKEN_PATHS = ("/token", "/spotinst/token", "/spotinst/refresh")
+TOKEN_PATHS = ("/token", "/spotinst/token", "/spotinst/refresh",
+               "/device_authorization")
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 DEFAULT_SETTINGS = {
     "clients": None,
@@ -119,6 +135,9 @@ DEFAULT_SETTINGS = {
     "basic_decode": True,
     "refuse_empty_403": False,
     "dead_refresh": "invalid_grant",
+    "device_expires_in": 600,
+    "device_interval": 1,
+    "authorize": "approve",
     "discovery_issuer": None,
     "discovery_oidc": True,
     "discovery_auth_methods": None,
@@ -172,6 +191,12 @@ class State:
         self.extra_secrets = []   # e.g. tokens inside "huge" bodies
         self.faults = collections.defaultdict(collections.deque)
         self.log = []
+        # user code -> {"device_code", "client_id", "scope", "status",
+        # "expires_at"}; status: pending | approved | denied | used
+        self.devices = {}
+        # authorization code -> {"client_id", "redirect_uri", "challenge",
+        # "scope"}
+        self.codes = {}
         self.revocations = []
         self.discovery_log = []
 
@@ -204,6 +229,8 @@ class State:
         out.extend(self.issued_access)
         out.extend(self.refresh_tokens)
         out.extend(self.extra_secrets)
+        out.extend(d["device_code"] for d in self.devices.values())
+        out.extend(self.codes)
         return out
 
 
@@ -344,12 +371,60 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 out = dict(st.settings)
             elif path == "/_ctl/faults":
                 out = {p: list(q) for p, q in st.faults.items() if q}
+            elif path == "/_ctl/devices":
+                out = {k: dict(v) for k, v in st.devices.items()}
+            elif path == "/authorize":
+                out = self.authorize()
+                if isinstance(out, str):
+                    self.send_response(302)
+                    self.send_header("Location", out)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
             else:
                 out = None
         if out is None:
             self.send_json(404, {"error": "not_found"})
         else:
             self.send_json(200, out)
+
+    def authorize(self):
+        """RFC 6749 4.1.1 without a human: the redirect's Location, or an
+        error object.  Caller holds the lock."""
+        st = self.state
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query,
+                                        keep_blank_values=True))
+        st.log.append({"t": time.time(), "path": "/authorize", "params": q,
+                       "grant_type": None, "status": 302})
+        redirect = q.get("redirect_uri", "")
+        if not (redirect.startswith("http://127.0.0.1:") or
+                redirect.startswith("http://[::1]:")):
+            return {"error": "invalid_request",
+                    "error_description": "redirect_uri is not loopback"}
+        clients = st.settings.get("clients")
+        if clients is not None and q.get("client_id") not in clients:
+            return {"error": "invalid_client"}
+        if q.get("response_type") != "code" or \
+                q.get("code_challenge_method") != "S256" or \
+                not q.get("code_challenge") or not q.get("state"):
+            return {"error": "invalid_request",
+                    "error_description": "code, S256 and state required"}
+        action = st.settings.get("authorize", "approve")
+        state = q["state"]
+        if action == "deny":
+            args = {"error": "access_denied",
+                    "error_description": "the user said no", "state": state}
+        else:
+            code = st.next_token("code")
+            st.codes[code] = {"client_id": q.get("client_id"),
+                              "redirect_uri": redirect,
+                              "challenge": q["code_challenge"],
+                              "scope": q.get("scope")}
+            if action == "wrong_state":
+                state = "not-" + state
+            args = {"code": code, "state": state}
+        return redirect + ("&" if "?" in redirect else "?") + \
+            urllib.parse.urlencode(args)
 
     def do_POST(self):
         path = urllib.parse.urlsplit(self.path).path
@@ -409,6 +484,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 elif path == "/_ctl/reset_log":
                     st.log.clear()
                     out = {}
+                elif path == "/_ctl/device":
+                    dev = st.devices.get(args.get("user_code"))
+                    if dev is None or args.get("action") not in \
+                            ("approve", "deny"):
+                        raise ValueError("want {user_code, action}")
+                    dev["status"] = {"approve": "approved",
+                                     "deny": "denied"}[args["action"]]
+                    out = dict(dev)
                 else:
                     out = None
         except ValueError as e:
@@ -520,6 +603,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         doc = {"issuer": cfg["discovery_issuer"] or issuer,
                "token_endpoint": base + "/token",
                "revocation_endpoint": base + "/revoke",
+               "authorization_endpoint": base + "/authorize",
+               "device_authorization_endpoint": base + "/device_authorization",
+               "code_challenge_methods_supported": ["S256"],
                "grant_types_supported": ["client_credentials", "password",
                                          "refresh_token"]}
         if cfg["discovery_auth_methods"] is not None:
@@ -642,6 +728,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
+    def device_authorization(self, form, now, client_id):
+        """RFC 8628 3.2.  Caller holds the lock."""
+        st = self.state
+        cfg = st.settings
+        user_code = "%04X-%04X" % (rnd.randbelow(65536), rnd.randbelow(65536))
+        device_code = st.next_token("dc")
+        st.devices[user_code] = {
+            "device_code": device_code, "client_id": client_id,
+            "scope": form.get("scope"), "status": "pending",
+            "expires_at": now + float(cfg["device_expires_in"])}
+        base = "https://127.0.0.1:%d/device" % self.server.server_address[1]
+        answer = {"device_code": device_code, "user_code": user_code,
+                  "verification_uri": base,
+                  "verification_uri_complete": base + "?user_code=" +
+                  user_code,
+                  "expires_in": int(cfg["device_expires_in"])}
+        if cfg["device_interval"] is not None:
+            answer["interval"] = cfg["device_interval"]
+        return 200, answer
+
     def grant(self, path, form, now, entry):
         """Run one grant; returns (status, answer).  Caller holds the lock."""
         st = self.state
@@ -651,10 +757,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             cfg.get("basic_decode", True))
         check_client(cfg, client_id, secret)
 
+        if path == "/device_authorization":
+            return self.device_authorization(form, now, client_id)
         grant = form.get("grant_type")
         if not grant:
             raise OAuthError(400, "invalid_request", "grant_type is missing")
-        allowed = {"/token": ("client_credentials", "password", "refresh_token"),
+        allowed = {"/token": ("client_credentials", "password", "refresh_token",
+                              "authorization_code", DEVICE_GRANT),
                    "/spotinst/token": ("password",),
                    "/spotinst/refresh": ("refresh_token",)}[path]
         if grant not in allowed:
@@ -683,6 +792,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise OAuthError(400, "invalid_grant",
                                  "bad username or password",
                                  refusal="credentials")
+            if cfg["refresh_tokens"]:
+                refresh = st.next_token("rt")
+        elif grant == DEVICE_GRANT:
+            dev = next((d for d in st.devices.values()
+                        if d["device_code"] == form.get("device_code")), None)
+            if dev is None or dev["client_id"] != client_id:
+                raise OAuthError(400, "invalid_grant", "unknown device code")
+            if now >= dev["expires_at"]:
+                raise OAuthError(400, "expired_token", "the code expired")
+            if dev["status"] == "pending":
+                raise OAuthError(400, "authorization_pending")
+            if dev["status"] == "denied":
+                raise OAuthError(400, "access_denied", "the user said no")
+            if dev["status"] != "approved":
+                raise OAuthError(400, "invalid_grant", "code already used")
+            dev["status"] = "used"
+            scope = dev["scope"]
+            username = "device-user"
+            if cfg["refresh_tokens"]:
+                refresh = st.next_token("rt")
+        elif grant == "authorization_code":
+            info = st.codes.pop(form.get("code", ""), None)
+            verifier = form.get("code_verifier", "")
+            if info is None or info["client_id"] != client_id or \
+                    info["redirect_uri"] != form.get("redirect_uri"):
+                raise OAuthError(400, "invalid_grant",
+                                 "unknown code, or another redirect_uri")
+            if not 43 <= len(verifier) <= 128 or not hmac.compare_digest(
+                    b64url(hashlib.sha256(verifier.encode()).digest()),
+                    info["challenge"]):
+                raise OAuthError(400, "invalid_grant", "PKCE verification "
+                                 "failed")
+            scope = info["scope"]
+            username = "browser-user"
             if cfg["refresh_tokens"]:
                 refresh = st.next_token("rt")
         else:    # refresh_token
