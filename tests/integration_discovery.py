@@ -182,7 +182,7 @@ def test_issuer_mismatch_is_refused(t):
     want = ("discovery: %s/.well-known/openid-configuration: issuer "
             "mismatch: configured %s, document says https://evil.example"
             % (base(iss), base(iss)))
-    d.wait_for(lambda: (status_of(d, "a") or {}).get("last_error", "")
+    d.wait_for(lambda: ((status_of(d, "a") or {}).get("last_error") or "")
                .startswith(want), 15, "the mismatch in the last error")
     check(status_of(d, "a")["state"] in ("backoff", "refreshing"),
           "state %r" % status_of(d, "a")["state"])
