@@ -546,4 +546,12 @@ int		 client_stream(const char *, const char *, const char *, size_t,
 		    const struct client_stream *, struct client_answer *,
 		    char **);
 
+/* prompt.c: what tokenctl login shows a person */
+char		*prompt_ascii(const char *);
+int		 prompt_redirect(const char *, char *, size_t, unsigned *);
+char		*prompt_browser(const char *, const char *, const char *);
+char		*prompt_device(const char *, const char *, const char *,
+		    const char *, int64_t, const char *);
+char		*prompt_qr(const char *, int, char **);
+
 #endif /* TOKEND_H */
