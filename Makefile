@@ -57,7 +57,8 @@ ALL_LDFLAGS	= $(SANFLAGS) -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 # lint of /metrics). make deps installs
 # DEB_PKGS, by default all three.
 BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev libssl-dev \
-		   libevent-dev libjson-c-dev libsystemd-dev ca-certificates
+		   libevent-dev libjson-c-dev libsystemd-dev libqrencode-dev \
+		   ca-certificates
 DEMO_PKGS	:= $(BUILD_PKGS) openssl python3 curl
 CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
 		   clang libclang-rt-dev prometheus
@@ -67,8 +68,12 @@ CORE		:= util clock log ini config schedule oauth timer http file store \
 		   sink discovery revoke account registry hooks control login redirect \
 		   api
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
-# tokenctl starts as fast as cat: libc and json-c, nothing else
-CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o client.o util.o clock.o)
+# tokenctl starts as fast as cat: libc and json-c, nothing else; prompt.c
+# loads libqrencode (built against libqrencode-dev's header) only to show
+# a login's QR code
+CTL_OBJS	:= $(addprefix $(BUILD)/,tokenctl.o client.o prompt.o util.o \
+		   clock.o)
+QR_CFLAGS	= $(shell pkg-config --cflags libqrencode)
 CTL_LIBS	= $(shell pkg-config --libs json-c)
 HEADERS		:= daemon/tokend.h
 
@@ -118,6 +123,20 @@ $(BUILD)/test_client: tests/unit/test_client.c tests/unit/unit.h \
 	    $(ALL_LDFLAGS) $(PKG_LIBS) $$(pkg-config --libs cmocka)
 
 unit: $(BUILD)/test_client
+
+$(BUILD)/prompt.o: ALL_CFLAGS += $(QR_CFLAGS)
+
+# prompt.c: what tokenctl login shows, the QR code
+PROMPT_TEST_OBJS := $(addprefix $(BUILD)/,prompt.o util.o clock.o log.o)
+
+$(BUILD)/test_prompt: tests/unit/test_prompt.c tests/unit/unit.h \
+    $(PROMPT_TEST_OBJS) $(HEADERS)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(QR_CFLAGS) -Idaemon -o $@ $< \
+	    $(PROMPT_TEST_OBJS) $(ALL_LDFLAGS) $(PKG_LIBS) \
+	    $$(pkg-config --libs libqrencode cmocka)
+
+unit: $(BUILD)/test_prompt
 
 $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 	@echo "  CC/LD   $@"

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,12 @@ struct client_reader {
 	size_t			 chunk_left;
 	enum client_chunk_state	 chunk;
 	int			 done;
+	/* a 200 application/x-ndjson answer: each line as it comes */
+	int			(*line_cb)(const char *, void *);
+	void			*line_arg;
+	int			 streaming;
+	size_t			 delivered;	/* where the next line starts */
+	size_t			 lines;		/* handed to line_cb so far */
 };
 
 struct client_reader *
@@ -63,6 +70,25 @@ client_reader_new(size_t cap)
 	r->cap = cap;
 	r->buf = xcalloc(1, 1);
 	return r;
+}
+
+/*
+ * Hand each line of a 200 application/x-ndjson answer to cb as it comes
+ * (without its newline; empty lines skipped); cb returns non-zero when
+ * the answer is complete for it. Other answers are read whole.
+ */
+void
+client_reader_stream(struct client_reader *r,
+    int (*cb)(const char *, void *), void *arg)
+{
+	r->line_cb = cb;
+	r->line_arg = arg;
+}
+
+size_t
+client_reader_lines(const struct client_reader *r)
+{
+	return r->lines;
 }
 
 void
@@ -238,6 +264,42 @@ client_dechunk(struct client_reader *r, char **cause)
 	}
 }
 
+static int
+client_is_ndjson(const char *type)
+{
+	size_t	 n = strlen("application/x-ndjson");
+
+	return strncasecmp(type, "application/x-ndjson", n) == 0 &&
+	    (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
+}
+
+/* The complete lines of the body so far; all of it at the end. */
+static int
+client_deliver_lines(struct client_reader *r)
+{
+	char	*start, *nl, *line;
+	size_t	 n;
+	int	 stop = 0;
+
+	while (!stop && r->delivered < r->out) {
+		start = r->buf + r->delivered;
+		nl = memchr(start, '\n', r->out - r->delivered);
+		if (nl == NULL && !r->done)
+			break;
+		n = nl != NULL ? (size_t)(nl - start) : r->out - r->delivered;
+		r->delivered += n + (nl != NULL);
+		if (n > 0 && start[n - 1] == '\r')
+			n--;
+		if (n == 0)
+			continue;
+		line = xstrndup(start, n);
+		r->lines++;
+		stop = r->line_cb(line, r->line_arg);
+		freezero_str(line);
+	}
+	return stop;
+}
+
 /*
  * Take the next bytes of the answer; len 0 is the end of the stream.
  * 1: the answer is complete; 0: more is needed; -1: malformed, *cause set.
@@ -278,14 +340,17 @@ client_reader_feed(struct client_reader *r, const void *data, size_t len,
 		free(head);
 		if (rc != 0)
 			return -1;
-		r->pos = r->out = r->body;
+		r->pos = r->out = r->delivered = r->body;
+		r->streaming = r->line_cb != NULL && r->status == 200 &&
+		    client_is_ndjson(r->content_type);
 	}
 	switch (r->framing) {
 	case CLIENT_LENGTH:
 		if (r->len - r->body >= r->length) {
 			r->out = r->body + r->length;
 			r->done = 1;
-		}
+		} else
+			r->out = r->len;
 		break;
 	case CLIENT_CHUNKED:
 		if ((rc = client_dechunk(r, cause)) < 0)
@@ -299,6 +364,8 @@ client_reader_feed(struct client_reader *r, const void *data, size_t len,
 		r->done = len == 0;
 		break;
 	}
+	if (r->streaming && client_deliver_lines(r))
+		r->done = 1;
 	if (!r->done && len == 0)
 		return client_fail(cause, "the connection closed before the "
 		    "whole answer");
@@ -337,18 +404,31 @@ client_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Wait until fd is ready for `events` or the deadline passes. */
+/*
+ * Wait until fd is ready for `events` or the deadline passes (-1: no
+ * deadline). With a stream, its signal mask holds while waiting, and a
+ * signal that sets its stop flag ends the wait.
+ */
 static int
-client_wait(int fd, short events, int64_t deadline, char **cause)
+client_wait(int fd, short events, int64_t deadline,
+    const struct client_stream *s, char **cause)
 {
 	struct pollfd	 pfd = { .fd = fd, .events = events };
+	struct timespec	 ts, *tsp = NULL;
 	int64_t		 left;
 	int		 n;
 
 	for (;;) {
-		if ((left = deadline - client_now_ms()) < 0)
-			left = 0;
-		n = poll(&pfd, 1, (int)left);
+		if (s != NULL && s->stop != NULL && *s->stop)
+			return client_fail(cause, "interrupted");
+		if (deadline >= 0) {
+			if ((left = deadline - client_now_ms()) < 0)
+				left = 0;
+			ts.tv_sec = left / 1000;
+			ts.tv_nsec = left % 1000 * 1000000;
+			tsp = &ts;
+		}
+		n = ppoll(&pfd, 1, tsp, s != NULL ? s->sigmask : NULL);
 		if (n > 0)
 			return 0;
 		if (n == 0)
@@ -417,14 +497,14 @@ client_connect(const char *path, char **cause)
 
 static int
 client_send(int fd, const char *req, size_t len, int64_t deadline,
-    char **cause)
+    const struct client_stream *s, char **cause)
 {
 	ssize_t	 n;
 
 	while (len > 0) {
 		n = send(fd, req, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (client_wait(fd, POLLOUT, deadline, cause) != 0)
+			if (client_wait(fd, POLLOUT, deadline, s, cause) != 0)
 				return -1;
 			continue;
 		}
@@ -441,17 +521,28 @@ client_send(int fd, const char *req, size_t len, int64_t deadline,
 	return 0;
 }
 
+/* The deadline for the next line of a stream; -1: none. */
+static int64_t
+client_line_deadline(const struct client_stream *s)
+{
+	return s->line_timeout_ms < 0 ? -1 : client_now_ms() +
+	    s->line_timeout_ms;
+}
+
 static int
-client_receive(int fd, size_t cap, int64_t deadline, struct client_answer *a,
-    char **cause)
+client_receive(int fd, size_t cap, int64_t deadline,
+    const struct client_stream *s, struct client_answer *a, char **cause)
 {
 	struct client_reader	*r = client_reader_new(cap);
 	char			 buf[64 * 1024];
 	ssize_t			 n;
+	size_t			 lines = 0;
 	int			 rc;
 
+	if (s != NULL)
+		client_reader_stream(r, s->line_cb, s->arg);
 	do {
-		if (client_wait(fd, POLLIN, deadline, cause) != 0) {
+		if (client_wait(fd, POLLIN, deadline, s, cause) != 0) {
 			rc = -1;
 			break;
 		}
@@ -466,12 +557,42 @@ client_receive(int fd, size_t cap, int64_t deadline, struct client_answer *a,
 			continue;
 		}
 		rc = client_reader_feed(r, buf, (size_t)n, cause);
+		/* each line of a stream has its own time */
+		if (s != NULL && client_reader_lines(r) != lines) {
+			lines = client_reader_lines(r);
+			deadline = client_line_deadline(s);
+		}
 	} while (rc == 0);
 	explicit_bzero(buf, sizeof buf);
 	if (rc == 1)
 		client_reader_answer(r, a);
 	client_reader_free(r);
 	return rc == 1 ? 0 : -1;
+}
+
+static int
+client_exchange(const char *socket_path, const char *method, const char *path,
+    const char *accept, size_t cap, int64_t deadline,
+    const struct client_stream *s, struct client_answer *a, char **cause)
+{
+	char	*req;
+	int	 fd, rc, len;
+
+	*cause = NULL;
+	if ((fd = client_connect(socket_path, cause)) == -1)
+		return -1;
+	len = xasprintf(&req, "%s %s HTTP/1.1\r\nHost: localhost\r\n"
+	    "Connection: close\r\n%s%s%s%s\r\n", method, path,
+	    accept != NULL ? "Accept: " : "", accept != NULL ? accept : "",
+	    accept != NULL ? "\r\n" : "",
+	    strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 ?
+	    "Content-Length: 0\r\n" : "");
+	rc = client_send(fd, req, (size_t)len, deadline, s, cause);
+	free(req);
+	if (rc == 0)
+		rc = client_receive(fd, cap, deadline, s, a, cause);
+	close(fd);
+	return rc;
 }
 
 /*
@@ -484,21 +605,24 @@ client_request(const char *socket_path, const char *method, const char *path,
     int json, size_t cap, int64_t timeout_ms, struct client_answer *a,
     char **cause)
 {
-	char	*req;
-	int64_t	 deadline = client_now_ms() + timeout_ms;
-	int	 fd, rc, len;
+	return client_exchange(socket_path, method, path, json ?
+	    "application/json" : NULL, cap, client_now_ms() + timeout_ms, NULL,
+	    a, cause);
+}
 
-	*cause = NULL;
-	if ((fd = client_connect(socket_path, cause)) == -1)
-		return -1;
-	len = xasprintf(&req, "%s %s HTTP/1.1\r\nHost: localhost\r\n"
-	    "Connection: close\r\n%s%s\r\n", method, path,
-	    json ? "Accept: application/json\r\n" : "",
-	    strcmp(method, "POST") == 0 ? "Content-Length: 0\r\n" : "");
-	rc = client_send(fd, req, (size_t)len, deadline, cause);
-	free(req);
-	if (rc == 0)
-		rc = client_receive(fd, cap, deadline, a, cause);
-	close(fd);
-	return rc;
+/*
+ * METHOD PATH, its answer read as a stream: a 200 application/x-ndjson
+ * answer goes to s->line_cb line by line, each line within
+ * s->line_timeout_ms of the one before (the first of the request), and
+ * `a` gets the rest; any other answer comes whole in `a`. -1 with *cause
+ * when the answer is cut short ("interrupted" once *s->stop is set).
+ */
+int
+client_stream(const char *socket_path, const char *method, const char *path,
+    size_t cap, const struct client_stream *s, struct client_answer *a,
+    char **cause)
+{
+	return client_exchange(socket_path, method, path,
+	    "application/x-ndjson, application/json", cap,
+	    client_line_deadline(s), s, a, cause);
 }

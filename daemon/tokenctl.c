@@ -1,12 +1,16 @@
 /*
  * tokenctl: the client of tokend's socket. One request, one answer,
- * printed for a person (or as JSON with --json). Scripts run it once per
+ * printed for a person (or as JSON with --json); a login's answer is shown
+ * line by line as it comes. Scripts run it once per
  * API call, so it starts about as fast as cat: HTTP is client.c's few
  * lines over the Unix socket, and json-c is the only library besides libc.
  */
 #define _GNU_SOURCE
+#include <sys/ioctl.h>
+
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +27,7 @@
 #define EXIT_NO_ACCOUNT		2	/* no such account, or not allowed */
 #define EXIT_UNREACHABLE	3	/* the daemon does not answer */
 #define EXIT_USAGE		64
+#define EXIT_INTERRUPTED	130	/* a login ended with Ctrl-C */
 
 /* the longest wait: a refresh the daemon bounds at 60 s, plus slack */
 #define TOKENCTL_TIMEOUT_MS	(90 * MSEC_PER_SEC)
@@ -30,6 +35,9 @@
 #define TOKENCTL_ANSWER_MAX	(64 * 1024 * 1024)
 #define TOKENCTL_WIDTH		100	/* the status table fits this */
 #define TOKENCTL_ERROR_MIN	16	/* LAST ERROR gets at least this */
+#define TOKENCTL_LOGIN_MAX	(256 * 1024)	/* a login's few lines */
+#define TOKENCTL_CANCEL_MS	(10 * MSEC_PER_SEC)
+#define TOKENCTL_QR_COLUMNS	80	/* when the terminal does not say */
 
 /* One row of the status table, for a person. */
 struct tokenctl_row {
@@ -40,8 +48,18 @@ struct tokenctl_row {
 	char		*error;		/* in full */
 };
 
-static const char	*socket_path;
-static int		 json_out;
+/* What a login's answer has brought so far. */
+struct tokenctl_login {
+	const char		*account;
+	struct client_stream	 stream;
+	size_t			 lines;
+	int			 outcome;	/* an exit code; -1: none yet */
+	int			 malformed;
+};
+
+static const char		*socket_path;
+static int			 json_out;
+static volatile sig_atomic_t	 tokenctl_interrupted;
 
 /* util.c's x*() allocators end here when memory runs out. */
 void
@@ -68,6 +86,10 @@ tokenctl_usage(FILE *out, int code)
 	    "                                every account has a valid token\n"
 	    "  token [--min-valid S] ACCOUNT print the access token\n"
 	    "  refresh ACCOUNT               refresh now, wait for the outcome\n"
+	    "  login ACCOUNT                 log a person in: show what to do, "
+	    "wait\n"
+	    "  logout ACCOUNT                revoke and forget the account's "
+	    "tokens\n"
 	    "  reload                        re-read the configuration\n"
 	    "  --help, --version\n");
 	exit(code);
@@ -264,7 +286,7 @@ tokenctl_account_ok(struct json_object *o)
 	int64_t			 exp;
 
 	if (state == NULL || !strcmp(state, "failed") ||
-	    !strcmp(state, "expired"))
+	    !strcmp(state, "expired") || !strcmp(state, "login"))
 		return 0;
 	if (!strcmp(state, "fresh"))
 		return 1;
@@ -303,22 +325,34 @@ tokenctl_row_state(struct json_object *o, char *buf, size_t len)
 	snprintf(buf, len, "%s%s", state, tokenctl_file_error(o) ? "!" : "");
 }
 
-/* LAST ERROR: the last error, and a token file's write error. */
+/*
+ * LAST ERROR: the last error, what to do for an account in state login,
+ * and a token file's write error.
+ */
 static char *
 tokenctl_row_error(struct json_object *o)
 {
 	const char	*err = tokenctl_field(o, "last_error");
 	const char	*ferr = tokenctl_file_error(o);
-	char		*joined, *out;
+	const char	*state = tokenctl_field(o, "state");
+	char		*joined, *out, *hint = NULL;
 
 	/* the write error may be the last error too: say it once */
 	if (err != NULL && ferr != NULL && strcmp(err, ferr) == 0)
 		err = NULL;
-	if (err == NULL && ferr == NULL)
+	if (err != NULL && *err == '\0')
+		err = NULL;
+	if (state != NULL && !strcmp(state, "login") &&
+	    (err == NULL || strstr(err, "tokenctl login") == NULL))
+		xasprintf(&hint, "%srun tokenctl login %s", err != NULL ?
+		    "; " : "", tokenctl_field(o, "account"));
+	if (err == NULL && ferr == NULL && hint == NULL)
 		return xstrdup("-");
-	xasprintf(&joined, "%s%s%s%s", err != NULL ? err : "",
-	    err != NULL && ferr != NULL ? "; " : "", ferr != NULL ? "file: " :
-	    "", ferr != NULL ? ferr : "");
+	xasprintf(&joined, "%s%s%s%s%s", err != NULL ? err : "",
+	    hint != NULL ? hint : "", (err != NULL || hint != NULL) &&
+	    ferr != NULL ? "; " : "", ferr != NULL ? "file: " : "",
+	    ferr != NULL ? ferr : "");
+	free(hint);
 	out = tokenctl_one_line(joined);
 	free(joined);
 	return out;
@@ -582,6 +616,284 @@ tokenctl_reload(void)
 	return rc;
 }
 
+static void
+tokenctl_interrupt_cb(int sig)
+{
+	(void)sig;
+	tokenctl_interrupted = 1;
+}
+
+/* The terminal's width when stdout is one that can show a QR code; 0. */
+static int
+tokenctl_qr_columns(void)
+{
+	struct winsize	 ws;
+	const char	*term = getenv("TERM");
+
+	if (!isatty(STDOUT_FILENO) || term == NULL || *term == '\0' ||
+	    !strcmp(term, "dumb"))
+		return 0;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return TOKENCTL_QR_COLUMNS;
+}
+
+/* What the person must do: the first line of a login's answer. */
+static void
+tokenctl_login_steps(struct tokenctl_login *l, struct json_object *o)
+{
+	struct json_object	*v;
+	const char		*url = tokenctl_field(o, "authorization_url");
+	const char		*uri = tokenctl_field(o, "verification_uri");
+	const char		*code = tokenctl_field(o, "user_code");
+	const char		*full = tokenctl_field(o,
+				    "verification_uri_complete");
+	char			*text, *curl, *ccode, *cfull = NULL, *qr = NULL;
+	char			 host[256], *cause;
+	int64_t			 expires_in = 0;
+	int			 cols;
+
+	if (json_object_object_get_ex(o, "expires_in", &v) &&
+	    json_object_is_type(v, json_type_int))
+		expires_in = json_object_get_int64(v);
+	if (url == NULL && (uri == NULL || code == NULL))
+		return;		/* a line a newer tokend may send */
+	/*
+	 * A browser login lasts as long as the daemon lets it; a device
+	 * code, its life and time for the daemon's last answer.
+	 */
+	l->stream.line_timeout_ms = url == NULL && expires_in > 0 &&
+	    expires_in <= 86400 ? expires_in * MSEC_PER_SEC +
+	    TOKENCTL_TIMEOUT_MS : -1;
+	if (json_out)
+		return;
+	if (url != NULL) {
+		if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+			snprintf(host, sizeof host, "HOST");
+		host[sizeof host - 1] = '\0';
+		curl = prompt_ascii(url);
+		text = prompt_browser(l->account, curl, host);
+	} else {
+		curl = prompt_ascii(uri);
+		ccode = prompt_ascii(code);
+		if (full != NULL)
+			cfull = prompt_ascii(full);
+		if (cfull != NULL && (cols = tokenctl_qr_columns()) > 0 &&
+		    (qr = prompt_qr(cfull, cols, &cause)) == NULL)
+			free(cause);	/* the URL is shown instead */
+		text = prompt_device(l->account, curl, ccode, cfull, expires_in,
+		    qr);
+		free(ccode);
+		free(cfull);
+		free(qr);
+	}
+	free(curl);
+	printf("%sWaiting for the login to end (Ctrl-C cancels it)...\n",
+	    text);
+	fflush(stdout);
+	free(text);
+}
+
+/* The outcome: the last line of a login's answer. */
+static void
+tokenctl_login_outcome(struct tokenctl_login *l, struct json_object *o)
+{
+	const char	*err = tokenctl_field(o, "error");
+	char		 exp[96], zone[16], *line;
+
+	if (tokenctl_field(o, "state") != NULL) {
+		l->outcome = EXIT_OK;
+		if (json_out)
+			return;
+		tokenctl_zone(time(NULL), zone, sizeof zone);
+		tokenctl_when(o, "expires_at", zone, exp, sizeof exp);
+		printf("%s: logged in; the token expires %s\n", l->account,
+		    exp);
+		return;
+	}
+	l->outcome = EXIT_NO_TOKEN;
+	line = tokenctl_one_line(err);
+	fprintf(stderr, "tokenctl: login failed: %s\n", line);
+	free(line);
+}
+
+static int
+tokenctl_login_line_cb(const char *line, void *arg)
+{
+	struct tokenctl_login	*l = arg;
+	struct json_object	*o = json_tokener_parse(line);
+
+	l->lines++;
+	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+		l->malformed = 1;
+		json_object_put(o);
+		return 1;
+	}
+	if (json_out) {
+		printf("%s\n", json_object_to_json_string_ext(o,
+		    JSON_C_TO_STRING_PLAIN));
+		fflush(stdout);
+	}
+	if (tokenctl_field(o, "state") != NULL ||
+	    tokenctl_field(o, "error") != NULL)
+		tokenctl_login_outcome(l, o);
+	else
+		tokenctl_login_steps(l, o);
+	json_object_put(o);
+	return l->outcome >= 0;
+}
+
+/* Ctrl-C: the daemon drops the pending login too. */
+static int
+tokenctl_login_cancel(const char *account)
+{
+	struct client_answer	 a;
+	sigset_t		 set;
+	char			 path[256], *cause, *err;
+
+	/* a second Ctrl-C ends tokenctl at once */
+	signal(SIGINT, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	snprintf(path, sizeof path, "/v1/login/%s", account);
+	if (client_request(socket_path, "DELETE", path, 1, TOKENCTL_LOGIN_MAX,
+	    TOKENCTL_CANCEL_MS, &a, &cause) != 0) {
+		fprintf(stderr, "tokenctl: cannot cancel the login in tokend: "
+		    "%s\n", cause);
+		free(cause);
+	} else {
+		if (a.status != 200 && a.status != 204 && a.status != 404) {
+			err = tokenctl_answer_error(&a);
+			fprintf(stderr, "tokenctl: cannot cancel the login in "
+			    "tokend: %s\n", err);
+			free(err);
+		}
+		client_answer_clear(&a);
+	}
+	fprintf(stderr, "tokenctl: login cancelled\n");
+	return EXIT_INTERRUPTED;
+}
+
+/* A 200 answer read whole (not as a stream): its lines, one by one. */
+static void
+tokenctl_login_body(struct tokenctl_login *l, char *body)
+{
+	char	*line, *save = NULL;
+
+	for (line = strtok_r(body, "\r\n", &save); line != NULL &&
+	    !tokenctl_login_line_cb(line, l); line = strtok_r(NULL, "\r\n",
+	    &save))
+		;
+}
+
+static int
+tokenctl_login(const char *account)
+{
+	struct tokenctl_login	 l = { .account = account, .outcome = -1 };
+	struct client_answer	 a;
+	struct sigaction	 sa;
+	sigset_t		 block, waitmask;
+	char			 path[256], *cause;
+	int			 rc;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = tokenctl_interrupt_cb;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	/* blocked but while waiting, so no Ctrl-C slips past the wait */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	sigdelset(&waitmask, SIGINT);
+	l.stream.line_cb = tokenctl_login_line_cb;
+	l.stream.arg = &l;
+	l.stream.line_timeout_ms = TOKENCTL_TIMEOUT_MS;
+	l.stream.sigmask = &waitmask;
+	l.stream.stop = &tokenctl_interrupted;
+	snprintf(path, sizeof path, "/v1/login/%s", account);
+	if (client_stream(socket_path, "POST", path, TOKENCTL_LOGIN_MAX,
+	    &l.stream, &a, &cause) != 0) {
+		if (tokenctl_interrupted) {
+			free(cause);
+			return tokenctl_login_cancel(account);
+		}
+		if (l.outcome >= 0 || l.malformed)
+			;	/* said what it brought; the rest is moot */
+		else if (l.lines == 0)
+			fprintf(stderr, "tokenctl: cannot reach tokend at %s: "
+			    "%s\n", socket_path, cause);
+		else
+			fprintf(stderr, "tokenctl: login failed: %s\n", cause);
+		free(cause);
+		if (l.malformed)
+			fprintf(stderr, "tokenctl: login: malformed answer\n");
+		if (l.outcome >= 0)
+			return l.outcome;
+		return l.lines == 0 && !l.malformed ? EXIT_UNREACHABLE :
+		    EXIT_NO_TOKEN;
+	}
+	if (a.status != 200) {
+		rc = tokenctl_fail(&a, "login failed");
+		client_answer_clear(&a);
+		return rc;
+	}
+	if (l.lines == 0)
+		tokenctl_login_body(&l, a.body);
+	client_answer_clear(&a);
+	if (l.malformed) {
+		fprintf(stderr, "tokenctl: login: malformed answer\n");
+		return EXIT_NO_TOKEN;
+	}
+	if (l.outcome < 0) {
+		fprintf(stderr, "tokenctl: login failed: tokend ended the "
+		    "answer without an outcome\n");
+		return EXIT_NO_TOKEN;
+	}
+	return l.outcome;
+}
+
+static int
+tokenctl_logout(const char *account)
+{
+	struct client_answer	 a;
+	struct json_object	*o, *v;
+	const char		*err;
+	char			 path[256], *line;
+	int			 rc = EXIT_OK;
+
+	snprintf(path, sizeof path, "/v1/logout/%s", account);
+	tokenctl_request("POST", path, 1, &a);
+	if (a.status != 200) {
+		rc = tokenctl_fail(&a, "logout failed");
+		client_answer_clear(&a);
+		return rc;
+	}
+	o = json_tokener_parse(a.body);
+	if (o == NULL || !json_object_object_get_ex(o, "revoked", &v) ||
+	    !json_object_is_type(v, json_type_boolean)) {
+		fprintf(stderr, "tokenctl: logout: malformed answer\n");
+		rc = EXIT_NO_TOKEN;
+	} else if (json_object_get_boolean(v)) {
+		if (!json_out)
+			printf("%s: logged out; its tokens were revoked and "
+			    "forgotten\n", account);
+	} else {
+		err = tokenctl_field(o, "error");
+		line = tokenctl_one_line(err != NULL ? err : "no reason given");
+		fprintf(stderr, "tokenctl: logout %s: revoking the tokens "
+		    "failed: %s; tokend has forgotten them all the same\n",
+		    account, line);
+		free(line);
+		rc = EXIT_NO_TOKEN;
+	}
+	if (json_out)
+		printf("%s", a.body);
+	json_object_put(o);
+	client_answer_clear(&a);
+	return rc;
+}
+
 static int
 tokenctl_name_ok(const char *name)
 {
@@ -664,9 +976,16 @@ main(int argc, char *argv[])
 	else if (!strcmp(cmd, "refresh") && argc - optind == 1 &&
 	    tokenctl_name_ok(argv[optind]))
 		rc = tokenctl_refresh(argv[optind]);
+	else if (!strcmp(cmd, "login") && argc - optind == 1 &&
+	    tokenctl_name_ok(argv[optind]))
+		rc = tokenctl_login(argv[optind]);
+	else if (!strcmp(cmd, "logout") && argc - optind == 1 &&
+	    tokenctl_name_ok(argv[optind]))
+		rc = tokenctl_logout(argv[optind]);
 	else if (!strcmp(cmd, "reload") && argc == optind)
 		rc = tokenctl_reload();
-	else if ((!strcmp(cmd, "token") || !strcmp(cmd, "refresh")) &&
+	else if ((!strcmp(cmd, "token") || !strcmp(cmd, "refresh") ||
+	    !strcmp(cmd, "login") || !strcmp(cmd, "logout")) &&
 	    argc - optind == 1) {
 		fprintf(stderr, "tokenctl: no such account: %s\n",
 		    argv[optind]);

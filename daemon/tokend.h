@@ -8,6 +8,7 @@
 #define TOKEND_H
 
 #include <sys/types.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -697,8 +698,20 @@ struct client_answer {
 	char			*body;		/* NUL-terminated */
 	size_t			 len;
 };
+/* client_stream(): a streamed answer, and what may cut it short */
+struct client_stream {
+	int			(*line_cb)(const char *, void *);
+	void			*arg;
+	int64_t			 line_timeout_ms;	/* -1: none; line_cb
+							   may change it */
+	const sigset_t		*sigmask;	/* while waiting (ppoll) */
+	volatile sig_atomic_t	*stop;		/* set: stop waiting */
+};
 struct client_reader;
 struct client_reader *client_reader_new(size_t);
+void		 client_reader_stream(struct client_reader *,
+		    int (*)(const char *, void *), void *);
+size_t		 client_reader_lines(const struct client_reader *);
 void		 client_reader_free(struct client_reader *);
 int		 client_reader_feed(struct client_reader *, const void *, size_t,
 		    char **);
@@ -707,5 +720,16 @@ void		 client_reader_answer(struct client_reader *,
 void		 client_answer_clear(struct client_answer *);
 int		 client_request(const char *, const char *, const char *, int,
 		    size_t, int64_t, struct client_answer *, char **);
+int		 client_stream(const char *, const char *, const char *, size_t,
+		    const struct client_stream *, struct client_answer *,
+		    char **);
+
+/* prompt.c: what tokenctl login shows a person */
+char		*prompt_ascii(const char *);
+int		 prompt_redirect(const char *, char *, size_t, unsigned *);
+char		*prompt_browser(const char *, const char *, const char *);
+char		*prompt_device(const char *, const char *, const char *,
+		    const char *, int64_t, const char *);
+char		*prompt_qr(const char *, int, char **);
 
 #endif /* TOKEND_H */

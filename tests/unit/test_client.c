@@ -224,6 +224,120 @@ test_big_answer_in_one_piece(void **state)
 	free(raw);
 }
 
+/* What a stream's line callback saw. */
+struct lines_seen {
+	char	 text[512];	/* the lines, each ended in '|' */
+	size_t	 n;
+	size_t	 stop_after;	/* 0: never stop */
+};
+
+static int
+lines_cb(const char *line, void *arg)
+{
+	struct lines_seen	*l = arg;
+	size_t			 len = strlen(l->text);
+
+	snprintf(l->text + len, sizeof l->text - len, "%s|", line);
+	l->n++;
+	return l->stop_after != 0 && l->n == l->stop_after;
+}
+
+struct stream_case {
+	const char	*what;
+	const char	*raw;
+	int		 eof;
+	size_t		 stop_after;
+	int		 rc;
+	const char	*lines;		/* what the callback saw */
+	const char	*body;		/* of the answer, when complete */
+};
+
+#define NDJSON_HEAD	"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson" \
+			"\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+static const struct stream_case stream_cases[] = {
+	{ "two lines in chunks", NDJSON_HEAD "4\r\n{\"a\"\r\n3\r\n:1}\r\n"
+	    "1\r\n\n\r\n9\r\n{\"b\":2}\r\n\r\n0\r\n\r\n", 0, 0, 1,
+	    "{\"a\":1}|{\"b\":2}|", NULL },
+	{ "the last line without newline", NDJSON_HEAD "3\r\nx\ny\r\n"
+	    "0\r\n\r\n", 0, 0, 1, "x|y|", NULL },
+	{ "empty lines and CRLF", NDJSON_HEAD "8\r\n\n\r\nx\r\n\ny\r\n"
+	    "0\r\n\r\n", 0, 0, 1, "x|y|", NULL },
+	{ "stopped by the callback", NDJSON_HEAD "4\r\nx\ny\n\r\n", 0, 1, 1,
+	    "x|", NULL },
+	{ "a line still coming", NDJSON_HEAD "4\r\nx\nyz\r\n", 0, 0, 0,
+	    "x|", NULL },
+	{ "cut short", NDJSON_HEAD "4\r\nx\nyz\r\n", 1, 0, -1, "x|", NULL },
+	{ "with a parameter, read to the end", "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: application/x-ndjson; charset=utf-8\r\n\r\n"
+	    "x\ny\n", 1, 0, 1, "x|y|", NULL },
+	{ "with a length", "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: application/x-ndjson\r\nContent-Length: 4\r\n\r\n"
+	    "x\ny\n", 0, 0, 1, "x|y|", NULL },
+	{ "an error answer is read whole", "HTTP/1.1 404 Not Found\r\n"
+	    "Content-Type: application/x-ndjson\r\nContent-Length: 4\r\n\r\n"
+	    "x\ny\n", 0, 0, 1, "", "x\ny\n" },
+	{ "JSON is read whole", "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: application/json\r\nContent-Length: 4\r\n\r\n"
+	    "x\ny\n", 0, 0, 1, "", "x\ny\n" },
+	{ "not ndjson but a prefix of it", "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: application/x-ndjsonx\r\nContent-Length: 2\r\n\r\n"
+	    "x\n", 0, 0, 1, "", "x\n" },
+	/* the cap is the whole body's, lines or not */
+	{ "a stream over the cap", NDJSON_HEAD "40\r\n"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+	    "\r\n1\r\n", 0, 0, -1, NULL, NULL },
+};
+
+static void
+test_stream_table(void **state)
+{
+	const struct stream_case	*c;
+	struct client_reader		*r;
+	struct client_answer		 a;
+	struct lines_seen		 seen;
+	size_t				 i, s, off, len, n, steps[] = { 0, 1, 5 };
+	char				 what[128], *cause = NULL;
+	int				 rc;
+
+	(void)state;
+	for (i = 0; i < sizeof stream_cases / sizeof stream_cases[0]; i++)
+		for (s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+			c = &stream_cases[i];
+			snprintf(what, sizeof what, "%s (pieces of %zu)",
+			    c->what, steps[s]);
+			memset(&seen, 0, sizeof seen);
+			seen.stop_after = c->stop_after;
+			r = client_reader_new(CAP);
+			client_reader_stream(r, lines_cb, &seen);
+			len = strlen(c->raw);
+			rc = 0;
+			for (off = 0; off < len && rc == 0; off += n) {
+				n = steps[s] == 0 || steps[s] > len - off ?
+				    len - off : steps[s];
+				rc = client_reader_feed(r, c->raw + off, n,
+				    &cause);
+				free(cause);
+			}
+			if (rc == 0 && c->eof) {
+				rc = client_reader_feed(r, "", 0, &cause);
+				free(cause);
+			}
+			CHECK_I64(what, rc, c->rc);
+			if (c->lines != NULL) {
+				CHECK_STR(what, seen.text, c->lines);
+				CHECK_I64(what, client_reader_lines(r),
+				    seen.n);
+			}
+			if (rc == 1 && c->body != NULL) {
+				client_reader_answer(r, &a);
+				CHECK_STR(what, a.body, c->body);
+				client_answer_clear(&a);
+			}
+			client_reader_free(r);
+		}
+}
+
 int
 main(void)
 {
@@ -232,6 +346,7 @@ main(void)
 		cmocka_unit_test(test_endless_headers),
 		cmocka_unit_test(test_endless_body),
 		cmocka_unit_test(test_big_answer_in_one_piece),
+		cmocka_unit_test(test_stream_table),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
