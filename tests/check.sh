@@ -69,7 +69,7 @@ for suite in integration integration_socket integration_systemd \
     integration_faults integration_regress integration_interop \
     integration_security integration_hostile integration_files \
     integration_check integration_lifecycle integration_tokenctl \
-    integration_recovery; do
+    integration_recovery integration_login; do
 	echo "== $suite tests"
 	run_suite "$suite" python3 "tests/$suite.py" --tokend "$BUILD/tokend" \
 	    --tokenctl "$BUILD/tokenctl"
