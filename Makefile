@@ -4,6 +4,8 @@
 #   make check      install missing dependencies, build, run every test
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan
 #   make demo       install what the demo needs (not the test tools), run it
+#   make demo-login a device login against the local test provider, with
+#                   the QR code (installs node's packages and chromium)
 #   make bench      benchmarks at 10,000 accounts against nginx (minutes),
 #                   and tokenctl against cat (BENCH_ONLY=tokenctl: that alone)
 #   make install    PREFIX=/usr/local DESTDIR=  (also make uninstall)
@@ -88,7 +90,7 @@ FUZZ_CFLAGS	= -std=gnu11 -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
 FUZZ_OBJS	:= $(addprefix $(FUZZ_BUILD)/,$(addsuffix .o,$(CORE)))
 FUZZ_BINS	:= $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 
-.PHONY: all check demo install uninstall deps deps-build \
+.PHONY: all check demo demo-login install uninstall deps deps-build \
 	deps-demo deps-oidc clean unit fuzz fuzz-build bench shims
 all: $(BUILD)/tokend $(BUILD)/tokenctl
 
@@ -244,6 +246,13 @@ check: deps deps-oidc
 demo: deps-demo
 	@$(MAKE) --no-print-directory all SANITIZE=$(SANITIZE)
 	@bash tests/demo.sh $(BUILD)/tokend $(BUILD)/tokenctl
+
+# Not part of make demo: it needs node's packages (and chromium to play the
+# human, unless DEMO_APPROVE=no and you open the URL yourself).
+demo-login: deps-demo deps-oidc
+	@$(MAKE) --no-print-directory deps DEB_PKGS="chromium"
+	@$(MAKE) --no-print-directory all SANITIZE=$(SANITIZE)
+	@bash tests/demo_login.sh $(BUILD)/tokend $(BUILD)/tokenctl
 
 # The system user tokend comes from sysusers.d; with DESTDIR (a staging
 # tree, a package) systemd-sysusers is left to the target machine.
