@@ -159,15 +159,18 @@ def provider(t, **options):
     return p.start()
 
 
-def browser_login(t, url, deny=False, user="alice", timeout=40):
-    """A human opens url (an authorization URL or a
-    verification_uri_complete) in chromium, signs in and consents (or
-    declines, deny=True).  Returns browser.js's answer: {"ok", "final_url",
+def browser_login(t, url, deny=False, user="alice", user_code=None,
+                  timeout=40):
+    """A human opens url (an authorization URL, a verification_uri_complete,
+    or a verification_uri and types user_code) in chromium, signs in and
+    consents (or declines, deny=True).  Returns browser.js's answer: {"ok", "final_url",
     "text"}; fails the test when the browser could not get through."""
     require_oidc()
     cmd = ["node", BROWSER_JS, "--timeout", str(timeout), "--user", user]
     if deny:
         cmd.append("--deny")
+    if user_code:
+        cmd += ["--user-code", user_code]
     res = subprocess.run(cmd + [url], stdin=subprocess.DEVNULL,
                          capture_output=True, text=True, timeout=timeout + 30,
                          cwd=OIDC_DIR)

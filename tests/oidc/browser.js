@@ -1,10 +1,13 @@
 // A human at a browser, for the login tests: Debian's chromium, headless,
 // driven by playwright-core.
 //
-//   node tests/oidc/browser.js [--deny] [--user NAME] [--timeout S] URL
+//   node tests/oidc/browser.js [--deny] [--user NAME] [--user-code CODE]
+//        [--timeout S] [--chromium PATH] URL
 //
-// URL is an authorization URL (grant = authorization_code) or a
-// verification_uri_complete (grant = device_code).  The browser opens it,
+// URL is an authorization URL (grant = authorization_code), a
+// verification_uri_complete (grant = device_code), or a verification_uri
+// with --user-code: the code is typed in as a human reading it off a
+// terminal would.  The browser opens it,
 // confirms the device's user code when asked, signs in as NAME (default
 // "alice") on the test provider's login page, and consents -- or, with
 // --deny, declines at the consent page.  It stops at the first page that is
@@ -26,6 +29,7 @@ const { values: opt, positionals } = parseArgs({
   options: {
     deny: { type: 'boolean', default: false },
     user: { type: 'string', default: 'alice' },
+    'user-code': { type: 'string' },
     timeout: { type: 'string', default: '30' },
     chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
   },
@@ -66,6 +70,13 @@ async function step(page) {
   // the device flow after a denial, or a code the provider no longer knows
   if (/request was interrupted|code you entered is incorrect/i.test(body)) return true;
 
+  if (opt['user-code'] && await page.$('form[id="op.deviceInputForm"] input[name="user_code"]')) {
+    // the device flow's "enter the code shown on your device" page
+    await page.fill('input[name="user_code"]', opt['user-code']);
+    await Promise.all([page.waitForNavigation({ timeout: deadline - Date.now() }),
+      page.click('button[type="submit"][form="op.deviceInputForm"]')]);
+    return false;
+  }
   if (await page.$('form#op\\.deviceConfirmForm, form[id="op.deviceConfirmForm"]')) {
     // the device flow's "is this the code on your device?" page
     await Promise.all([page.waitForNavigation({ timeout: deadline - Date.now() }),

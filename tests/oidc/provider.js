@@ -225,8 +225,8 @@ async function script(ctx, next) {
     answer.issuer = settings.issuer_claim;
   }
   if (route === 'device_authorization' && answer) {
+    // not the user_code: it is shown to humans, and may be logged
     keep(answer.device_code);
-    keep(answer.user_code);
     if (settings.interval !== null) answer.interval = settings.interval;
   }
   if (route === 'token' && answer) {
