@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
     UnixHTTPConnection, check, fast_refresh, main, parse_rfc3339_utc,
-    read_raw, require, status_of, throwaway_user)
+    read_raw, require, status_of, throwaway_user, write_file)
 from integration_faults import closed_port  # noqa: E402
 from integration_lifecycle import hook_runs, hook_script  # noqa: E402
 from integration_socket import public_socket  # noqa: E402
@@ -222,6 +223,36 @@ def unattended(t, d, op, name, token_file, client_id, lifetimes=3):
     check(rt, "no refresh token in the state file")
     check(op.introspect(rt).get("active") is True,
           "the saved refresh token is not active at the provider")
+
+
+def device_tokens(t, op, client_id=DEVICE_CLIENT):
+    """A device login done by hand, without tokend: the provider's token
+    answer (with a refresh token) once the browser approved."""
+    status, data = op._call("POST", "/device/auth", urllib.parse.urlencode(
+        {"client_id": client_id, "scope": "openid offline_access"}),
+        {"Content-Type": "application/x-www-form-urlencoded"})
+    check(status == 200, "device authorization: %d %s" % (status, data))
+    dev = json.loads(data)
+    browser_login(t, dev["verification_uri_complete"])
+    status, answer = op.token_request({"client_id": client_id,
+                                       "grant_type": DEVICE_GRANT,
+                                       "device_code": dev["device_code"]})
+    check(status == 200 and answer.get("refresh_token"),
+          "device token: %d %r" % (status, sorted(answer)))
+    return answer
+
+
+def seed_state(d, name, answer):
+    """tokend's state file for NAME as a finished login leaves it (the
+    format store.c reads), so that what follows a login -- unattended
+    refreshes, logout, a refused refresh token -- is tested on its own."""
+    now = int(time.time())
+    write_file(d.state_path(name), json.dumps({
+        "access_token": answer["access_token"],
+        "refresh_token": answer["refresh_token"],
+        "token_type": answer.get("token_type", "Bearer"),
+        "expires_at": now + int(answer["expires_in"]),
+        "obtained_at": now}), mode=0o600)
 
 
 # -- the tests ---------------------------------------------------------------
@@ -660,7 +691,7 @@ def test_tokenctl_login_plain_device(t):
     code = None
     text = ""
     while code is None:
-        text += login.line(20, "the user code")
+        text += login.line(20, "user code")
         found = re.search(r"\b([A-Z]{4}-[A-Z]{4})\b", text)
         if found and uri in text:
             code = found.group(1)
@@ -683,7 +714,7 @@ def test_tokenctl_login_plain_authcode(t):
     login = Login(t, d, "acct", plain=True)
     text = ""
     while "ssh -L" not in text or op.issuer + "/auth?" not in text:
-        text += login.line(20, "the URL and the ssh -L hint")
+        text += login.line(20, "URL and ssh -L hint")
     url = re.search(re.escape(op.issuer) + r"/auth\?\S+", text).group(0)
     q = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
     port = urllib.parse.urlparse(q["redirect_uri"][0]).port
@@ -692,6 +723,54 @@ def test_tokenctl_login_plain_authcode(t):
     browser_login(t, url)
     rc = login.proc.wait(LOGIN_TIMEOUT)
     check(rc == 0, "tokenctl login exited %d" % rc)
+
+
+def test_seeded_refreshes_then_logout(t):
+    """After a login (its state file seeded by hand from a device flow done
+    without tokend): tokend refreshes unattended with the rotating refresh
+    token, and tokenctl logout makes the provider's introspection say the
+    refresh token is inactive; the account is then in `login`."""
+    op = provider(t)
+    d = t.daemon()
+    token_file = login_account(t, d, op)
+    seed_state(d, "acct", device_tokens(t, op))
+    row = started(d, "acct")
+    check(row["state"] != "login", "a seeded account needs a login: %r" % row)
+    unattended(t, d, op, "acct", token_file, DEVICE_CLIENT, lifetimes=2)
+    rt = saved_refresh_token(d, "acct")
+    res = d.tokenctl("logout", "acct")
+    check(res.returncode == 0, "tokenctl logout: %d %r %r" % (
+        res.returncode, res.stdout, res.stderr))
+    check(op.introspect(rt)["active"] is False,
+          "the refresh token is still active after logout")
+    check(not saved_refresh_token(d, "acct"), "refresh token kept")
+    check(not os.path.exists(token_file), "the token file is still there")
+    check(status_of(d, "acct")["state"] == "login", "state after logout")
+
+
+def test_seeded_refused_refresh_token(t):
+    """A seeded login account whose refresh token the provider revoked: the
+    refresh gets invalid_grant, the account is in `login` and says to run
+    tokenctl login, on_failure runs with TOKEND_REASON=login, and the
+    refused token is sent once only."""
+    op = provider(t)
+    d = t.daemon()
+    prog, runs = hook_script(t, "fail")
+    login_account(t, d, op, hooks={"on_failure": prog})
+    answer = device_tokens(t, op)
+    op.revoke_as(DEVICE_CLIENT, answer["refresh_token"])
+    seed_state(d, "acct", answer)
+    started(d, "acct")
+    d.wait_for(lambda: status_of(d, "acct")["state"] == "login", 30,
+               "the account to need a login")
+    check("tokenctl login" in (status_of(d, "acct")["last_error"] or ""),
+          "last_error %r" % status_of(d, "acct"))
+    d.wait_for(lambda: [r[:2] for r in hook_runs(runs)] == [["login", "acct"]],
+               20, "on_failure with TOKEND_REASON=login")
+    check(not saved_refresh_token(d, "acct"), "the refused token kept")
+    refused = [e for e in op.requests("token", "refresh_token")
+               if e["error"] == "invalid_grant"]
+    check(len(refused) == 1, "refused refreshes: %r" % refused)
 
 
 TESTS = {fn.__name__: fn for fn in [
@@ -713,6 +792,8 @@ TESTS = {fn.__name__: fn for fn in [
     test_login_access,
     test_tokenctl_login_plain_device,
     test_tokenctl_login_plain_authcode,
+    test_seeded_refreshes_then_logout,
+    test_seeded_refused_refresh_token,
 ]}
 
 if __name__ == "__main__":
