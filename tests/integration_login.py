@@ -33,7 +33,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
-    UnixHTTPConnection, check, fast_refresh, main, parse_rfc3339_utc,
+    TestFailure, UnixHTTPConnection, check, fast_refresh, main, parse_rfc3339_utc,
     read_raw, require, status_of, throwaway_user, write_file)
 from integration_faults import closed_port  # noqa: E402
 from integration_lifecycle import hook_runs, hook_script  # noqa: E402
@@ -70,8 +70,13 @@ def login_account(t, d, op, name="acct", grant="device_code",
 
 def started(d, name):
     """Start d and wait until the account is listed."""
+    def listed():
+        try:
+            return status_of(d, name)
+        except TestFailure:     # the socket a killed daemon left, for now
+            return None
     d.start()
-    return d.wait_for(lambda: status_of(d, name), 20, "%s to be listed" % name)
+    return d.wait_for(listed, 20, "%s to be listed" % name)
 
 
 def saved_refresh_token(d, name):
@@ -225,6 +230,17 @@ def unattended(t, d, op, name, token_file, client_id, lifetimes=3):
           "the saved refresh token is not active at the provider")
 
 
+def revoked_all(op):
+    """After a logout: every refresh token the provider issued, the newest
+    above all (whichever tokend held when it logged out), is inactive."""
+    issued = op.refresh_tokens()
+    check(issued, "the provider issued no refresh token")
+    for i, rt in enumerate(reversed(issued)):
+        check(op.introspect(rt)["active"] is False,
+              "refresh token #%d of %d is still active after logout" % (
+                  len(issued) - i, len(issued)))
+
+
 def device_tokens(t, op, client_id=DEVICE_CLIENT):
     """A device login done by hand, without tokend: the provider's token
     answer (with a refresh token) once the browser approved."""
@@ -371,8 +387,34 @@ def test_login_survives_kill9(t):
     token_file = login_account(t, d, op)
     started(d, "acct")
     logged_in(t, d, op, "acct", "device_code")
+    survives_kill9(d, op, token_file)
+
+
+def test_seeded_survives_kill9(t):
+    """The same after a login seeded by hand (tests the part after the
+    login on its own)."""
+    op = provider(t)
+    d = t.daemon()
+    token_file = login_account(t, d, op)
+    seed_state(d, "acct", device_tokens(t, op))
+    started(d, "acct")
+    survives_kill9(d, op, token_file)
+
+
+def survives_kill9(d, op, token_file):
+    """A logged-in account "acct": kill -9 between two refreshes, restart;
+    it goes on refreshing without a login."""
     d.wait_for(lambda: op.requests("token", "refresh_token"), 20,
                "a first unattended refresh")
+
+    # kill -9 between refreshes: one killed in flight would leave tokend
+    # with a rotated-out refresh token, which makes this provider revoke
+    # the grant (reuse detection)
+    def quiet():
+        row = status_of(d, "acct")
+        return row["state"] == "fresh" and row["next_refresh_at"] and \
+            parse_rfc3339_utc(row["next_refresh_at"]) - time.time() >= 1.5
+    d.wait_for(quiet, 20, "a moment between two refreshes")
     d.kill9()
     n = len(op.requests("device_authorization"))
     row = started(d, "acct")
@@ -383,7 +425,7 @@ def test_login_survives_kill9(t):
                30, "refreshes after the restart")
     check(len(op.requests("device_authorization")) == n,
           "a new device authorization after the restart")
-    unattended(t, d, op, "acct", token_file, DEVICE_CLIENT, lifetimes=1)
+    unattended(d.ctx, d, op, "acct", token_file, DEVICE_CLIENT, lifetimes=1)
 
 
 def test_logout_revokes(t):
@@ -395,14 +437,12 @@ def test_logout_revokes(t):
     token_file = login_account(t, d, op)
     started(d, "acct")
     logged_in(t, d, op, "acct", "device_code")
-    rt = saved_refresh_token(d, "acct")
     at = (d.state("acct") or {}).get("access_token")
-    check(rt and at, "no tokens saved after the login")
+    check(saved_refresh_token(d, "acct") and at, "no tokens saved")
     res = d.tokenctl("logout", "acct")
     check(res.returncode == 0, "tokenctl logout: %d %r %r" % (
         res.returncode, res.stdout, res.stderr))
-    check(op.introspect(rt)["active"] is False,
-          "the refresh token is still active after logout")
+    revoked_all(op)
     check(op.introspect(at)["active"] is False,
           "the access token is still active after logout")
     state = d.state("acct") or {}
@@ -737,12 +777,10 @@ def test_seeded_refreshes_then_logout(t):
     row = started(d, "acct")
     check(row["state"] != "login", "a seeded account needs a login: %r" % row)
     unattended(t, d, op, "acct", token_file, DEVICE_CLIENT, lifetimes=2)
-    rt = saved_refresh_token(d, "acct")
     res = d.tokenctl("logout", "acct")
     check(res.returncode == 0, "tokenctl logout: %d %r %r" % (
         res.returncode, res.stdout, res.stderr))
-    check(op.introspect(rt)["active"] is False,
-          "the refresh token is still active after logout")
+    revoked_all(op)
     check(not saved_refresh_token(d, "acct"), "refresh token kept")
     check(not os.path.exists(token_file), "the token file is still there")
     check(status_of(d, "acct")["state"] == "login", "state after logout")
@@ -793,6 +831,7 @@ TESTS = {fn.__name__: fn for fn in [
     test_tokenctl_login_plain_device,
     test_tokenctl_login_plain_authcode,
     test_seeded_refreshes_then_logout,
+    test_seeded_survives_kill9,
     test_seeded_refused_refresh_token,
 ]}
 

@@ -134,6 +134,10 @@ class Provider(Issuer):
         check(status == 200, "introspection: %d %s" % (status, data[:200]))
         return json.loads(data)
 
+    def refresh_tokens(self):
+        """Every refresh token the provider issued, oldest first."""
+        return self.ctl("GET", "refresh_tokens")
+
     def revoke_as(self, client_id, token, hint="refresh_token"):
         """RFC 7009 revocation by a public client, behind tokend's back."""
         status, data = self._call(

@@ -30,7 +30,8 @@
 // a JSON object {"interval", "slow_down", "issuer_claim"}.  GET /_ctl/log
 // lists the token, device and revocation requests (no token values);
 // GET /_ctl/secrets lists every token, code and secret it issued or knows,
-// for the harness's scan of the daemon's logs.
+// for the harness's scan of the daemon's logs; GET /_ctl/refresh_tokens
+// the refresh tokens it issued, oldest first.
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -80,6 +81,7 @@ const clientSecret = opt.secret || `confidential-${randomBytes(16).toString('hex
 
 // Everything the harness must never find in a tokend log.
 const secrets = new Set([clientSecret]);
+const refreshTokens = [];     // in the order issued
 const log = [];
 const started = Date.now() / 1000;
 
@@ -184,6 +186,8 @@ async function control(ctx, next) {
     ctx.body = log;
   } else if (ctx.path === '/_ctl/secrets' && ctx.method === 'GET') {
     ctx.body = [...secrets];
+  } else if (ctx.path === '/_ctl/refresh_tokens' && ctx.method === 'GET') {
+    ctx.body = refreshTokens;
   } else if (ctx.path === '/_ctl/settings') {
     if (ctx.method === 'POST') {
       let change;
@@ -238,6 +242,7 @@ async function script(ctx, next) {
     }
     keep(answer.access_token);
     keep(answer.refresh_token);
+    if (typeof answer.refresh_token === 'string') refreshTokens.push(answer.refresh_token);
     keep(answer.id_token);
     keep(ctx.oidc.params?.code);
     keep(ctx.oidc.params?.code_verifier);
