@@ -33,7 +33,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
-    TestFailure, UnixHTTPConnection, check, fast_refresh, main, parse_rfc3339_utc,
+    TestFailure, UnixHTTPConnection, check, fast_refresh, main,
+    parse_rfc3339_utc,
     read_raw, require, status_of, throwaway_user, write_file)
 from integration_faults import closed_port  # noqa: E402
 from integration_lifecycle import hook_runs, hook_script  # noqa: E402
@@ -300,9 +301,9 @@ def test_provider_selftest(t):
     browser_login(t, dev["verification_uri_complete"])
     status, answer = op.token_request(poll)
     check(status == 200 and answer.get("refresh_token"), "%r" % answer)
-    status, again = op.token_request({"client_id": DEVICE_CLIENT,
-                                      "grant_type": "refresh_token",
-                                      "refresh_token": answer["refresh_token"]})
+    status, again = op.token_request({
+        "client_id": DEVICE_CLIENT, "grant_type": "refresh_token",
+        "refresh_token": answer["refresh_token"]})
     check(status == 200 and again["refresh_token"] != answer["refresh_token"],
           "no rotation: %r" % sorted(again))
     check(op.introspect(again["refresh_token"])["active"] is True, "inactive")
@@ -421,8 +422,8 @@ def survives_kill9(d, op, token_file):
     check(row["state"] != "login", "after kill -9 the account needs a "
           "login again: %r" % row)
     before = len(op.requests("token", "refresh_token"))
-    d.wait_for(lambda: len(op.requests("token", "refresh_token")) >= before + 2,
-               30, "refreshes after the restart")
+    d.wait_for(lambda: len(op.requests("token", "refresh_token")) >=
+               before + 2, 30, "refreshes after the restart")
     check(len(op.requests("device_authorization")) == n,
           "a new device authorization after the restart")
     unattended(d.ctx, d, op, "acct", token_file, DEVICE_CLIENT, lifetimes=1)
@@ -460,30 +461,41 @@ def test_logout_revokes(t):
 
 
 def test_logout_socket_api_and_revocation_error(t):
-    """POST /v1/logout/NAME answers JSON; with a revocation_url that errors
-    the answer says revoked false with the error, tokenctl logout exits 1
-    and says so, and the local tokens are forgotten anyway."""
-    op = provider(t, interval=1)
+    """With a revocation_url that errors, POST /v1/logout/NAME answers 200
+    JSON with revoked false and the error, tokenctl logout exits 1 and says
+    the tokens are forgotten all the same, and they are: state file, token
+    file, state `login` (after logins seeded by hand)."""
+    op = provider(t)
     d = t.daemon()
-    login_account(t, d, op, extra={
+    token_file = login_account(t, d, op, extra={
         "revocation_url": op.url("/no-such-revocation-endpoint")})
-    started(d, "acct")
-    logged_in(t, d, op, "acct", "device_code")
-    rt = saved_refresh_token(d, "acct")
-    res = d.tokenctl("logout", "acct")
-    check(res.returncode == 1, "tokenctl logout with a failing endpoint "
-          "exited %d" % res.returncode)
-    check(res.stderr.strip(), "tokenctl logout said nothing")
-    check(not saved_refresh_token(d, "acct"),
-          "the refresh token is kept after a failed revocation")
-    check(op.introspect(rt)["active"] is True,
-          "revoked although the endpoint was wrong")
-    status, headers, body = d.http("POST", "/v1/logout/acct")
-    check(status == 200, "POST /v1/logout: %d %r" % (status, body))
-    obj = json.loads(body)
-    check(obj.get("account") == "acct" and obj.get("revoked") is False and
-          obj.get("error"), "logout answer: %r" % obj)
-    check(status_of(d, "acct")["state"] == "login", "state after logout")
+    for via in ("socket", "tokenctl"):
+        d.stop()
+        seed_state(d, "acct", device_tokens(t, op))
+        started(d, "acct")
+        d.wait_for(lambda: status_of(d, "acct")["state"] == "fresh" and
+                   read_raw(token_file), 20, "the seeded account to be fresh")
+        rt = saved_refresh_token(d, "acct")
+        if via == "socket":
+            status, _, body = d.http("POST", "/v1/logout/acct")
+            check(status == 200, "POST /v1/logout: %d %r" % (status, body))
+            obj = json.loads(body)
+            check(obj.get("account") == "acct" and obj.get("revoked") is False
+                  and obj.get("error"), "logout answer: %r" % obj)
+        else:
+            res = d.tokenctl("logout", "acct")
+            check(res.returncode == 1, "tokenctl logout with a failing "
+                  "endpoint exited %d" % res.returncode)
+            check("forgotten" in res.stderr, "tokenctl logout did not say "
+                  "the tokens are forgotten: %r" % res.stderr)
+        check(not saved_refresh_token(d, "acct"),
+              "%s: the refresh token is kept after a failed revocation" % via)
+        check(not os.path.exists(token_file), "%s: the token file is still "
+              "there" % via)
+        check(op.introspect(rt)["active"] is True,
+              "%s: revoked although the endpoint was wrong" % via)
+        check(status_of(d, "acct")["state"] == "login",
+              "%s: state after logout" % via)
 
 
 def test_consent_denied(t):
@@ -585,6 +597,55 @@ def test_issuer_mismatch(t):
           "a device authorization at a mismatched issuer")
     row = status_of(d, "acct")
     check("discovery" in (row.get("last_error") or ""), "status %r" % row)
+
+
+def test_never_logged_in(t):
+    """A login account with no saved refresh token starts in `login`
+    without a token request (discovery at most): the socket answers 503
+    saying to run tokenctl login, tokenctl status says so and exits 1,
+    on_failure runs once with TOKEND_REASON=login."""
+    op = provider(t)
+    d = t.daemon()
+    prog, runs = hook_script(t, "fail")
+    login_account(t, d, op, hooks={"on_failure": prog})
+    row = started(d, "acct")
+    check(row["state"] == "login", "state at start: %r" % row)
+    d.wait_for(lambda: hook_runs(runs), 20, "on_failure")
+    check([r[:2] for r in hook_runs(runs)] == [["login", "acct"]],
+          "on_failure runs: %r" % hook_runs(runs))
+    status, headers, body = d.http("GET", "/v1/token/acct")
+    check(status == 503 and b"tokenctl login acct" in body,
+          "GET /v1/token: %d %r" % (status, body))
+    check("Retry-After" in headers, "503 without Retry-After: %r" % headers)
+    res = d.tokenctl("status", "acct")
+    check(res.returncode == 1 and "run tokenctl login acct" in res.stdout,
+          "tokenctl status: %d %r" % (res.returncode, res.stdout))
+    res = d.tokenctl("token", "acct")
+    check(res.returncode != 0 and "tokenctl login acct" in res.stderr,
+          "tokenctl token: %d %r" % (res.returncode, res.stderr))
+    check(not [e for e in op.log() if e["route"] != "discovery"],
+          "requests before any login: %r" % op.log())
+
+
+def test_seeded_issuer_mismatch(t):
+    """A logged-in account (seeded) whose issuer's discovery document names
+    another issuer: the refresh fails with a clear discovery error naming
+    both, and nothing is sent to the document's token endpoint."""
+    op = provider(t)
+    d = t.daemon()
+    login_account(t, d, op)
+    seed_state(d, "acct", device_tokens(t, op))
+    op.settings(issuer_claim="https://op.example")
+    n = len(op.requests("token"))
+    started(d, "acct")
+    row = d.wait_for(lambda: "issuer mismatch" in (
+        status_of(d, "acct")["last_error"] or "") and status_of(d, "acct"),
+        20, "the discovery error")
+    check("https://op.example" in row["last_error"] and
+          op.issuer in row["last_error"] and
+          row["last_error"].startswith("discovery"), "last_error %r" % row)
+    check(len(op.requests("token")) == n,
+          "a token request to a mismatched issuer")
 
 
 def test_refused_refresh_token_goes_to_login(t):
@@ -830,8 +891,10 @@ TESTS = {fn.__name__: fn for fn in [
     test_login_access,
     test_tokenctl_login_plain_device,
     test_tokenctl_login_plain_authcode,
+    test_never_logged_in,
     test_seeded_refreshes_then_logout,
     test_seeded_survives_kill9,
+    test_seeded_issuer_mismatch,
     test_seeded_refused_refresh_token,
 ]}
 

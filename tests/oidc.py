@@ -167,8 +167,9 @@ def browser_login(t, url, deny=False, user="alice", user_code=None,
                   timeout=40):
     """A human opens url (an authorization URL, a verification_uri_complete,
     or a verification_uri and types user_code) in chromium, signs in and
-    consents (or declines, deny=True).  Returns browser.js's answer: {"ok", "final_url",
-    "text"}; fails the test when the browser could not get through."""
+    consents (or declines, deny=True).  Returns browser.js's answer:
+    {"ok", "final_url", "text"}; fails the test when the browser could not
+    get through."""
     require_oidc()
     cmd = ["node", BROWSER_JS, "--timeout", str(timeout), "--user", user]
     if deny:
