@@ -4,6 +4,8 @@
 #   make check      install missing dependencies, build, run every test
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan
 #   make demo       install what the demo needs (not the test tools), run it
+#   make demo-login a device login against the local test provider, with
+#                   the QR code (installs node's packages and chromium)
 #   make bench      benchmarks at 10,000 accounts against nginx (minutes),
 #                   and tokenctl against cat (BENCH_ONLY=tokenctl: that alone)
 #   make install    PREFIX=/usr/local DESTDIR=  (also make uninstall)
@@ -60,8 +62,9 @@ BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev libssl-dev \
 		   libevent-dev libjson-c-dev libsystemd-dev libqrencode-dev \
 		   ca-certificates
 DEMO_PKGS	:= $(BUILD_PKGS) openssl python3 curl
+# chromium: the browser the login tests drive (tests/oidc/browser.js)
 CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
-		   clang libclang-rt-dev prometheus
+		   clang libclang-rt-dev prometheus chromium
 DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \
@@ -94,8 +97,8 @@ FUZZ_CFLAGS	= -std=gnu11 -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
 FUZZ_OBJS	:= $(addprefix $(FUZZ_BUILD)/,$(addsuffix .o,$(CORE)))
 FUZZ_BINS	:= $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 
-.PHONY: all check demo install uninstall deps deps-build deps-demo clean \
-	unit fuzz fuzz-build bench shims
+.PHONY: all check demo demo-login install uninstall deps deps-build \
+	deps-demo deps-oidc clean unit fuzz fuzz-build bench shims
 all: $(BUILD)/tokend $(BUILD)/tokenctl
 
 $(BUILD):
@@ -236,6 +239,24 @@ deps-build:
 deps-demo:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEMO_PKGS)"
 
+# The login tests' OpenID Provider and browser driver come from npm
+# (oidc-provider, playwright-core: tests/oidc/package-lock.json), for Node
+# 20.12 or later; Debian 12's own nodejs is older, so node is not installed
+# here.  npm ci runs when node_modules is missing or older than the lock.
+OIDC_DIR	:= tests/oidc
+OIDC_STAMP	:= $(OIDC_DIR)/node_modules/.package-lock.json
+
+$(OIDC_STAMP): $(OIDC_DIR)/package-lock.json $(OIDC_DIR)/package.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+	    echo "deps: no npm (Node.js >= 20.12): the login tests will be skipped"; \
+	else \
+	    echo "deps: npm ci in $(OIDC_DIR)"; \
+	    npm ci --prefix $(OIDC_DIR) --no-audit --no-fund --loglevel=error && \
+	    touch $@; \
+	fi
+
+deps-oidc: $(OIDC_STAMP)
+
 # make bench: nginx is the issuer, h2load measures nginx's own ceiling
 BENCH_PKGS	:= nginx-light nghttp2-client
 
@@ -254,13 +275,20 @@ bench: deps
 	    --sockread $(BUILD)/sockread --tokenctl $(BUILD)/tokenctl \
 	    $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) --out bench/last-run.md
 
-check: deps
+check: deps deps-oidc
 	@$(MAKE) --no-print-directory all unit shims SANITIZE=$(SANITIZE)
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/check.sh
 
 demo: deps-demo
 	@$(MAKE) --no-print-directory all SANITIZE=$(SANITIZE)
 	@bash tests/demo.sh $(BUILD)/tokend $(BUILD)/tokenctl
+
+# Not part of make demo: it needs node's packages (and chromium to play the
+# human, unless DEMO_APPROVE=no and you open the URL yourself).
+demo-login: deps-demo deps-oidc
+	@$(MAKE) --no-print-directory deps DEB_PKGS="chromium"
+	@$(MAKE) --no-print-directory all SANITIZE=$(SANITIZE)
+	@bash tests/demo_login.sh $(BUILD)/tokend $(BUILD)/tokenctl
 
 # The system user tokend comes from sysusers.d; with DESTDIR (a staging
 # tree, a package) systemd-sysusers is left to the target machine.

@@ -16,6 +16,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/demo_lib.sh
+. "$here/demo_lib.sh"
 abspath() {
 	local d
 	d=$(cd "$(dirname "$1")" 2>/dev/null && pwd) || d=$(dirname "$1")
@@ -36,39 +38,17 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/tokend-demo.XXXXXX")
 tokend_pid=
 issuer_pid=
 
-# stop PID: TERM, then KILL if it is still there after 5 s.
-stop() {
-	local pid=$1
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	stop "$tokend_pid"
 	stop "$issuer_pid"
-	if [ -n "${DEMO_KEEP:-}" ]; then
-		echo "demo: kept $dir"
-	else
-		rm -rf "$dir"
-	fi
+	demo_remove demo "$dir"
 	exit "$rc"
 }
 trap cleanup EXIT
 trap 'echo; exit 130' INT
 trap 'exit 143' TERM
-
-log_tail() {
-	echo "--- last lines of tokend's log ---"
-	tail -n 30 "$dir/tokend.log" 2>/dev/null || true
-}
 
 # --- the issuer: HTTPS on 127.0.0.1, a port of its own choosing ----------
 "$here/mkcerts.sh" "$dir" >/dev/null
@@ -99,14 +79,7 @@ fi
 url="https://127.0.0.1:$(cat "$dir/port")"
 
 # --- tokend's configuration ------------------------------------------------
-mkdir -p "$dir/accounts.d" "$dir/state" "$dir/run"
-cat > "$dir/tokend.conf" <<EOF
-[tokend]
-accounts_dir = $dir/accounts.d
-state_dir = $dir/state
-socket = $dir/run/tokend.sock
-log_level = info
-EOF
+demo_tokend_conf "$dir"
 printf 's3cret-1\n' > "$dir/accounts.d/spotinst.client_secret"
 printf 's3cret-2\n' > "$dir/accounts.d/spotnana.client_secret"
 printf 's3cret-3\n' > "$dir/accounts.d/particle.client_secret"
@@ -134,13 +107,7 @@ refresh_token = /response/items/0/refreshToken
 expires_in = /response/items/0/expiresIn
 token_type = /response/items/0/tokenType
 
-[refresh]
-margin = 2s
-
-[file]
-path = $dir/run/spotinst.json
-format = json
-mode = 0600
+$(demo_sinks "$dir" spotinst.json json)
 EOF
 cat > "$dir/accounts.d/spotnana.conf" <<EOF
 ; Spotnana-style: client_credentials, form-body client authentication.
@@ -152,13 +119,7 @@ client_secret_file = spotnana.client_secret
 client_auth = post
 ca_file = $dir/ca.pem
 
-[refresh]
-margin = 2s
-
-[file]
-path = $dir/run/spotnana.json
-format = json
-mode = 0600
+$(demo_sinks "$dir" spotnana.json json)
 EOF
 cat > "$dir/accounts.d/particle.conf" <<EOF
 ; Particle-style: password grant, HTTP Basic client authentication.
@@ -172,13 +133,7 @@ username = dave
 password_file = dave.password
 ca_file = $dir/ca.pem
 
-[refresh]
-margin = 2s
-
-[file]
-path = $dir/run/particle.json
-format = json
-mode = 0600
+$(demo_sinks "$dir" particle.json json)
 
 [file]
 path = $dir/run/particle.token
@@ -187,10 +142,7 @@ mode = 0600
 EOF
 
 # --- tokend, in the foreground of its own, away from any systemd ---------
-env -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES \
-    -u WATCHDOG_USEC -u WATCHDOG_PID -u JOURNAL_STREAM \
-    -u CREDENTIALS_DIRECTORY -u STATE_DIRECTORY -u RUNTIME_DIRECTORY \
-    "$tokend" -c "$dir/tokend.conf" >"$dir/tokend.log" 2>&1 &
+demo_start_tokend "$tokend" "$dir"
 tokend_pid=$!
 start=$(date +%s)
 
@@ -287,7 +239,7 @@ done
 
 if ! kill -0 "$tokend_pid" 2>/dev/null; then
 	echo "demo: tokend exited early" >&2
-	log_tail >&2
+	log_tail "$dir" >&2
 	exit 1
 fi
 echo "tokend and the test issuer are running in $dir."
@@ -311,7 +263,7 @@ while :; do
 	[ $((now - start)) -lt "$seconds" ] || break
 	if ! kill -0 "$tokend_pid" 2>/dev/null; then
 		echo "demo: tokend exited early" >&2
-		log_tail >&2
+		log_tail "$dir" >&2
 		exit 1
 	fi
 	while read -r name fp at epoch; do
@@ -357,5 +309,5 @@ if [ "$ok" = 1 ]; then
 	exit 0
 fi
 echo "demo: FAILED: an account got fewer than two tokens" >&2
-log_tail >&2
+log_tail "$dir" >&2
 exit 1

@@ -1,0 +1,279 @@
+// tokend's test OpenID Provider: panva's oidc-provider (a certified OP) over
+// HTTPS on loopback, for the login tests (tests/integration_login.py) and
+// `make demo-login`.
+//
+//   node tests/oidc/provider.js --cert server.pem --key server.key
+//        [--port 0] [--access-ttl 4] [--device-ttl 600] [--interval N]
+//        [--slow-down N] [--issuer-claim URL] [--secret S]
+//
+// Prints the port it listens on (one line, on stdout) once it is ready.
+// Features: device flow (RFC 8628), revocation (RFC 7009), introspection
+// (RFC 7662), PKCE required with S256 for every client, rotating refresh
+// tokens, short-lived access tokens (--access-ttl seconds).  The login and
+// consent pages are oidc-provider's devInteractions (any login, any
+// password); tests/oidc/browser.js fills them in.
+//
+// Clients (see CLIENTS below):
+//   tokend-device        public, device_code + refresh_token
+//   tokend-native        public, authorization_code + refresh_token,
+//                        loopback redirects on any port (native app)
+//   tokend-confidential  client_secret_basic or _post (secret: --secret),
+//                        both grants; also the one that introspects
+//
+// What the real OP does not do on its own, scripted for the tests:
+//   --interval N       put "interval": N in the device authorization answer
+//                      (oidc-provider sends none, which means 5 s)
+//   --slow-down N      answer the next N device-code polls that would be
+//                      authorization_pending with slow_down instead
+//   --issuer-claim URL the discovery document names this issuer (a mismatch)
+// The same settings can be changed while it runs: POST /_ctl/settings with
+// a JSON object {"interval", "slow_down", "issuer_claim"}.  GET /_ctl/log
+// lists the token, device and revocation requests (no token values);
+// GET /_ctl/secrets lists every token, code and secret it issued or knows,
+// for the harness's scan of the daemon's logs; GET /_ctl/refresh_tokens
+// the refresh tokens it issued, oldest first.
+
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+// oidc-provider's notices go to stdout: keep it for the port alone
+console.log = console.info = (...args) => console.error(...args);
+
+const { values: opt } = parseArgs({
+  options: {
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    port: { type: 'string', default: '0' },
+    'access-ttl': { type: 'string', default: '4' },
+    'device-ttl': { type: 'string', default: '600' },
+    interval: { type: 'string' },
+    'slow-down': { type: 'string', default: '0' },
+    'issuer-claim': { type: 'string' },
+    secret: { type: 'string' },
+  },
+});
+
+function die(message) {
+  process.stderr.write(`provider.js: ${message}\n`);
+  process.exit(2);
+}
+
+function seconds(name) {
+  const n = Number(opt[name]);
+  if (!Number.isInteger(n) || n < 1) die(`--${name}: not a positive integer: ${opt[name]}`);
+  return n;
+}
+
+if (!opt.cert || !opt.key) die('usage: provider.js --cert FILE --key FILE [--port N] ...');
+
+const settings = {
+  interval: opt.interval === undefined ? null : seconds('interval'),
+  slow_down: Number(opt['slow-down']) || 0,
+  issuer_claim: opt['issuer-claim'] || null,
+};
+const accessTTL = seconds('access-ttl');
+const deviceTTL = seconds('device-ttl');
+const clientSecret = opt.secret || `confidential-${randomBytes(16).toString('hex')}`;
+
+// Everything the harness must never find in a tokend log.
+const secrets = new Set([clientSecret]);
+const refreshTokens = [];     // in the order issued
+const log = [];
+const started = Date.now() / 1000;
+
+const LOOPBACK = ['http://127.0.0.1/callback', 'http://[::1]/callback'];
+const CLIENTS = [
+  {
+    client_id: 'tokend-device',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+    response_types: [],
+    redirect_uris: [],
+    application_type: 'native',
+  },
+  {
+    client_id: 'tokend-native',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: LOOPBACK,
+    application_type: 'native',
+  },
+  {
+    client_id: 'tokend-confidential',
+    client_secret: clientSecret,
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['urn:ietf:params:oauth:grant-type:device_code',
+      'authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: LOOPBACK,
+    application_type: 'native',
+  },
+];
+
+// The port is only known once we listen; the issuer must name it.
+const server = createServer({
+  cert: readFileSync(opt.cert),
+  key: readFileSync(opt.key),
+});
+server.listen(Number(opt.port), '127.0.0.1', start);
+
+function start() {
+  const { port } = server.address();
+  const issuer = `https://127.0.0.1:${port}`;
+  const provider = new Provider(issuer, {
+    clients: CLIENTS,
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+    async findAccount(ctx, id) {
+      return { accountId: id, async claims() { return { sub: id }; } };
+    },
+    scopes: ['openid', 'offline_access'],
+    features: {
+      devInteractions: { enabled: true },
+      deviceFlow: { enabled: true },
+      revocation: { enabled: true },
+      introspection: { enabled: true },
+    },
+    pkce: { required: () => true },
+    rotateRefreshToken: true,
+    cookies: { keys: [randomBytes(32).toString('hex')] },
+    ttl: {
+      AccessToken: accessTTL,
+      AuthorizationCode: 60,
+      DeviceCode: deviceTTL,
+      Grant: 86400,
+      IdToken: 3600,
+      Interaction: 600,
+      RefreshToken: 86400,
+      Session: 3600,
+    },
+  });
+  provider.on('server_error', (ctx, err) => {
+    process.stderr.write(`provider.js: server_error: ${err.stack}\n`);
+  });
+
+  provider.use(control);
+  provider.use(script);
+  server.on('request', provider.callback());
+  process.stdout.write(`${port}\n`);
+}
+
+function body(ctx) {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    ctx.req.setEncoding('utf8');
+    ctx.req.on('data', (chunk) => {
+      data += chunk;
+      if (data.length > 65536) reject(new Error('body too large'));
+    });
+    ctx.req.on('end', () => resolve(data));
+    ctx.req.on('error', reject);
+  });
+}
+
+// /_ctl/*: the harness's own control calls.
+async function control(ctx, next) {
+  if (!ctx.path.startsWith('/_ctl/')) {
+    await next();
+    return;
+  }
+  ctx.type = 'json';
+  if (ctx.path === '/_ctl/log' && ctx.method === 'GET') {
+    ctx.body = log;
+  } else if (ctx.path === '/_ctl/secrets' && ctx.method === 'GET') {
+    ctx.body = [...secrets];
+  } else if (ctx.path === '/_ctl/refresh_tokens' && ctx.method === 'GET') {
+    ctx.body = refreshTokens;
+  } else if (ctx.path === '/_ctl/settings') {
+    if (ctx.method === 'POST') {
+      let change;
+      try {
+        change = JSON.parse(await body(ctx));
+      } catch (err) {
+        ctx.status = 400;
+        ctx.body = { error: String(err) };
+        return;
+      }
+      for (const [k, v] of Object.entries(change)) {
+        if (!(k in settings)) {
+          ctx.status = 400;
+          ctx.body = { error: `unknown setting ${k}` };
+          return;
+        }
+        settings[k] = v;
+      }
+    }
+    ctx.body = { ...settings, clients: { 'tokend-confidential': clientSecret } };
+  } else {
+    ctx.status = 404;
+    ctx.body = { error: 'no such control call' };
+  }
+}
+
+function keep(value) {
+  if (typeof value === 'string' && value.length >= 6) secrets.add(value);
+}
+
+// The scripted parts, around oidc-provider's own answers.
+async function script(ctx, next) {
+  await next();
+  const answer = ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)
+    && typeof ctx.body.pipe !== 'function' ? ctx.body : null;
+  const route = ctx.oidc?.route;
+
+  if (route === 'discovery' && answer && settings.issuer_claim) {
+    answer.issuer = settings.issuer_claim;
+  }
+  if (route === 'device_authorization' && answer) {
+    // not the user_code: it is shown to humans, and may be logged
+    keep(answer.device_code);
+    if (settings.interval !== null) answer.interval = settings.interval;
+  }
+  if (route === 'token' && answer) {
+    const grant = ctx.oidc.params?.grant_type;
+    if (answer.error === 'authorization_pending' && settings.slow_down > 0) {
+      settings.slow_down -= 1;
+      answer.error = 'slow_down';
+      answer.error_description = 'you are polling too quickly (scripted by the test)';
+    }
+    keep(answer.access_token);
+    keep(answer.refresh_token);
+    if (typeof answer.refresh_token === 'string') refreshTokens.push(answer.refresh_token);
+    keep(answer.id_token);
+    keep(ctx.oidc.params?.code);
+    keep(ctx.oidc.params?.code_verifier);
+    record(ctx, route, answer, {
+      grant_type: grant || null,
+      refresh_token_issued: typeof answer.refresh_token === 'string',
+    });
+  } else if (route === 'device_authorization' || route === 'revocation'
+             || route === 'introspection' || route === 'discovery') {
+    record(ctx, route, answer, { grant_type: null });
+  }
+}
+
+// One entry of GET /_ctl/log, in the shape of tests/issuer.py's log (path,
+// grant_type, client_id, auth, status, fault) so the harness prints it the
+// same way; the error, if any, is shown after the path.
+function record(ctx, route, answer, extra) {
+  const error = answer?.error || null;
+  let auth = 'none';
+  if (ctx.get('authorization')) auth = 'basic';
+  else if (ctx.oidc?.params?.client_secret) auth = 'post';
+  log.push({
+    t: Date.now() / 1000 - started,
+    route,
+    path: error ? `${ctx.path} ${error}` : ctx.path,
+    client_id: ctx.oidc?.client?.clientId || null,
+    auth,
+    status: ctx.status,
+    error,
+    refresh_token_used: null,
+    fault: null,
+    ...extra,
+  });
+}
