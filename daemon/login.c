@@ -800,16 +800,39 @@ login_redirect_cb(const char *query, void *arg)
 	return 0;
 }
 
-/* "URL?response_type=code&...": RFC 6749 4.1.1, RFC 7636 4.3. */
+/* Whether the space-separated scope holds the word `word`. */
+static int
+login_scope_has(const char *scope, const char *word)
+{
+	size_t	 n = strlen(word), len;
+
+	while (scope != NULL && *scope != '\0') {
+		scope += strspn(scope, " ");
+		len = strcspn(scope, " ");
+		if (len == n && strncmp(scope, word, n) == 0)
+			return 1;
+		scope += len;
+	}
+	return 0;
+}
+
+/*
+ * "URL?response_type=code&...": RFC 6749 4.1.1, RFC 7636 4.3. With
+ * offline_access in the scope, prompt=consent too: OpenID Connect Core
+ * 1.0 section 11 has a provider ignore offline_access without it, and the
+ * login would bring no refresh token.
+ */
 static char *
 login_authorization_url(const struct account_conf *ac, const char *base,
     struct login *l, const char *challenge)
 {
 	const char	*names[] = { "response_type", "client_id",
 			    "redirect_uri", "scope", "state", "code_challenge",
-			    "code_challenge_method" };
+			    "code_challenge_method", "prompt" };
 	const char	*values[] = { "code", ac->client_id, l->redirect_uri,
-			    ac->scope, l->state, challenge, "S256" };
+			    ac->scope, l->state, challenge, "S256",
+			    login_scope_has(ac->scope, "offline_access") ?
+			    "consent" : NULL };
 	char		*url, *next, *ev;
 	size_t		 i;
 	int		 first = strchr(base, '?') == NULL;
