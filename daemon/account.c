@@ -1066,7 +1066,12 @@ account_view(const struct account *a, int64_t now, struct account_view *v)
 	v->state = account_state_at(a, now);
 	v->token = a->token.access_token != NULL ? &a->token : NULL;
 	v->remaining_ms = account_remaining(a);
-	v->valid = v->remaining_ms > 0;
+	/*
+	 * An account that needs a login serves no token, even one still
+	 * in its life: its refresh token was refused or logged out, so the
+	 * grant behind the access token is most likely gone too.
+	 */
+	v->valid = v->remaining_ms > 0 && v->state != ACCOUNT_LOGIN;
 	/* none while a request is in flight: it is now */
 	v->next_refresh = timer_pending(&a->timer) ? a->next_wall : 0;
 	v->in_flight = a->req != NULL;

@@ -207,6 +207,8 @@ api_no_token_reason(const struct account_view *v)
 {
 	char	 at[40], *s;
 
+	if (v->state == ACCOUNT_LOGIN && v->last_error[0] != '\0')
+		return xstrdup(v->last_error);
 	if (v->token != NULL && v->token->expires_at != 0) {
 		format_rfc3339(v->token->expires_at, at, sizeof at);
 		xasprintf(&s, "token expired at %s%s%s", at,
