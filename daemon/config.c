@@ -857,6 +857,12 @@ static const char *const reserved_params[] = {
 	"refresh_token", "scope", "audience", "resource", NULL
 };
 
+/* Authorization request parameters the login sets itself. */
+static const char *const reserved_authorize_params[] = {
+	"response_type", "client_id", "redirect_uri", "scope", "state",
+	"code_challenge", "code_challenge_method", NULL
+};
+
 /* A key of the current section instance, in a tree by name. */
 struct seen_key {
 	char		*name;
@@ -885,6 +891,7 @@ struct account_parse {
 	size_t			 identity_len;
 
 	int			 on_machine;	/* hold it to this machine */
+	int			 authorize_param_line;	/* the last one */
 };
 
 static void
@@ -1017,30 +1024,43 @@ config_add_ids(struct account_parse *ap, const char *value, int line,
 	free(copy);
 }
 
+/*
+ * param.NAME (token requests) or authorize_param.NAME (the authorization
+ * request of a login): prefix is the key's own, up to and with the dot.
+ */
 static int
 config_account_param(struct account_parse *ap, const char *key,
     const char *value, int line)
 {
 	struct account_conf	*ac = ap->ac;
-	const char		*name = key + strlen("param.");
+	int			 authorize = !strncmp(key, "authorize_param.",
+				    strlen("authorize_param."));
+	const char *const	*reserved = authorize ?
+				    reserved_authorize_params : reserved_params;
+	struct form_param     **params = authorize ? &ac->authorize_params :
+				    &ac->params;
+	size_t			*n = authorize ? &ac->nauthorize_params :
+				    &ac->nparams;
+	const char		*name = strchr(key, '.') + 1;
 	size_t			 i;
 
 	if (*name == '\0') {
-		diag_error(ap->diag, ap->file, line, "param. needs a name");
+		diag_error(ap->diag, ap->file, line, "%s needs a name", key);
 		return 0;
 	}
-	for (i = 0; reserved_params[i] != NULL; i++)
-		if (!strcmp(name, reserved_params[i])) {
-			diag_error(ap->diag, ap->file, line, "param.%s is set "
-			    "by tokend itself; use its own key", name);
+	for (i = 0; reserved[i] != NULL; i++)
+		if (!strcmp(name, reserved[i])) {
+			diag_error(ap->diag, ap->file, line, "%s is set by "
+			    "tokend itself; use its own key", key);
 			return 0;
 		}
-	/* a repeated param.NAME was refused by config_account_seen */
-	ac->params = xreallocarray(ac->params, ac->nparams + 1,
-	    sizeof *ac->params);
-	ac->params[ac->nparams].name = xstrdup(name);
-	ac->params[ac->nparams].value = xstrdup(value);
-	ac->nparams++;
+	/* a repeated key was refused by config_account_seen */
+	*params = xreallocarray(*params, *n + 1, sizeof **params);
+	(*params)[*n].name = xstrdup(name);
+	(*params)[*n].value = xstrdup(value);
+	(*n)++;
+	if (authorize)
+		ap->authorize_param_line = line;
 	return 0;
 }
 
@@ -1149,7 +1169,8 @@ config_account_value_cb(void *arg, const char *section, const char *key,
 		return 0;	/* already reported */
 	if (config_account_seen(ap, key, line) != 0)
 		return 0;
-	if (ap->section == S_ACCOUNT && !strncmp(key, "param.", 6))
+	if (ap->section == S_ACCOUNT && (!strncmp(key, "param.", 6) ||
+	    !strncmp(key, "authorize_param.", strlen("authorize_param."))))
 		return config_account_param(ap, key, value, line);
 	if ((i = config_key_find(ap->section, key)) == -1) {
 		diag_error(ap->diag, ap->file, line, "unknown key '%s' in "
@@ -1690,6 +1711,9 @@ config_account_check_login_keys(struct account_parse *ap)
 		diag_error(ap->diag, ap->file, config_key_line(ap,
 		    "redirect_uri"), "redirect_uri is for grant = "
 		    "authorization_code");
+	if (ac->nauthorize_params > 0 && ac->grant != GRANT_AUTHORIZATION_CODE)
+		diag_error(ap->diag, ap->file, ap->authorize_param_line,
+		    "authorize_param.* is for grant = authorization_code");
 	if ((ac->nlogin_users > 0 || ac->nlogin_groups > 0) && !login &&
 	    ac->grant != GRANT_REFRESH_TOKEN)
 		diag_warning(ap->diag, ap->file, ap->section_line[S_ACCESS],
@@ -1870,6 +1894,11 @@ config_account_free(struct account_conf *ac)
 		free(ac->params[i].value);
 	}
 	free(ac->params);
+	for (i = 0; i < ac->nauthorize_params; i++) {
+		free(ac->authorize_params[i].name);
+		free(ac->authorize_params[i].value);
+	}
+	free(ac->authorize_params);
 	free(ac->ca_file);
 	freezero_str(ac->proxy);
 	free(ac->response.access_token);

@@ -816,6 +816,34 @@ login_scope_has(const char *scope, const char *word)
 	return 0;
 }
 
+/* url with "?name=value" or "&name=value" added, both form-encoded. */
+static char *
+login_url_add(char *url, int *first, const char *name, const char *value)
+{
+	char	*en, *ev, *next;
+
+	en = oauth_form_encode(name);
+	ev = oauth_form_encode(value);
+	xasprintf(&next, "%s%c%s=%s", url, *first ? '?' : '&', en, ev);
+	*first = 0;
+	free(en);
+	free(ev);
+	free(url);
+	return next;
+}
+
+/* The value of authorize_param.NAME; NULL: not set. */
+static const char *
+login_authorize_param(const struct account_conf *ac, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < ac->nauthorize_params; i++)
+		if (!strcmp(ac->authorize_params[i].name, name))
+			return ac->authorize_params[i].value;
+	return NULL;
+}
+
 /*
  * "URL?response_type=code&...": RFC 6749 4.1.1, RFC 7636 4.3. With
  * offline_access in the scope, prompt=consent too: OpenID Connect Core
@@ -833,22 +861,21 @@ login_authorization_url(const struct account_conf *ac, const char *base,
 			    ac->scope, l->state, challenge, "S256",
 			    login_scope_has(ac->scope, "offline_access") ?
 			    "consent" : NULL };
-	char		*url, *next, *ev;
+	char		*url;
 	size_t		 i;
 	int		 first = strchr(base, '?') == NULL;
 
 	url = xstrdup(base);
 	for (i = 0; i < sizeof names / sizeof names[0]; i++) {
-		if (values[i] == NULL)
+		/* a prompt the file sets wins over ours */
+		if (values[i] == NULL || (!strcmp(names[i], "prompt") &&
+		    login_authorize_param(ac, "prompt") != NULL))
 			continue;
-		ev = oauth_form_encode(values[i]);
-		xasprintf(&next, "%s%c%s=%s", url, first ? '?' : '&', names[i],
-		    ev);
-		first = 0;
-		free(ev);
-		free(url);
-		url = next;
+		url = login_url_add(url, &first, names[i], values[i]);
 	}
+	for (i = 0; i < ac->nauthorize_params; i++)
+		url = login_url_add(url, &first, ac->authorize_params[i].name,
+		    ac->authorize_params[i].value);
 	return url;
 }
 

@@ -147,6 +147,10 @@ struct account_conf {
 	char			*resource;
 	struct form_param	*params;
 	size_t			 nparams;
+	struct form_param	*authorize_params;	/* authorize_param.NAME:
+						   the login's authorization
+						   request */
+	size_t			 nauthorize_params;
 	char			*ca_file;
 	char			*proxy;		/* NULL: none, whatever the
 						   environment says */

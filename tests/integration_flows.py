@@ -291,6 +291,35 @@ def test_authorization_code_pkce_login(t):
     check(q["state"] not in d.log_text(), "the state is logged")
 
 
+def test_authorization_code_prompt_and_authorize_params(t):
+    """offline_access in the scope brings prompt=consent (OpenID Connect
+    Core 11); authorize_param.NAME adds to the authorization request (what
+    Google needs for a refresh token), and a prompt set there wins."""
+    iss = flow_issuer(t)
+    d = daemon_with(t, "web", code_account(t, iss))
+    login = start_login(t, d, "web")
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(
+        login.line()["authorization_url"]).query))
+    check(q.get("prompt") == "consent", "prompt %r" % q.get("prompt"))
+    d.http("DELETE", "/v1/login/web")
+    login.close()
+
+    d.write_account("web", code_account(t, iss, {
+        "scope": "openid calendar", "authorize_param.access_type": "offline",
+        "authorize_param.prompt": "select_account consent"}))
+    status, _, body = d.http("POST", "/v1/reload")
+    check(status == 200, "reload: %d %r" % (status, body))
+    login = start_login(t, d, "web")
+    url = login.line()["authorization_url"]
+    q = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query)
+    check(("access_type", "offline") in q and
+          [v for k, v in q if k == "prompt"] == ["select_account consent"],
+          "query %r" % q)
+    status, page = follow(t, url)
+    check(status == 200, "the browser got %d %r" % (status, page))
+    check("state" in login.line(), "no token after the login")
+
+
 def connect_refused(port):
     s = socket.socket()
     try:
