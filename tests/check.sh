@@ -222,9 +222,9 @@ examples_check() {
 	for f in conf/accounts.d/*.conf.example; do
 		cp "$f" "$dir/accounts.d/$(basename "$f" .example)"
 	done
-	for n in particle.client_secret particle.password \
-	    spotinst.client_secret spotinst.password spotnana.client_secret \
-	    openid.client_secret openid.refresh_token; do
+	# a placeholder for every secret file an example names
+	for n in $(sed -n 's/^[a-z_]*_file *= *\([^ ;#]*\).*/\1/p' \
+	    conf/accounts.d/*.conf.example | sort -u); do
 		echo "placeholder-secret-$n" > "$dir/credentials/$n"
 	done
 	chmod 0600 "$dir/credentials"/*

@@ -21,9 +21,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ac = config_account_parse("/nonexistent-tokend-fuzz/fuzz.conf", "fuzz",
 	    (const char *)data, size, &d);
 	if (ac != NULL) {
-		/* a loaded account is complete and self-consistent */
-		if (ac->grant != GRANT_STATIC && (ac->token_url == NULL ||
-		    ac->refresh_url == NULL))
+		/*
+		 * A loaded account is complete and self-consistent: it has
+		 * its token endpoint, or an issuer whose discovery gives it.
+		 */
+		if (ac->grant != GRANT_STATIC && ac->issuer == NULL &&
+		    (ac->token_url == NULL || ac->refresh_url == NULL))
 			__builtin_trap();
 		if (!config_account_equal(ac, ac))
 			__builtin_trap();
