@@ -555,9 +555,10 @@ login_token_answer(struct login *l, const struct http_result *res)
 		login_end(l, "the account was removed or changed its grant");
 		return;
 	}
+	/* the code or device_code sent is a secret an answer may echo */
 	if (oauth_response_parse(account_conf(a), account_conf(a)->grant,
-	    NULL, res->status, res->body, res->len, clock_wall_ms(), &t,
-	    &or) != 0) {
+	    l->device ? l->dev.device_code : l->code, res->status, res->body,
+	    res->len, clock_wall_ms(), &t, &or) != 0) {
 		snprintf(why, sizeof why, "token endpoint: %s", or.error);
 		login_end(l, why);
 		return;

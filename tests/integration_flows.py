@@ -256,6 +256,23 @@ def test_device_authorization_refused(t):
           "outcome %r" % outcome)
 
 
+def test_device_poll_error_echoing_the_device_code(t):
+    """An unknown error whose description repeats the device code: the
+    outcome and the log keep the code out (it is a secret, RFC 8628 3.2)."""
+    iss = flow_issuer(t, device_interval=1)
+    d = daemon_with(t, "dev", device_account(t, iss))
+    login = start_login(t, d, "dev")
+    what = login.line()
+    code = iss.ctl("GET", "devices")[what["user_code"]]["device_code"]
+    iss.faults("/token", [{"status": 400, "json": {
+        "error": "invalid_grant", "error_description":
+        "device code %s is not known here" % code}}], replace=True)
+    outcome = login.line()
+    check("error" in outcome and code not in outcome["error"],
+          "outcome %r" % outcome)
+    check(code not in d.log_text(), "the device code is logged")
+
+
 # -- authorization code -----------------------------------------------------
 
 def test_authorization_code_pkce_login(t):
