@@ -614,10 +614,21 @@ login_poll_done_cb(const struct http_result *res, void *arg)
 	login_endpoint_check(l, res);
 	if ((terr = login_transport_error(res)) != NULL || res->status >= 500 ||
 	    res->status == 429) {
-		/* transient: the device code is still good, ask again */
+		/*
+		 * transient: the device code is still good, ask again; after
+		 * no answer at all, less often (RFC 8628 3.5: "MUST reduce
+		 * its polling frequency", exponentially)
+		 */
+		if (res->curl_code != 0 && l->interval_ms <
+		    LOGIN_INTERVAL_MAX_S * MSEC_PER_SEC)
+			l->interval_ms = l->interval_ms * 2 >
+			    LOGIN_INTERVAL_MAX_S * MSEC_PER_SEC ?
+			    LOGIN_INTERVAL_MAX_S * MSEC_PER_SEC :
+			    l->interval_ms * 2;
 		log_account(LOG_LEVEL_WARNING, l->name, "device flow poll: %s; "
-		    "polling on", terr != NULL ? terr : res->status == 429 ?
-		    "HTTP 429" : "server error");
+		    "polling on every %llds", terr != NULL ? terr :
+		    res->status == 429 ? "HTTP 429" : "server error",
+		    (long long)(l->interval_ms / 1000));
 		login_schedule_poll(l);
 		return;
 	}

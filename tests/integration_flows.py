@@ -245,6 +245,24 @@ def test_device_poll_server_errors_poll_on(t):
     check("polling on" in d.log_text(), "the transient failure not logged")
 
 
+def test_device_poll_without_an_answer_backs_off(t):
+    """No answer to a poll (a connection cut, a timeout): the next ones
+    come less often, the interval doubled each time (RFC 8628 3.5)."""
+    iss = flow_issuer(t, device_interval=1)
+    iss.faults("/token", [{"hang": 0}, {"hang": 0}])
+    d = daemon_with(t, "dev", device_account(t, iss))
+    login = start_login(t, d, "dev")
+    what = login.line()
+    log = d.wait_for(lambda: len(polls(iss)) >= 3 and polls(iss), 30,
+                     "three polls")
+    gaps = [log[1]["t"] - log[0]["t"], log[2]["t"] - log[1]["t"]]
+    check(gaps[0] >= 1.5 and gaps[1] >= 3.5,
+          "polls after no answer came %.1f s and %.1f s apart, not 2 and 4"
+          % tuple(gaps))
+    approve(iss, what["user_code"])
+    check(login.line().get("state") == "fresh", "no success")
+
+
 def test_device_authorization_refused(t):
     iss = flow_issuer(t)
     iss.faults("/device_authorization", [{"status": 400, "json": {
