@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -901,6 +902,13 @@ login_start_code(struct login *l, const struct account_conf *ac,
 	if (e->authorization_url == NULL) {
 		*cause = xstrdup("no authorization endpoint is known (set "
 		    "authorization_url, or an issuer that has one)");
+		return -1;
+	}
+	/* as the file's URLs: a discovered one sends the human over http */
+	if (!ac->allow_http && strncasecmp(e->authorization_url, "https://",
+	    8) != 0) {
+		*cause = xstrdup("the authorization endpoint is not an https "
+		    "URL (allow_http = yes allows it)");
 		return -1;
 	}
 	/* RFC 7636 4.1: 32 octets make a 43-character verifier */

@@ -480,6 +480,19 @@ def test_logins_through_discovery(t):
     check(iss.ctl("GET", "discovery_log"), "no discovery")
 
 
+def test_discovered_http_authorization_endpoint_refused(t):
+    """A document naming an http authorization endpoint would send the
+    human's credentials over http: refused unless allow_http = yes, as
+    the file's own URLs are."""
+    iss = flow_issuer(t)
+    iss.settings(discovery_extra={
+        "authorization_endpoint": "http://127.0.0.1:1/authorize"})
+    d = daemon_with(t, "web", discovered(code_account(t, iss), iss))
+    outcome = start_login(t, d, "web").line()
+    check("https" in outcome.get("error", "") and
+          "authorization_url" not in outcome, "outcome %r" % outcome)
+
+
 def test_login_issuer_mismatch_is_the_error(t):
     iss = flow_issuer(t, discovery_issuer="https://elsewhere.example")
     d = daemon_with(t, "dev", discovered(device_account(t, iss), iss))
