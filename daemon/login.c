@@ -354,6 +354,7 @@ struct login {
 	TAILQ_HEAD(, login_waiter) waiters;
 	LIST_ENTRY(login)	 entry;
 	int			 unlisted;	/* ending: off the list */
+	int			 strays_logged;	/* a wrong redirect was */
 };
 
 static struct login_env		 login_env;
@@ -763,20 +764,21 @@ login_redirect_cb(const char *query, void *arg)
 {
 	struct login		*l = arg;
 	struct login_redirect	 r;
+	enum login_redirect_verdict verdict;
 	struct form_param	 fp[5];
 	struct account		*a;
 	char			 why[400];
 
 	if (l->code != NULL)
 		return -1;	/* a code is being exchanged already */
-	switch (login_redirect_parse(query, l->state, &r)) {
+	switch ((verdict = login_redirect_parse(query, l->state, &r))) {
 	case LOGIN_REDIRECT_BAD_STATE:
-		log_account(LOG_LEVEL_WARNING, l->name, "redirect with a wrong "
-		    "or no state: ignored");
-		return -1;
 	case LOGIN_REDIRECT_MALFORMED:
-		log_account(LOG_LEVEL_WARNING, l->name, "malformed redirect: "
-		    "ignored");
+		/* any local user can send these: a warning once, not a flood */
+		log_account(l->strays_logged++ ? LOG_LEVEL_DEBUG :
+		    LOG_LEVEL_WARNING, l->name, "%s: ignored", verdict ==
+		    LOGIN_REDIRECT_BAD_STATE ? "redirect with a wrong or no "
+		    "state" : "malformed redirect");
 		return -1;
 	case LOGIN_REDIRECT_ERROR:
 		snprintf(why, sizeof why, "the authorization server answered "

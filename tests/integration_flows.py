@@ -21,6 +21,7 @@ The harness, its options and its output are those of tests/integration.py.
 Python standard library only.
 """
 
+import http.client
 import json
 import os
 import socket
@@ -393,6 +394,17 @@ def test_authorization_code_wrong_state_then_right(t):
     check(status_of(d, "web")["state"] != "fresh", "fresh on a wrong state")
     check("redirect with a wrong or no state" in d.log_text(),
           "the wrong state is not logged")
+    # anyone on the machine can knock: warned of once, not at each knock
+    port = urllib.parse.urlsplit(dict(urllib.parse.parse_qsl(
+        urllib.parse.urlsplit(url).query))["redirect_uri"]).port
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/callback?code=x&state=nope")
+        check(conn.getresponse().status == 400, "a wrong state let in")
+        conn.close()
+    warned = [line for line in d.log_text().splitlines()
+              if "warning" in line and "wrong or no state" in line]
+    check(len(warned) == 1, "warned %d times" % len(warned))
     iss.settings(authorize="approve")
     status, page = follow(t, url)
     check(status == 200, "the right state got %d %r" % (status, page))
