@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -353,6 +354,7 @@ struct login {
 	TAILQ_HEAD(, login_waiter) waiters;
 	LIST_ENTRY(login)	 entry;
 	int			 unlisted;	/* ending: off the list */
+	int			 strays_logged;	/* a wrong redirect was */
 };
 
 static struct login_env		 login_env;
@@ -555,9 +557,10 @@ login_token_answer(struct login *l, const struct http_result *res)
 		login_end(l, "the account was removed or changed its grant");
 		return;
 	}
+	/* the code or device_code sent is a secret an answer may echo */
 	if (oauth_response_parse(account_conf(a), account_conf(a)->grant,
-	    NULL, res->status, res->body, res->len, clock_wall_ms(), &t,
-	    &or) != 0) {
+	    l->device ? l->dev.device_code : l->code, res->status, res->body,
+	    res->len, clock_wall_ms(), &t, &or) != 0) {
 		snprintf(why, sizeof why, "token endpoint: %s", or.error);
 		login_end(l, why);
 		return;
@@ -613,10 +616,21 @@ login_poll_done_cb(const struct http_result *res, void *arg)
 	login_endpoint_check(l, res);
 	if ((terr = login_transport_error(res)) != NULL || res->status >= 500 ||
 	    res->status == 429) {
-		/* transient: the device code is still good, ask again */
+		/*
+		 * transient: the device code is still good, ask again; after
+		 * no answer at all, less often (RFC 8628 3.5: "MUST reduce
+		 * its polling frequency", exponentially)
+		 */
+		if (res->curl_code != 0 && l->interval_ms <
+		    LOGIN_INTERVAL_MAX_S * MSEC_PER_SEC)
+			l->interval_ms = l->interval_ms * 2 >
+			    LOGIN_INTERVAL_MAX_S * MSEC_PER_SEC ?
+			    LOGIN_INTERVAL_MAX_S * MSEC_PER_SEC :
+			    l->interval_ms * 2;
 		log_account(LOG_LEVEL_WARNING, l->name, "device flow poll: %s; "
-		    "polling on", terr != NULL ? terr : res->status == 429 ?
-		    "HTTP 429" : "server error");
+		    "polling on every %llds", terr != NULL ? terr :
+		    res->status == 429 ? "HTTP 429" : "server error",
+		    (long long)(l->interval_ms / 1000));
 		login_schedule_poll(l);
 		return;
 	}
@@ -750,20 +764,21 @@ login_redirect_cb(const char *query, void *arg)
 {
 	struct login		*l = arg;
 	struct login_redirect	 r;
+	enum login_redirect_verdict verdict;
 	struct form_param	 fp[5];
 	struct account		*a;
 	char			 why[400];
 
 	if (l->code != NULL)
 		return -1;	/* a code is being exchanged already */
-	switch (login_redirect_parse(query, l->state, &r)) {
+	switch ((verdict = login_redirect_parse(query, l->state, &r))) {
 	case LOGIN_REDIRECT_BAD_STATE:
-		log_account(LOG_LEVEL_WARNING, l->name, "redirect with a wrong "
-		    "or no state: ignored");
-		return -1;
 	case LOGIN_REDIRECT_MALFORMED:
-		log_account(LOG_LEVEL_WARNING, l->name, "malformed redirect: "
-		    "ignored");
+		/* any local user can send these: a warning once, not a flood */
+		log_account(l->strays_logged++ ? LOG_LEVEL_DEBUG :
+		    LOG_LEVEL_WARNING, l->name, "%s: ignored", verdict ==
+		    LOGIN_REDIRECT_BAD_STATE ? "redirect with a wrong or no "
+		    "state" : "malformed redirect");
 		return -1;
 	case LOGIN_REDIRECT_ERROR:
 		snprintf(why, sizeof why, "the authorization server answered "
@@ -889,6 +904,13 @@ login_start_code(struct login *l, const struct account_conf *ac,
 	if (e->authorization_url == NULL) {
 		*cause = xstrdup("no authorization endpoint is known (set "
 		    "authorization_url, or an issuer that has one)");
+		return -1;
+	}
+	/* as the file's URLs: a discovered one sends the human over http */
+	if (!ac->allow_http && strncasecmp(e->authorization_url, "https://",
+	    8) != 0) {
+		*cause = xstrdup("the authorization endpoint is not an https "
+		    "URL (allow_http = yes allows it)");
 		return -1;
 	}
 	/* RFC 7636 4.1: 32 octets make a 43-character verifier */

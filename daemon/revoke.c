@@ -19,11 +19,17 @@
 
 struct revoke {
 	struct http		*http;
-	struct account_conf	 conf;	/* a shallow copy: client_auth as
-					   found by discovery */
+	/*
+	 * Both requests are built at the start: a reload may free the
+	 * account's configuration while the first one is out.
+	 */
+	struct oauth_request	 reqs[2];	/* secret: refresh, access */
+	char			*ca_file;
+	char			*proxy;
+	int64_t			 timeout_ms;
+	int			 allow_http;
 	char			*url;
-	char			*tokens[2];	/* secret: refresh, access */
-	int			 next;		/* index into tokens */
+	int			 next;		/* index into reqs */
 	int			 ok;
 	char			 error[320];
 	int			 endpoint_failed;
@@ -43,8 +49,10 @@ revoke_cancel(struct revoke *r)
 		return;
 	if (r->req != NULL)
 		http_cancel(r->req);
-	freezero_str(r->tokens[0]);
-	freezero_str(r->tokens[1]);
+	oauth_request_clear(&r->reqs[0]);
+	oauth_request_clear(&r->reqs[1]);
+	free(r->ca_file);
+	freezero_str(r->proxy);
 	free(r->url);
 	free(r);
 }
@@ -109,10 +117,9 @@ revoke_http_done_cb(const struct http_result *res, void *arg)
 static void
 revoke_next(struct revoke *r)
 {
-	struct oauth_request	 or;
 	struct http_post	 p;
 
-	while (r->next < 2 && r->tokens[r->next] == NULL)
+	while (r->next < 2 && r->reqs[r->next].body == NULL)
 		r->next++;
 	if (r->next == 2) {
 		r->cb(r->ok, r->ok ? NULL : r->error, r->endpoint_failed,
@@ -120,25 +127,22 @@ revoke_next(struct revoke *r)
 		revoke_cancel(r);
 		return;
 	}
-	oauth_revoke_build(&r->conf, r->url, r->tokens[r->next],
-	    revoke_hints[r->next], &or);
 	memset(&p, 0, sizeof p);
 	p.url = r->url;
-	p.body = or.body;
-	p.authorization = or.authorization;
-	p.ca_file = r->conf.ca_file;
-	p.proxy = r->conf.proxy;
-	p.timeout_ms = r->conf.timeout;
-	p.allow_http = r->conf.allow_http;
+	p.body = r->reqs[r->next].body;
+	p.authorization = r->reqs[r->next].authorization;
+	p.ca_file = r->ca_file;
+	p.proxy = r->proxy;
+	p.timeout_ms = r->timeout_ms;
+	p.allow_http = r->allow_http;
 	/* the callback runs from the event loop, never in here */
 	r->req = http_post(r->http, &p, revoke_http_done_cb, r);
-	oauth_request_clear(&or);
 }
 
 /*
  * Revoke refresh_token, then access_token (either may be NULL) at url.
- * conf must outlive the revocation (its owner cancels it before freeing
- * it); cb runs once, from the event loop, with 1 when every token was
+ * What is needed of conf is copied (a reload may free it meanwhile);
+ * cb runs once, from the event loop, with 1 when every token was
  * revoked, else 0 and the first error, and whether the endpoint itself
  * failed (a network error, a 5xx, a 404). The tokens are copied.
  * NULL, and no callback, when both are NULL.
@@ -148,17 +152,29 @@ revoke_start(struct http *http, const struct account_conf *conf,
     enum client_auth client_auth, const char *url, const char *refresh_token,
     const char *access_token, revoke_done_cb cb, void *arg)
 {
-	struct revoke	*r;
+	struct account_conf	 c = *conf;
+	struct revoke		*r;
+	const char		*tokens[2] = { refresh_token, access_token };
+	int			 i;
 
 	if (refresh_token == NULL && access_token == NULL)
 		return NULL;	/* nothing to revoke: no callback either */
 	r = xcalloc(1, sizeof *r);
 	r->http = http;
-	r->conf = *conf;
-	r->conf.client_auth = client_auth;
+	c.client_auth = client_auth;
 	r->url = xstrdup(url);
-	r->tokens[0] = refresh_token != NULL ? xstrdup(refresh_token) : NULL;
-	r->tokens[1] = access_token != NULL ? xstrdup(access_token) : NULL;
+	for (i = 0; i < 2; i++) {
+		if (tokens[i] == NULL)
+			continue;
+		oauth_revoke_build(&c, r->url, tokens[i], revoke_hints[i],
+		    &r->reqs[i]);
+		/* the URL is borrowed: r->url outlives the request */
+		r->reqs[i].url = r->url;
+	}
+	r->ca_file = conf->ca_file != NULL ? xstrdup(conf->ca_file) : NULL;
+	r->proxy = conf->proxy != NULL ? xstrdup(conf->proxy) : NULL;
+	r->timeout_ms = conf->timeout;
+	r->allow_http = conf->allow_http;
 	r->ok = 1;
 	r->cb = cb;
 	r->arg = arg;

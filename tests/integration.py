@@ -377,10 +377,13 @@ class Issuer:
         t0 = entries[0]["t"]
         out = []
         for e in entries:
+            # /authorize entries (a browser's visit) hold fewer keys
             out.append("+%6.2fs %-18s %-18s client=%s auth=%s rt_used=%s -> %s%s" % (
-                e["t"] - t0, e["path"], e["grant_type"], e["client_id"],
-                e["auth"], short(e["refresh_token_used"]), e["status"],
-                " fault=%s" % json.dumps(e["fault"]) if e["fault"] else ""))
+                e["t"] - t0, e["path"], e.get("grant_type"),
+                e.get("client_id", e.get("params", {}).get("client_id")),
+                e.get("auth"), short(e.get("refresh_token_used")),
+                e.get("status"), " fault=%s" % json.dumps(e["fault"])
+                if e.get("fault") else ""))
         return out
 
 

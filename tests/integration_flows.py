@@ -21,6 +21,7 @@ The harness, its options and its output are those of tests/integration.py.
 Python standard library only.
 """
 
+import http.client
 import json
 import os
 import socket
@@ -245,6 +246,24 @@ def test_device_poll_server_errors_poll_on(t):
     check("polling on" in d.log_text(), "the transient failure not logged")
 
 
+def test_device_poll_without_an_answer_backs_off(t):
+    """No answer to a poll (a connection cut, a timeout): the next ones
+    come less often, the interval doubled each time (RFC 8628 3.5)."""
+    iss = flow_issuer(t, device_interval=1)
+    iss.faults("/token", [{"hang": 0}, {"hang": 0}])
+    d = daemon_with(t, "dev", device_account(t, iss))
+    login = start_login(t, d, "dev")
+    what = login.line()
+    log = d.wait_for(lambda: len(polls(iss)) >= 3 and polls(iss), 30,
+                     "three polls")
+    gaps = [log[1]["t"] - log[0]["t"], log[2]["t"] - log[1]["t"]]
+    check(gaps[0] >= 1.5 and gaps[1] >= 3.5,
+          "polls after no answer came %.1f s and %.1f s apart, not 2 and 4"
+          % tuple(gaps))
+    approve(iss, what["user_code"])
+    check(login.line().get("state") == "fresh", "no success")
+
+
 def test_device_authorization_refused(t):
     iss = flow_issuer(t)
     iss.faults("/device_authorization", [{"status": 400, "json": {
@@ -254,6 +273,23 @@ def test_device_authorization_refused(t):
     check(outcome == {"account": "dev", "error": "device authorization "
                       "endpoint: HTTP 400 invalid_client: no such client"},
           "outcome %r" % outcome)
+
+
+def test_device_poll_error_echoing_the_device_code(t):
+    """An unknown error whose description repeats the device code: the
+    outcome and the log keep the code out (it is a secret, RFC 8628 3.2)."""
+    iss = flow_issuer(t, device_interval=1)
+    d = daemon_with(t, "dev", device_account(t, iss))
+    login = start_login(t, d, "dev")
+    what = login.line()
+    code = iss.ctl("GET", "devices")[what["user_code"]]["device_code"]
+    iss.faults("/token", [{"status": 400, "json": {
+        "error": "invalid_grant", "error_description":
+        "device code %s is not known here" % code}}], replace=True)
+    outcome = login.line()
+    check("error" in outcome and code not in outcome["error"],
+          "outcome %r" % outcome)
+    check(code not in d.log_text(), "the device code is logged")
 
 
 # -- authorization code -----------------------------------------------------
@@ -358,6 +394,17 @@ def test_authorization_code_wrong_state_then_right(t):
     check(status_of(d, "web")["state"] != "fresh", "fresh on a wrong state")
     check("redirect with a wrong or no state" in d.log_text(),
           "the wrong state is not logged")
+    # anyone on the machine can knock: warned of once, not at each knock
+    port = urllib.parse.urlsplit(dict(urllib.parse.parse_qsl(
+        urllib.parse.urlsplit(url).query))["redirect_uri"]).port
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/callback?code=x&state=nope")
+        check(conn.getresponse().status == 400, "a wrong state let in")
+        conn.close()
+    warned = [line for line in d.log_text().splitlines()
+              if "warning" in line and "wrong or no state" in line]
+    check(len(warned) == 1, "warned %d times" % len(warned))
     iss.settings(authorize="approve")
     status, page = follow(t, url)
     check(status == 200, "the right state got %d %r" % (status, page))
@@ -443,6 +490,19 @@ def test_logins_through_discovery(t):
     follow(t, url)
     check(login.line().get("state") == "fresh", "code login failed")
     check(iss.ctl("GET", "discovery_log"), "no discovery")
+
+
+def test_discovered_http_authorization_endpoint_refused(t):
+    """A document naming an http authorization endpoint would send the
+    human's credentials over http: refused unless allow_http = yes, as
+    the file's own URLs are."""
+    iss = flow_issuer(t)
+    iss.settings(discovery_extra={
+        "authorization_endpoint": "http://127.0.0.1:1/authorize"})
+    d = daemon_with(t, "web", discovered(code_account(t, iss), iss))
+    outcome = start_login(t, d, "web").line()
+    check("https" in outcome.get("error", "") and
+          "authorization_url" not in outcome, "outcome %r" % outcome)
 
 
 def test_login_issuer_mismatch_is_the_error(t):

@@ -1303,6 +1303,39 @@ test_logout(void **state)
 	CHECK_STR("reason", hook_reason, "login");
 }
 
+#define DEVICE_CODE_POST						\
+	"[account]\ngrant = device_code\n"				\
+	"token_url = https://issuer.test/token\n"			\
+	"device_authorization_url = https://issuer.test/device\n"	\
+	"revocation_url = https://issuer.test/revoke\n"			\
+	"client_id = cid\nclient_secret = s3cret\nclient_auth = post\n"
+
+/* A reload during a logout: the access token's revocation, built after
+   the old configuration is freed, still has the credentials. */
+static void
+test_logout_across_reload(void **state)
+{
+	struct fixture	*f = *state;
+	char		*cause;
+
+	logged_in(f, "rt-human");
+	start(f, DEVICE_CODE_POST);
+	answer(200, "{\"access_token\":\"at-1\",\"expires_in\":3600,"
+	    "\"refresh_token\":\"rt-2\"}");
+	logout_done = 0;
+	assert_int_equal(account_logout(f->a, logout_cb, NULL, &cause), 0);
+	CHECK_STR("first", form_value("token_type_hint"), "refresh_token");
+	account_replace_conf(f->a, conf_from(f, DEVICE_CODE_POST
+	    "[access]\nusers = root\n"));
+	answer(200, "");
+	CHECK_STR("then", form_value("token_type_hint"), "access_token");
+	CHECK_STR("client_id", form_value("client_id"), "cid");
+	CHECK_STR("client_secret", form_value("client_secret"), "s3cret");
+	answer(200, "");
+	CHECK_I64("answered", logout_done, 1);
+	assert_true(logout_revoked);
+}
+
 /* ---- the table ---- */
 
 int
@@ -1341,6 +1374,7 @@ main(void)
 		T(test_login_succeeded),
 		T(test_login_over_a_refresh_in_flight),
 		T(test_logout),
+		T(test_logout_across_reload),
 #undef T
 	};
 
