@@ -199,45 +199,25 @@ login_device_parse(const char *body, size_t len, struct login_device *out,
 	return 0;
 }
 
-static int
-login_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decode s[0..len) (and '+' as a space, as forms do); NULL: bad. */
+/*
+ * Percent-decode s[0..len) (and '+' as a space, as forms do); NULL: a bad
+ * escape, or a decoded byte that is not printable ASCII.
+ */
 static char *
 login_query_decode(const char *s, size_t len)
 {
-	char	*out = xcalloc(1, len + 1);
-	size_t	 i, j = 0;
-	int	 hi, lo;
+	char	*out;
+	size_t	 i, n;
 
-	for (i = 0; i < len; i++) {
-		if (s[i] == '%') {
-			if (i + 2 >= len ||
-			    (hi = login_hex((unsigned char)s[i + 1])) < 0 ||
-			    (lo = login_hex((unsigned char)s[i + 2])) < 0)
-				goto bad;
-			out[j++] = (char)(hi * 16 + lo);
-			i += 2;
-		} else
-			out[j++] = s[i] == '+' ? ' ' : s[i];
-	}
-	out[j] = '\0';
-	for (i = 0; i < j; i++)
-		if ((unsigned char)out[i] < 0x20 || (unsigned char)out[i] > 0x7e)
-			goto bad;
+	if ((out = percent_decode(s, len, 0, &n)) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)out[i] < 0x20 || (unsigned char)out[i] > 0x7e) {
+			explicit_bzero(out, n);
+			free(out);
+			return NULL;
+		}
 	return out;
-bad:
-	freezero_str(out);
-	return NULL;
 }
 
 void

@@ -41,26 +41,12 @@ prompt_ascii(const char *s)
 	return out;
 }
 
-static int
-prompt_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The query parameter `name` of url, percent-decoded; NULL without it. */
 static char *
 prompt_query_param(const char *url, const char *name)
 {
 	const char	*q = strchr(url, '?'), *end;
 	size_t		 n = strlen(name);
-	char		*out, *o;
-	int		 hi, lo;
 
 	if (q == NULL || strlen(url) > PROMPT_URL_MAX)
 		return NULL;
@@ -69,17 +55,8 @@ prompt_query_param(const char *url, const char *name)
 		if ((size_t)(end - q) <= n || strncmp(q, name, n) != 0 ||
 		    q[n] != '=')
 			continue;
-		o = out = xcalloc(1, (size_t)(end - q) + 1);
-		for (q += n + 1; q < end; q++) {
-			if (*q == '%' && end - q > 2 &&
-			    (hi = prompt_hex(q[1])) >= 0 &&
-			    (lo = prompt_hex(q[2])) >= 0) {
-				*o++ = (char)(hi * 16 + lo);
-				q += 2;
-			} else
-				*o++ = *q == '+' ? ' ' : *q;
-		}
-		return out;
+		q += n + 1;
+		return percent_decode(q, (size_t)(end - q), 1, NULL);
 	}
 	return NULL;
 }

@@ -227,6 +227,7 @@ int		 xasprintf(char **, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 void		 freezero_str(char *);
 char	       **strv_dup(char *const *);
+char		*percent_decode(const char *, size_t, int, size_t *);
 int		 strv_equal(char *const *, char *const *);
 void		 strv_free(char **);
 int		 read_file_capped(const char *, size_t, char **, size_t *);

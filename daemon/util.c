@@ -444,6 +444,49 @@ json_quote(const char *s)
 	return out;
 }
 
+static int
+hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Percent-decode s[0..len), '+' as a space (as forms and queries do), into
+ * a new string, and its length (a %00 may come before its end) in *outlen
+ * unless NULL. A '%' without two hex digits after it is NULL (the decoded
+ * bytes wiped), or with `lenient` kept as it is.
+ */
+char *
+percent_decode(const char *s, size_t len, int lenient, size_t *outlen)
+{
+	char	*out = xcalloc(1, len + 1);
+	size_t	 i, j = 0;
+	int	 hi, lo;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] == '%' && i + 2 < len &&
+		    (hi = hex_digit((unsigned char)s[i + 1])) >= 0 &&
+		    (lo = hex_digit((unsigned char)s[i + 2])) >= 0) {
+			out[j++] = (char)(hi * 16 + lo);
+			i += 2;
+		} else if (s[i] == '%' && !lenient) {
+			explicit_bzero(out, len + 1);
+			free(out);
+			return NULL;
+		} else
+			out[j++] = s[i] == '+' ? ' ' : s[i];
+	}
+	if (outlen != NULL)
+		*outlen = j;
+	return out;
+}
+
 /* A copy of a NULL-terminated string vector (an argv). */
 char **
 strv_dup(char *const *v)
