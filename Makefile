@@ -97,7 +97,7 @@ FUZZ_CFLAGS	= -std=gnu11 -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
 FUZZ_OBJS	:= $(addprefix $(FUZZ_BUILD)/,$(addsuffix .o,$(CORE)))
 FUZZ_BINS	:= $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 
-.PHONY: all check demo demo-login install uninstall deps deps-build \
+.PHONY: deb check-system all check demo demo-login install uninstall deps deps-build \
 	deps-demo deps-oidc clean unit fuzz fuzz-build bench shims
 all: $(BUILD)/tokend $(BUILD)/tokenctl
 
@@ -363,5 +363,31 @@ uninstall:
 	    done; \
 	done
 
+# make deb: the Debian package (debian/), left in build/ with its -dbgsym,
+# .buildinfo and .changes. dpkg-buildpackage writes them beside the source
+# tree, from where they are moved.
+DEB_TOOL_PKGS	:= debhelper dpkg-dev fakeroot libcmocka-dev
+DEB_VERSION	= $(shell dpkg-parsechangelog -S Version)
+DEB_ARCH	= $(shell dpkg-architecture -qDEB_HOST_ARCH)
+
+deb:
+	@$(MAKE) --no-print-directory deps \
+	    DEB_PKGS="$(BUILD_PKGS) $(DEB_TOOL_PKGS)"
+	dpkg-buildpackage -us -uc -b
+	@mkdir -p build
+	@for f in tokend_$(DEB_VERSION)_$(DEB_ARCH).deb \
+	    tokend-dbgsym_$(DEB_VERSION)_$(DEB_ARCH).deb \
+	    tokend_$(DEB_VERSION)_$(DEB_ARCH).buildinfo \
+	    tokend_$(DEB_VERSION)_$(DEB_ARCH).changes; do \
+	    mv -f ../$$f build/ && echo "  DEB     build/$$f"; done
+
+# make check-system (root): the package under a real systemd 252, booted
+# with systemd-nspawn in Debian 12 (tests/system/run.sh); and lintian.
+SYSTEM_PKGS	:= debootstrap systemd-container lintian openssl
+
+check-system: deb
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(SYSTEM_PKGS)"
+	@sh tests/system/check.sh build/tokend_$(DEB_VERSION)_$(DEB_ARCH)
+
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-deb

@@ -193,6 +193,26 @@ install_round_trip() {
 }
 static_check install-uninstall install_round_trip
 
+# debian/control builds with what the Makefile builds with: its
+# Build-Depends (but debhelper's own and the nocheck ones) are BUILD_PKGS
+# less build-essential's gcc, make and libc6-dev; and debian/changelog's
+# version is the one tokend --version prints.
+debian_matches() {
+	mk=$(sed -n '/^BUILD_PKGS/,/[^\\]$/p' Makefile | sed 's/^BUILD_PKGS[^=]*=//; s/\\$//' |
+	    tr ' \t' '\n\n' | grep -v -x -e '' -e gcc -e make -e libc6-dev | sort)
+	ctl=$(sed -n '/^Build-Depends:/,/^[A-Z]/p' debian/control |
+	    sed 's/^Build-Depends://' | grep -v '^[A-Z]' | tr ',' '\n' |
+	    grep -v -e '<!nocheck>' -e debhelper-compat -e dh-sequence- |
+	    sed 's/(.*)//; s/^[[:space:]]*//; s/[[:space:]]*$//' | grep -v '^$' | sort)
+	[ -n "$mk" ] && [ "$mk" = "$ctl" ] ||
+	    { printf 'Makefile: %s\ndebian/control: %s\n' "$(echo $mk)" "$(echo $ctl)"; return 1; }
+	v=$(sed -n '1s/^tokend (\([^)]*\)).*/\1/p' debian/changelog)
+	tv=$("$BUILD/tokend" --version | sed 's/^tokend //')
+	[ "$v" = "$tv" ] || { echo "debian/changelog $v, tokend --version $tv"; return 1; }
+	echo "build dependencies: $(echo $mk); version $v"
+}
+static_check debian-control debian_matches
+
 # The shipped sysusers.d file makes the system user and group tokend, with
 # no login, at home in the state folder (run into a scratch root).
 sysusers_file() {

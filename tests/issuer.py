@@ -44,6 +44,9 @@ Configuration (the --config file, and POST /_ctl/settings at run time):
 
     device_expires_in  seconds a device code lives (600)
     device_interval  the interval the device answer gives (1); null: none
+    path_aliases     {"/oauth/token": "/token"}: serve a path under another
+                     name (a provider's own URL; faults and the log use the
+                     name it stands for) ({})
     authorize        what GET /authorize does: "approve" (default), "deny"
                      (error=access_denied), "wrong_state" (a code, with
                      another state)
@@ -138,6 +141,7 @@ DEFAULT_SETTINGS = {
     "device_expires_in": 600,
     "device_interval": 1,
     "authorize": "approve",
+    "path_aliases": {},
     "discovery_issuer": None,
     "discovery_oidc": True,
     "discovery_auth_methods": None,
@@ -347,9 +351,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- dispatch ---------------------------------------------------------
 
+    def aliased(self, path):
+        with self.state.lock:
+            return self.state.settings.get("path_aliases", {}).get(path, path)
+
     def do_GET(self):
         split = urllib.parse.urlsplit(self.path)
-        path = split.path
+        path = self.aliased(split.path)
         st = self.state
         if OIDC_WELL_KNOWN in path or path.startswith(RFC8414_WELL_KNOWN):
             self.metadata(path)
@@ -427,7 +435,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             urllib.parse.urlencode(args)
 
     def do_POST(self):
-        path = urllib.parse.urlsplit(self.path).path
+        path = self.aliased(urllib.parse.urlsplit(self.path).path)
         body = self.read_body()
         if body is None:
             return
