@@ -144,6 +144,19 @@ unit_exposure() {
 }
 static_check unit-exposure unit_exposure
 
+# The shipped Prometheus alert rules are valid and pass their unit tests.
+# No promtool is a failure, not a skip: make check installs it (Debian's
+# prometheus package).
+promtool_rules() {	# promtool_rules check|test FILE
+	command -v promtool >/dev/null 2>&1 ||
+	    { echo "no promtool (apt-get install prometheus)"; return 1; }
+	promtool "$1" rules "$2"
+}
+static_check prometheus-rules promtool_rules check \
+    conf/prometheus/tokend-rules.yml
+static_check prometheus-rules-tests promtool_rules test \
+    tests/prometheus/tokend-rules.test.yml
+
 # make install and uninstall into a private DESTDIR: everything in place,
 # the machine itself untouched (no systemd-sysusers run), and afterwards
 # nothing left, not even an empty folder, but what the user put there.
