@@ -300,7 +300,8 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
-	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d $(DESTDIR)$(EXAMPLEDIR)/polkit
+	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d $(DESTDIR)$(EXAMPLEDIR)/polkit \
+	    $(DESTDIR)$(EXAMPLEDIR)/prometheus
 	install -m 0755 $(BUILD)/tokend $(BUILD)/tokenctl $(DESTDIR)$(BINDIR)
 	install -m 0644 man/tokenctl.1 $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 man/tokend.conf.5 $(DESTDIR)$(MANDIR)/man5
@@ -315,6 +316,8 @@ install: all
 	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d
 	install -m 0644 conf/polkit/50-tokend-restart.rules \
 	    $(DESTDIR)$(EXAMPLEDIR)/polkit
+	install -m 0644 conf/prometheus/tokend-rules.yml \
+	    $(DESTDIR)$(EXAMPLEDIR)/prometheus
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/tokend/accounts.d
 	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/tokend/credentials
 	@if [ -n "$(DESTDIR)" ]; then \
@@ -339,7 +342,8 @@ KEEP_DIRS	= $(PREFIX) $(PREFIX)/bin $(PREFIX)/sbin $(PREFIX)/lib \
 		  $(MANDIR)/man5 $(MANDIR)/man8 $(SYSCONFDIR)
 INSTALL_DIRS	= $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 \
 		  $(UNITDIR) $(SYSUSERSDIR) $(EXAMPLEDIR)/accounts.d \
-		  $(EXAMPLEDIR)/polkit $(SYSCONFDIR)/tokend/accounts.d \
+		  $(EXAMPLEDIR)/polkit $(EXAMPLEDIR)/prometheus \
+		  $(SYSCONFDIR)/tokend/accounts.d \
 		  $(SYSCONFDIR)/tokend/credentials
 
 uninstall:
@@ -351,7 +355,8 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/tokend.socket \
 	    $(DESTDIR)$(SYSUSERSDIR)/tokend.conf \
 	    $(DESTDIR)$(EXAMPLEDIR)/tokend.conf \
-	    $(DESTDIR)$(EXAMPLEDIR)/polkit/50-tokend-restart.rules
+	    $(DESTDIR)$(EXAMPLEDIR)/polkit/50-tokend-restart.rules \
+	    $(DESTDIR)$(EXAMPLEDIR)/prometheus/tokend-rules.yml
 	rm -f $(addprefix $(DESTDIR)$(EXAMPLEDIR)/accounts.d/,\
 	    $(notdir $(wildcard conf/accounts.d/*.example)))
 	@keep=" $(if $(DESTDIR),,$(KEEP_DIRS)) "; \

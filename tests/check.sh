@@ -172,7 +172,8 @@ install_round_trip() {
 	    usr/lib/sysusers.d/tokend.conf \
 	    usr/share/doc/tokend/examples/tokend.conf \
 	    usr/share/doc/tokend/examples/accounts.d/particle.conf.example \
-	    usr/share/doc/tokend/examples/polkit/50-tokend-restart.rules; do
+	    usr/share/doc/tokend/examples/polkit/50-tokend-restart.rules \
+	    usr/share/doc/tokend/examples/prometheus/tokend-rules.yml; do
 		[ -f "$dest/$f" ] || { echo "missing $f"; return 1; }
 	done
 	[ -d "$dest/etc/tokend/accounts.d" ] ||
