@@ -294,13 +294,20 @@ demo-login: deps-demo deps-oidc
 	@$(MAKE) --no-print-directory all SANITIZE=$(SANITIZE)
 	@bash tests/demo_login.sh $(BUILD)/tokend $(BUILD)/tokenctl
 
+# The user units (systemctl --user, a person's own accounts) and bash's
+# completion for tokenctl.
+USERUNITDIR	?= $(PREFIX)/lib/systemd/user
+BASHCOMPDIR	?= $(PREFIX)/share/bash-completion/completions
+
 # The system user tokend comes from sysusers.d; with DESTDIR (a staging
 # tree, a package) systemd-sysusers is left to the target machine.
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
-	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
-	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d $(DESTDIR)$(EXAMPLEDIR)/polkit
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(BASHCOMPDIR) \
+	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d $(DESTDIR)$(EXAMPLEDIR)/polkit \
+	    $(DESTDIR)$(EXAMPLEDIR)/prometheus
 	install -m 0755 $(BUILD)/tokend $(BUILD)/tokenctl $(DESTDIR)$(BINDIR)
 	install -m 0644 man/tokenctl.1 $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 man/tokend.conf.5 $(DESTDIR)$(MANDIR)/man5
@@ -308,6 +315,11 @@ install: all
 	sed 's|/usr/bin/tokend|$(BINDIR)/tokend|g' systemd/tokend.service \
 	    > $(DESTDIR)$(UNITDIR)/tokend.service
 	install -m 0644 systemd/tokend.socket $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/bin/tokend|$(BINDIR)/tokend|g' systemd/user/tokend.service \
+	    > $(DESTDIR)$(USERUNITDIR)/tokend.service
+	install -m 0644 systemd/user/tokend.socket $(DESTDIR)$(USERUNITDIR)
+	install -m 0644 completions/tokenctl.bash \
+	    $(DESTDIR)$(BASHCOMPDIR)/tokenctl
 	install -m 0644 systemd/tokend.sysusers.conf \
 	    $(DESTDIR)$(SYSUSERSDIR)/tokend.conf
 	install -m 0644 conf/tokend.conf $(DESTDIR)$(EXAMPLEDIR)
@@ -315,6 +327,8 @@ install: all
 	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d
 	install -m 0644 conf/polkit/50-tokend-restart.rules \
 	    $(DESTDIR)$(EXAMPLEDIR)/polkit
+	install -m 0644 conf/prometheus/tokend-rules.yml \
+	    $(DESTDIR)$(EXAMPLEDIR)/prometheus
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/tokend/accounts.d
 	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/tokend/credentials
 	@if [ -n "$(DESTDIR)" ]; then \
@@ -338,8 +352,10 @@ KEEP_DIRS	= $(PREFIX) $(PREFIX)/bin $(PREFIX)/sbin $(PREFIX)/lib \
 		  $(PREFIX)/share $(PREFIX)/share/doc $(MANDIR) $(MANDIR)/man1 \
 		  $(MANDIR)/man5 $(MANDIR)/man8 $(SYSCONFDIR)
 INSTALL_DIRS	= $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 \
-		  $(UNITDIR) $(SYSUSERSDIR) $(EXAMPLEDIR)/accounts.d \
-		  $(EXAMPLEDIR)/polkit $(SYSCONFDIR)/tokend/accounts.d \
+		  $(UNITDIR) $(USERUNITDIR) $(SYSUSERSDIR) $(BASHCOMPDIR) \
+		  $(EXAMPLEDIR)/accounts.d \
+		  $(EXAMPLEDIR)/polkit $(EXAMPLEDIR)/prometheus \
+		  $(SYSCONFDIR)/tokend/accounts.d \
 		  $(SYSCONFDIR)/tokend/credentials
 
 uninstall:
@@ -349,9 +365,13 @@ uninstall:
 	    $(DESTDIR)$(MANDIR)/man8/tokend.8 \
 	    $(DESTDIR)$(UNITDIR)/tokend.service \
 	    $(DESTDIR)$(UNITDIR)/tokend.socket \
+	    $(DESTDIR)$(USERUNITDIR)/tokend.service \
+	    $(DESTDIR)$(USERUNITDIR)/tokend.socket \
+	    $(DESTDIR)$(BASHCOMPDIR)/tokenctl \
 	    $(DESTDIR)$(SYSUSERSDIR)/tokend.conf \
 	    $(DESTDIR)$(EXAMPLEDIR)/tokend.conf \
-	    $(DESTDIR)$(EXAMPLEDIR)/polkit/50-tokend-restart.rules
+	    $(DESTDIR)$(EXAMPLEDIR)/polkit/50-tokend-restart.rules \
+	    $(DESTDIR)$(EXAMPLEDIR)/prometheus/tokend-rules.yml
 	rm -f $(addprefix $(DESTDIR)$(EXAMPLEDIR)/accounts.d/,\
 	    $(notdir $(wildcard conf/accounts.d/*.example)))
 	@keep=" $(if $(DESTDIR),,$(KEEP_DIRS)) "; \

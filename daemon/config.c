@@ -555,6 +555,7 @@ static const struct config_key config_keys[] = {
 	{ S_HOOKS, "on_failure", KEY_ARGV, AC(on_failure),
 	    .default_str = NULL },
 
+	/* $CONFIGURATION_DIRECTORY/accounts.d first: see config_global_defaults */
 	{ S_TOKEND, "accounts_dir", KEY_PATH, GC(accounts_dir),
 	    .default_str = DEFAULT_ACCOUNTS_DIR },
 	/* $STATE_DIRECTORY first: see config_global_defaults */
@@ -2089,7 +2090,8 @@ config_global_error_cb(void *arg, int line, const char *msg)
 
 /*
  * A folder systemd hands us in $var, with suffix; NULL if it does not.
- * $STATE_DIRECTORY may list several folders; the first is ours.
+ * $STATE_DIRECTORY (and the others) may list several folders; the first
+ * is ours.
  */
 static char *
 config_env_dir(const char *var, const char *suffix)
@@ -2108,13 +2110,22 @@ config_env_dir(const char *var, const char *suffix)
 	return out;
 }
 
-/* The table's defaults; the folders systemd names come first. */
+/*
+ * The table's defaults; the folders systemd names come first. In a user
+ * unit they are the only way to find ~/.config/tokend and the rest; in the
+ * system unit they name the table's own defaults.
+ */
 static void
 config_global_defaults(struct config *cfg)
 {
 	char	*dir;
 
 	config_key_defaults(S_TOKEND, cfg);
+	if ((dir = config_env_dir("CONFIGURATION_DIRECTORY", "accounts.d")) !=
+	    NULL) {
+		free(cfg->accounts_dir);
+		cfg->accounts_dir = dir;
+	}
 	if ((dir = config_env_dir("STATE_DIRECTORY", NULL)) != NULL) {
 		free(cfg->state_dir);
 		cfg->state_dir = dir;
@@ -2323,7 +2334,8 @@ config_check_shared_paths(struct config *cfg, struct diag *diag)
 }
 
 /*
- * Load the global file (NULL: the default, which may be absent) and every
+ * Load the global file (NULL: the default, $CONFIGURATION_DIRECTORY/
+ * tokend.conf or DEFAULT_CONFIG_FILE, which may be absent) and every
  * account. Returns NULL when anything has an error; diag has them all.
  */
 struct config *
@@ -2337,17 +2349,22 @@ config_load(const char *file, const char *accounts_dir, struct diag *diag)
 	struct config		*cfg;
 	struct dirent	       **names = NULL;
 	struct account_conf	*ac;
-	char			*buf, *path, *name;
+	char			*buf, *path, *name, *env_file = NULL;
+	const char		*global = file;
 	size_t			 len, errors_before = diag->nerrors;
 	int			 n, i, rc;
 
 	cfg = xcalloc(1, sizeof *cfg);
 	config_global_defaults(cfg);
 
-	rc = read_file_capped(file != NULL ? file : DEFAULT_CONFIG_FILE,
-	    CONFIG_FILE_MAX, &buf, &len);
+	if (global == NULL) {
+		env_file = config_env_dir("CONFIGURATION_DIRECTORY",
+		    "tokend.conf");
+		global = env_file != NULL ? env_file : DEFAULT_CONFIG_FILE;
+	}
+	rc = read_file_capped(global, CONFIG_FILE_MAX, &buf, &len);
 	if (rc == 0) {
-		cfg->file = xstrdup(file != NULL ? file : DEFAULT_CONFIG_FILE);
+		cfg->file = xstrdup(global);
 		memset(&gp, 0, sizeof gp);
 		gp.file = cfg->file;
 		gp.diag = diag;
@@ -2355,8 +2372,8 @@ config_load(const char *file, const char *accounts_dir, struct diag *diag)
 		ini_parse_buffer(buf, len, &handler, &gp);
 		free(buf);
 	} else if (file != NULL || rc != -ENOENT)
-		diag_error(diag, file != NULL ? file : DEFAULT_CONFIG_FILE, 0,
-		    "cannot read: %s", strerror(-rc));
+		diag_error(diag, global, 0, "cannot read: %s", strerror(-rc));
+	free(env_file);
 
 	if (accounts_dir != NULL) {
 		free(cfg->accounts_dir);

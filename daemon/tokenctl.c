@@ -80,7 +80,7 @@ static void __attribute__((noreturn))
 tokenctl_usage(FILE *out, int code)
 {
 	fprintf(out,
-	    "usage: tokenctl [--socket PATH] [--json] COMMAND\n"
+	    "usage: tokenctl [--socket PATH | --user] [--json] COMMAND\n"
 	    "  status [ACCOUNT]              accounts, expiry, next refresh; "
 	    "exit 1 unless\n"
 	    "                                every account has a valid token\n"
@@ -91,6 +91,10 @@ tokenctl_usage(FILE *out, int code)
 	    "  logout ACCOUNT                revoke and forget the account's "
 	    "tokens\n"
 	    "  reload                        re-read the configuration\n"
+	    "  --user                        your own tokend (systemctl --user):"
+	    "\n"
+	    "                                $XDG_RUNTIME_DIR/tokend/tokend.sock"
+	    "\n"
 	    "  --help, --version\n");
 	exit(code);
 }
@@ -914,8 +918,13 @@ static const struct option longopts[] = {
 	{ "min-valid", required_argument, NULL, 'm' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
+	{ "user", no_argument, NULL, 'u' },
 	{ NULL, 0, NULL, 0 }
 };
+
+/* Set by the options; tokenctl_socket() picks one. */
+static const char		*socket_option;	/* --socket */
+static int			 user_option;	/* --user */
 
 /* Options up to the next word that is not one ("+"). */
 static void
@@ -928,7 +937,10 @@ tokenctl_parse_options(int argc, char *argv[], long *min_valid)
 	    -1) {
 		switch (ch) {
 		case 's':
-			socket_path = optarg;
+			socket_option = optarg;
+			break;
+		case 'u':
+			user_option = 1;
 			break;
 		case 'j':
 			json_out = 1;
@@ -951,6 +963,36 @@ tokenctl_parse_options(int argc, char *argv[], long *min_valid)
 	}
 }
 
+/*
+ * --socket, else --user (a user manager's tokend.socket, ListenStream=
+ * %t/tokend/tokend.sock, as systemctl --user finds its manager), else
+ * $TOKEND_SOCKET, else the system daemon's.
+ */
+static const char *
+tokenctl_socket(void)
+{
+	const char	*v;
+	char		*path;
+
+	if (socket_option != NULL)
+		return socket_option;
+	if (user_option) {
+		v = getenv("XDG_RUNTIME_DIR");
+		if (v == NULL || *v != '/') {
+			fprintf(stderr, "tokenctl: --user: XDG_RUNTIME_DIR is "
+			    "%s; it names your runtime folder (/run/user/UID), "
+			    "where your tokend listens; or use --socket PATH\n",
+			    v == NULL || *v == '\0' ? "not set" :
+			    "not an absolute path");
+			exit(EXIT_USAGE);
+		}
+		xasprintf(&path, "%s/tokend/tokend.sock", v);
+		return path;
+	}
+	v = getenv("TOKEND_SOCKET");
+	return v != NULL && *v != '\0' ? v : DEFAULT_SOCKET;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -958,15 +1000,14 @@ main(int argc, char *argv[])
 	long		 min_valid = 0;
 	int		 rc;
 
-	socket_path = getenv("TOKEND_SOCKET");
-	if (socket_path == NULL || *socket_path == '\0')
-		socket_path = DEFAULT_SOCKET;
 	tokenctl_parse_options(argc, argv, &min_valid);
 	if (optind >= argc)
 		tokenctl_usage(stderr, EXIT_USAGE);
 	cmd = argv[optind++];
 	/* options may follow the command: token --min-valid 300 NAME */
 	tokenctl_parse_options(argc, argv, &min_valid);
+	if (strcmp(cmd, "help") != 0)
+		socket_path = tokenctl_socket();
 
 	if (!strcmp(cmd, "status") && argc - optind <= 1)
 		rc = tokenctl_status(optind < argc ? argv[optind] : NULL);

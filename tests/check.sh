@@ -144,6 +144,47 @@ unit_exposure() {
 }
 static_check unit-exposure unit_exposure
 
+# The shipped Prometheus alert rules are valid and pass their unit tests.
+# No promtool is a failure, not a skip: make check installs it (Debian's
+# prometheus package).
+promtool_rules() {	# promtool_rules check|test FILE
+	command -v promtool >/dev/null 2>&1 ||
+	    { echo "no promtool (apt-get install prometheus)"; return 1; }
+	promtool "$1" rules "$2"
+}
+static_check prometheus-rules promtool_rules check \
+    conf/prometheus/tokend-rules.yml
+static_check prometheus-rules-tests promtool_rules test \
+    tests/prometheus/tokend-rules.test.yml
+
+# The user units parse as a user manager reads them (systemd-analyze --user
+# verify): no unknown key, no bad value, %t resolved. verify exits 0 on a
+# key it ignores, so what it prints is what counts. It needs a runtime
+# folder for the manager it plays (a scratch one) and an ExecStart that
+# exists (the built tokend); --man=no: the pages are not installed here.
+user_units_verify() {
+	dir=$(mktemp -d)
+	mkdir -m 0700 "$dir/run" "$dir/units"
+	sed "s|^ExecStart=/usr/bin/tokend|ExecStart=$PWD/$BUILD/tokend|" \
+	    systemd/user/tokend.service > "$dir/units/tokend.service"
+	cp systemd/user/tokend.socket "$dir/units/"
+	out=$(XDG_RUNTIME_DIR=$dir/run SYSTEMD_UNIT_PATH=$dir/units: \
+	    systemd-analyze --user --man=no verify \
+	    "$dir/units/tokend.service" "$dir/units/tokend.socket" 2>&1)
+	rc=$?
+	rm -rf "$dir"
+	[ "$rc" -eq 0 ] && [ -z "$out" ] || { echo "$out"; return 1; }
+}
+static_check user-units-verify user_units_verify
+
+# The completion script is bash that parses, and registers _tokenctl.
+completion_syntax() {
+	bash -n completions/tokenctl.bash &&
+	    bash --norc -c '. completions/tokenctl.bash && complete -p tokenctl' |
+	    grep -qx 'complete -F _tokenctl tokenctl'
+}
+static_check bash-completion completion_syntax
+
 # make install and uninstall into a private DESTDIR: everything in place,
 # the machine itself untouched (no systemd-sysusers run), and afterwards
 # nothing left, not even an empty folder, but what the user put there.
@@ -156,10 +197,14 @@ install_round_trip() {
 	    usr/share/man/man1/tokenctl.1 \
 	    usr/lib/systemd/system/tokend.service \
 	    usr/lib/systemd/system/tokend.socket \
+	    usr/lib/systemd/user/tokend.service \
+	    usr/lib/systemd/user/tokend.socket \
+	    usr/share/bash-completion/completions/tokenctl \
 	    usr/lib/sysusers.d/tokend.conf \
 	    usr/share/doc/tokend/examples/tokend.conf \
 	    usr/share/doc/tokend/examples/accounts.d/particle.conf.example \
-	    usr/share/doc/tokend/examples/polkit/50-tokend-restart.rules; do
+	    usr/share/doc/tokend/examples/polkit/50-tokend-restart.rules \
+	    usr/share/doc/tokend/examples/prometheus/tokend-rules.yml; do
 		[ -f "$dest/$f" ] || { echo "missing $f"; return 1; }
 	done
 	[ -d "$dest/etc/tokend/accounts.d" ] ||
@@ -176,6 +221,11 @@ install_round_trip() {
 		echo "the unit does not run as the static user tokend"
 		return 1
 	fi
+	unit=$dest/usr/lib/systemd/user/tokend.service
+	grep -q '^ExecStart=/usr/bin/tokend$' "$unit" ||
+	    { echo "the user unit's ExecStart does not point at PREFIX"; return 1; }
+	! grep -Eq '^(User|Group|LoadCredential)=' "$unit" ||
+	    { echo "the user unit names a user or credentials"; return 1; }
 	"$dest/usr/bin/tokend" --version >/dev/null || return 1
 	# user config stays, and so do the folders that hold it
 	echo "; mine" > "$dest/etc/tokend/accounts.d/site.conf"

@@ -465,7 +465,8 @@ class Daemon:
         env = dict(os.environ)
         for var in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
                     "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY",
-                    "RUNTIME_DIRECTORY", "WATCHDOG_USEC", "WATCHDOG_PID",
+                    "RUNTIME_DIRECTORY", "CONFIGURATION_DIRECTORY",
+                    "WATCHDOG_USEC", "WATCHDOG_PID",
                     "JOURNAL_STREAM", "INVOCATION_ID"):
             env.pop(var, None)
         return env

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A token's life (issue 11): how often it is refreshed, that the chosen
-refresh time survives a restart, that its end is never silent, and what
-the status and the metrics say about it.
+refresh time survives a restart, that its end is never silent, what
+the status and the metrics say about it, and that the shipped alert rules
+(conf/prometheus/tokend-rules.yml) ask only for what /metrics exports.
 
     python3 tests/integration_lifecycle.py --tokend build/tokend --tokenctl build/tokenctl
                                            [-k SUBSTRING] [-j N] [--timeout S] [--keep]
@@ -397,6 +398,121 @@ def test_metrics_pass_promtool(t):
                        timeout=60)
     check(r.returncode == 0, "promtool check metrics: %s" %
           r.stdout.decode(errors="replace").strip())
+    d.stop()
+
+
+RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                     "conf", "prometheus", "tokend-rules.yml")
+TOKEND_METRIC = re.compile(r"\btokend_[a-z_]+\b")
+LABEL_MATCHER = re.compile(r'(\w+)\s*(?:=~|!~|!=|=)\s*"([^"]*)"')
+LABEL_LIST = re.compile(r"\b(?:ignoring|on|by|without)\s*\(([^)]*)\)")
+SCRAPE_LABELS = {"instance", "job"}     # Prometheus adds them, not tokend
+
+
+def alert_rules(text):
+    """[(alert, expr, annotation text)] from a rules file, read as lines
+    (no YAML library): `expr:` inline or as a block, whatever follows an
+    `annotations:` key up to the next rule."""
+    rules, rule, key, indent = [], None, None, 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        depth = len(line) - len(line.lstrip())
+        if not stripped or stripped.startswith("#"):
+            continue
+        m = re.match(r"- alert:\s*(\S+)", stripped)
+        if m:
+            rule = [m.group(1), "", ""]
+            rules.append(rule)
+            key = None
+            continue
+        if rule is None:
+            continue
+        m = re.match(r"(expr|annotations|labels|for):\s*(.*)", stripped)
+        if m and (key is None or depth <= indent):
+            key, indent = m.group(1), depth
+            if key == "expr" and m.group(2) not in ("|", ">", "|-", ">-"):
+                rule[1] += m.group(2) + "\n"
+            continue
+        if key == "expr" and depth > indent:
+            rule[1] += stripped + "\n"
+        elif key == "annotations":
+            rule[2] += stripped + "\n"
+    return [tuple(r) for r in rules]
+
+
+def rules_problems(text, samples):
+    """What the rules in `text` ask of /metrics that `samples` (from
+    parse_metrics) lacks: a tokend_* name no series has, a label a
+    matcher, ignoring() or on() names that no series of the expression
+    carries, a label value matched that no series has, or a $labels.X in
+    an annotation that the expression's series do not all carry."""
+    series = {}
+    for name, labels in samples:
+        series.setdefault(name, []).append(
+            dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)))
+    problems = []
+    for alert, expr, notes in alert_rules(text):
+        names = sorted(set(TOKEND_METRIC.findall(expr)))
+        if not expr.strip():
+            problems.append("%s: no expr" % alert)
+        for name in names:
+            if name not in series:
+                problems.append("%s: /metrics has no %s" % (alert, name))
+        rows = [row for name in names for row in series.get(name, [])]
+        have = {label for row in rows for label in row}
+        for sel in re.findall(r"\b(tokend_[a-z_]+)\{([^}]*)\}", expr):
+            for label, value in LABEL_MATCHER.findall(sel[1]):
+                values = {row.get(label) for row in series.get(sel[0], [])}
+                wanted = value.split("|") if "=~" in sel[1] else [value]
+                for v in wanted:
+                    if v not in values:
+                        problems.append("%s: no %s{%s=\"%s\"} in /metrics"
+                                        % (alert, sel[0], label, v))
+        for group in LABEL_LIST.findall(expr):
+            for label in filter(None, (x.strip() for x in group.split(","))):
+                if label not in have | SCRAPE_LABELS:
+                    problems.append("%s: no series of %s has label %s"
+                                    % (alert, names, label))
+        for label in set(re.findall(r"\$labels\.(\w+)", notes)):
+            if label in SCRAPE_LABELS or not names:
+                continue
+            if not rows or not all(label in row for row in rows):
+                problems.append("%s: the annotations name $labels.%s, not "
+                                "on every series of %s" % (alert, label, names))
+    return problems
+
+
+def test_alert_rules_use_what_metrics_export(t):
+    """Every tokend_* name in the expr of conf/prometheus/tokend-rules.yml
+    is in a real daemon's /metrics, and so are the labels and label values
+    the rules match on and name in their annotations. A planted rule on a
+    metric tokend lacks, a state it does not have or a label it does not
+    set is caught, so the check can fail."""
+    text = read_text(RULES)
+    check(text, "cannot read %s" % RULES)
+    rules = alert_rules(text)
+    check(len(rules) >= 5 and all(expr for _, expr, _ in rules) and
+          sum(bool(TOKEND_METRIC.search(e)) for _, e, _ in rules) >= 4,
+          "the rules read as %s" % rules)
+    iss = rfc_issuer(t, lifetime=3600)
+    d = t.daemon()
+    d.write_account("acct", rfc_account(t, d, iss, grant="client_credentials",
+                                        files=[{"path": t.out("a.token")}]))
+    d.start()
+    d.wait_for(lambda: read_raw(t.out("a.token")), 10, "the token file")
+    samples = parse_metrics(metrics(d))
+    problems = rules_problems(text, samples)
+    check(not problems, "the rules ask for what /metrics lacks: %s"
+          % "; ".join(problems))
+    for planted, why in (
+            ("tokend_token_expires_in_secs > 0", "a metric name"),
+            ('tokend_account_state{state="stale"} == 1', "a state"),
+            ("tokend_refreshes_total unless ignoring(endpoint) up",
+             "a label")):
+        bad = ("groups:\n  - name: t\n    rules:\n      - alert: Planted\n"
+               "        expr: %s\n" % planted)
+        check(rules_problems(bad, samples), "a rule with %s tokend does "
+              "not export passed: %s" % (why, planted))
     d.stop()
 
 

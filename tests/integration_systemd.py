@@ -1287,6 +1287,127 @@ def test_unit_user_model_group_reads_token_file(t):
     d.stop(expect_exit=0)
 
 
+# -- the user unit ---------------------------------------------------------------
+
+class UserUnitDaemon(SdDaemon):
+    """tokend as systemd/user/tokend.service starts it: no options, only
+    CONFIGURATION_DIRECTORY (~/.config/tokend), STATE_DIRECTORY
+    (~/.local/state/tokend) and RUNTIME_DIRECTORY ($XDG_RUNTIME_DIR/tokend)
+    in its environment, and no tokend.conf: every folder comes from them."""
+
+    def __init__(self, ctx, name):
+        super().__init__(ctx, name)
+        home = ctx.path("home")
+        self.config_dir = os.path.join(home, ".config", "tokend")
+        self.accounts_dir = os.path.join(self.config_dir, "accounts.d")
+        self.state_dir = os.path.join(home, ".local", "state", "tokend")
+        self.xdg_runtime_dir = ctx.path("run-user")
+        self.run_dir = os.path.join(self.xdg_runtime_dir, "tokend")
+        self.socket = os.path.join(self.run_dir, "tokend.sock")
+        for folder in (self.accounts_dir, self.state_dir, self.run_dir):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.unlink(self.conf)        # the harness's own, which is not read
+        self.conf = os.path.join(self.config_dir, "tokend.conf")
+        # the first of a list is ours, as systemd may give several
+        self.env_extra.update({
+            "CONFIGURATION_DIRECTORY": self.config_dir + ":/nonexistent",
+            "STATE_DIRECTORY": self.state_dir,
+            "RUNTIME_DIRECTORY": self.run_dir})
+
+    def command(self, args):
+        return self.prefix + self.ctx.wrapper + [self.ctx.tokend] + list(args)
+
+
+def tokenctl_as_user(t, args, **env):
+    """tokenctl with a clean socket environment and then env."""
+    full = dict(os.environ)
+    for var in ("TOKEND_SOCKET", "XDG_RUNTIME_DIR"):
+        full.pop(var, None)
+    full.update(env)
+    res = subprocess.run([t.tokenctl] + args, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=30, env=full)
+    for mark in SANITIZER_MARKS:
+        check(mark not in res.stderr, "tokenctl: %s" % res.stderr[-3000:])
+    return res
+
+
+def test_user_unit_folders_and_tokenctl_user(t):
+    """The user unit's daemon, with nothing but systemd's three folder
+    variables: it reads its accounts from $CONFIGURATION_DIRECTORY/accounts.d
+    (with no tokend.conf there: that file is optional), a relative secret
+    beside the account file, keeps its state in $STATE_DIRECTORY, listens
+    at $RUNTIME_DIRECTORY/tokend.sock and writes a token file there; tokenctl
+    --user with XDG_RUNTIME_DIR the parent of that folder prints the token,
+    over TOKEND_SOCKET; --socket wins over --user.  A tokend.conf put in
+    $CONFIGURATION_DIRECTORY is read (its log_level shows)."""
+    iss = rfc_issuer(t, lifetime=3600)
+    d = sd_daemon(t, cls=UserUnitDaemon)
+    token_file = os.path.join(d.run_dir, "mine.token")
+    d.write_account("mine", rfc_account(
+        t, d, iss, grant="client_credentials",
+        files=[{"path": token_file, "format": "raw"}]))
+    check(os.path.exists(os.path.join(d.accounts_dir, "rfc.secret")),
+          "harness: the secret is not beside the account file")
+    check(not os.path.exists(d.conf), "harness: a tokend.conf exists")
+    d.start()
+    wait_requests(d, iss, 1, 15, "the first token")
+    token = iss.ok_entries()[-1]["issued_access_token"]
+    d.wait_for(lambda: read_raw(token_file) == token, 10, "the token file")
+    d.wait_for(lambda: os.path.exists(d.state_path("mine")), 10,
+               "the state file in $STATE_DIRECTORY")
+    d.wait_for(lambda: os.path.exists(d.socket), 10,
+               "the socket in $RUNTIME_DIRECTORY")
+    check(stat.S_ISSOCK(os.stat(d.socket).st_mode), "%s is not a socket"
+          % d.socket)
+
+    res = tokenctl_as_user(t, ["--user", "token", "mine"],
+                           XDG_RUNTIME_DIR=d.xdg_runtime_dir,
+                           TOKEND_SOCKET=t.path("not-this.sock"))
+    check(res.returncode == 0 and res.stdout == token + "\n" and
+          res.stderr == "", "tokenctl --user token mine: exit %d, %r" % (
+              res.returncode, res.stderr))
+    res = tokenctl_as_user(t, ["--user", "status"],
+                           XDG_RUNTIME_DIR=d.xdg_runtime_dir)
+    check(res.returncode == 0 and res.stdout.splitlines()[1].startswith(
+        "mine ") and " fresh " in res.stdout,
+          "tokenctl --user status: exit %d, %r %r" % (
+              res.returncode, res.stdout, res.stderr))
+    nowhere = t.path("nowhere.sock")
+    res = tokenctl_as_user(t, ["--user", "--socket", nowhere, "token", "mine"],
+                           XDG_RUNTIME_DIR=d.xdg_runtime_dir)
+    check(res.returncode == 3 and nowhere in res.stderr,
+          "--socket did not win over --user: exit %d, %r" % (
+              res.returncode, res.stderr))
+    res = tokenctl_as_user(t, ["--socket", d.socket, "--user", "token",
+                               "mine"])
+    check(res.returncode == 0 and res.stdout == token + "\n",
+          "--socket with --user and no XDG_RUNTIME_DIR: exit %d, %r" % (
+              res.returncode, res.stderr))
+    res = tokenctl_as_user(t, ["--user", "token", "mine"])
+    check(res.returncode == 64 and "XDG_RUNTIME_DIR" in res.stderr and
+          res.stdout == "", "--user without XDG_RUNTIME_DIR: exit %d, %r" % (
+              res.returncode, res.stderr))
+
+    # the optional global file, where systemd says: read at reload
+    write_file(d.conf, "[tokend]\nlog_level = warning\n")
+    res = tokenctl_as_user(t, ["--user", "reload"],
+                           XDG_RUNTIME_DIR=d.xdg_runtime_dir)
+    check(res.returncode == 0, "reload: exit %d, %r" % (res.returncode,
+                                                      res.stderr))
+    write_file(d.conf, "[tokend]\nbogus_key = 1\n")
+    res = tokenctl_as_user(t, ["--user", "reload"],
+                           XDG_RUNTIME_DIR=d.xdg_runtime_dir)
+    check(res.returncode == 1 and (d.conf + ":2:") in res.stderr,
+          "a broken %s is not reported at reload: exit %d, %r" % (
+              d.conf, res.returncode, res.stderr))
+    os.unlink(d.conf)
+    d.stop(expect_exit=0)
+    check_sanitizer_clean(d)
+    check(not os.path.exists(os.path.join(d.root, "state")) or
+          not os.listdir(os.path.join(d.root, "state")),
+          "the harness's own state folder was used")
+
+
 TESTS = {name: fn for name, fn in list(globals().items())
          if name.startswith("test_") and callable(fn)}
 

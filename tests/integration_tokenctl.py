@@ -24,8 +24,8 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from integration import (  # noqa: E402  (the harness lives next door)
-    TestSkipped, check, fast_refresh, main, parse_rfc3339_utc, require,
-    status_of, wait_requests)
+    TestSkipped, check, fast_refresh, main, parse_rfc3339_utc, read_text,
+    require, status_of, wait_requests)
 from integration_faults import closed_port  # noqa: E402
 from integration_socket import (  # noqa: E402
     NOBODY, RFC_ID, RFC_SECRET, SANITIZER_MARKS, add_account, public_socket,
@@ -460,6 +460,196 @@ def test_status_marks_file_error(t):
     check(err.startswith("file: "), "LAST ERROR %r" % err)
     check(o["file_error"] in ctl(t, d, "status", "fe").stdout,
           "status fe lacks %r" % o["file_error"])
+
+
+def test_user_option_without_xdg_runtime_dir(t):
+    """--user without XDG_RUNTIME_DIR (or with a relative one): one line
+    that names the variable, exit 64, nothing on stdout; with it, the
+    socket is $XDG_RUNTIME_DIR/tokend/tokend.sock (named by the "cannot
+    reach" line); --socket wins over --user and needs no XDG_RUNTIME_DIR,
+    and --user wins over TOKEND_SOCKET."""
+    xdg = t.path("xdg")
+    os.makedirs(xdg, exist_ok=True)
+    base = dict(os.environ)
+    for var in ("TOKEND_SOCKET", "XDG_RUNTIME_DIR"):
+        base.pop(var, None)
+
+    def run(args, **env):
+        res = subprocess.run([t.tokenctl] + args, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=30,
+                             env=dict(base, **env))
+        return res
+
+    for env in ({}, {"XDG_RUNTIME_DIR": ""},
+                {"XDG_RUNTIME_DIR": "relative/run"}):
+        for args in (["--user", "status"], ["token", "--user", "x"]):
+            err = one_line(run(args, **env), 64, "tokenctl %s with %r" % (
+                " ".join(args), env))
+            check(err.startswith("tokenctl: --user: XDG_RUNTIME_DIR is ") and
+                  "usage" not in err, "--user with %r: %r" % (env, err))
+    want = os.path.join(xdg, "tokend", "tokend.sock")
+    err = one_line(run(["--user", "status"], XDG_RUNTIME_DIR=xdg,
+                       TOKEND_SOCKET=t.path("env.sock")), 3, "--user")
+    check(("at %s:" % want) in err, "--user did not ask %s: %r" % (want, err))
+    other = t.path("other.sock")
+    for args in (["--user", "--socket", other, "status"],
+                 ["--socket", other, "status", "--user"]):
+        err = one_line(run(args), 3, "tokenctl %s" % " ".join(args))
+        check(("at %s:" % other) in err, "--socket did not win over --user: "
+              "%r" % err)
+    res = run(["--user", "--help"])
+    check(res.returncode == 0 and "--user" in res.stdout,
+          "--help lacks --user: %r" % res.stdout)
+
+
+# -- bash completion ------------------------------------------------------------
+
+COMPLETION = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "completions", "tokenctl.bash")
+BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
+# Sources the script (after bash-completion's own, with "helpers"), completes
+# the last of the words, prints COMPREPLY one a line.
+COMPLETE_SH = r"""
+[ "$1" = helpers ] && . %s
+shift
+. "$1"
+shift
+COMP_WORDS=("$@")
+COMP_CWORD=$(($# - 1))
+COMP_LINE="$*"
+COMP_POINT=${#COMP_LINE}
+_tokenctl
+for w in "${COMPREPLY[@]}"; do printf '%%s
+' "$w"; done
+""" % BASH_COMPLETION
+
+
+def completion_modes():
+    """Without bash-completion's helpers always; with them when installed."""
+    return ["bare"] + (["helpers"] if os.path.exists(BASH_COMPLETION) else [])
+
+
+def complete(t, words, mode="bare", **env):
+    """What _tokenctl offers for `tokenctl WORDS...` (the last word is the
+    one being completed), with the tokenctl under test first on PATH; it
+    must print nothing on stderr."""
+    run_env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(
+        t.tokenctl)) + os.pathsep + os.environ.get("PATH", ""))
+    for var in ("TOKEND_SOCKET", "XDG_RUNTIME_DIR"):
+        run_env.pop(var, None)
+    run_env.update(env)
+    res = subprocess.run(["bash", "--norc", "--noprofile", "-c", COMPLETE_SH,
+                          "bash", mode, COMPLETION, "tokenctl"] + list(words),
+                         stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=30, env=run_env)
+    check(res.returncode == 0 and res.stderr == "",
+          "completing %r (%s): exit %d, stderr %r" % (
+              words, mode, res.returncode, res.stderr[-500:]))
+    return [x for x in res.stdout.splitlines() if x != ""]
+
+
+def getopt_long_options():
+    """The long options of tokenctl.c's getopt_long table."""
+    src = read_text(os.path.join(os.path.dirname(COMPLETION), "..", "daemon",
+                                 "tokenctl.c"))
+    table = src[src.index("static const struct option longopts[]"):]
+    table = table[:table.index("};")]
+    return {"--" + x for x in re.findall(r'\{ "([a-z-]+)",', table)}
+
+
+def test_completion_commands_and_options(t):
+    """The script completes the commands after `tokenctl`, every long
+    option of tokenctl's getopt_long table after `--`, nothing for the
+    value of --min-valid and nothing after `reload`; without bash-completion
+    loaded and, when it is installed, with it."""
+    commands = ["status", "token", "refresh", "login", "logout", "reload",
+                "help"]
+    options = getopt_long_options()
+    check("--user" in options and "--socket" in options,
+          "the option table: %s" % sorted(options))
+    nowhere = t.path("nowhere.sock")
+    for mode in completion_modes():
+        got = complete(t, [""], mode, TOKEND_SOCKET=nowhere)
+        check(sorted(got) == sorted(commands), "commands (%s): %s" % (mode,
+                                                                      got))
+        got = complete(t, ["re"], mode)
+        check(sorted(got) == ["refresh", "reload"], "re (%s): %s" % (mode, got))
+        got = complete(t, ["--json", "lo"], mode)
+        check(sorted(got) == ["login", "logout"], "lo (%s): %s" % (mode, got))
+        for words in (["--"], ["token", "--"]):
+            got = complete(t, words, mode)
+            check(set(got) == options, "%s (%s): %s, want %s" % (
+                words, mode, sorted(got), sorted(options)))
+        got = complete(t, ["--so"], mode)
+        check(got == ["--socket"], "--so (%s): %s" % (mode, got))
+        for words in (["token", "--min-valid", ""], ["reload", ""],
+                      ["help", ""]):
+            got = complete(t, words, mode, TOKEND_SOCKET=nowhere)
+            check(got == [], "%s (%s): %s" % (words, mode, got))
+
+
+def test_completion_account_names(t):
+    """Account names for the commands that take one, from the daemon that
+    TOKEND_SOCKET, --socket PATH, --socket=PATH or --user (XDG_RUNTIME_DIR)
+    names, filtered by what is typed; an account's error text that looks
+    like JSON adds no name; once the daemon is gone, nothing and no stderr."""
+    iss = rfc_issuer(t)
+    iss.faults("/token", many({"status": 400, "json": {
+        "error": "invalid_client",
+        "error_description": '{"account":"evil"},{"account":"evil2",'}}))
+    d = t.daemon()
+    token = d.write_secret("static.token", "static-token-for-completion-77")
+    names = ["alpha", "beta.x", "beta_2", "gamma-3"]
+    for name in names:
+        d.write_account(name, [("account", {"grant": "static",
+                                            "token_file": token})])
+    add_account(t, d, iss, "refused")
+    d.start()
+    d.wait_for(lambda: os.path.exists(d.socket) and
+               (status_of(d, "refused") or {}).get("last_error"), 20,
+               "the accounts, and refused's error")
+    res = ctl(t, d, "--json", "status")
+    check("evil2" in res.stdout, "refused's error is not in the answer: %r"
+          % res.stdout[-400:])
+    every = sorted(names + ["refused"])
+    xdg = t.path("xdg")
+    os.makedirs(os.path.join(xdg, "tokend"))
+    os.symlink(d.socket, os.path.join(xdg, "tokend", "tokend.sock"))
+    elsewhere = t.path("elsewhere.sock")
+    for mode in completion_modes():
+        for cmd in ("token", "refresh", "login", "logout", "status"):
+            got = complete(t, [cmd, ""], mode, TOKEND_SOCKET=d.socket)
+            check(sorted(got) == every, "%s (%s): %s" % (cmd, mode, got))
+        for words, env in ((["--socket", d.socket, "token", "be"],
+                            {"TOKEND_SOCKET": elsewhere}),
+                           (["--socket=" + d.socket, "token", "be"], {}),
+                           (["token", "--socket", d.socket, "be"], {}),
+                           (["--user", "token", "be"],
+                            {"XDG_RUNTIME_DIR": xdg,
+                             "TOKEND_SOCKET": elsewhere}),
+                           (["--socket", d.socket, "--user", "token", "be"],
+                            {}),
+                           (["token", "--min-valid", "60", "be"],
+                            {"TOKEND_SOCKET": d.socket})):
+            got = complete(t, words, mode, **env)
+            check(sorted(got) == ["beta.x", "beta_2"], "%s %s (%s): %s" % (
+                words, env, mode, got))
+        for words in (["token", "alpha", ""], ["reload", ""]):
+            got = complete(t, words, mode, TOKEND_SOCKET=d.socket)
+            check(got == [], "%s (%s): %s" % (words, mode, got))
+        got = complete(t, ["--user", "token", ""], mode)    # no XDG_RUNTIME_DIR
+        check(got == [], "--user without XDG_RUNTIME_DIR (%s): %s" % (mode,
+                                                                     got))
+
+    d.stop(expect_exit=0)
+    for mode in completion_modes():
+        for words, env in ((["token", ""], {"TOKEND_SOCKET": d.socket}),
+                           (["--socket", d.socket, "status", "a"], {}),
+                           (["--user", "refresh", ""],
+                            {"XDG_RUNTIME_DIR": xdg})):
+            got = complete(t, words, mode, **env)
+            check(got == [], "%s with the daemon gone (%s): %s" % (
+                words, mode, got))
 
 
 TESTS = {name: fn for name, fn in list(globals().items())

@@ -1918,6 +1918,102 @@ test_account_equal(void **state)
 
 /* ---- config_load: the global file ---- */
 
+/* confdir/tokend.conf with content, loaded as the default global file */
+static struct config *
+load_default_global(const char *confdir, const char *content, struct diag *d)
+{
+	struct config	*cfg;
+
+	free(put_file(confdir, "tokend.conf", content, 0644));
+	memset(d, 0, sizeof *d);
+	cfg = config_load(NULL, NULL, d);
+	if (cfg == NULL) {
+		dump_diag("global file in $CONFIGURATION_DIRECTORY", d);
+		fail_msg("config_load failed");
+	}
+	return cfg;
+}
+
+/*
+ * $CONFIGURATION_DIRECTORY (a user unit's ~/.config/tokend, the system
+ * unit's /etc/tokend; first of a list): the default global file, which
+ * may be absent, and the default accounts_dir; -c, -A and the file's own
+ * accounts_dir win.
+ */
+static void
+test_config_load_configuration_directory(const char *dir)
+{
+	struct config	*cfg;
+	struct diag	 d;
+	char		*cd, *acc, *list, *content, *other, *path;
+
+	cd = path_in(dir, "confdir");
+	assert_int_equal(mkdir(cd, 0700), 0);
+	acc = path_in(cd, "accounts.d");
+	assert_int_equal(mkdir(acc, 0700), 0);
+	free(put_file(acc, "mine.conf", "[account]\n" URL_ID, 0600));
+	if (asprintf(&list, "%s:/elsewhere", cd) == -1)
+		fail_msg("asprintf");
+	setenv("CONFIGURATION_DIRECTORY", list, 1);
+
+	/* no tokend.conf there: no error, accounts from confdir/accounts.d */
+	memset(&d, 0, sizeof d);
+	cfg = config_load(NULL, NULL, &d);
+	if (cfg == NULL || d.nerrors != 0) {
+		dump_diag("no global file", &d);
+		fail_msg("config_load failed");
+	}
+	assert_null(cfg->file);
+	CHECK_STR("accounts_dir from $CONFIGURATION_DIRECTORY",
+	    cfg->accounts_dir, acc);
+	CHECK_I64("naccounts", cfg->naccounts, 1);
+	CHECK_STR("account", cfg->accounts[0]->name, "mine");
+	diag_clear(&d);
+	config_free(cfg);
+
+	/* confdir/tokend.conf is the default global file */
+	other = path_in(dir, "other.d");
+	assert_int_equal(mkdir(other, 0700), 0);
+	cfg = load_default_global(cd, "[tokend]\nlog_level = debug\n", &d);
+	path = path_in(cd, "tokend.conf");
+	CHECK_STR("file from $CONFIGURATION_DIRECTORY", cfg->file, path);
+	CHECK_I64("its log_level", cfg->log_level, LOG_LEVEL_DEBUG);
+	CHECK_STR("accounts_dir still from $CONFIGURATION_DIRECTORY",
+	    cfg->accounts_dir, acc);
+	diag_clear(&d);
+	config_free(cfg);
+
+	/* its accounts_dir wins over the variable, and -A over both */
+	if (asprintf(&content, "[tokend]\naccounts_dir = %s\n", other) == -1)
+		fail_msg("asprintf");
+	cfg = load_default_global(cd, content, &d);
+	free(content);
+	CHECK_STR("accounts_dir from the file", cfg->accounts_dir, other);
+	CHECK_I64("no accounts there", cfg->naccounts, 0);
+	diag_clear(&d);
+	config_free(cfg);
+	memset(&d, 0, sizeof d);
+	cfg = config_load(NULL, acc, &d);
+	assert_non_null(cfg);
+	CHECK_STR("accounts_dir from -A", cfg->accounts_dir, acc);
+	diag_clear(&d);
+	config_free(cfg);
+
+	/* -c names the global file: a missing one is an error */
+	unlink(path);
+	memset(&d, 0, sizeof d);
+	assert_null(config_load(path, NULL, &d));
+	assert_true(d.nerrors > 0);
+	diag_clear(&d);
+
+	unsetenv("CONFIGURATION_DIRECTORY");
+	free(other);
+	free(path);
+	free(list);
+	free(acc);
+	free(cd);
+}
+
 static void
 test_config_load_global(void **state)
 {
@@ -2001,6 +2097,7 @@ test_config_load_global(void **state)
 	diag_clear(&d);
 	config_free(cfg);
 
+	test_config_load_configuration_directory(dir);
 	free(global);
 	free(acc);
 }
