@@ -9,6 +9,9 @@
 #   make bench      benchmarks at 10,000 accounts against nginx (minutes),
 #                   and tokenctl against cat (BENCH_ONLY=tokenctl: that alone)
 #   make install    PREFIX=/usr/local DESTDIR=  (also make uninstall)
+#   make deb        the Debian package, in build/ (debian/)
+#   make check-system   (root) the package under a real systemd in a
+#                   Debian 12 container (systemd-nspawn), and lintian
 #   make deps       install what make check needs; deps-build, deps-demo less
 #   V=1             show the compiler's command lines
 
@@ -312,10 +315,10 @@ install: all
 	install -m 0644 man/tokenctl.1 $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 man/tokend.conf.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 0644 man/tokend.8 $(DESTDIR)$(MANDIR)/man8
-	sed 's|/usr/bin/tokend|$(BINDIR)/tokend|g' systemd/tokend.service \
+	sed 's|/usr/bin/tok|$(BINDIR)/tok|g' systemd/tokend.service \
 	    > $(DESTDIR)$(UNITDIR)/tokend.service
 	install -m 0644 systemd/tokend.socket $(DESTDIR)$(UNITDIR)
-	sed 's|/usr/bin/tokend|$(BINDIR)/tokend|g' systemd/user/tokend.service \
+	sed 's|/usr/bin/tok|$(BINDIR)/tok|g' systemd/user/tokend.service \
 	    > $(DESTDIR)$(USERUNITDIR)/tokend.service
 	install -m 0644 systemd/user/tokend.socket $(DESTDIR)$(USERUNITDIR)
 	install -m 0644 completions/tokenctl.bash \

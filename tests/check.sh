@@ -165,7 +165,8 @@ static_check prometheus-rules-tests promtool_rules test \
 user_units_verify() {
 	dir=$(mktemp -d)
 	mkdir -m 0700 "$dir/run" "$dir/units"
-	sed "s|^ExecStart=/usr/bin/tokend|ExecStart=$PWD/$BUILD/tokend|" \
+	sed -e "s|^ExecStart=/usr/bin/tokend|ExecStart=$PWD/$BUILD/tokend|" \
+	    -e "s|^ExecReload=/usr/bin/tokenctl|ExecReload=$PWD/$BUILD/tokenctl|" \
 	    systemd/user/tokend.service > "$dir/units/tokend.service"
 	cp systemd/user/tokend.socket "$dir/units/"
 	out=$(XDG_RUNTIME_DIR=$dir/run SYSTEMD_UNIT_PATH=$dir/units: \
@@ -216,6 +217,8 @@ install_round_trip() {
 	unit=$dest/usr/lib/systemd/system/tokend.service
 	grep -q '^ExecStart=/usr/bin/tokend' "$unit" ||
 	    { echo "ExecStart does not point at PREFIX"; return 1; }
+	grep -q '^ExecReload=/usr/bin/tokenctl reload$' "$unit" ||
+	    { echo "ExecReload does not point at PREFIX's tokenctl"; return 1; }
 	if ! grep -q '^User=tokend$' "$unit" || grep -q '^DynamicUser=' "$unit"
 	then
 		echo "the unit does not run as the static user tokend"
