@@ -20,13 +20,19 @@ check() {
 	local name=$1 out rc
 	shift
 	log "== $name"
+	# each check starts afresh: no failed state and no start-rate count
+	# left by the restarts of the one before (StartLimitBurst=5 in 10 s)
+	systemctl reset-failed tokend.service tokend.socket 2>/dev/null
 	out=$("$@" 2>&1)
 	rc=$?
 	printf '%s\n' "$out"
+	# what a check measured ("info: ...") goes with its result
+	printf '%s\n' "$out" | sed -n 's/^info: /    /p' >> "$R"
 	if [ $rc -eq 0 ]; then
 		result "PASS $name"
 	else
 		result "FAIL $name: $(printf '%s\n' "$out" | grep -v '^$' | tail -n 1)"
+		journalctl -b --no-pager > "$O/journal.txt" 2>&1
 	fi
 	return $rc
 }
@@ -39,9 +45,16 @@ wait_until() {
 		sleep 0.2
 	done
 }
-die() { echo "$*"; return 1; }
+# every check runs in a subshell ($(...) in check): die ends just that check
+die() { echo "$*"; exit 1; }
 rand() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
-main_pid() { systemctl show -P MainPID tokend.service; }
+# (never 0: kill -9 0 would end this script)
+main_pid() {
+	local pid
+	pid=$(systemctl show -P MainPID tokend.service)
+	[ "${pid:-0}" -gt 0 ] || die "tokend.service has no main process"
+	echo "$pid"
+}
 active() { [ "$(systemctl is-active "$1")" = active ]; }
 
 # The issuer's control API (tests/issuer.py) and questions about its log,
@@ -124,9 +137,11 @@ After=tokend.service
 User=iot-collector
 SupplementaryGroups=tokend
 RuntimeDirectory=iot-collector
-ExecStart=/bin/sh -c 'cat /run/tokend/particle.token > "$RUNTIME_DIRECTORY/token" && exec sleep infinity'
+# each start says in /var/lib/iot-starts whether the token file was there
+ExecStart=/bin/sh -c 'if cat /run/tokend/particle.token > "$RUNTIME_DIRECTORY/token"; then echo found >> /var/lib/iot-starts/log; else echo missing >> /var/lib/iot-starts/log; exit 1; fi; exec sleep infinity'
 ExecReload=/bin/sh -c 'echo reload >> "$RUNTIME_DIRECTORY/reloads"'
 EOF
+install -d -o iot-collector /var/lib/iot-starts
 systemctl daemon-reload
 
 # -- the package -------------------------------------------------------------
@@ -171,6 +186,8 @@ check readme-walkthrough walkthrough
 hook_polkit() {
 	wait_until 30 active iot-collector.service ||
 	    die "the on_refresh hook did not start iot-collector.service"
+	wait_until 30 test -s /run/iot-collector/token ||
+	    die "iot-collector found no token file"
 	cmp -s /run/iot-collector/token /run/tokend/particle.token ||
 	    die "iot-collector read another token"
 	journalctl -u tokend -o cat | grep -i 'hook' | tail -n 3
@@ -208,7 +225,7 @@ check hook-reloads-after-refresh hook_reload
 restart_keeps_rt() {
 	local last pid
 	last=$(ilog '[e["issued_refresh_token"] for e in log if e.get("issued_refresh_token")][-1]')
-	pid=$(main_pid)
+	pid=$(main_pid) || exit 1
 	systemctl restart tokend || die "restart failed"
 	[ "$(main_pid)" != "$pid" ] || die "not restarted"
 	tokenctl token particle | cmp -s - /run/tokend/particle.token ||
@@ -239,8 +256,18 @@ notify_order() {
 	rm -f /run/tokend/particle.token /var/lib/tokend/particle.json
 	# the token answer takes about 3 s to arrive
 	ictl POST /_ctl/faults '{"path": "/token", "faults": [{"drip": 0.012}]}' >/dev/null
+	: > /var/lib/iot-starts/log
 	systemctl start iot-collector.service ||
 	    die "iot-collector failed to start: $(journalctl -u iot-collector -o cat | tail -n 2)"
+	# its first start must have found the file (the on_refresh hook may
+	# start it again later, which would hide a start that came too early)
+	wait_until 30 test -s /var/lib/iot-starts/log || die "iot-collector never ran"
+	[ "$(head -n 1 /var/lib/iot-starts/log)" = found ] ||
+	    die "iot-collector started before its token was there"
+	# Type=simple: started means forked; its cat may still be running (a
+	# missing token file leaves an empty copy and a failed unit)
+	wait_until 30 test -s /run/iot-collector/token ||
+	    die "iot-collector found no token file: $(systemctl is-active iot-collector.service)"
 	cmp -s /run/iot-collector/token /run/tokend/particle.token ||
 	    die "iot-collector started before its token was there"
 	ilog 'log[-1]["fault"] is not None and log[-1]["status"] == 200' >/dev/null ||
@@ -293,7 +320,7 @@ check socket-activation socket_activation
 # -- kill -9: systemd restarts it and it resumes -------------------------------------
 kill9() {
 	local pid n
-	pid=$(main_pid)
+	pid=$(main_pid) || exit 1
 	n=$(systemctl show -P NRestarts tokend.service)
 	kill -9 "$pid"
 	wait_until 60 sh -c "[ \"\$(systemctl show -P NRestarts tokend.service)\" -gt $n ] && systemctl is-active -q tokend.service" ||
@@ -308,12 +335,14 @@ check kill-9-restarts-and-resumes kill9
 watchdog() {
 	local pid n wd
 	wd=$(systemctl show -P WatchdogUSec tokend.service)
-	echo "WatchdogUSec=$wd TimeoutAbortUSec=$(systemctl show -P TimeoutAbortUSec tokend.service)"
-	pid=$(main_pid)
+	echo "info: WatchdogUSec=$wd TimeoutAbortUSec=$(systemctl show -P TimeoutAbortUSec tokend.service)"
+	pid=$(main_pid) || exit 1
 	n=$(systemctl show -P NRestarts tokend.service)
 	kill -STOP "$pid"
+	t0=$(date +%s)
 	wait_until 200 sh -c "[ \"\$(systemctl show -P NRestarts tokend.service)\" -gt $n ] && systemctl is-active -q tokend.service" ||
 	    { kill -CONT "$pid"; die "not restarted by the watchdog"; }
+	echo "info: restarted $(($(date +%s) - t0)) s after SIGSTOP"
 	journalctl -u tokend -o cat | grep -i 'watchdog timeout' | tail -n 1 ||
 	    die "the journal does not say watchdog"
 	tokenctl token particle > /dev/null || die "no token after the watchdog restart"
@@ -374,7 +403,12 @@ EOF
 	    die "systemctl --user enable --now failed"
 	runuser -u alice -- env XDG_RUNTIME_DIR="$rt" tokenctl --user token mine |
 	    cmp -s - "$rt/tokend/mine.token" || die "tokenctl --user token mine"
-	test -d /home/alice/.local/state/tokend || die "no ~/.local/state/tokend"
+	test -f /home/alice/.local/state/tokend/mine.json ||
+	    die "no ~/.local/state/tokend/mine.json"
+	[ "$(stat -c '%a %U' /home/alice/.local/state/tokend)" = "700 alice" ] ||
+	    die "~/.local/state/tokend: $(stat -c '%a %U' /home/alice/.local/state/tokend)"
+	test -e /home/alice/.config/tokend/mine.json &&
+	    die "state in ~/.config/tokend"
 	runuser -u alice -- env XDG_RUNTIME_DIR="$rt" \
 	    systemctl --user disable --now tokend.socket tokend.service
 	loginctl disable-linger alice
@@ -389,14 +423,14 @@ journal() {
 	bad=$(journalctl -u tokend ACCOUNT=particle -o export |
 	    grep -a '^ACCOUNT=' | grep -v -x 'ACCOUNT=particle' | head -n 1)
 	[ -z "$bad" ] || die "ACCOUNT=particle shows $bad"
-	echo "$n lines for ACCOUNT=particle"
+	echo "info: $n journal lines for ACCOUNT=particle, all of them its own"
 	journalctl -o export --no-pager > /root/journal.export
 	ictl GET /_ctl/secrets | python3 -c '
 import json, sys
 secrets = set(json.load(sys.stdin)) | set(sys.argv[1:])
 data = open("/root/journal.export", "rb").read()
 found = [s for s in secrets if s and s.encode() in data]
-print("%d secrets checked, %d in the journal" % (len(secrets), len(found)))
+print("info: %d secrets and tokens checked, %d in the journal" % (len(secrets), len(found)))
 sys.exit(1 if found else 0)' "$CS1" "$CS2" "$PW" "$ALICE_CS"
 }
 check journal-account-field-no-secrets journal
@@ -405,7 +439,7 @@ security() {
 	local out score
 	out=$(systemd-analyze security tokend.service 2>&1)
 	score=$(echo "$out" | sed -n 's/.*Overall exposure level for tokend.service: \([0-9.]*\).*/\1/p')
-	echo "exposure $score"
+	echo "info: systemd-analyze security tokend.service: $score"
 	[ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'
 }
 check systemd-analyze-security security
@@ -427,7 +461,7 @@ purge() {
 	pgrep -a -x tokend && die "a tokend process is still running"
 	[ "$(systemctl show -P LoadState tokend.socket)" = not-found ] ||
 	    die "tokend.socket still loaded"
-	echo "left by design: $(find /etc/tokend | tr '\n' ' ')"
+	echo "info: left by design: $(find /etc/tokend | tr '\n' ' ')"
 }
 check apt-purge purge
 
