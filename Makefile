@@ -20,6 +20,9 @@ BINDIR		?= $(PREFIX)/bin
 MANDIR		?= $(PREFIX)/share/man
 UNITDIR		?= $(PREFIX)/lib/systemd/system
 EXAMPLEDIR	?= $(PREFIX)/share/doc/tokend/examples
+# files tokend's users load from where they are installed (not docs, which
+# a minimal system may leave out): the Prometheus alert rules
+DATADIR		?= $(PREFIX)/share/tokend
 SYSUSERSDIR	?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR	?= /etc
 DESTDIR		?=
@@ -50,7 +53,7 @@ PKGS		:= libcurl libevent json-c libsystemd libcrypto
 # recursive (=): evaluated when a recipe runs, after `deps` installed them
 PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS	= $(shell pkg-config --libs $(PKGS))
-ALL_CFLAGS	= -std=gnu11 $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) \
+ALL_CFLAGS	= -std=gnu11 $(WARNFLAGS) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) \
 		  -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 ALL_LDFLAGS	= $(SANFLAGS) -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 
@@ -310,7 +313,7 @@ install: all
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) \
 	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(BASHCOMPDIR) \
 	    $(DESTDIR)$(EXAMPLEDIR)/accounts.d $(DESTDIR)$(EXAMPLEDIR)/polkit \
-	    $(DESTDIR)$(EXAMPLEDIR)/prometheus
+	    $(DESTDIR)$(DATADIR)/prometheus
 	install -m 0755 $(BUILD)/tokend $(BUILD)/tokenctl $(DESTDIR)$(BINDIR)
 	install -m 0644 man/tokenctl.1 $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 man/tokend.conf.5 $(DESTDIR)$(MANDIR)/man5
@@ -331,7 +334,7 @@ install: all
 	install -m 0644 conf/polkit/50-tokend-restart.rules \
 	    $(DESTDIR)$(EXAMPLEDIR)/polkit
 	install -m 0644 conf/prometheus/tokend-rules.yml \
-	    $(DESTDIR)$(EXAMPLEDIR)/prometheus
+	    $(DESTDIR)$(DATADIR)/prometheus
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/tokend/accounts.d
 	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/tokend/credentials
 	@if [ -n "$(DESTDIR)" ]; then \
@@ -357,7 +360,7 @@ KEEP_DIRS	= $(PREFIX) $(PREFIX)/bin $(PREFIX)/sbin $(PREFIX)/lib \
 INSTALL_DIRS	= $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 \
 		  $(UNITDIR) $(USERUNITDIR) $(SYSUSERSDIR) $(BASHCOMPDIR) \
 		  $(EXAMPLEDIR)/accounts.d \
-		  $(EXAMPLEDIR)/polkit $(EXAMPLEDIR)/prometheus \
+		  $(EXAMPLEDIR)/polkit $(DATADIR)/prometheus \
 		  $(SYSCONFDIR)/tokend/accounts.d \
 		  $(SYSCONFDIR)/tokend/credentials
 
@@ -374,7 +377,7 @@ uninstall:
 	    $(DESTDIR)$(SYSUSERSDIR)/tokend.conf \
 	    $(DESTDIR)$(EXAMPLEDIR)/tokend.conf \
 	    $(DESTDIR)$(EXAMPLEDIR)/polkit/50-tokend-restart.rules \
-	    $(DESTDIR)$(EXAMPLEDIR)/prometheus/tokend-rules.yml
+	    $(DESTDIR)$(DATADIR)/prometheus/tokend-rules.yml
 	rm -f $(addprefix $(DESTDIR)$(EXAMPLEDIR)/accounts.d/,\
 	    $(notdir $(wildcard conf/accounts.d/*.example)))
 	@keep=" $(if $(DESTDIR),,$(KEEP_DIRS)) "; \
@@ -389,7 +392,7 @@ uninstall:
 # make deb: the Debian package (debian/), left in build/ with its -dbgsym,
 # .buildinfo and .changes. dpkg-buildpackage writes them beside the source
 # tree, from where they are moved.
-DEB_TOOL_PKGS	:= debhelper dpkg-dev fakeroot libcmocka-dev
+DEB_TOOL_PKGS	:= build-essential debhelper dpkg-dev fakeroot libcmocka-dev
 DEB_VERSION	= $(shell dpkg-parsechangelog -S Version)
 DEB_ARCH	= $(shell dpkg-architecture -qDEB_HOST_ARCH)
 
@@ -398,7 +401,7 @@ deb:
 	    DEB_PKGS="$(BUILD_PKGS) $(DEB_TOOL_PKGS)"
 	dpkg-buildpackage -us -uc -b
 	@mkdir -p build
-	@for f in tokend_$(DEB_VERSION)_$(DEB_ARCH).deb \
+	@set -e; for f in tokend_$(DEB_VERSION)_$(DEB_ARCH).deb \
 	    tokend-dbgsym_$(DEB_VERSION)_$(DEB_ARCH).deb \
 	    tokend_$(DEB_VERSION)_$(DEB_ARCH).buildinfo \
 	    tokend_$(DEB_VERSION)_$(DEB_ARCH).changes; do \
