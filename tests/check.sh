@@ -205,7 +205,7 @@ install_round_trip() {
 	    usr/share/doc/tokend/examples/tokend.conf \
 	    usr/share/doc/tokend/examples/accounts.d/particle.conf.example \
 	    usr/share/doc/tokend/examples/polkit/50-tokend-restart.rules \
-	    usr/share/doc/tokend/examples/prometheus/tokend-rules.yml; do
+	    usr/share/tokend/prometheus/tokend-rules.yml; do
 		[ -f "$dest/$f" ] || { echo "missing $f"; return 1; }
 	done
 	[ -d "$dest/etc/tokend/accounts.d" ] ||
