@@ -157,6 +157,7 @@ install_deb() {
 	test -f /usr/share/bash-completion/completions/tokenctl ||
 	    die "no bash completion"
 	test -f /usr/lib/systemd/user/tokend.service || die "no user unit"
+	test -f /usr/share/tokend/prometheus/tokend-rules.yml || die "no alert rules"
 }
 check package-install install_deb || { echo END >> "$R"; exit 0; }
 
@@ -225,9 +226,11 @@ check hook-reloads-after-refresh hook_reload
 restart_keeps_rt() {
 	local last pid
 	last=$(ilog '[e["issued_refresh_token"] for e in log if e.get("issued_refresh_token")][-1]')
+	[ -n "$last" ] || die "the issuer has issued no refresh token"
 	pid=$(main_pid) || exit 1
 	systemctl restart tokend || die "restart failed"
-	[ "$(main_pid)" != "$pid" ] || die "not restarted"
+	new=$(main_pid) || exit 1
+	[ "$new" != "$pid" ] || die "not restarted"
 	tokenctl token particle | cmp -s - /run/tokend/particle.token ||
 	    die "after restart the socket serves another token"
 	tokenctl refresh particle > /dev/null || die "refresh after restart failed"
@@ -325,7 +328,8 @@ kill9() {
 	kill -9 "$pid"
 	wait_until 60 sh -c "[ \"\$(systemctl show -P NRestarts tokend.service)\" -gt $n ] && systemctl is-active -q tokend.service" ||
 	    die "not restarted after kill -9"
-	[ "$(main_pid)" != "$pid" ] || die "same pid"
+	new=$(main_pid) || exit 1
+	[ "$new" != "$pid" ] || die "same pid"
 	tokenctl refresh particle > /dev/null || die "no refresh after the restart"
 	ilog 'log[-1]["grant_type"] == "refresh_token" and log[-1]["status"] == 200' >/dev/null
 }
@@ -343,7 +347,7 @@ watchdog() {
 	wait_until 200 sh -c "[ \"\$(systemctl show -P NRestarts tokend.service)\" -gt $n ] && systemctl is-active -q tokend.service" ||
 	    { kill -CONT "$pid"; die "not restarted by the watchdog"; }
 	echo "info: restarted $(($(date +%s) - t0)) s after SIGSTOP"
-	journalctl -u tokend -o cat | grep -i 'watchdog timeout' | tail -n 1 ||
+	journalctl -u tokend -o cat | grep -qi 'watchdog timeout' ||
 	    die "the journal does not say watchdog"
 	tokenctl token particle > /dev/null || die "no token after the watchdog restart"
 }
@@ -364,7 +368,7 @@ redirect_uri = http://127.0.0.1:8976/callback
 path = /run/tokend/coder.token
 EOF
 	systemctl reload tokend || die "reload failed"
-	tokenctl login coder > /root/login.out 2>&1 &
+	timeout 60 tokenctl login coder > /root/login.out 2>&1 &
 	wait_until 30 grep -q 'https://api.particle.io/authorize' /root/login.out ||
 	    { cat /root/login.out; die "tokenctl login printed no URL"; }
 	url=$(grep -o 'https://api.particle.io/authorize[^ ]*' /root/login.out | head -n 1)
@@ -431,7 +435,10 @@ secrets = set(json.load(sys.stdin)) | set(sys.argv[1:])
 data = open("/root/journal.export", "rb").read()
 found = [s for s in secrets if s and s.encode() in data]
 print("info: %d secrets and tokens checked, %d in the journal" % (len(secrets), len(found)))
-sys.exit(1 if found else 0)' "$CS1" "$CS2" "$PW" "$ALICE_CS"
+sys.exit(1 if found else 0)' "$CS1" "$CS2" "$PW" "$ALICE_CS" \
+	    "$(printf 'particle:%s' "$CS1" | base64 -w0)" \
+	    "$(printf 'particle:%s' "$CS2" | base64 -w0)" \
+	    "$(printf 'alice-app:%s' "$ALICE_CS" | base64 -w0)"
 }
 check journal-account-field-no-secrets journal
 
@@ -458,7 +465,9 @@ purge() {
 	for f in /var/lib/tokend /run/tokend /etc/tokend/tokend.conf; do
 		[ -e "$f" ] && die "left after purge: $f"
 	done
-	pgrep -a -x tokend && die "a tokend process is still running"
+	# (no pgrep: procps is not in a minimal Debian)
+	grep -qx tokend /proc/[0-9]*/comm 2>/dev/null &&
+	    die "a tokend process is still running"
 	[ "$(systemctl show -P LoadState tokend.socket)" = not-found ] ||
 	    die "tokend.socket still loaded"
 	echo "info: left by design: $(find /etc/tokend | tr '\n' ' ')"

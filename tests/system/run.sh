@@ -28,6 +28,9 @@ say() { echo "system: $*"; }
 give_up() { echo "FAIL system-test: $*"; echo "0 passed, 1 failed"; exit 1; }
 
 if [ "$(id -u)" -ne 0 ]; then
+	# asked for (.ci/run sets TOKEND_TEST_SYSTEM=1): not running is a failure
+	[ "${TOKEND_TEST_SYSTEM:-0}" = 1 ] &&
+	    give_up "needs root (systemd-nspawn, debootstrap)"
 	echo "SKIP system-test: needs root (systemd-nspawn, debootstrap)"
 	echo "0 passed, 0 failed, 1 skipped"
 	exit 0
@@ -38,10 +41,12 @@ done
 [ -f "$deb" ] || give_up "no package $deb (make deb)"
 
 # The package source apt uses here: the first Debian URI of its sources.
-mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p; s/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\) bookworm .*/\2/p' \
-    /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
-    grep -v security | head -n 1)
+uris=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p; s/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\) bookworm.*/\2/p' \
+    /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null)
+mirror=$(echo "$uris" | grep '/debian/*$' | head -n 1)
 mirror=${mirror:-http://deb.debian.org/debian}
+security=$(echo "$uris" | grep '/debian-security/*$' | head -n 1)
+security=${security:-http://deb.debian.org/debian-security}
 
 # The package's dependencies, without versions or alternatives after the
 # first: installed into the cached root beforehand, so the container needs
@@ -53,7 +58,7 @@ deps=$( (dpkg-deb -f "$deb" Depends; dpkg-deb -f "$deb" Recommends) |
 want="$deps $extra"
 
 if [ ! -f "$root/.tokend-root" ]; then
-	rm -rf "$root"
+	rm -rf "$root" "$root.new"
 	mkdir -p "$cache"
 	say "debootstrap bookworm from $mirror into $root (a few minutes, once)"
 	if ! debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus \
@@ -62,9 +67,21 @@ if [ ! -f "$root/.tokend-root" ]; then
 		rm -rf "$root.new"
 		give_up "debootstrap failed (log: $cache/debootstrap.log)"
 	fi
-	# the same suites as here (security updates), so versions match
-	cp /etc/apt/sources.list.d/*.sources "$root.new/etc/apt/sources.list.d/" \
-	    2>/dev/null && rm -f "$root.new/etc/apt/sources.list"
+	# Debian's own suites as here (security updates too), so versions match
+	cat > "$root.new/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $mirror
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+	rm -f "$root.new/etc/apt/sources.list"
 	echo tokend-test > "$root.new/etc/hostname"
 	mv "$root.new" "$root"
 	touch "$root/.tokend-root"
@@ -86,7 +103,9 @@ fi
 # container's /etc/hosts points at its own loopback), the README, and the
 # script; it writes results and logs back there.
 work=$(mktemp -d /tmp/tokend-system.XXXXXX)
-trap 'rm -rf "$work"' EXIT INT TERM
+# nspawn -x's copy of the root, should nspawn itself be killed
+trap 'rm -rf "$work" "$cache"/.#bookworm*' EXIT
+trap 'exit 1' INT TERM
 cp "$deb" "$work/tokend.deb"
 cp tests/issuer.py tests/system/inside.sh README.md "$work/"
 sh tests/mkcerts.sh "$work/certs" >/dev/null || give_up "mkcerts failed"
@@ -98,8 +117,8 @@ sh tests/mkcerts.sh "$work/certs" >/dev/null || give_up "mkcerts failed"
 	openssl x509 -req -in api.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
 	    -days 2 -extfile api.ext -out api.pem 2>/dev/null
 ) || give_up "cannot make the api.particle.io certificate"
-mkdir -m 0777 "$work/out"
-chmod 0755 "$work"
+# only root writes there (the container's root is this machine's)
+mkdir -m 0700 "$work/out"
 
 # The oneshot unit that runs the checks and powers off, whatever happens.
 unit=$work/tokend-system-test.service
