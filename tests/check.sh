@@ -9,18 +9,7 @@ BUILD=${BUILD:-build}
 SANITIZE=${SANITIZE:-0}
 cd "$(dirname "$0")/.." || exit 1
 
-passed=0
-failed=0
-skipped=0
-failures=""
-
-count() {	# count NAME PASSED FAILED [SKIPPED]
-	passed=$((passed + $2))
-	failed=$((failed + $3))
-	skipped=$((skipped + ${4:-0}))
-	[ "$3" -gt 0 ] && failures="$failures $1"
-	return 0
-}
+. tests/tally.sh
 
 if [ "$SANITIZE" = 1 ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
@@ -45,25 +34,6 @@ for t in "$BUILD"/test_*; do
 	fi
 	count "$(basename "$t")" "$p" "$f"
 done
-
-# Each integration file prints its own `N passed, N failed` as its last
-# tally line; no tally at all (it crashed) counts as one failure.
-run_suite() {	# run_suite NAME COMMAND...: count its last tally line
-	name=$1
-	shift
-	out_file=$(mktemp)
-	"$@" 2>&1 | tee "$out_file"
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out_file" | tail -n 1)
-	rm -f "$out_file"
-	if [ -n "$line" ]; then
-		p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
-		f=$(echo "$line" | sed 's/.*passed, \([0-9]*\) failed.*/\1/')
-		s=$(echo "$line" | sed -n 's/.*failed, \([0-9]*\) skipped.*/\1/p')
-		count "$name" "$p" "$f" "${s:-0}"
-	else
-		count "$name" 0 1
-	fi
-}
 
 for suite in integration integration_socket integration_systemd \
     integration_faults integration_regress integration_interop \
@@ -113,19 +83,6 @@ if [ "$SANITIZE" != 1 ] && command -v clang >/dev/null 2>&1; then
 fi
 
 echo "== static checks"
-# Each prints PASS or FAIL with what it saw.
-static_check() {	# static_check NAME COMMAND...
-	name=$1
-	shift
-	if out=$("$@" 2>&1); then
-		echo "PASS $name"
-		count "$name" 1 0
-	else
-		printf 'FAIL %s\n%s\n' "$name" "$out"
-		count "$name" 0 1
-	fi
-}
-
 # mandoc -T lint exits 0 on warnings; what it prints is what counts
 man_lint() {
 	out=$(mandoc -T lint -W warning man/tokend.8 man/tokend.conf.5 \
@@ -321,7 +278,4 @@ else
 	count polkit-rule 0 0 1
 fi
 
-echo
-[ -n "$failures" ] && echo "failing:$failures"
-echo "total: $passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+tally_end
