@@ -27,6 +27,7 @@ from integration import (  # noqa: E402  (the harness lives next door)
     TestSkipped, check, fast_refresh, main, parse_rfc3339_utc, read_text,
     require, status_of, wait_requests)
 from integration_faults import closed_port  # noqa: E402
+from integration_systemd import tokenctl_as_user  # noqa: E402
 from integration_socket import (  # noqa: E402
     NOBODY, RFC_ID, RFC_SECRET, SANITIZER_MARKS, add_account, public_socket,
     setpriv)
@@ -470,15 +471,9 @@ def test_user_option_without_xdg_runtime_dir(t):
     and --user wins over TOKEND_SOCKET."""
     xdg = t.path("xdg")
     os.makedirs(xdg, exist_ok=True)
-    base = dict(os.environ)
-    for var in ("TOKEND_SOCKET", "XDG_RUNTIME_DIR"):
-        base.pop(var, None)
 
     def run(args, **env):
-        res = subprocess.run([t.tokenctl] + args, stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=30,
-                             env=dict(base, **env))
-        return res
+        return tokenctl_as_user(t, args, **env)
 
     for env in ({}, {"XDG_RUNTIME_DIR": ""},
                 {"XDG_RUNTIME_DIR": "relative/run"}):
