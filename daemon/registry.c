@@ -34,12 +34,14 @@ registry_account_changed_cb(struct account *a, void *arg)
 }
 
 struct registry *
-registry_new(struct http *http, void (*changed)(void *), void *arg)
+registry_new(struct http *http, struct fleet *fleet, void (*changed)(void *),
+    void *arg)
 {
 	struct registry	*r;
 
 	r = xcalloc(1, sizeof *r);
 	r->env.http = http;
+	r->env.fleet = fleet;
 	r->env.changed = registry_account_changed_cb;
 	r->env.arg = r;
 	r->state_dir = xstrdup("");

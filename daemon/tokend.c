@@ -454,7 +454,8 @@ tokend_start(struct config *cfg)
 		    NULL)) == NULL || event_add(tokend_signal_evs[i], NULL) != 0)
 			fatalx("cannot watch signals");
 
-	tokend_registry = registry_new(tokend_http, tokend_changed_cb, NULL);
+	tokend_registry = registry_new(tokend_http, NULL, tokend_changed_cb,
+	    NULL);
 	memset(&api_env, 0, sizeof api_env);
 	api_env.base = tokend_base;
 	api_env.registry = tokend_registry;

@@ -156,6 +156,9 @@ struct account_conf {
 						   environment says */
 	int64_t			 timeout;	/* ms */
 	int			 allow_http;
+	int			 shared;	/* fleet mode: one leader in
+						   the fleet refreshes it */
+	int			 shared_line;
 
 	struct response_conf	 response;
 	struct refresh_conf	 refresh;
@@ -182,6 +185,40 @@ struct account_conf {
 	size_t			 identity_len;
 };
 
+/* [fleet] in tokend.conf: instances of many hosts share accounts through
+ * Redis (fleet.c). */
+enum fleet_kind {
+	FLEET_TCP,		/* redis://HOST:PORT/DB */
+	FLEET_UNIX,		/* unix:PATH */
+	FLEET_SENTINEL,		/* sentinel://HOST:PORT[,HOST:PORT...]/MASTER */
+};
+struct fleet_hostport {
+	char			*host;
+	int			 port;
+};
+#define FLEET_KEY_LEN		32	/* AES-256 */
+#define FLEET_NODE_MAX		64
+struct fleet_conf {
+	char			*redis;		/* as written: no password in it */
+	enum fleet_kind		 kind;
+	struct fleet_hostport	*hosts;		/* TCP: one; SENTINEL: each */
+	size_t			 nhosts;
+	char			*path;		/* UNIX */
+	char			*master;	/* SENTINEL: the master's name */
+	int			 db;
+	char			*password;	/* secret; NULL: no AUTH */
+	unsigned char		 key[FLEET_KEY_LEN];	/* secret */
+	char			*key_path;
+	char			*node;		/* this instance's name */
+	char			*key_prefix;
+	int64_t			 lease;		/* ms */
+	int64_t			 timeout;	/* ms: an unanswered command
+						   means a dead connection */
+	int			 line;		/* of [fleet] */
+	char			*identity;	/* all of it, to tell a change */
+	size_t			 identity_len;
+};
+
 struct config {
 	char			*file;		/* NULL: built-in defaults */
 	char			*accounts_dir;
@@ -190,6 +227,8 @@ struct config {
 	enum log_level		 log_level;
 	int			 max_requests;
 	int			 max_requests_per_host;
+
+	struct fleet_conf	*fleet;		/* NULL: no [fleet] */
 
 	struct account_conf    **accounts;	/* sorted by name */
 	size_t			 naccounts;
@@ -492,6 +531,81 @@ char		*sink_render(enum sink_format, const struct token *, int64_t,
 int		 sink_write(const struct sink_conf *, const struct token *,
 		    int64_t);
 
+/* seal.c: AES-256-GCM for what tokend puts in Redis, and the record a
+ * leader publishes (pure: no I/O) */
+struct fleet_record {
+	struct token		 token;		/* refresh_token: NULL: none */
+	uint64_t		 fence;		/* the lease it was obtained
+						   under; 0: none known */
+	char			*leader;	/* the node that published it */
+};
+int		 seal_key_parse(const char *, size_t,
+		    unsigned char[FLEET_KEY_LEN], char **);
+char		*seal_encrypt(const unsigned char[FLEET_KEY_LEN], const char *,
+		    const void *, size_t);
+int		 seal_decrypt(const unsigned char[FLEET_KEY_LEN], const char *,
+		    const char *, char **, size_t *);
+char		*seal_record_encode(const struct fleet_record *);
+int		 seal_record_decode(const char *, size_t, struct fleet_record *);
+void		 seal_record_clear(struct fleet_record *);
+
+/* fleet.c: instances on many hosts share accounts through Redis */
+struct fleet;
+struct fleet_member;
+enum fleet_lead {
+	FLEET_LEAD,		/* this instance leads: refresh now */
+	FLEET_FOLLOW,		/* another one leads: wait for its token */
+	FLEET_DOWN,		/* Redis cannot be had (or the key differs) */
+};
+/* What a shared account hears from the fleet; every call comes from the
+ * event loop, never from inside a fleet_* call. */
+struct fleet_member_ops {
+	/* the answer to fleet_lead(); rec: the fleet's newest token if it
+	   is newer than the member's (the callee takes what it holds),
+	   else NULL */
+	void			(*lead)(void *, enum fleet_lead,
+				    struct fleet_record *);
+	/* a newer token than the member's, from another instance */
+	void			(*token)(void *, struct fleet_record *);
+	/* Redis came back, or this instance lost its lease */
+	void			(*changed)(void *);
+};
+struct fleet_view {
+	const char		*node;
+	const char		*redis;		/* as configured */
+	const char		*master;	/* "HOST:PORT" or the socket
+						   path in use; NULL: none */
+	int			 connected;
+	const char		*last_error;	/* "": none */
+	size_t			 members;	/* live instances seen */
+	size_t			 shared;	/* shared accounts here */
+	size_t			 leading;	/* ... that this one leads */
+	uint64_t		 lease_losses;
+	uint64_t		 publish_failures;
+	uint64_t		 published;
+	uint64_t		 received;	/* tokens from other instances */
+	uint64_t		 reconnects;
+};
+struct fleet	*fleet_new(struct event_base *, const struct fleet_conf *);
+void		 fleet_free(struct fleet *);
+int		 fleet_shutdown(struct fleet *, void (*)(void *), void *);
+void		 fleet_view(const struct fleet *, struct fleet_view *);
+int		 fleet_conf_equal(const struct fleet_conf *,
+		    const struct fleet_conf *);
+const char	*fleet_owner(const char *, char *const *, size_t);
+struct fleet_member *fleet_join(struct fleet *, const char *, int64_t,
+		    const struct fleet_member_ops *, void *);
+void		 fleet_leave(struct fleet_member *);
+int		 fleet_lead(struct fleet_member *, int);
+void		 fleet_cancel_lead(struct fleet_member *);
+void		 fleet_publish(struct fleet_member *, const struct token *,
+		    const char *);
+void		 fleet_offer(struct fleet_member *, const struct token *,
+		    const char *);
+int		 fleet_leading(const struct fleet_member *);
+const char	*fleet_leader(const struct fleet_member *);
+int64_t		 fleet_grace(const struct fleet_member *);
+
 /* account.c: one account's state machine */
 enum account_state {
 	ACCOUNT_FRESH,
@@ -508,6 +622,7 @@ struct account;
  * owner (the registry) keeps it at one address for the accounts' life. */
 struct account_env {
 	struct http		*http;
+	struct fleet		*fleet;		/* NULL: no fleet mode */
 	const char		*state_dir;
 	/* after every change of state, token, error or schedule */
 	void			(*changed)(struct account *, void *);
@@ -539,6 +654,10 @@ struct account_view {
 	int64_t			 remaining_ms;	/* the token's life left, on
 						   CLOCK_BOOTTIME; INT64_MAX:
 						   never expires */
+	int			 shared;	/* fleet mode (shared = yes) */
+	int			 leading;	/* ... and this instance leads */
+	const char		*leader;	/* the node that leads it, as
+						   last seen; NULL: unknown */
 };
 typedef void	(*account_wait_cb)(struct account *, int, const char *, void *);
 struct account	*account_new(const struct account_env *, struct account_conf *);
@@ -592,7 +711,8 @@ struct registry_diff {
 	size_t			 changed;
 	size_t			 removed;
 };
-struct registry	*registry_new(struct http *, void (*)(void *), void *);
+struct registry	*registry_new(struct http *, struct fleet *, void (*)(void *),
+		    void *);
 void		 registry_free(struct registry *);
 void		 registry_apply(struct registry *, struct config *,
 		    struct registry_diff *);
@@ -624,6 +744,7 @@ struct api_env {
 	struct event_base	*base;
 	struct registry		*registry;
 	struct http		*http;
+	struct fleet		*fleet;		/* NULL: no [fleet] */
 	/* POST /v1/reload: 0 or -1 with a cause; the problems in the diag */
 	int			(*reload)(struct diag *, char **, void *);
 	void			*arg;

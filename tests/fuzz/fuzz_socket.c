@@ -89,7 +89,7 @@ setup(void)
 	acs[1] = static_account(dir, "beta", "tok-beta");
 	cfg.accounts = acs;
 	cfg.naccounts = 2;
-	reg = registry_new(http, NULL, NULL);
+	reg = registry_new(http, NULL, NULL, NULL);
 	registry_apply(reg, &cfg, &diff);
 	memset(&env, 0, sizeof env);
 	env.base = base;
