@@ -49,7 +49,9 @@ WARNFLAGS	:= -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 		   -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 # libcrypto: config.c reads each ca_file's certificates (libcurl's own
 # OpenSSL, linked by name)
-PKGS		:= libcurl libevent json-c libsystemd libcrypto
+# hiredis: fleet mode's Redis client, in the event loop (its libevent
+# adapter is a header)
+PKGS		:= libcurl libevent json-c libsystemd libcrypto hiredis
 # recursive (=): evaluated when a recipe runs, after `deps` installed them
 PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS	= $(shell pkg-config --libs $(PKGS))
@@ -66,7 +68,7 @@ ALL_LDFLAGS	= $(SANFLAGS) -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 # DEB_PKGS, by default all three.
 BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev libssl-dev \
 		   libevent-dev libjson-c-dev libsystemd-dev libqrencode-dev \
-		   ca-certificates
+		   libhiredis-dev ca-certificates
 DEMO_PKGS	:= $(BUILD_PKGS) openssl python3 curl
 # chromium: the browser the login tests drive (tests/oidc/browser.js)
 CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
@@ -75,7 +77,7 @@ DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \
 		   sink discovery revoke account registry hooks control login redirect \
-		   api
+		   api fleet
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
 # tokenctl starts as fast as cat: libc and json-c, nothing else; prompt.c
 # loads libqrencode (built against libqrencode-dev's header) only to show

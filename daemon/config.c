@@ -373,12 +373,14 @@ enum config_section {
 	S_FILE,		/* repeatable: each is one struct sink_conf */
 	S_ACCESS,
 	S_HOOKS,	/* ... end here */
-	S_TOKEND,	/* the global file's only section */
+	S_TOKEND,	/* the global file's sections */
+	S_FLEET,
 	S_COUNT		/* not a section: none, or an unknown one */
 };
 
 static const char *const config_section_names[S_COUNT] = {
-	"account", "response", "refresh", "file", "access", "hooks", "tokend"
+	"account", "response", "refresh", "file", "access", "hooks", "tokend",
+	"fleet"
 };
 
 /* Paths read after the parse; their line numbers are kept for messages. */
@@ -447,6 +449,7 @@ _Static_assert(sizeof (enum grant) == sizeof (int) &&
 #define AC(f)	offsetof(struct account_conf, f)
 #define SC(f)	offsetof(struct sink_conf, f)
 #define GC(f)	offsetof(struct config, f)
+#define FC(f)	offsetof(struct fleet_conf, f)
 
 static const struct config_key config_keys[] = {
 	{ S_ACCOUNT, "grant", KEY_CHOICE, AC(grant),
@@ -500,6 +503,8 @@ static const struct config_key config_keys[] = {
 	{ S_ACCOUNT, "timeout", KEY_DURATION, AC(timeout),
 	    .default_str = "30s" },
 	{ S_ACCOUNT, "allow_http", KEY_BOOL, AC(allow_http),
+	    .default_str = "no" },
+	{ S_ACCOUNT, "shared", KEY_BOOL, AC(shared),
 	    .default_str = "no" },
 	{ S_ACCOUNT, "proxy", KEY_STRING, AC(proxy),
 	    .default_str = NULL },
@@ -571,6 +576,22 @@ static const struct config_key config_keys[] = {
 	{ S_TOKEND, "max_requests_per_host", KEY_NUMBER,
 	    GC(max_requests_per_host), .min = 1, .max = 100000,
 	    .default_str = "4" },
+
+	/* checked and read after the parse: see config_fleet_finish */
+	{ S_FLEET, "redis", KEY_STRING, FC(redis),
+	    .default_str = NULL },
+	{ S_FLEET, "password_file", KEY_PATH, FC(password_path),
+	    .default_str = NULL },
+	{ S_FLEET, "key_file", KEY_PATH, FC(key_path),
+	    .default_str = NULL },
+	{ S_FLEET, "node", KEY_STRING, FC(node),
+	    .default_str = NULL },
+	{ S_FLEET, "key_prefix", KEY_STRING, FC(key_prefix),
+	    .default_str = "tokend:" },
+	{ S_FLEET, "lease", KEY_DURATION, FC(lease),
+	    .min = 1000, .max = 600000, .default_str = "15s" },
+	{ S_FLEET, "timeout", KEY_DURATION, FC(timeout),
+	    .min = 100, .max = 60000, .default_str = "5s" },
 };
 
 #define CONFIG_NKEYS	nitems(config_keys)
@@ -610,7 +631,7 @@ config_key_find(enum config_section section, const char *name)
 static int
 config_key_quotes_value(const struct config_key *key)
 {
-	return key->section != S_TOKEND;
+	return key->section != S_TOKEND && key->section != S_FLEET;
 }
 
 /* What follows a bad value in a message: ", not 'VALUE'", or nothing. */
@@ -1497,6 +1518,10 @@ config_account_check_urls(struct account_parse *ap)
 	struct account_conf	*ac = ap->ac;
 
 	if (ac->grant == GRANT_STATIC) {
+		if (ac->shared)
+			diag_error(ap->diag, ap->file, config_key_line(ap,
+			    "shared"), "a static token cannot be shared: it is "
+			    "the same everywhere already");
 		if (ap->file_value[F_TOKEN] == NULL)
 			diag_error(ap->diag, ap->file, config_key_line(ap,
 			    "grant"), "grant = static needs token_file");
@@ -1861,6 +1886,7 @@ config_account_finish(struct account_parse *ap)
 	ap->account_line = ap->section_line[S_ACCOUNT];
 	config_account_read_files(ap);
 	config_account_check_urls(ap);
+	ac->shared_line = config_key_line(ap, "shared");
 	config_account_check_auth(ap);
 	config_account_check_grant(ap);
 	config_account_check_values(ap);
@@ -2032,7 +2058,7 @@ struct global_parse {
 	const char	*file;
 	struct diag	*diag;
 	struct config	*cfg;
-	int		 in_tokend;
+	enum config_section section;	/* S_COUNT: an unknown one */
 	int		 seen_line[CONFIG_NKEYS];	/* by key index */
 };
 
@@ -2041,11 +2067,19 @@ config_global_section_cb(void *arg, const char *name, int line)
 {
 	struct global_parse	*gp = arg;
 
-	gp->in_tokend = config_section_find(name, S_TOKEND, S_TOKEND) ==
-	    S_TOKEND;
-	if (!gp->in_tokend)
+	gp->section = config_section_find(name, S_TOKEND, S_FLEET);
+	if (gp->section == S_COUNT)
 		diag_error(gp->diag, gp->file, line, "unknown section [%s]",
 		    name);
+	else if (gp->section == S_FLEET && gp->cfg->fleet != NULL) {
+		diag_error(gp->diag, gp->file, line, "duplicate section "
+		    "[fleet] (first at line %d)", gp->cfg->fleet->line);
+		gp->section = S_COUNT;
+	} else if (gp->section == S_FLEET) {
+		gp->cfg->fleet = xcalloc(1, sizeof *gp->cfg->fleet);
+		gp->cfg->fleet->line = line;
+		config_key_defaults(S_FLEET, gp->cfg->fleet);
+	}
 	return 0;
 }
 
@@ -2055,14 +2089,15 @@ config_global_value_cb(void *arg, const char *section, const char *key,
 {
 	struct global_parse	*gp = arg;
 	char			*cause;
+	void			*base;
 	int			 i;
 
 	(void)section;
-	if (!gp->in_tokend)
+	if (gp->section == S_COUNT)
 		return 0;
-	if ((i = config_key_find(S_TOKEND, key)) == -1) {
+	if ((i = config_key_find(gp->section, key)) == -1) {
 		diag_error(gp->diag, gp->file, line, "unknown key '%s' in "
-		    "[%s]", key, config_section_names[S_TOKEND]);
+		    "[%s]", key, config_section_names[gp->section]);
 		return 0;
 	}
 	if (gp->seen_line[i] != 0) {
@@ -2073,11 +2108,310 @@ config_global_value_cb(void *arg, const char *section, const char *key,
 	gp->seen_line[i] = line;
 	if (*value == '\0')
 		return 0;	/* keep the default, whatever the key */
-	if (config_key_set(&config_keys[i], gp->cfg, value, &cause) != 0) {
+	base = gp->section == S_FLEET ? (void *)gp->cfg->fleet :
+	    (void *)gp->cfg;
+	if (config_key_set(&config_keys[i], base, value, &cause) != 0) {
 		diag_error(gp->diag, gp->file, line, "%s", cause);
 		free(cause);
 	}
 	return 0;
+}
+
+/* The line of a [fleet] key, else the section's. */
+static int
+config_fleet_line(const struct global_parse *gp, const char *name)
+{
+	int	 i = config_key_find(S_FLEET, name);
+
+	return i != -1 && gp->seen_line[i] != 0 ? gp->seen_line[i] :
+	    gp->cfg->fleet->line;
+}
+
+/* HOST:PORT into hp; -1 with a cause. IPv6 goes in brackets. */
+static int
+config_fleet_hostport(const char *s, size_t n, struct fleet_hostport *hp,
+    char **cause)
+{
+	const char	*colon;
+	char		*port, *end;
+	long		 v;
+
+	if (n > 0 && s[0] == '[') {
+		if ((colon = memchr(s, ']', n)) == NULL ||
+		    (size_t)(colon + 1 - s) >= n || colon[1] != ':')
+			goto bad;
+		hp->host = xstrndup(s + 1, colon - s - 1);
+		colon++;
+	} else {
+		if ((colon = memrchr(s, ':', n)) == NULL || colon == s)
+			goto bad;
+		hp->host = xstrndup(s, colon - s);
+	}
+	port = xstrndup(colon + 1, n - (colon + 1 - s));
+	errno = 0;
+	v = strtol(port, &end, 10);
+	if (*port == '\0' || *end != '\0' || v < 1 || v > 65535) {
+		free(port);
+		free(hp->host);
+		hp->host = NULL;
+		goto bad;
+	}
+	free(port);
+	hp->port = (int)v;
+	return 0;
+bad:
+	xasprintf(cause, "'%.*s' is not HOST:PORT", (int)n, s);
+	return -1;
+}
+
+/* A database number after a '/'; -1 if it is not one. */
+static int
+config_fleet_db(const char *s, int *db)
+{
+	char	*end;
+	long	 v;
+
+	if (*s == '\0') {
+		*db = 0;
+		return 0;
+	}
+	v = strtol(s, &end, 10);
+	if (*end != '\0' || v < 0 || v > 100000)
+		return -1;
+	*db = (int)v;
+	return 0;
+}
+
+/*
+ * redis = redis://HOST:PORT[/DB] | unix:PATH | sentinel://H:P[,H:P...]/
+ * MASTER[/DB]. A password in the URL is refused: the file is shared.
+ */
+static int
+config_fleet_parse_redis(struct fleet_conf *fc, char **cause)
+{
+	const char	*u = fc->redis, *p, *slash, *comma, *end;
+	size_t		 n;
+
+	if (!strncmp(u, "unix:", 5)) {
+		fc->kind = FLEET_UNIX;
+		p = u + 5;
+		if (!strncmp(p, "//", 2))
+			p += 2;
+		if (*p != '/') {
+			xasprintf(cause, "redis: unix: needs an absolute "
+			    "path, as in unix:/run/redis/redis.sock");
+			return -1;
+		}
+		fc->path = xstrdup(p);
+		return 0;
+	}
+	if (!strncmp(u, "redis://", 8))
+		fc->kind = FLEET_TCP;
+	else if (!strncmp(u, "sentinel://", 11))
+		fc->kind = FLEET_SENTINEL;
+	else {
+		xasprintf(cause, "redis: expected redis://HOST:PORT/DB, "
+		    "unix:PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER");
+		return -1;
+	}
+	p = strchr(u, '/') + 2;
+	if (strchr(p, '@') != NULL) {
+		xasprintf(cause, "redis: a password does not go in the URL "
+		    "(the file may be shared); use password_file");
+		return -1;
+	}
+	slash = strchr(p, '/');
+	end = slash != NULL ? slash : p + strlen(p);
+	while (p < end) {
+		comma = memchr(p, ',', end - p);
+		n = comma != NULL ? (size_t)(comma - p) : (size_t)(end - p);
+		if (fc->kind == FLEET_TCP && fc->nhosts == 1) {
+			xasprintf(cause, "redis: redis:// takes one HOST:PORT; "
+			    "several are for sentinel://");
+			return -1;
+		}
+		fc->hosts = xreallocarray(fc->hosts, fc->nhosts + 1,
+		    sizeof *fc->hosts);
+		if (config_fleet_hostport(p, n, &fc->hosts[fc->nhosts],
+		    cause) != 0) {
+			char *c = *cause;
+
+			xasprintf(cause, "redis: %s", c);
+			free(c);
+			return -1;
+		}
+		fc->nhosts++;
+		p += n + (comma != NULL);
+	}
+	if (fc->nhosts == 0) {
+		xasprintf(cause, "redis: no HOST:PORT");
+		return -1;
+	}
+	if (fc->kind == FLEET_TCP) {
+		if (config_fleet_db(slash != NULL ? slash + 1 : "",
+		    &fc->db) != 0) {
+			xasprintf(cause, "redis: the database after the '/' "
+			    "is a number");
+			return -1;
+		}
+		return 0;
+	}
+	if (slash == NULL || slash[1] == '\0' || slash[1] == '/') {
+		xasprintf(cause, "redis: sentinel:// needs the master's name, "
+		    "as in sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster");
+		return -1;
+	}
+	p = slash + 1;
+	slash = strchr(p, '/');
+	fc->master = slash != NULL ? xstrndup(p, slash - p) : xstrdup(p);
+	if (config_fleet_db(slash != NULL ? slash + 1 : "", &fc->db) != 0) {
+		xasprintf(cause, "redis: the database after the master's name "
+		    "is a number");
+		return -1;
+	}
+	return 0;
+}
+
+/* A secret file of [fleet]: read whole, one trailing newline dropped. */
+static int
+config_fleet_read(struct global_parse *gp, const char *key, const char *path,
+    char **out, size_t *lenp)
+{
+	struct stat	 st;
+	char		*buf;
+	size_t		 len;
+	int		 rc, line = config_fleet_line(gp, key);
+
+	if ((rc = read_file_capped(path, SECRET_FILE_MAX, &buf, &len)) != 0) {
+		diag_error(gp->diag, gp->file, line, "%s: cannot read %s: %s",
+		    key, path, rc == -EFBIG ? "larger than 64 KiB" :
+		    rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		return -1;
+	}
+	if (stat(path, &st) == 0 && (st.st_mode & 077))
+		diag_warning(gp->diag, gp->file, line, "%s: %s is readable by "
+		    "group or others (mode %04o)", key, path,
+		    (unsigned)(st.st_mode & 07777));
+	*out = buf;
+	*lenp = len;
+	return 0;
+}
+
+static int
+config_fleet_node_ok(const char *s)
+{
+	size_t	 n = strlen(s);
+
+	return n > 0 && n <= FLEET_NODE_MAX && strspn(s, "ABCDEFGHIJKLMNOPQRS"
+	    "TUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+/*
+ * What a reload compares: every value, and hashes of the secrets (a
+ * changed password or key counts as a change too).
+ */
+static void
+config_fleet_identity(struct fleet_conf *fc)
+{
+	unsigned char	 kh[32], ph[32];
+	char		*s;
+	int		 n;
+
+	sha256(fc->key, sizeof fc->key, kh);
+	sha256(fc->password != NULL ? fc->password : "",
+	    fc->password != NULL ? strlen(fc->password) : 0, ph);
+	n = xasprintf(&s, "%s|%s|%s|%s|%lld|%lld|", fc->redis != NULL ?
+	    fc->redis : "", fc->node != NULL ? fc->node : "", fc->key_prefix,
+	    fc->password != NULL ? "p" : "", (long long)fc->lease,
+	    (long long)fc->timeout);
+	fc->identity_len = (size_t)n + sizeof kh + sizeof ph;
+	fc->identity = xreallocarray(s, fc->identity_len, 1);
+	memcpy(fc->identity + n, kh, sizeof kh);
+	memcpy(fc->identity + n + sizeof kh, ph, sizeof ph);
+}
+
+int
+config_fleet_equal(const struct fleet_conf *a, const struct fleet_conf *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return a->identity_len == b->identity_len &&
+	    memcmp(a->identity, b->identity, a->identity_len) == 0;
+}
+
+/* After the parse: what [fleet] says must hold together. */
+static void
+config_fleet_finish(struct global_parse *gp)
+{
+	struct fleet_conf	*fc = gp->cfg->fleet;
+	char			*cause, *buf, host[256];
+	size_t			 len;
+
+	if (fc == NULL)
+		return;
+	if (fc->redis == NULL)
+		diag_error(gp->diag, gp->file, fc->line, "[fleet] needs redis "
+		    "(redis://HOST:PORT/DB, unix:PATH or sentinel://...)");
+	else if (config_fleet_parse_redis(fc, &cause) != 0) {
+		diag_error(gp->diag, gp->file, config_fleet_line(gp, "redis"),
+		    "%s", cause);
+		free(cause);
+	}
+	if (fc->key_path == NULL)
+		diag_error(gp->diag, gp->file, fc->line, "[fleet] needs "
+		    "key_file, the fleet's AES-256 key (make one with: openssl "
+		    "rand -hex 32 > FILE; chmod 600 FILE), the same on every "
+		    "host");
+	else if (config_fleet_read(gp, "key_file", fc->key_path, &buf,
+	    &len) == 0) {
+		if (seal_key_parse(buf, len, fc->key, &cause) != 0) {
+			diag_error(gp->diag, gp->file, config_fleet_line(gp,
+			    "key_file"), "key_file %s %s", fc->key_path,
+			    cause);
+			free(cause);
+		}
+		freezero(buf, len);
+	}
+	if (fc->password_path != NULL && config_fleet_read(gp,
+	    "password_file", fc->password_path, &buf, &len) == 0) {
+		if (len > 0 && buf[len - 1] == '\n')
+			buf[--len] = '\0';
+		if (len > 0 && buf[len - 1] == '\r')
+			buf[--len] = '\0';
+		if (len == 0 || strlen(buf) != len) {
+			diag_error(gp->diag, gp->file, config_fleet_line(gp,
+			    "password_file"), "password_file: %s is empty or "
+			    "holds a NUL byte", fc->password_path);
+			freezero(buf, len);
+		} else
+			fc->password = buf;
+	}
+	if (fc->node == NULL) {
+		if (gethostname(host, sizeof host) != 0)
+			snprintf(host, sizeof host, "localhost");
+		host[sizeof host - 1] = '\0';
+		host[strcspn(host, ".")] = '\0';
+		if (!config_fleet_node_ok(host))
+			diag_error(gp->diag, gp->file, fc->line, "node: the "
+			    "host name '%s' is not a node name; set node", host);
+		fc->node = xstrdup(host);
+	} else if (!config_fleet_node_ok(fc->node))
+		diag_error(gp->diag, gp->file, config_fleet_line(gp, "node"),
+		    "node: 1 to %d letters, digits, '.', '_' or '-'",
+		    FLEET_NODE_MAX);
+	if (strlen(fc->key_prefix) > 64 || strpbrk(fc->key_prefix, " \t") !=
+	    NULL)
+		diag_error(gp->diag, gp->file, config_fleet_line(gp,
+		    "key_prefix"), "key_prefix: at most 64 characters, no "
+		    "spaces");
+	if (fc->lease < 1000 || fc->lease > 600000)
+		diag_error(gp->diag, gp->file, config_fleet_line(gp, "lease"),
+		    "lease: from 1s to 10m");
+	if (fc->timeout < 100 || fc->timeout > 60000)
+		diag_error(gp->diag, gp->file, config_fleet_line(gp, "timeout"),
+		    "timeout: from 100ms to 1m");
+	/* what a reload compares: every value, the secrets' hashes */
+	config_fleet_identity(fc);
 }
 
 static void
@@ -2369,8 +2703,10 @@ config_load(const char *file, const char *accounts_dir, struct diag *diag)
 		gp.file = cfg->file;
 		gp.diag = diag;
 		gp.cfg = cfg;
+		gp.section = S_COUNT;
 		ini_parse_buffer(buf, len, &handler, &gp);
 		free(buf);
+		config_fleet_finish(&gp);
 	} else if (file != NULL || rc != -ENOENT)
 		diag_error(diag, global, 0, "cannot read: %s", strerror(-rc));
 	free(env_file);
@@ -2401,6 +2737,12 @@ config_load(const char *file, const char *accounts_dir, struct diag *diag)
 	free(names);
 	config_check_file_paths(cfg, diag);
 	config_check_shared_paths(cfg, diag);
+	for (i = 0; i < (int)cfg->naccounts; i++)
+		if (cfg->accounts[i]->shared && cfg->fleet == NULL)
+			diag_error(diag, cfg->accounts[i]->file,
+			    cfg->accounts[i]->shared_line, "shared = yes needs "
+			    "[fleet] in the global file%s%s", cfg->file != NULL ?
+			    " " : "", cfg->file != NULL ? cfg->file : "");
 
 	if (diag->nerrors > errors_before) {
 		config_free(cfg);
@@ -2423,7 +2765,31 @@ config_free(struct config *cfg)
 	free(cfg->accounts_dir);
 	free(cfg->state_dir);
 	free(cfg->socket_path);
+	config_fleet_free(cfg->fleet);
 	free(cfg);
+}
+
+void
+config_fleet_free(struct fleet_conf *fc)
+{
+	size_t	 i;
+
+	if (fc == NULL)
+		return;
+	free(fc->redis);
+	for (i = 0; i < fc->nhosts; i++)
+		free(fc->hosts[i].host);
+	free(fc->hosts);
+	free(fc->path);
+	free(fc->master);
+	freezero_str(fc->password);
+	free(fc->password_path);
+	free(fc->key_path);
+	free(fc->node);
+	free(fc->key_prefix);
+	freezero(fc->identity, fc->identity_len);
+	explicit_bzero(fc->key, sizeof fc->key);
+	free(fc);
 }
 
 /*

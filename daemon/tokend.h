@@ -207,6 +207,7 @@ struct fleet_conf {
 	char			*master;	/* SENTINEL: the master's name */
 	int			 db;
 	char			*password;	/* secret; NULL: no AUTH */
+	char			*password_path;
 	unsigned char		 key[FLEET_KEY_LEN];	/* secret */
 	char			*key_path;
 	char			*node;		/* this instance's name */
@@ -264,6 +265,7 @@ char		*xstrdup(const char *);
 char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
+void		 freezero(void *, size_t);
 void		 freezero_str(char *);
 char	       **strv_dup(char *const *);
 char		*percent_decode(const char *, size_t, int, size_t *);
@@ -325,6 +327,9 @@ struct account_conf *config_account_parse(const char *, const char *,
 struct account_conf *config_account_load(const char *, const char *,
 		    struct diag *);
 void		 config_free(struct config *);
+void		 config_fleet_free(struct fleet_conf *);
+int		 config_fleet_equal(const struct fleet_conf *,
+		    const struct fleet_conf *);
 struct account_conf *config_take_account(struct config *, size_t);
 void		 config_account_free(struct account_conf *);
 int		 config_account_equal(const struct account_conf *,
@@ -590,8 +595,6 @@ struct fleet	*fleet_new(struct event_base *, const struct fleet_conf *);
 void		 fleet_free(struct fleet *);
 int		 fleet_shutdown(struct fleet *, void (*)(void *), void *);
 void		 fleet_view(const struct fleet *, struct fleet_view *);
-int		 fleet_conf_equal(const struct fleet_conf *,
-		    const struct fleet_conf *);
 const char	*fleet_owner(const char *, char *const *, size_t);
 struct fleet_member *fleet_join(struct fleet *, const char *, int64_t,
 		    const struct fleet_member_ops *, void *);

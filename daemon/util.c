@@ -84,6 +84,16 @@ freezero_str(char *s)
 	free(s);
 }
 
+/* Wipe len bytes of a secret, then free it. */
+void
+freezero(void *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, len);
+	free(p);
+}
+
 /*
  * Read a whole regular file of at most cap bytes, NUL-terminated: a file
  * of exactly cap bytes is read. Returns 0 or a negative errno: -EFBIG
