@@ -76,8 +76,8 @@ CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
 DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \
-		   sink discovery revoke account registry hooks control login redirect \
-		   api fleet
+		   sink seal discovery revoke account registry hooks control login \
+		   redirect api fleet
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
 # tokenctl starts as fast as cat: libc and json-c, nothing else; prompt.c
 # loads libqrencode (built against libqrencode-dev's header) only to show
@@ -88,11 +88,11 @@ QR_CFLAGS	= $(shell pkg-config --cflags libqrencode)
 CTL_LIBS	= $(shell pkg-config --libs json-c)
 HEADERS		:= daemon/tokend.h
 
-UNIT_TESTS	:= config schedule oauth sink timer discovery
+UNIT_TESTS	:= config schedule oauth sink timer discovery seal
 UNIT_BINS	:= $(addprefix $(BUILD)/test_,$(UNIT_TESTS))
 UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
 		   schedule.o oauth.o sink.o file.o store.o timer.o discovery.o \
-		   revoke.o http.o)
+		   revoke.o http.o seal.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan
 FUZZ_TARGETS	:= config response retry_after socket jwt state discovery device
