@@ -158,7 +158,7 @@ $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 # and link-time stand-ins for http, timers, hooks and the clock
 ACCOUNT_TEST_OBJS := $(addprefix $(BUILD)/,account.o util.o log.o ini.o \
 		   config.o schedule.o oauth.o sink.o file.o store.o discovery.o \
-		   revoke.o)
+		   revoke.o seal.o fleet.o)
 
 $(BUILD)/test_account: tests/unit/test_account.c tests/unit/unit.h \
     $(ACCOUNT_TEST_OBJS) $(HEADERS)

@@ -120,6 +120,14 @@ struct account {
 	int			 req_discovered;	/* its URL came from it */
 	TAILQ_HEAD(, ep_waiter)	 ep_waiters;
 	struct logout		*logout;
+
+	/* fleet mode (shared = yes) */
+	struct fleet_member	*member;	/* NULL: not shared */
+	int			 fleet_go;	/* the fleet said: lead */
+	int			 fleet_alone;	/* Redis is down: own grant */
+	int			 fleet_alone_said;
+	int			 fleet_waiting;	/* for Redis to come back */
+	int			 fleet_force;	/* tokenctl refresh */
 };
 
 static void	account_request(struct account *);
@@ -130,6 +138,8 @@ static void	account_request_endpoints_cb(struct account *,
 		    const struct endpoints *, const char *, void *);
 static enum account_state account_state_at(const struct account *, int64_t);
 static int	account_token_valid(const struct account *);
+static void	account_schedule_refresh(struct account *);
+static void	account_fleet_join(struct account *);
 
 static const char *
 account_grant_name(enum grant g)
@@ -440,6 +450,9 @@ account_schedule_refresh(struct account *a)
 		a->due_wall = a->next_wall = 0;
 		return;
 	}
+	/* shared: the owner looks at the refresh time, the others later */
+	if (a->member != NULL)
+		due = fleet_follow_at(a->member, due, clock_wall_ms());
 	account_fmt_delay(due - clock_wall_ms(), in, sizeof in);
 	log_account(LOG_LEVEL_DEBUG, a->conf->name, "next refresh in %s", in);
 	account_schedule_wall(a, due);
@@ -516,6 +529,17 @@ account_success(struct account *a, struct token *t)
 	a->token.refresh_at = 0;
 	account_plan_refresh(a);	/* saved with it */
 	a->last_success = now;
+	a->fleet_alone = 0;
+
+	/* shared: the fleet hears of it before anything else; a follower
+	   (fetching on its own while Redis is down) offers it at the next
+	   connect */
+	if (a->member != NULL) {
+		if (fleet_leading(a->member))
+			fleet_publish(a->member, &a->token, a->refresh_token);
+		else
+			fleet_offer(a->member, &a->token, a->refresh_token);
+	}
 
 	/* the refresh token may exist nowhere else: disk comes first */
 	account_save_state(a);
@@ -682,6 +706,195 @@ account_http_done_cb(const struct http_result *res, void *arg)
 	freezero_str(used);
 }
 
+/* ---- fleet mode ---- */
+
+/* Whether the account can do without a refresh token (and a human). */
+static int
+account_own_grant(const struct account *a)
+{
+	return !GRANT_IS_LOGIN(a->conf->grant) &&
+	    a->conf->grant != GRANT_REFRESH_TOKEN &&
+	    a->conf->grant != GRANT_STATIC;
+}
+
+/*
+ * Before a shared account asks the endpoint, the fleet says who does:
+ * urgent when there is no valid token or its refresh is overdue (the
+ * leader presumed dead), or a human asked.
+ */
+static void
+account_fleet_ask(struct account *a)
+{
+	int64_t	 now = clock_wall_ms();
+	int	 urgent;
+
+	urgent = a->fleet_force || !account_token_valid(a) ||
+	    fleet_overdue(a->member, a->token.refresh_at, now);
+	timer_clear(&a->timer);
+	a->due_wall = 0;
+	a->next_wall = now;
+	fleet_lead(a->member, urgent);
+}
+
+/* A token the fleet has: served, written, and followed. */
+static void
+account_adopt(struct account *a, struct fleet_record *rec, int leading)
+{
+	char	*rt = rec->token.refresh_token, *fp;
+
+	rec->token.refresh_token = NULL;
+	if (rec->token.expires_at != 0 &&
+	    rec->token.expires_at <= clock_wall_ms()) {
+		/* nothing to serve; a new leader still needs the refresh
+		   token */
+		if (leading && rt != NULL) {
+			freezero_str(a->refresh_token);
+			a->refresh_token = rt;
+			account_save_state(a);
+		} else
+			freezero_str(rt);
+		return;
+	}
+	if (leading) {
+		if (rt != NULL) {
+			freezero_str(a->refresh_token);
+			a->refresh_token = rt;
+		}
+	} else {
+		/* followers keep no refresh token: the leader has it */
+		freezero_str(rt);
+		freezero_str(a->refresh_token);
+		a->refresh_token = NULL;
+	}
+	oauth_token_clear(&a->token);
+	a->token = rec->token;
+	memset(&rec->token, 0, sizeof rec->token);
+	if (a->token.token_type == NULL)
+		a->token.token_type = xstrdup("Bearer");
+	account_token_arrived(a);
+	a->last_success = a->token.obtained_at;
+	a->failures = 0;
+	a->failed = 0;
+	a->attempted = 1;
+	a->not_before = 0;
+	a->fleet_waiting = 0;
+	a->last_error[0] = '\0';
+	fleet_offer(a->member, &a->token, a->refresh_token);
+	account_save_state(a);
+	account_write_sinks(a);
+	fp = fingerprint(a->token.access_token);
+	log_account(LOG_LEVEL_INFO, a->conf->name, "token %s from the fleet "
+	    "(leader %s)", fp, rec->leader != NULL ? rec->leader : "unknown");
+	free(fp);
+	if (a->conf->on_refresh != NULL)
+		hooks_run(a->conf->on_refresh, a->conf->name,
+		    a->token.expires_at, NULL);
+	if (a->req == NULL)
+		account_schedule_refresh(a);
+	account_transition(a, ACCOUNT_SUCCEEDED, "token from the fleet");
+}
+
+/* Redis cannot be had: fetch alone if no refresh token is needed. */
+static void
+account_fleet_down(struct account *a)
+{
+	if (account_own_grant(a)) {
+		if (!a->fleet_alone_said)
+			log_account(LOG_LEVEL_WARNING, a->conf->name, "the fleet "
+			    "is unreachable; refreshing on its own (no refresh "
+			    "token is used)");
+		a->fleet_alone_said = 1;
+		a->fleet_alone = 1;
+		a->fleet_go = 1;
+		account_request(a);
+		return;
+	}
+	a->fleet_waiting = 1;
+	account_backoff(a, "the fleet is unreachable; a shared refresh token "
+	    "is used by one instance only, so refreshing waits for Redis", -1);
+}
+
+static void
+account_fleet_lead_cb(void *arg, enum fleet_lead res, struct fleet_record *rec)
+{
+	struct account	*a = arg;
+	int		 force = a->fleet_force;
+
+	a->fleet_force = 0;
+	if (rec != NULL)
+		account_adopt(a, rec, res == FLEET_LEAD);
+	if (a->req != NULL)
+		return;
+	switch (res) {
+	case FLEET_LEAD:
+		a->fleet_alone_said = 0;
+		if (!force && account_token_valid(a) && a->failures == 0 &&
+		    a->token.refresh_at > clock_wall_ms()) {
+			/* another instance refreshed it meanwhile */
+			account_schedule_refresh(a);
+			account_transition(a, ACCOUNT_UNDECIDED, "leading");
+			return;
+		}
+		a->fleet_go = 1;
+		account_request(a);
+		return;
+	case FLEET_FOLLOW:
+		a->fleet_alone_said = 0;
+		if (account_token_valid(a) && a->token.refresh_at != 0)
+			account_schedule_refresh(a);
+		else
+			account_schedule_wall(a, fleet_follow_at(a->member, 0,
+			    clock_wall_ms()));
+		account_transition(a, force && account_token_valid(a) ?
+		    ACCOUNT_SUCCEEDED : ACCOUNT_UNDECIDED, "following");
+		return;
+	case FLEET_DOWN:
+		account_fleet_down(a);
+		return;
+	}
+}
+
+static void
+account_fleet_token_cb(void *arg, struct fleet_record *rec)
+{
+	struct account	*a = arg;
+
+	account_adopt(a, rec, fleet_leading(a->member));
+}
+
+/* Redis came back, or the lease was lost. */
+static void
+account_fleet_changed_cb(void *arg)
+{
+	struct account	*a = arg;
+
+	if (a->req != NULL || a->discovery_wait || a->logout != NULL)
+		return;
+	if (a->fleet_waiting || !account_token_valid(a)) {
+		a->fleet_waiting = 0;
+		account_request(a);
+		return;
+	}
+	if (a->failures == 0 && a->token.refresh_at != 0)
+		account_schedule_refresh(a);
+	account_transition(a, ACCOUNT_UNDECIDED, "fleet");
+}
+
+static const struct fleet_member_ops account_fleet_ops = {
+	account_fleet_lead_cb, account_fleet_token_cb, account_fleet_changed_cb
+};
+
+static void
+account_fleet_join(struct account *a)
+{
+	if (a->member != NULL || !a->conf->shared || a->env->fleet == NULL)
+		return;
+	a->member = fleet_join(a->env->fleet, a->conf->name, a->conf->timeout,
+	    &account_fleet_ops, a);
+	if (account_token_valid(a))
+		fleet_offer(a->member, &a->token, a->refresh_token);
+}
+
 static void
 account_request(struct account *a)
 {
@@ -696,7 +909,12 @@ account_request(struct account *a)
 	if (a->req != NULL || a->discovery_wait ||
 	    a->conf->grant == GRANT_STATIC)
 		return;
-	if (a->refresh_token != NULL)
+	if (a->member != NULL && !a->fleet_go) {
+		account_fleet_ask(a);
+		return;
+	}
+	a->fleet_go = 0;
+	if (a->refresh_token != NULL && !a->fleet_alone)
 		grant = GRANT_REFRESH_TOKEN;
 	else if (GRANT_IS_LOGIN(a->conf->grant)) {
 		account_enter_login(a, NULL);
@@ -919,6 +1137,7 @@ account_start(struct account *a)
 		oauth_token_clear(&t);
 	}
 	account_seed_refresh_token(a);
+	account_fleet_join(a);
 	if (!timer_pending(&a->timer))
 		account_request(a);
 }
@@ -943,6 +1162,12 @@ account_replace_conf(struct account *a, struct account_conf *conf)
 		discovery_forget(a->discovery);	/* read again, as configured */
 	account_seed_refresh_token(a);
 	config_account_free(old);
+	if (!conf->shared && a->member != NULL) {
+		fleet_leave(a->member);
+		a->member = NULL;
+		timer_clear(&a->timer);
+	} else if (conf->shared)
+		account_fleet_join(a);
 	if (account_token_valid(a))
 		account_write_sinks(a);
 	if (replan)
@@ -1000,6 +1225,7 @@ account_free(struct account *a)
 	timer_clear(&a->timer);
 	timer_clear(&a->persist_timer);
 	timer_clear(&a->expiry_timer);
+	fleet_leave(a->member);
 	account_notify(a, 0, "the account was removed");
 	account_login_free(a);
 	oauth_token_clear(&a->token);
@@ -1066,6 +1292,9 @@ account_view(const struct account *a, int64_t now, struct account_view *v)
 	v->state = account_state_at(a, now);
 	v->token = a->token.access_token != NULL ? &a->token : NULL;
 	v->remaining_ms = account_remaining(a);
+	v->shared = a->member != NULL;
+	v->leading = a->member != NULL && fleet_leading(a->member);
+	v->leader = a->member != NULL ? fleet_leader(a->member) : NULL;
 	/*
 	 * An account that needs a login serves no token, even one still
 	 * in its life: its refresh token was refused or logged out, so the
@@ -1164,8 +1393,10 @@ account_refresh_now(struct account *a, int64_t min_valid_ms,
 		w->arg = arg;
 		TAILQ_INSERT_TAIL(&a->waiters, w, entry);
 	}
-	if (a->req == NULL)
+	if (a->req == NULL) {
+		a->fleet_force = 1;
 		account_request(a);
+	}
 	return 0;
 }
 

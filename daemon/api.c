@@ -288,6 +288,7 @@ static void
 api_status_one(struct evbuffer *b, const struct account_view *v)
 {
 	char	 exp[40], next[40], last[40], in[24], *qerr, *qname, *qfile;
+	char	*qleader;
 
 	api_format_time(v->token != NULL ? v->token->expires_at : 0, exp,
 	    sizeof exp);
@@ -304,11 +305,18 @@ api_status_one(struct evbuffer *b, const struct account_view *v)
 	    "\"expires_at\":%s,\"next_refresh_at\":%s,\"last_error\":%s,"
 	    "\"refreshes\":%llu,\"failures\":%llu,\"last_success_at\":%s,"
 	    "\"expires_in\":%s,\"file_error\":%s,\"file_failures\":%llu,"
-	    "\"in_flight\":%s}", qname,
+	    "\"in_flight\":%s,\"shared\":%s", qname,
 	    account_state_name(v->state), exp, next, qerr,
 	    (unsigned long long)v->refreshes, (unsigned long long)v->failures,
 	    last, in, qfile, (unsigned long long)v->file_failures,
-	    v->in_flight ? "true" : "false");
+	    v->in_flight ? "true" : "false", v->shared ? "true" : "false");
+	if (v->shared) {
+		qleader = api_quote_or_null(v->leader);
+		evbuffer_add_printf(b, ",\"leader\":%s,\"leading\":%s",
+		    qleader, v->leading ? "true" : "false");
+		free(qleader);
+	}
+	evbuffer_add(b, "}", 1);
 	free(qname);
 	free(qerr);
 	free(qfile);
@@ -895,6 +903,9 @@ api_metric(struct evbuffer *b, const struct control_peer *p,
 	}
 }
 
+static void	api_metrics_fleet(struct evbuffer *,
+		    const struct control_peer *, int64_t);
+
 static void
 api_metrics(struct evhttp_request *req, const struct control_peer *p,
     const char *rest, const char *query)
@@ -933,7 +944,105 @@ api_metrics(struct evhttp_request *req, const struct control_peer *p,
 	    (unsigned long long)api_answers_2xx,
 	    (unsigned long long)api_answers_4xx,
 	    (unsigned long long)api_answers_5xx, control_connections());
+	if (api.fleet != NULL)
+		api_metrics_fleet(b, p, now);
 	api_reply(req, 200, "text/plain; version=0.0.4", b);
+}
+
+/* GET /v1/fleet: the fleet's health, as this instance sees it. */
+static void
+api_fleet(struct evhttp_request *req, const struct control_peer *p,
+    const char *rest, const char *query)
+{
+	struct fleet_view	 fv;
+	struct evbuffer		*b;
+	char			*qnode, *qredis, *qmaster, *qerr;
+
+	(void)p;
+	(void)rest;
+	(void)query;
+	if (api.fleet == NULL) {
+		api_reply_error(req, 404, "no [fleet] in the configuration", 0);
+		return;
+	}
+	if ((b = api_buffer(req)) == NULL)
+		return;
+	fleet_view(api.fleet, &fv);
+	qnode = json_quote(fv.node);
+	qredis = json_quote(fv.redis);
+	qmaster = api_quote_or_null(fv.master);
+	qerr = json_quote(fv.last_error);
+	evbuffer_add_printf(b, "{\"node\":%s,\"redis\":%s,\"master\":%s,"
+	    "\"connected\":%s,\"last_error\":%s,\"members\":%zu,"
+	    "\"shared\":%zu,\"leading\":%zu,\"lease_losses\":%llu,"
+	    "\"publish_failures\":%llu,\"published\":%llu,\"received\":%llu,"
+	    "\"reconnects\":%llu}\n", qnode, qredis, qmaster,
+	    fv.connected ? "true" : "false", qerr, fv.members, fv.shared,
+	    fv.leading, (unsigned long long)fv.lease_losses,
+	    (unsigned long long)fv.publish_failures,
+	    (unsigned long long)fv.published, (unsigned long long)fv.received,
+	    (unsigned long long)fv.reconnects);
+	free(qnode);
+	free(qredis);
+	free(qmaster);
+	free(qerr);
+	api_reply(req, 200, "application/json", b);
+}
+
+/* The fleet's part of /metrics. */
+static void
+api_metrics_fleet(struct evbuffer *b, const struct control_peer *p,
+    int64_t now)
+{
+	static const char *const gauges[][2] = {
+		{ "tokend_fleet_connected", "1 while this instance is in the "
+		    "fleet (Redis answers, the key matches)." },
+		{ "tokend_fleet_members", "Live instances in the fleet." },
+		{ "tokend_fleet_shared_accounts", "Shared accounts here." },
+		{ "tokend_fleet_leader_accounts", "Shared accounts this "
+		    "instance leads." },
+	}, *const counters[][2] = {
+		{ "tokend_fleet_lease_losses_total", "Leases lost while "
+		    "leading." },
+		{ "tokend_fleet_publish_failures_total", "Publishes the fence "
+		    "refused." },
+		{ "tokend_fleet_published_total", "Tokens published." },
+		{ "tokend_fleet_received_total", "Tokens taken from other "
+		    "instances." },
+		{ "tokend_fleet_reconnects_total", "Reconnections to Redis." },
+	};
+	struct fleet_view	 fv;
+	struct account_view	 v;
+	unsigned long long	 gv[4], cv[5];
+	size_t			 i;
+
+	fleet_view(api.fleet, &fv);
+	gv[0] = (unsigned long long)fv.connected;
+	gv[1] = fv.members;
+	gv[2] = fv.shared;
+	gv[3] = fv.leading;
+	cv[0] = fv.lease_losses;
+	cv[1] = fv.publish_failures;
+	cv[2] = fv.published;
+	cv[3] = fv.received;
+	cv[4] = fv.reconnects;
+	for (i = 0; i < sizeof gauges / sizeof gauges[0]; i++)
+		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %llu"
+		    "\n", gauges[i][0], gauges[i][1], gauges[i][0],
+		    gauges[i][0], gv[i]);
+	for (i = 0; i < sizeof counters / sizeof counters[0]; i++)
+		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s "
+		    "%llu\n", counters[i][0], counters[i][1], counters[i][0],
+		    counters[i][0], cv[i]);
+	evbuffer_add_printf(b, "# HELP tokend_account_leading 1 while this "
+	    "instance leads the shared account.\n# TYPE tokend_account_leading "
+	    "gauge\n");
+	for (i = 0; i < registry_count(api.registry); i++) {
+		account_view(registry_get(api.registry, i), now, &v);
+		if (v.shared && api_peer_may_see(p, &v))
+			evbuffer_add_printf(b, "tokend_account_leading{account="
+			    "\"%s\"} %d\n", v.name, v.leading);
+	}
 }
 
 typedef void	(*api_route_fn)(struct evhttp_request *,
@@ -952,6 +1061,7 @@ static const struct api_route {
 	{ "/v1/login/", 1, 1, api_login, api_login_cancel },
 	{ "/v1/logout/", 1, 1, api_logout, NULL },
 	{ "/v1/reload", 0, 1, api_reload, NULL },
+	{ "/v1/fleet", 0, 0, api_fleet, NULL },
 	{ "/metrics", 0, 0, api_metrics, NULL },
 };
 

@@ -1886,7 +1886,7 @@ config_account_finish(struct account_parse *ap)
 	ap->account_line = ap->section_line[S_ACCOUNT];
 	config_account_read_files(ap);
 	config_account_check_urls(ap);
-	ac->shared_line = config_key_line(ap, "shared");
+	ap->ac->shared_line = config_key_line(ap, "shared");
 	config_account_check_auth(ap);
 	config_account_check_grant(ap);
 	config_account_check_values(ap);

@@ -763,8 +763,14 @@ fleet_acquire_reply(struct fleet *f, struct fleet_member *m,
 		fleet_set_leader(m, r->element[2]->str, r->element[2]->len);
 	if (r->element[3]->type == REDIS_REPLY_STRING &&
 	    fleet_open(m, r->element[3]->str, r->element[3]->len, &rec) == 0) {
-		fleet_saw(m, &rec);
-		recp = &rec;
+		/* newer, or the refresh token a new leader needs */
+		if (fleet_newer(m, &rec) || (won && rec.token.refresh_token !=
+		    NULL && (!m->have_mine ||
+		    m->mine.token.refresh_token == NULL))) {
+			fleet_saw(m, &rec);
+			recp = &rec;
+		} else
+			seal_record_clear(&rec);
 	}
 	if (won) {
 		if (!m->leading)
@@ -875,9 +881,6 @@ fleet_publish(struct fleet_member *m, const struct token *t, const char *rt)
 
 	fleet_keep(m, t, rt);
 	m->mine.fence = m->fence;
-	if (!fleet_newer(m, &m->mine) && m->mine.fence == m->seen_fence &&
-	    m->mine.token.obtained_at == m->seen_obtained)
-		;	/* the same: publishing again is harmless */
 	m->seen_fence = m->mine.fence;
 	m->seen_obtained = m->mine.token.obtained_at;
 	fleet_set_leader(m, m->f->conf->node, strlen(m->f->conf->node));
@@ -1581,10 +1584,20 @@ fleet_follow_at(const struct fleet_member *m, int64_t refresh_at, int64_t now)
 
 	due = refresh_at;
 	if (!fleet_owns(m))
-		due += lease + m->f->conf->timeout + lease / 3;
+		due += m->px + lease / 3;
 	if (refresh_at == 0 || due <= now)
 		due = now + lease / 3;
 	return due;
+}
+
+/* Whether a token due at refresh_at is so late that its leader is
+   presumed dead: anyone may take the lease then. */
+int
+fleet_overdue(const struct fleet_member *m, int64_t refresh_at, int64_t now)
+{
+	int64_t	 lease = m->f->conf->lease;
+
+	return refresh_at != 0 && now >= refresh_at + m->px + lease / 3;
 }
 
 void

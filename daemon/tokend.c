@@ -35,6 +35,8 @@
 static struct event_base	*tokend_base;
 static struct http		*tokend_http;
 static struct registry		*tokend_registry;
+static struct fleet		*tokend_fleet;
+static struct fleet_conf	*tokend_fleet_conf;
 static struct config		*tokend_config;	/* global settings only */
 static const char		*tokend_config_file;
 static const char		*tokend_accounts_dir;	/* -A */
@@ -355,6 +357,8 @@ tokend_reload(struct diag *d, char **cause)
 	    (unsigned long long)tokend_monotonic_usec());
 	tokend_prepare_dirs(cfg);	/* while cfg still lists every account */
 
+	if (!config_fleet_equal(cfg->fleet, tokend_fleet_conf))
+		log_warnx("[fleet] changes take effect only on restart");
 	if (strcmp(cfg->socket_path, tokend_config->socket_path) != 0)
 		log_warnx("the socket moves from %s to %s only on restart",
 		    tokend_config->socket_path, cfg->socket_path);
@@ -396,13 +400,23 @@ tokend_sighup_cb(evutil_socket_t sig, short events, void *arg)
 }
 
 static void
+tokend_released_cb(void *arg)
+{
+	(void)arg;
+	event_base_loopbreak(tokend_base);
+}
+
+static void
 tokend_sigterm_cb(evutil_socket_t sig, short events, void *arg)
 {
 	(void)events;
 	(void)arg;
 	log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	sd_notify(0, "STOPPING=1");
-	event_base_loopbreak(tokend_base);
+	/* the fleet takes over at once if the leases are handed back */
+	if (tokend_fleet == NULL || fleet_shutdown(tokend_fleet,
+	    tokend_released_cb, NULL) == 0)
+		event_base_loopbreak(tokend_base);
 }
 
 /* --check: print every problem; 0 when the configuration is valid. */
@@ -454,12 +468,20 @@ tokend_start(struct config *cfg)
 		    NULL)) == NULL || event_add(tokend_signal_evs[i], NULL) != 0)
 			fatalx("cannot watch signals");
 
-	tokend_registry = registry_new(tokend_http, NULL, tokend_changed_cb,
-	    NULL);
+	/* the fleet keeps the [fleet] it started with: a reload cannot
+	   change it */
+	if (cfg->fleet != NULL) {
+		tokend_fleet_conf = cfg->fleet;
+		cfg->fleet = NULL;
+		tokend_fleet = fleet_new(tokend_base, tokend_fleet_conf);
+	}
+	tokend_registry = registry_new(tokend_http, tokend_fleet,
+	    tokend_changed_cb, NULL);
 	memset(&api_env, 0, sizeof api_env);
 	api_env.base = tokend_base;
 	api_env.registry = tokend_registry;
 	api_env.http = tokend_http;
+	api_env.fleet = tokend_fleet;
 	api_env.reload = tokend_reload_cb;
 	api_init(&api_env);
 	memset(&login_env, 0, sizeof login_env);
@@ -494,6 +516,8 @@ tokend_stop(void)
 	redirect_shutdown();
 	api_shutdown();
 	registry_free(tokend_registry);
+	fleet_free(tokend_fleet);
+	config_fleet_free(tokend_fleet_conf);
 	control_shutdown();
 	hooks_shutdown();
 	http_free(tokend_http);

@@ -591,7 +591,7 @@ struct fleet_view {
 	uint64_t		 received;	/* tokens from other instances */
 	uint64_t		 reconnects;
 };
-struct fleet	*fleet_new(struct event_base *, const struct fleet_conf *);
+struct fleet	*fleet_new(struct event_base *, struct fleet_conf *);
 void		 fleet_free(struct fleet *);
 int		 fleet_shutdown(struct fleet *, void (*)(void *), void *);
 void		 fleet_view(const struct fleet *, struct fleet_view *);
@@ -607,7 +607,9 @@ void		 fleet_offer(struct fleet_member *, const struct token *,
 		    const char *);
 int		 fleet_leading(const struct fleet_member *);
 const char	*fleet_leader(const struct fleet_member *);
-int64_t		 fleet_grace(const struct fleet_member *);
+int		 fleet_ready_now(const struct fleet_member *);
+int		 fleet_overdue(const struct fleet_member *, int64_t, int64_t);
+int64_t		 fleet_follow_at(const struct fleet_member *, int64_t, int64_t);
 
 /* account.c: one account's state machine */
 enum account_state {
