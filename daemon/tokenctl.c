@@ -42,6 +42,7 @@
 /* One row of the status table, for a person. */
 struct tokenctl_row {
 	const char	*name;
+	const char	*leader;
 	char		 state[16];
 	char		 expires[96];
 	char		 next[96];
@@ -91,6 +92,10 @@ tokenctl_usage(FILE *out, int code)
 	    "  logout ACCOUNT                revoke and forget the account's "
 	    "tokens\n"
 	    "  reload                        re-read the configuration\n"
+	    "  fleet                         fleet mode: Redis, members, "
+	    "leases;\n"
+	    "                                exit 1 when not connected, 2 "
+	    "without one\n"
 	    "  --user                        your own tokend (systemctl --user):"
 	    "\n"
 	    "                                $XDG_RUNTIME_DIR/tokend/tokend.sock"
@@ -367,6 +372,8 @@ tokenctl_row_fill(struct tokenctl_row *r, struct json_object *o,
     const char *zone)
 {
 	r->name = tokenctl_field(o, "account");
+	r->leader = tokenctl_flag(o, "shared") && tokenctl_field(o, "leader") !=
+	    NULL ? tokenctl_field(o, "leader") : "-";
 	tokenctl_row_state(o, r->state, sizeof r->state);
 	tokenctl_when(o, "expires_at", zone, r->expires, sizeof r->expires);
 	if (tokenctl_flag(o, "in_flight"))
@@ -418,26 +425,32 @@ tokenctl_max(size_t a, size_t b)
  */
 static void
 tokenctl_print_table(struct tokenctl_row *rows, size_t n, const char *zone,
-    int full)
+    int full, int fleet)
 {
 	char	 hexp[32];
-	size_t	 i, wn = 7, ws = 5, we, wx = 12, left;
+	size_t	 i, wn = 7, ws = 5, we, wx = 12, wl = 0, left;
 
 	snprintf(hexp, sizeof hexp, "EXPIRES (%s)", zone);
 	we = strlen(hexp);
 	for (i = 0; i < n; i++) {
+		if (fleet)
+			wl = tokenctl_max(tokenctl_max(wl, 6),
+			    strlen(rows[i].leader));
 		wn = tokenctl_max(wn, strlen(rows[i].name));
 		ws = tokenctl_max(ws, strlen(rows[i].state));
 		we = tokenctl_max(we, strlen(rows[i].expires));
 		wx = tokenctl_max(wx, strlen(rows[i].next));
 	}
-	left = wn + ws + we + wx + 8 < TOKENCTL_WIDTH - TOKENCTL_ERROR_MIN ?
-	    TOKENCTL_WIDTH - (wn + ws + we + wx + 8) : TOKENCTL_ERROR_MIN;
-	printf("%-*s  %-*s  %-*s  %-*s  LAST ERROR\n", (int)wn, "ACCOUNT",
-	    (int)ws, "STATE", (int)we, hexp, (int)wx, "NEXT REFRESH");
+	if (wl > 0)
+		wl += 2;
+	left = wn + wl + ws + we + wx + 8 < TOKENCTL_WIDTH - TOKENCTL_ERROR_MIN ?
+	    TOKENCTL_WIDTH - (wn + wl + ws + we + wx + 8) : TOKENCTL_ERROR_MIN;
+	printf("%-*s  %-*s%-*s  %-*s  %-*s  LAST ERROR\n", (int)wn, "ACCOUNT",
+	    (int)wl, wl > 0 ? "LEADER" : "", (int)ws, "STATE", (int)we, hexp,
+	    (int)wx, "NEXT REFRESH");
 	for (i = 0; i < n; i++) {
-		printf("%-*s  %-*s  %-*s  %-*s  ", (int)wn, rows[i].name,
-		    (int)ws, rows[i].state, (int)we, rows[i].expires, (int)wx,
+		printf("%-*s  %-*s%-*s  %-*s  %-*s  ", (int)wn, rows[i].name,
+		    (int)wl, wl > 0 ? rows[i].leader : "", (int)ws, rows[i].state, (int)we, rows[i].expires, (int)wx,
 		    rows[i].next);
 		if (full)
 			fputs(rows[i].error, stdout);
@@ -459,6 +472,94 @@ tokenctl_no_accounts_hint(void)
 		    "root\n", (unsigned)getuid());
 }
 
+/*
+ * The fleet's line above the table, as tokend(8) has it; 1 when tokend
+ * has a fleet. The socket may be an older tokend's: a 404 is no fleet.
+ */
+static int
+tokenctl_fleet_line(void)
+{
+	struct client_answer	 a;
+	struct json_object	*o, *v;
+	const char		*node, *master, *err;
+	long long		 members = 0, shared = 0, leading = 0;
+
+	tokenctl_request("GET", "/v1/fleet", 1, &a);
+	if (a.status != 200 || (o = json_tokener_parse(a.body)) == NULL) {
+		client_answer_clear(&a);
+		return 0;
+	}
+	node = tokenctl_field(o, "node");
+	master = tokenctl_field(o, "master");
+	err = tokenctl_field(o, "last_error");
+	if (json_object_object_get_ex(o, "members", &v))
+		members = json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "shared", &v))
+		shared = json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "leading", &v))
+		leading = json_object_get_int64(v);
+	if (tokenctl_flag(o, "connected"))
+		printf("fleet: %s, connected to %s, %lld member%s, leading %lld "
+		    "of %lld shared\n", node != NULL ? node : "?", master != NULL ?
+		    master : "?", members, members == 1 ? "" : "s", leading,
+		    shared);
+	else
+		printf("fleet: %s, not connected: %s\n", node != NULL ? node :
+		    "?", err != NULL && *err != '\0' ? err : "connecting");
+	json_object_put(o);
+	client_answer_clear(&a);
+	return 1;
+}
+
+/* tokenctl fleet: the facts one a line; exit 0 connected, 1 not, 2 none. */
+static int
+tokenctl_fleet(void)
+{
+	static const char *const keys[] = {
+		"node", "redis", "master", "connected", "last_error", "members",
+		"shared", "leading", "lease_losses", "publish_failures",
+		"published", "received", "reconnects"
+	};
+	struct client_answer	 a;
+	struct json_object	*o, *v;
+	size_t			 i;
+	int			 rc;
+
+	tokenctl_request("GET", "/v1/fleet", 1, &a);
+	if (a.status == 404) {
+		fprintf(stderr, "tokenctl: fleet: tokend has no [fleet] in "
+		    "its configuration\n");
+		client_answer_clear(&a);
+		return EXIT_NO_ACCOUNT;
+	}
+	if (a.status != 200) {
+		rc = tokenctl_fail(&a, "fleet");
+		client_answer_clear(&a);
+		return rc;
+	}
+	if ((o = json_tokener_parse(a.body)) == NULL) {
+		fprintf(stderr, "tokenctl: fleet: malformed answer\n");
+		client_answer_clear(&a);
+		return EXIT_NO_TOKEN;
+	}
+	rc = tokenctl_flag(o, "connected") ? EXIT_OK : EXIT_NO_TOKEN;
+	if (json_out)
+		printf("%s", a.body);
+	else
+		for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+			if (!json_object_object_get_ex(o, keys[i], &v))
+				continue;
+			printf("%s: %s\n", keys[i], v == NULL ? "-" :
+			    json_object_is_type(v, json_type_string) ?
+			    (*json_object_get_string(v) != '\0' ?
+			    json_object_get_string(v) : "-") :
+			    json_object_to_json_string(v));
+		}
+	json_object_put(o);
+	client_answer_clear(&a);
+	return rc;
+}
+
 static int
 tokenctl_status(const char *account)
 {
@@ -468,8 +569,10 @@ tokenctl_status(const char *account)
 	const char		*name;
 	char			 zone[16];
 	size_t			 i, n, shown = 0;
-	int			 rc = EXIT_OK;
+	int			 rc = EXIT_OK, fleet = 0;
 
+	if (!json_out)
+		fleet = tokenctl_fleet_line();
 	tokenctl_request("GET", "/v1/status", 1, &a);
 	if (a.status != 200) {
 		rc = tokenctl_fail(&a, "status");
@@ -510,7 +613,8 @@ tokenctl_status(const char *account)
 		tokenctl_no_accounts_hint();
 		rc = EXIT_NO_TOKEN;
 	} else if (!json_out)
-		tokenctl_print_table(rows, shown, zone, account != NULL);
+		tokenctl_print_table(rows, shown, zone, account != NULL,
+		    fleet);
 	for (i = 0; i < shown; i++)
 		free(rows[i].error);
 	free(rows);
@@ -1025,6 +1129,8 @@ main(int argc, char *argv[])
 		rc = tokenctl_logout(argv[optind]);
 	else if (!strcmp(cmd, "reload") && argc == optind)
 		rc = tokenctl_reload();
+	else if (!strcmp(cmd, "fleet") && argc == optind)
+		rc = tokenctl_fleet();
 	else if ((!strcmp(cmd, "token") || !strcmp(cmd, "refresh") ||
 	    !strcmp(cmd, "login") || !strcmp(cmd, "logout")) &&
 	    argc - optind == 1) {
