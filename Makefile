@@ -88,11 +88,11 @@ QR_CFLAGS	= $(shell pkg-config --cflags libqrencode)
 CTL_LIBS	= $(shell pkg-config --libs json-c)
 HEADERS		:= daemon/tokend.h
 
-UNIT_TESTS	:= config schedule oauth sink timer discovery seal
+UNIT_TESTS	:= config schedule oauth sink timer discovery seal fleet
 UNIT_BINS	:= $(addprefix $(BUILD)/test_,$(UNIT_TESTS))
 UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
 		   schedule.o oauth.o sink.o file.o store.o timer.o discovery.o \
-		   revoke.o http.o seal.o)
+		   revoke.o http.o seal.o fleet.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan
 FUZZ_TARGETS	:= config response retry_after socket jwt state discovery device

@@ -3227,6 +3227,238 @@ test_config_file_folders(void **state)
 	free(a);
 }
 
+/* Load a global file with a [fleet] body; the config, or NULL. */
+static struct config *
+load_fleet(const char *dir, const char *acc, const char *body,
+    struct diag *d)
+{
+	char	*content, *global;
+	struct config *cfg;
+
+	if (asprintf(&content, "[tokend]\naccounts_dir = %s\n[fleet]\n%s", acc,
+	    body) == -1)
+		fail_msg("asprintf");
+	global = put_file(dir, "tokend.conf", content, 0644);
+	free(content);
+	memset(d, 0, sizeof *d);
+	cfg = config_load(global, NULL, d);
+	free(global);
+	return cfg;
+}
+
+/* d has an error at tokend.conf:LINE that contains `what`. */
+static void
+check_fleet_error(const struct diag *d, int line, const char *what)
+{
+	char	 at[32];
+	size_t	 i;
+
+	snprintf(at, sizeof at, "tokend.conf:%d:", line);
+	for (i = 0; i < d->nerrors; i++)
+		if (strstr(d->errors[i], at) != NULL &&
+		    strstr(d->errors[i], what) != NULL)
+			return;
+	dump_diag("fleet", d);
+	fail_msg("no error at line %d with '%s'", line, what);
+}
+
+static void
+test_config_fleet(void **state)
+{
+	const char	*dir = *state;
+	struct diag	 d;
+	struct config	*cfg;
+	char		*acc, *key, *pass, *body, *shortkey, *a;
+	size_t		 i;
+
+	acc = path_in(dir, "acc");
+	if (mkdir(acc, 0700) != 0)
+		fail_msg("mkdir");
+	key = put_file(dir, "fleet.key", "00112233445566778899aabbccddeeff"
+	    "00112233445566778899aabbccddeeff\n", 0600);
+	shortkey = put_file(dir, "short.key", "0011223344\n", 0600);
+	pass = put_file(dir, "redis.pass", "s3cret-pass\n", 0600);
+
+	/* sentinel://, every key */
+	if (asprintf(&body, "redis = sentinel://10.0.0.1:26379,[::1]:26380/"
+	    "mymaster/2\npassword_file = %s\nkey_file = %s\nnode = web1\n"
+	    "key_prefix = t:\nlease = 20s\ntimeout = 2s\n", pass, key) == -1)
+		fail_msg("asprintf");
+	cfg = load_fleet(dir, acc, body, &d);
+	free(body);
+	if (cfg == NULL || d.nerrors != 0) {
+		dump_diag("fleet", &d);
+		fail_msg("a good [fleet] failed");
+	}
+	assert_non_null(cfg->fleet);
+	CHECK_I64("kind", cfg->fleet->kind, FLEET_SENTINEL);
+	CHECK_I64("nhosts", cfg->fleet->nhosts, 2);
+	CHECK_STR("host 0", cfg->fleet->hosts[0].host, "10.0.0.1");
+	CHECK_I64("port 0", cfg->fleet->hosts[0].port, 26379);
+	CHECK_STR("host 1", cfg->fleet->hosts[1].host, "::1");
+	CHECK_I64("port 1", cfg->fleet->hosts[1].port, 26380);
+	CHECK_STR("master", cfg->fleet->master, "mymaster");
+	CHECK_I64("db", cfg->fleet->db, 2);
+	CHECK_STR("password", cfg->fleet->password, "s3cret-pass");
+	CHECK_I64("key[0]", cfg->fleet->key[0], 0x00);
+	CHECK_I64("key[1]", cfg->fleet->key[1], 0x11);
+	CHECK_I64("key[31]", cfg->fleet->key[31], 0xff);
+	CHECK_STR("node", cfg->fleet->node, "web1");
+	CHECK_STR("key_prefix", cfg->fleet->key_prefix, "t:");
+	CHECK_I64("lease", cfg->fleet->lease, 20000);
+	CHECK_I64("timeout", cfg->fleet->timeout, 2000);
+	diag_clear(&d);
+	config_free(cfg);
+
+	/* redis:// and unix:, with the defaults */
+	if (asprintf(&body, "redis = redis://127.0.0.1:6379/3\nkey_file = "
+	    "%s\n", key) == -1)
+		fail_msg("asprintf");
+	cfg = load_fleet(dir, acc, body, &d);
+	free(body);
+	assert_non_null(cfg);
+	CHECK_I64("tcp kind", cfg->fleet->kind, FLEET_TCP);
+	CHECK_I64("tcp db", cfg->fleet->db, 3);
+	CHECK_STR("default prefix", cfg->fleet->key_prefix, "tokend:");
+	CHECK_I64("default lease", cfg->fleet->lease, 15000);
+	CHECK_I64("default timeout", cfg->fleet->timeout, 5000);
+	assert_null(cfg->fleet->password);
+	assert_non_null(cfg->fleet->node);
+	diag_clear(&d);
+	config_free(cfg);
+
+	/* the errors, each at its line: [fleet] is line 3 */
+	static const struct {
+		const char	*body;
+		int		 line;
+		const char	*what;
+	} bad[] = {
+		{ "key_file = KEY\n", 3, "needs redis" },
+		{ "redis = redis://h:1\n", 3, "needs key_file" },
+		{ "redis = http://h:1\nkey_file = KEY\n", 4, "expected redis://" },
+		{ "redis = redis://h\nkey_file = KEY\n", 4, "not HOST:PORT" },
+		{ "redis = redis://h:0\nkey_file = KEY\n", 4, "not HOST:PORT" },
+		{ "redis = redis://u:pw@h:1\nkey_file = KEY\n", 4,
+		    "password_file" },
+		{ "redis = redis://a:1,b:2\nkey_file = KEY\n", 4, "one HOST:PORT" },
+		{ "redis = redis://h:1/x\nkey_file = KEY\n", 4, "a number" },
+		{ "redis = sentinel://h:1\nkey_file = KEY\n", 4, "master's name" },
+		{ "redis = unix:relative\nkey_file = KEY\n", 4, "absolute" },
+		{ "redis = redis://h:1\nkey_file = SHORT\n", 5, "64 hex digits" },
+		{ "redis = redis://h:1\nkey_file = /nonexistent/k\n", 5,
+		    "cannot read" },
+		{ "redis = redis://h:1\nkey_file = KEY\nnode = a b\n", 6,
+		    "node:" },
+		{ "redis = redis://h:1\nkey_file = KEY\nlease = 0\n", 6,
+		    "lease" },
+		{ "redis = redis://h:1\nkey_file = KEY\nbogus = 1\n", 6,
+		    "unknown key 'bogus' in [fleet]" },
+	};
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char *k, *b2 = strdup(bad[i].body);
+
+		if ((k = strstr(b2, "SHORT")) != NULL) {
+			*k = '\0';
+			if (asprintf(&body, "%s%s%s", b2, shortkey, k + 5) == -1)
+				fail_msg("asprintf");
+		} else if ((k = strstr(b2, "KEY")) != NULL) {
+			*k = '\0';
+			if (asprintf(&body, "%s%s%s", b2, key, k + 3) == -1)
+				fail_msg("asprintf");
+		} else
+			body = strdup(b2);
+		free(b2);
+		cfg = load_fleet(dir, acc, body, &d);
+		free(body);
+		if (cfg != NULL)
+			fail_msg("bad [fleet] %zu loaded", i);
+		check_fleet_error(&d, bad[i].line, bad[i].what);
+		/* no secret in any message */
+		for (size_t j = 0; j < d.nerrors; j++)
+			if (strstr(d.errors[j], "00112233") != NULL ||
+			    strstr(d.errors[j], "s3cret") != NULL)
+				fail_msg("a secret in: %s", d.errors[j]);
+		diag_clear(&d);
+	}
+
+	/* shared = yes needs [fleet] */
+	a = put_file(acc, "x.conf", "[account]\ngrant = client_credentials\n"
+	    "token_url = https://h/t\nclient_id = c\nshared = yes\n", 0600);
+	free(put_file(dir, "plain.conf", "[tokend]\n", 0644));
+	{
+		char *g = path_in(dir, "plain.conf");
+
+		memset(&d, 0, sizeof d);
+		assert_null(config_load(g, acc, &d));
+		if (d.nerrors != 1 || strstr(d.errors[0], "x.conf:5:") == NULL ||
+		    strstr(d.errors[0], "needs [fleet]") == NULL) {
+			dump_diag("shared", &d);
+			fail_msg("shared = yes without [fleet] not refused");
+		}
+		diag_clear(&d);
+		free(g);
+	}
+	/* ... and with it, the account is shared */
+	if (asprintf(&body, "redis = redis://h:1\nkey_file = %s\n", key) == -1)
+		fail_msg("asprintf");
+	cfg = load_fleet(dir, acc, body, &d);
+	free(body);
+	if (cfg == NULL) {
+		dump_diag("shared", &d);
+		fail_msg("shared account with [fleet] refused");
+	}
+	CHECK_I64("shared", cfg->accounts[0]->shared, 1);
+	diag_clear(&d);
+	config_free(cfg);
+	unlink(a);
+	free(a);
+	free(acc);
+	free(key);
+	free(shortkey);
+	free(pass);
+}
+
+static void
+test_config_fleet_equal(void **state)
+{
+	const char	*dir = *state;
+	struct diag	 d;
+	struct config	*c1, *c2, *c3;
+	char		*acc, *key, *body;
+
+	acc = path_in(dir, "acc");
+	if (mkdir(acc, 0700) != 0)
+		fail_msg("mkdir");
+	key = put_file(dir, "fleet.key", "00112233445566778899aabbccddeeff"
+	    "00112233445566778899aabbccddeeff\n", 0600);
+	if (asprintf(&body, "redis = redis://h:1\nkey_file = %s\n", key) == -1)
+		fail_msg("asprintf");
+	c1 = load_fleet(dir, acc, body, &d);
+	diag_clear(&d);
+	c2 = load_fleet(dir, acc, body, &d);
+	diag_clear(&d);
+	free(body);
+	free(put_file(dir, "fleet.key", "ff112233445566778899aabbccddeeff"
+	    "00112233445566778899aabbccddeeff\n", 0600));
+	if (asprintf(&body, "redis = redis://h:1\nkey_file = %s\n", key) == -1)
+		fail_msg("asprintf");
+	c3 = load_fleet(dir, acc, body, &d);
+	diag_clear(&d);
+	free(body);
+	assert_non_null(c1);
+	assert_non_null(c2);
+	assert_non_null(c3);
+	assert_true(config_fleet_equal(c1->fleet, c2->fleet));
+	assert_false(config_fleet_equal(c1->fleet, c3->fleet));
+	assert_false(config_fleet_equal(c1->fleet, NULL));
+	assert_true(config_fleet_equal(NULL, NULL));
+	config_free(c1);
+	config_free(c2);
+	config_free(c3);
+	free(acc);
+	free(key);
+}
+
 int
 main(void)
 {
@@ -3265,6 +3497,8 @@ main(void)
 		T(test_credentials_directory),
 		T(test_account_equal),
 		T(test_config_load_global),
+		T(test_config_fleet),
+		T(test_config_fleet_equal),
 		T(test_config_load_errors),
 		T(test_table_choices),
 		T(test_table_bad_choices),
