@@ -311,7 +311,8 @@ api_status_one(struct evbuffer *b, const struct account_view *v)
 	    last, in, qfile, (unsigned long long)v->file_failures,
 	    v->in_flight ? "true" : "false", v->shared ? "true" : "false");
 	if (v->shared) {
-		qleader = api_quote_or_null(v->leader);
+		qleader = api_quote_or_null(v->leader != NULL ? v->leader :
+		    "");
 		evbuffer_add_printf(b, ",\"leader\":%s,\"leading\":%s",
 		    qleader, v->leading ? "true" : "false");
 		free(qleader);
@@ -970,7 +971,7 @@ api_fleet(struct evhttp_request *req, const struct control_peer *p,
 	fleet_view(api.fleet, &fv);
 	qnode = json_quote(fv.node);
 	qredis = json_quote(fv.redis);
-	qmaster = api_quote_or_null(fv.master);
+	qmaster = api_quote_or_null(fv.master != NULL ? fv.master : "");
 	qerr = json_quote(fv.last_error);
 	evbuffer_add_printf(b, "{\"node\":%s,\"redis\":%s,\"master\":%s,"
 	    "\"connected\":%s,\"last_error\":%s,\"members\":%zu,"
