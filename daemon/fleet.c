@@ -333,8 +333,8 @@ static int
 fleet_open(struct fleet_member *m, const char *sealed, size_t len,
     struct fleet_record *rec)
 {
-	char	*plain, *s;
-	size_t	 plen;
+	char	*plain = NULL, *s;
+	size_t	 plen = 0;
 	int	 rc;
 
 	memset(rec, 0, sizeof *rec);
@@ -489,8 +489,8 @@ fleet_keyset(struct fleet *f)
 static void
 fleet_keycheck_reply(struct fleet *f, const redisReply *r)
 {
-	char	*plain;
-	size_t	 len;
+	char	*plain = NULL;
+	size_t	 len = 0;
 
 	if (r->type == REDIS_REPLY_NIL) {
 		fleet_keyset(f);
@@ -1583,7 +1583,9 @@ fleet_follow_at(const struct fleet_member *m, int64_t refresh_at, int64_t now)
 	int64_t	 lease = m->f->conf->lease, due;
 
 	due = refresh_at;
-	if (!fleet_owns(m))
+	/* a leader refreshes on time, even one the hash does not pick (it
+	   hands the lease back after publishing) */
+	if (!m->leading && !fleet_owns(m))
 		due += m->px + lease / 3;
 	if (refresh_at == 0 || due <= now)
 		due = now + lease / 3;
