@@ -128,6 +128,8 @@ struct account {
 	int			 fleet_alone_said;
 	int			 fleet_waiting;	/* for Redis to come back */
 	int			 fleet_force;	/* tokenctl refresh */
+	int			 fleet_led;	/* the request goes out under
+						   a lease: publish its token */
 };
 
 static void	account_request(struct account *);
@@ -535,10 +537,11 @@ account_success(struct account *a, struct token *t)
 	   (fetching on its own while Redis is down) offers it at the next
 	   connect */
 	if (a->member != NULL) {
-		if (fleet_leading(a->member))
+		if (a->fleet_led || fleet_leading(a->member))
 			fleet_publish(a->member, &a->token, a->refresh_token);
 		else
 			fleet_offer(a->member, &a->token, a->refresh_token);
+		a->fleet_led = 0;
 	}
 
 	/* the refresh token may exist nowhere else: disk comes first */
@@ -836,10 +839,12 @@ account_fleet_lead_cb(void *arg, enum fleet_lead res, struct fleet_record *rec)
 			return;
 		}
 		a->fleet_go = 1;
+		a->fleet_led = 1;
 		account_request(a);
 		return;
 	case FLEET_FOLLOW:
 		a->fleet_alone_said = 0;
+		a->fleet_led = 0;
 		if (account_token_valid(a) && a->token.refresh_at != 0)
 			account_schedule_refresh(a);
 		else
@@ -849,6 +854,7 @@ account_fleet_lead_cb(void *arg, enum fleet_lead res, struct fleet_record *rec)
 		    ACCOUNT_SUCCEEDED : ACCOUNT_UNDECIDED, "following");
 		return;
 	case FLEET_DOWN:
+		a->fleet_led = 0;
 		account_fleet_down(a);
 		return;
 	}
@@ -914,6 +920,8 @@ account_request(struct account *a)
 		return;
 	}
 	a->fleet_go = 0;
+	if (a->fleet_alone)
+		a->fleet_led = 0;
 	if (a->refresh_token != NULL && !a->fleet_alone)
 		grant = GRANT_REFRESH_TOKEN;
 	else if (GRANT_IS_LOGIN(a->conf->grant)) {

@@ -466,6 +466,21 @@ static void	fleet_sync_reply(struct fleet *, struct fleet_member *,
 		    const redisReply *);
 static void	fleet_released(struct fleet *);
 
+/* An error reply: Redis's own words (never holding the password). */
+static void
+fleet_fail_reply(struct fleet *f, const redisReply *r)
+{
+	if (!strncmp(r->str, "WRONGPASS", 9) || !strncmp(r->str, "NOAUTH", 6) ||
+	    !strncmp(r->str, "ERR invalid password", 20) ||
+	    !strncmp(r->str, "ERR AUTH", 8))
+		fleet_fail(f, "Redis refused the password %s%s: %.120s",
+		    f->conf->password_path != NULL ? "in " : "(none is set in "
+		    "password_file)", f->conf->password_path != NULL ?
+		    f->conf->password_path : "", r->str);
+	else
+		fleet_fail(f, "Redis: %.160s", r->str);
+}
+
 static void
 fleet_keyset(struct fleet *f)
 {
@@ -536,14 +551,7 @@ fleet_cmd_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	fleet_arm_deadline(f);
 	m = c->member != 0 ? fleet_member_by_id(f, c->member) : NULL;
 	if (r->type == REDIS_REPLY_ERROR) {
-		if (!strncmp(r->str, "WRONGPASS", 9) ||
-		    !strncmp(r->str, "NOAUTH", 6) ||
-		    (c->kind == C_SETUP && strstr(r->str, "AUTH") != NULL))
-			fleet_fail(f, "Redis refused the password in %s: %.120s",
-			    f->conf->password_path != NULL ?
-			    f->conf->password_path : "(none set)", r->str);
-		else
-			fleet_fail(f, "Redis: %.160s", r->str);
+		fleet_fail_reply(f, r);
 		goto out;
 	}
 	switch (c->kind) {
@@ -884,7 +892,8 @@ fleet_publish(struct fleet_member *m, const struct token *t, const char *rt)
 	m->seen_fence = m->mine.fence;
 	m->seen_obtained = m->mine.token.obtained_at;
 	fleet_set_leader(m, m->f->conf->node, strlen(m->f->conf->node));
-	if (m->f->state != FS_READY || !m->leading)
+	/* even a leader that lost its lease meanwhile: the fence decides */
+	if (m->f->state != FS_READY)
 		return;		/* synced at the next connect */
 	if ((sealed = fleet_seal_mine(m)) == NULL) {
 		log_account(LOG_LEVEL_ERROR, m->account, "fleet: cannot seal "
@@ -1028,7 +1037,7 @@ fleet_sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	if (r == NULL || ac != f->sub.ac)
 		return;
 	if (r->type == REDIS_REPLY_ERROR) {
-		fleet_fail(f, "SUBSCRIBE: %.160s", r->str);
+		fleet_fail_reply(f, r);
 		return;
 	}
 	if (!fleet_reply_is(r, REDIS_REPLY_ARRAY, 3) ||
@@ -1338,7 +1347,11 @@ fleet_fail(struct fleet *f, const char *fmt, ...)
 		delay = BACKOFF_MAX_MS;
 	delay = delay / 2 + (int64_t)(rng_unit() * (double)(delay / 2));
 	f->failures++;
-	if (f->key_differs || f->failures == 1 || was == FS_READY)
+	/* a wrong key or password needs a person: an error, every time */
+	if (f->key_differs || strstr(f->last_error, "refused the password"))
+		log_account(LOG_LEVEL_ERROR, NULL, "fleet: %s; trying again in "
+		    "%lld ms", f->last_error, (long long)delay);
+	else if (f->failures == 1 || was == FS_READY)
 		log_warnx("fleet: %s; %s in %lld ms", f->last_error, was ==
 		    FS_READY ? "reconnecting" : "trying again",
 		    (long long)delay);
@@ -1357,6 +1370,9 @@ fleet_fail(struct fleet *f, const char *fmt, ...)
 		next = TAILQ_NEXT(m, entry);
 		if (m->asking)
 			fleet_answer_later(m, FLEET_DOWN);
+		else if (was == FS_READY)
+			m->ops->changed(m->arg);	/* followers wait no
+							   more for a leader */
 	}
 }
 
@@ -1583,6 +1599,12 @@ fleet_follow_at(const struct fleet_member *m, int64_t refresh_at, int64_t now)
 	int64_t	 lease = m->f->conf->lease, due;
 
 	due = refresh_at;
+	if (m->f->state != FS_READY) {
+		/* no leader can publish: everyone looks at the refresh time */
+		if (refresh_at == 0 || due <= now)
+			due = now + lease / 3;
+		return due;
+	}
 	/* a leader refreshes on time, even one the hash does not pick (it
 	   hands the lease back after publishing) */
 	if (!m->leading && !fleet_owns(m))
