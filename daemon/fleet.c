@@ -111,6 +111,8 @@ struct fleet_member {
 	uint64_t		 seen_fence;
 	int64_t			 seen_obtained;
 
+	int			 owned;		/* the hash picks this instance,
+						   as last told; -1: not yet */
 	int			 asking;	/* a fleet_lead() waits */
 	int			 urgent;
 	enum fleet_lead		 answer;	/* for answer_timer */
@@ -704,9 +706,20 @@ fleet_beat_reply(struct fleet *f, struct cmd *c, const redisReply *r)
 	}
 	if (!f->beat_ready) {
 		f->beat_ready = 1;
+		TAILQ_FOREACH(m, &f->members, entry)
+			m->owned = fleet_owns(m);
 		if (f->sub_ready)
 			fleet_ready(f);
+		return;
 	}
+	/* an instance came or went: the accounts it moves look again (a
+	   new owner then watches the refresh time of a dead one's) */
+	TAILQ_FOREACH(m, &f->members, entry)
+		if (fleet_owns(m) != m->owned) {
+			m->owned = fleet_owns(m);
+			if (!m->asking)
+				m->ops->changed(m->arg);
+		}
 }
 
 /* ---- leadership ---- */
@@ -1536,6 +1549,7 @@ fleet_join(struct fleet *f, const char *account, int64_t timeout,
 	m->ops = ops;
 	m->arg = arg;
 	m->seen_obtained = -1;
+	m->owned = -1;
 	xasprintf(&m->k_lease, "%slease:%s", f->conf->key_prefix, account);
 	xasprintf(&m->k_fence, "%sfence:%s", f->conf->key_prefix, account);
 	xasprintf(&m->k_token, "%stoken:%s", f->conf->key_prefix, account);
