@@ -582,13 +582,17 @@ class Fleet:
                 n.name: {a: short((n.token(a) or (None,))[0])
                          for a in accounts} for n in nodes}))
 
-    def wait_just_refreshed(self, account, nodes, timeout=None):
-        """Wait for the account's next refresh to reach every node: a
-        quiet stretch of about INTERVAL lies ahead."""
-        before = len(self.ok(account))
-        self.wait(lambda: len(self.ok(account)) > before,
-                  timeout or INTERVAL + 10, "a refresh of %s" % account)
-        self.wait_in_sync(nodes, [account])
+    def wait_just_refreshed(self, accounts, nodes, timeout=None):
+        """Wait for the accounts' next refreshes to reach every node: a
+        quiet stretch of about INTERVAL lies ahead (the accounts started
+        together, so they refresh together)."""
+        if isinstance(accounts, str):
+            accounts = [accounts]
+        before = {a: len(self.ok(a)) for a in accounts}
+        self.wait(lambda: all(len(self.ok(a)) > before[a] for a in accounts),
+                  timeout or INTERVAL + 10, "a refresh of %s" %
+                  " and ".join(accounts))
+        self.wait_in_sync(nodes, accounts)
 
     def leader(self, account, nodes):
         """The node that leads the account, as every node agrees."""
@@ -731,7 +735,8 @@ class Sampler(threading.Thread):
             else:
                 e = issued[token]
                 real_expiry = e["t"] + self.fleet.lifetimes[a]
-                if when >= real_expiry or when >= expires_at:
+                # expires_at is in whole seconds: up to one early
+                if when >= real_expiry or when >= expires_at + 1:
                     self.problem("%s: the %s file holds an expired token %s "
                                  "(issued %.1fs before the read)" % (
                                      name, a, short(token), when - e["t"]))
@@ -855,12 +860,16 @@ def fleet_one_request_per_lifetime(t):
                    r"leading \d of 2 shared" % f.master.port, first),
           "tokenctl status's first line: %r (exit %d, stderr %r)" % (
               first, res.returncode, res.stderr))
+    lines = res.stdout.splitlines()
+    head = [line.split() for line in lines if line.startswith("ACCOUNT")]
+    col = head[0].index("LEADER") if head and "LEADER" in head[0] else None
     for a, lead in leaders.items():
-        rows = [line for line in res.stdout.splitlines()
-                if re.match(r"\s*%s\b" % a, line)]
-        check(rows and ("leader %s" % lead.name) in rows[0],
-              "tokenctl status does not show leader %s for %s:\n%s" % (
-                  lead.name, a, res.stdout))
+        rows = [line for line in lines if re.match(r"\s*%s\b" % a, line)]
+        # "leader NODE" in the row, or a LEADER column
+        shown = rows and (("leader %s" % lead.name) in rows[0] or (
+            col is not None and rows[0].split()[col:col + 1] == [lead.name]))
+        check(shown, "tokenctl status does not show leader %s for %s:\n%s"
+              % (lead.name, a, res.stdout))
     res = n.tokenctl("fleet")
     check(res.returncode == 0 and "node3" in res.stdout,
           "tokenctl fleet: exit %d, %r %r" % (res.returncode, res.stdout,
@@ -919,8 +928,7 @@ def fleet_leader_kill9(t):
     f.wait_in_sync(nodes, accounts)
     sampler = Sampler(f, nodes, accounts)
     sampler.start()
-    lead = f.leader("rt", nodes)
-    f.wait_just_refreshed("rt", nodes)
+    f.wait_just_refreshed(accounts, nodes)
     lead = f.leader("rt", nodes)
     killed_at = time.time()
     lead.kill9()
@@ -956,8 +964,7 @@ def fleet_leader_sigstop(t):
     f.wait_in_sync(nodes, accounts)
     sampler = Sampler(f, nodes, accounts)
     sampler.start()
-    f.leader("rt", nodes)
-    f.wait_just_refreshed("rt", nodes)
+    f.wait_just_refreshed(accounts, nodes)
     lead = f.leader("rt", nodes)
     rest = [n for n in nodes if n is not lead]
     stopped_at = time.time()
@@ -1067,7 +1074,7 @@ def fleet_redis_sigstop(t):
     f.wait_in_sync(nodes, accounts)
     sampler = Sampler(f, nodes, ["cc"])
     sampler.start()
-    f.wait_just_refreshed("rt", nodes)
+    f.wait_just_refreshed(accounts, nodes)
     stopped_at = time.time()
     f.master.sigstop()
     try:
@@ -1116,7 +1123,7 @@ def fleet_sentinel_failover(t):
                   n.name, info["master"], f.master.addr()))
     sampler = Sampler(f, nodes, ["cc"])
     sampler.start()
-    f.wait_just_refreshed("rt", nodes)
+    f.wait_just_refreshed(accounts, nodes)
     killed_at = time.time()
     f.master.kill()
     wait_for(lambda: f.sentinel_master() == ("127.0.0.1",
@@ -1185,8 +1192,10 @@ def fleet_wrong_password(t):
     out2 = res2.stdout + res2.stderr
     check(re.search(r"^fleet: node1, not connected: ", out2, re.M),
           "tokenctl status's fleet line: %r" % out2[:300])
+    n.alive()
+    metrics = n.metrics()
     for pw in (wrong, f.password):
-        for text_ in (out, out2, json.dumps(info), n.metrics()):
+        for text_ in (out, out2, json.dumps(info), metrics):
             check(pw not in text_, "a Redis password is shown")
         for pid, cmd in proc_cmdlines():
             check(pw.encode() not in cmd, "process %s has a Redis password "
@@ -1249,8 +1258,7 @@ def fleet_redis_restarted_empty(t):
     f.wait_in_sync(nodes, accounts)
     sampler = Sampler(f, nodes, accounts)
     sampler.start()
-    f.wait_just_refreshed("cc", nodes)
-    f.wait_in_sync(nodes, accounts)
+    f.wait_just_refreshed(accounts, nodes)
     killed_at = time.time()
     f.master.kill()
     f.master.start()
