@@ -1042,21 +1042,19 @@ def fleet_fence_stale_leader(t):
         lead.sigcont()
     newest = f.ok("cc")[-1]["issued_access_token"]
     check(newest != stale, "harness: the newest token is the stale one")
-
-    def refused():
-        info = lead.fleet_info() or {}
-        return info.get("publish_failures", 0) > 0 and \
-            grep_log(lead, "refused by the fence")
-    try:
-        f.wait(refused, 10, "%s to count a refused publish and log "
-               "\"refused by the fence\"" % lead.name)
-    except TestFailure as e:
-        raise TestFailure("%s; its /v1/fleet: %s" % (e, lead.fleet_info()))
-    f.wait_in_sync(nodes, ["cc"], timeout=10)
-    sampler.include(lead)
-    run_for(f, 2, sampler)
+    sampler.include(lead)       # from now on its files must not go stale
+    f.wait(lambda: (lead.token("cc") or (None,))[0] in (newest, stale), 10,
+           "%s to take a token after SIGCONT" % lead.name)
+    run_for(f, 3, sampler)      # its late answer has come by now
     for n in nodes:
-        check(n.token("cc")[0] != stale, "%s holds the stale token" % n.name)
+        check(n.token("cc")[0] != stale, "%s's file holds the stale token "
+              "(its /v1/fleet: %s)" % (n.name, n.fleet_info()))
+    f.wait_in_sync(nodes, ["cc"], timeout=10)
+    info = lead.fleet_info()
+    check(info["publish_failures"] > 0 and
+          grep_log(lead, "refused by the fence"),
+          "%s did not count a refused publish and log \"refused by the "
+          "fence\"; its /v1/fleet: %s" % (lead.name, info))
     check(len(f.ok("cc")) >= before + 2, "harness: too few requests")
     sampler.verdict()
 
@@ -1201,6 +1199,8 @@ def fleet_wrong_password(t):
             check(pw.encode() not in cmd, "process %s has a Redis password "
                   "on its command line" % pid)
     n.alive()
+    check(grep_log(n, "error: fleet: Redis refused the password"),
+          "\"Redis refused the password\" is not logged as an error")
 
 
 def fleet_wrong_key(t):
@@ -1243,6 +1243,8 @@ def fleet_wrong_key(t):
             check(k not in (n.tokenctl("fleet").stdout + json.dumps(
                 n.fleet_info())), "a fleet key is shown by %s" % n.name)
     sampler.verdict()
+    check(grep_log(bad, "error: fleet: the fleet key differs"),
+          "\"the fleet key differs\" is not logged as an error")
 
 
 def fleet_redis_restarted_empty(t):
