@@ -35,6 +35,7 @@ for the failover test, redis-sentinel) the tests are skipped and say why.
 Python standard library only.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -1051,6 +1052,15 @@ def fleet_fence_stale_leader(t):
               "(its /v1/fleet: %s)" % (n.name, n.fleet_info()))
     f.wait_in_sync(nodes, ["cc"], timeout=10)
     info = lead.fleet_info()
+    # Publishing comes before the files: a refused token is never taken
+    # (the log's "new token fp:..." is said once files and state are
+    # written; the fingerprint is SHA-256's first 4 bytes).  A poll cannot
+    # see a file that holds the stale token for a millisecond; the log can.
+    fp = "fp:" + hashlib.sha256(stale.encode()).hexdigest()[:8]
+    took = [line for line in lead.log_text().splitlines()
+            if "new token %s" % fp in line]
+    check(not took, "%s wrote the stale token to its files and state before "
+          "its publish was refused: %r" % (lead.name, took))
     check(info["publish_failures"] > 0 and
           grep_log(lead, "refused by the fence"),
           "%s did not count a refused publish and log \"refused by the "
