@@ -72,7 +72,8 @@ BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev libssl-dev \
 DEMO_PKGS	:= $(BUILD_PKGS) openssl python3 curl
 # chromium: the browser the login tests drive (tests/oidc/browser.js)
 CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
-		   clang libclang-rt-dev prometheus chromium
+		   clang libclang-rt-dev prometheus chromium redis-server \
+		   redis-sentinel
 DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \

@@ -95,6 +95,11 @@ A fault F is one of:
                              rotates!) but close the connection unanswered
     {"drip": SECONDS}        process normally, send the answer one byte every
                              SECONDS seconds ("status" optional, default 200)
+    {"delay": SECONDS}       process normally (the token is issued, a refresh
+                             token rotates), send the whole answer SECONDS
+                             seconds later: a request in flight that long
+                             (with "status", it is ignored here: a status
+                             fault is answered as it is)
     {"huge": BYTES}          a 200, chunked, with a JSON body of BYTES bytes
                              (a plausible token response, padded)
 """
@@ -544,7 +549,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 pass
 
             processed = fault is None or "close_after_request" in fault \
-                or "drip" in fault
+                or "drip" in fault or delayed(fault)
             if processed:
                 try:
                     if form_error:
@@ -571,6 +576,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif processed and "close_after_request" in fault:
             # The issuer did the work; the client never hears of it.
             self.close_connection = True
+        elif processed and delayed(fault):
+            time.sleep(float(fault["delay"]))
+            headers = {}
+            if status == 401:
+                headers["WWW-Authenticate"] = 'Basic realm="tokend-test"'
+            self.send_body(status, answer, content_type, headers=headers)
         elif processed:    # drip
             self.drip(int(fault.get("status", status)), answer,
                       float(fault["drip"]))
@@ -894,6 +905,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if scope:
             answer["scope"] = scope
         return 200, answer
+
+
+def delayed(fault):
+    """A {"delay": SECONDS} fault alone: processed, answered late."""
+    return "delay" in fault and not {"status", "hang", "huge", "drip",
+                                     "close_after_request"} & set(fault)
 
 
 def parse_form(content_type, body):
