@@ -130,6 +130,9 @@ struct account {
 	int			 fleet_force;	/* tokenctl refresh */
 	int			 fleet_led;	/* the request goes out under
 						   a lease: publish its token */
+	int			 fleet_publishing;	/* held, till Redis
+						   has it */
+	struct token		 held;		/* that token (secret) */
 };
 
 static void	account_request(struct account *);
@@ -142,6 +145,7 @@ static enum account_state account_state_at(const struct account *, int64_t);
 static int	account_token_valid(const struct account *);
 static void	account_schedule_refresh(struct account *);
 static void	account_fleet_join(struct account *);
+static void	account_fleet_published_cb(void *, int);
 
 static const char *
 account_grant_name(enum grant g)
@@ -512,7 +516,7 @@ account_backoff(struct account *a, const char *why, int64_t min_delay_ms)
 }
 
 static void
-account_success(struct account *a, struct token *t)
+account_success_apply(struct account *a, struct token *t, int published)
 {
 	int64_t	 now = clock_wall_ms();
 	char	*fp, in[32], when[32];
@@ -528,21 +532,17 @@ account_success(struct account *a, struct token *t)
 	a->token.refresh_token = NULL;
 	memset(t, 0, sizeof *t);
 	account_token_arrived(a);
-	a->token.refresh_at = 0;
-	account_plan_refresh(a);	/* saved with it */
+	if (!published) {
+		a->token.refresh_at = 0;
+		account_plan_refresh(a);	/* saved with it */
+	}
 	a->last_success = now;
 	a->fleet_alone = 0;
-
-	/* shared: the fleet hears of it before anything else; a follower
-	   (fetching on its own while Redis is down) offers it at the next
-	   connect */
-	if (a->member != NULL) {
-		if (a->fleet_led || fleet_leading(a->member))
-			fleet_publish(a->member, &a->token, a->refresh_token);
-		else
-			fleet_offer(a->member, &a->token, a->refresh_token);
-		a->fleet_led = 0;
-	}
+	a->fleet_led = 0;
+	/* shared, not published (Redis is down, or it was fetched alone):
+	   offered to the fleet at the next connect */
+	if (a->member != NULL && !published)
+		fleet_offer(a->member, &a->token, a->refresh_token);
 
 	/* the refresh token may exist nowhere else: disk comes first */
 	account_save_state(a);
@@ -569,6 +569,65 @@ account_success(struct account *a, struct token *t)
 		hooks_run(a->conf->on_refresh, a->conf->name,
 		    a->token.expires_at, NULL);
 	account_transition(a, ACCOUNT_SUCCEEDED, "new token");
+}
+
+/*
+ * A new token. A shared account's leader publishes it first and holds it
+ * till Redis has it (account_fleet_published_cb): a stale leader's token,
+ * refused by the fence, never reaches its files, state or hooks.
+ */
+static void
+account_success(struct account *a, struct token *t)
+{
+	if (a->member != NULL && (a->fleet_led || fleet_leading(a->member))) {
+		if (t->refresh_token == NULL && a->refresh_token != NULL)
+			t->refresh_token = xstrdup(a->refresh_token);
+		t->refresh_at = schedule_refresh_at(&a->conf->refresh,
+		    t->obtained_at, t->expires_at, rng_unit());
+		oauth_token_clear(&a->held);
+		a->held = *t;
+		memset(t, 0, sizeof *t);
+		a->fleet_led = 0;
+		if (fleet_publish(a->member, &a->held,
+		    a->held.refresh_token)) {
+			a->fleet_publishing = 1;
+			account_transition(a, ACCOUNT_UNDECIDED, "publishing");
+			return;
+		}
+		*t = a->held;
+		memset(&a->held, 0, sizeof a->held);
+		account_success_apply(a, t, 1);
+		return;
+	}
+	account_success_apply(a, t, 0);
+}
+
+/* Redis has the token (1), refused it (0), or the link failed (-1). */
+static void
+account_fleet_published_cb(void *arg, int rc)
+{
+	struct account	*a = arg;
+	struct token	 t;
+
+	if (!a->fleet_publishing)
+		return;
+	a->fleet_publishing = 0;
+	t = a->held;
+	memset(&a->held, 0, sizeof a->held);
+	if (rc == 0) {
+		/* the fleet's token, newer, came in by account_fleet_token_cb */
+		oauth_token_clear(&t);
+		if (a->req == NULL) {
+			if (account_token_valid(a) && a->token.refresh_at != 0)
+				account_schedule_refresh(a);
+			else
+				account_schedule_wall(a, fleet_follow_at(
+				    a->member, 0, clock_wall_ms()));
+		}
+		account_transition(a, ACCOUNT_UNDECIDED, "fenced out");
+		return;
+	}
+	account_success_apply(a, &t, rc == 1);
 }
 
 /*
@@ -887,7 +946,8 @@ account_fleet_changed_cb(void *arg)
 }
 
 static const struct fleet_member_ops account_fleet_ops = {
-	account_fleet_lead_cb, account_fleet_token_cb, account_fleet_changed_cb
+	account_fleet_lead_cb, account_fleet_token_cb, account_fleet_changed_cb,
+	account_fleet_published_cb
 };
 
 static void
@@ -915,6 +975,8 @@ account_request(struct account *a)
 	if (a->req != NULL || a->discovery_wait ||
 	    a->conf->grant == GRANT_STATIC)
 		return;
+	if (a->fleet_publishing)
+		return;		/* the last one is not settled yet */
 	if (a->member != NULL && !a->fleet_go) {
 		account_fleet_ask(a);
 		return;
@@ -1233,7 +1295,15 @@ account_free(struct account *a)
 	timer_clear(&a->timer);
 	timer_clear(&a->persist_timer);
 	timer_clear(&a->expiry_timer);
+	if (a->fleet_publishing) {
+		/* Redis never answered: the token and its refresh token go to
+		   the state file, as any new one does */
+		a->held.refresh_seed = a->refresh_seed;
+		(void)store_save(a->env->state_dir, a->conf->name, &a->held);
+		a->held.refresh_seed = NULL;
+	}
 	fleet_leave(a->member);
+	oauth_token_clear(&a->held);
 	account_notify(a, 0, "the account was removed");
 	account_login_free(a);
 	oauth_token_clear(&a->token);

@@ -114,6 +114,7 @@ struct fleet_member {
 	int			 owned;		/* the hash picks this instance,
 						   as last told; -1: not yet */
 	int			 asking;	/* a fleet_lead() waits */
+	int			 publishing;	/* a publish awaits its reply */
 	int			 urgent;
 	enum fleet_lead		 answer;	/* for answer_timer */
 	struct timer		 answer_timer;
@@ -893,7 +894,7 @@ fleet_seal_mine(struct fleet_member *m)
 	return sealed;
 }
 
-void
+int
 fleet_publish(struct fleet_member *m, const struct token *t, const char *rt)
 {
 	const char	*argv[14];
@@ -907,11 +908,11 @@ fleet_publish(struct fleet_member *m, const struct token *t, const char *rt)
 	fleet_set_leader(m, m->f->conf->node, strlen(m->f->conf->node));
 	/* even a leader that lost its lease meanwhile: the fence decides */
 	if (m->f->state != FS_READY)
-		return;		/* synced at the next connect */
+		return 0;	/* synced at the next connect */
 	if ((sealed = fleet_seal_mine(m)) == NULL) {
 		log_account(LOG_LEVEL_ERROR, m->account, "fleet: cannot seal "
 		    "the token; it is not published");
-		return;
+		return 0;
 	}
 	snprintf(fence, sizeof fence, "%llu", (unsigned long long)m->fence);
 	snprintf(o, sizeof o, "%lld", (long long)t->obtained_at);
@@ -930,9 +931,12 @@ fleet_publish(struct fleet_member *m, const struct token *t, const char *rt)
 	argv[11] = m->f->channel;
 	argv[12] = m->account;
 	argv[13] = px;
-	if ((c = fleet_send(m->f, C_PUBLISH, m->id, 14, argv, NULL)) != NULL)
+	if ((c = fleet_send(m->f, C_PUBLISH, m->id, 14, argv, NULL)) != NULL) {
 		c->fence = m->fence;
+		m->publishing = 1;
+	}
 	freezero_str(sealed);
+	return c != NULL;
 }
 
 static void
@@ -952,6 +956,8 @@ fleet_publish_reply(struct fleet *f, struct fleet_member *m, struct cmd *c,
 		   that leadership spreads over the fleet */
 		if (m->leading && !fleet_owns(m) && f->stopped == NULL)
 			fleet_send_release(m);
+		m->publishing = 0;
+		m->ops->published(m->arg, 1);
 		return;
 	}
 	f->publish_failures++;
@@ -971,7 +977,8 @@ fleet_publish_reply(struct fleet *f, struct fleet_member *m, struct cmd *c,
 		m->ops->token(m->arg, &rec);
 		seal_record_clear(&rec);
 	}
-	m->ops->changed(m->arg);
+	m->publishing = 0;
+	m->ops->published(m->arg, 0);
 }
 
 void
@@ -1375,6 +1382,14 @@ fleet_fail(struct fleet *f, const char *fmt, ...)
 	   the callback returns */
 	fleet_teardown(f);
 	timer_set(&f->retry, clock_boot_ms() + delay);
+	for (m = TAILQ_FIRST(&f->members); m != NULL; m = next) {
+		next = TAILQ_NEXT(m, entry);
+		if (m->publishing) {
+			/* the token is kept, and offered at the next connect */
+			m->publishing = 0;
+			m->ops->published(m->arg, -1);
+		}
+	}
 	if (f->stopped != NULL) {
 		timer_set(&f->stop_timer, clock_boot_ms());
 		return;

@@ -574,6 +574,10 @@ struct fleet_member_ops {
 	void			(*token)(void *, struct fleet_record *);
 	/* Redis came back, or this instance lost its lease */
 	void			(*changed)(void *);
+	/* the answer to a fleet_publish() that returned 1: Redis has the
+	   token (1), the fence refused it (0: the fleet's token came by
+	   `token` first), or the link failed (-1) */
+	void			(*published)(void *, int);
 };
 struct fleet_view {
 	const char		*node;
@@ -601,7 +605,7 @@ struct fleet_member *fleet_join(struct fleet *, const char *, int64_t,
 void		 fleet_leave(struct fleet_member *);
 int		 fleet_lead(struct fleet_member *, int);
 void		 fleet_cancel_lead(struct fleet_member *);
-void		 fleet_publish(struct fleet_member *, const struct token *,
+int		 fleet_publish(struct fleet_member *, const struct token *,
 		    const char *);
 void		 fleet_offer(struct fleet_member *, const struct token *,
 		    const char *);

@@ -47,7 +47,8 @@ GRANT_GID = 4242          # a group no user has; granted with setpriv --groups
 STATES = {"fresh", "refreshing", "backoff", "expired", "failed"}
 STATUS_KEYS = {"account", "state", "expires_at", "next_refresh_at",
                "last_error", "refreshes", "failures", "last_success_at",
-               "expires_in", "file_error", "file_failures", "in_flight"}
+               "expires_in", "file_error", "file_failures", "in_flight",
+               "shared"}   # shared ones also have leader, leading (fleet)
 JSON_TOKEN_KEYS = {"access_token", "token_type", "expires_at", "expires_in"}
 RFC_ID, RFC_SECRET = "rfc-client", "rfc-client-secret-4711"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
