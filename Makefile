@@ -270,23 +270,31 @@ $(OIDC_STAMP): $(OIDC_DIR)/package-lock.json $(OIDC_DIR)/package.json
 
 deps-oidc: $(OIDC_STAMP)
 
-# make bench: nginx is the issuer, h2load measures nginx's own ceiling
-BENCH_PKGS	:= nginx-light nghttp2-client
+# make bench: nginx is the issuer, h2load measures nginx's own ceiling,
+# redis-server is the fleet's store
+BENCH_PKGS	:= nginx-light nghttp2-client redis-server
+FLEET_PKGS	:= nginx-light redis-server
 
 $(BUILD)/sockread: bench/sockread.c | $(BUILD)
 	@echo "  CC/LD   $@"
 	$(Q)$(CC) -std=gnu11 -O2 $(WARNFLAGS) -o $@ $<
 
 # BENCH_ONLY=tokenctl: only tokenctl against cat (seconds, no nginx)
+# BENCH_ONLY=fleet: only fleet mode, 1 against 10 instances (minutes)
+# BENCH_RESULTS=bench/RESULTS.md: put the fleet figures in its section
 BENCH_ONLY	?=
+BENCH_RESULTS	?=
 
 bench: deps
 	$(if $(BENCH_ONLY),,@$(MAKE) --no-print-directory deps \
 	    DEB_PKGS="$(BENCH_PKGS)")
+	$(if $(filter fleet,$(BENCH_ONLY)),@$(MAKE) --no-print-directory deps \
+	    DEB_PKGS="$(FLEET_PKGS)")
 	@$(MAKE) --no-print-directory all $(BUILD)/sockread
 	python3 bench/bench.py --tokend $(BUILD)/tokend \
 	    --sockread $(BUILD)/sockread --tokenctl $(BUILD)/tokenctl \
-	    $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) --out bench/last-run.md
+	    $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) --out bench/last-run.md \
+	    $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
 
 check: deps deps-oidc
 	@$(MAKE) --no-print-directory all unit shims SANITIZE=$(SANITIZE)

@@ -24,9 +24,13 @@ side with what it is compared to in the same run:
             TOKEN=$(tokenctl token NAME)), CTL_ITERATIONS (default 2000)
             of each alternated: the medians and their ratio. A static
             token, so no issuer is needed (`--only tokenctl` runs just this)
+  fleet     fleet mode: one tokend against 10 sharing 1,000 accounts
+            through one redis-server, side by side (bench/fleet.py; some
+            5 minutes, last; `--only fleet` runs just this)
 
 Usage: bench.py --tokend build/tokend --sockread build/sockread
-                --tokenctl build/tokenctl [--only tokenctl] [--out FILE]
+                --tokenctl build/tokenctl [--only tokenctl|fleet]
+                [--out FILE] [--results RESULTS.md]
 Loopback only; everything it starts it stops; a run takes some minutes.
 """
 
@@ -440,10 +444,14 @@ def main():
     ap.add_argument("--tokend", default=os.path.join(ROOT, "build/tokend"))
     ap.add_argument("--sockread", default=os.path.join(ROOT, "build/sockread"))
     ap.add_argument("--tokenctl", default=os.path.join(ROOT, "build/tokenctl"))
-    ap.add_argument("--only", choices=["tokenctl"],
-                    help="run only this figure (no nginx needed)")
+    ap.add_argument("--only", choices=["tokenctl", "fleet"],
+                    help="run only this figure (tokenctl: no nginx needed)")
     ap.add_argument("--out", default="")
+    ap.add_argument("--results", default="",
+                    help="fleet: replace the Fleet mode section of this file")
     args = ap.parse_args()
+    if args.only == "fleet":
+        return run_fleet(args, [])
     work = tempfile.mkdtemp(prefix="tokend-bench-")
     if args.only == "tokenctl":
         rows = {}
@@ -530,6 +538,23 @@ def main():
         % (med(rows["reads_connect"]), " ".join("%.0f" % v for v in rows["reads_connect"])),
     ] + tokenctl_lines(rows)
     write_table(args, lines)
+    return run_fleet(args, lines)
+
+
+def run_fleet(args, lines):
+    """The fleet figures (bench/fleet.py), after the others' table."""
+    import fleet
+    log("fleet mode")
+    tab, text, _ = fleet.bench(args)
+    print(tab)
+    if args.out:
+        with open(args.out, "w") as f:
+            if lines:
+                f.write("\n".join(["| figure | median | runs | target |",
+                                   "|---|---|---|---|"] + lines) + "\n\n")
+            f.write(text)
+    if args.results:
+        fleet.replace_section(args.results, text)
     return 0
 
 
