@@ -873,10 +873,9 @@ Every account asks `/token?node=NODE&acct=ACCOUNT`, and nginx answers
 which instance obtained it (its leader) wherever it is found. Token files
 are watched with inotify and stamped as each rename into place is
 reported (file mtimes move in 4 ms clock ticks here: too coarse). The
-leader writes its file right after sending its publish (the Lua script's
-HSET + PUBLISH), without waiting for Redis's answer, so its file is in
-place slightly before subscribers get the message; "follower - leader
-file" is thus the follower's delay plus that head start, and "publish
+leader writes its file once Redis has answered its publish (the Lua
+script's HSET + PUBLISH), so the leader and its followers write at about
+the same time; "follower - leader file" compares the two, and "publish
 seen -> follower's file" is against the time a separate
 process subscribed to the fleet's channel received the message (as a
 follower would). Redis commands are INFO's `total_commands_processed`,
