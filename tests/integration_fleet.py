@@ -883,6 +883,16 @@ def fleet_one_request_per_lifetime(t):
     check(re.search(r'^tokend_account_leading\{account="cc"\} [01]$',
                     metrics, re.M), "/metrics lacks tokend_account_leading "
           "for cc")
+    # the fleet's alert rules ask for what a fleet daemon exports
+    import integration_lifecycle as lc
+    fleet_problems = [p for p in lc.rules_problems(
+        lc.read_text(lc.RULES), lc.parse_metrics(metrics))
+        if p.startswith("TokendFleet")]
+    check(not fleet_problems, "the fleet's alert rules ask for what "
+          "/metrics lacks: %s" % "; ".join(fleet_problems))
+    check(any(name.startswith("TokendFleet") for name, _, _ in
+              lc.alert_rules(lc.read_text(lc.RULES))),
+          "no fleet alert rules to check")
 
     # Redis: members, records, and nothing in clear
     with f.redis() as r:
