@@ -1611,12 +1611,6 @@ fleet_leader(const struct fleet_member *m)
 	return m->leading ? m->f->conf->node : m->leader;
 }
 
-int
-fleet_ready_now(const struct fleet_member *m)
-{
-	return m->f->state == FS_READY;
-}
-
 /*
  * When a follower looks again, at the latest, for a token due at
  * refresh_at: the owner at refresh_at, the others a grace later (the

@@ -611,7 +611,6 @@ void		 fleet_offer(struct fleet_member *, const struct token *,
 		    const char *);
 int		 fleet_leading(const struct fleet_member *);
 const char	*fleet_leader(const struct fleet_member *);
-int		 fleet_ready_now(const struct fleet_member *);
 int		 fleet_overdue(const struct fleet_member *, int64_t, int64_t);
 int64_t		 fleet_follow_at(const struct fleet_member *, int64_t, int64_t);
 
