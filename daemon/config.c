@@ -1291,6 +1291,20 @@ config_path_is_credential(const char *path)
 }
 
 /*
+ * A secret file's contents as the secret: one trailing newline (LF or
+ * CRLF) is not part of it. -1 when nothing is left or a NUL is inside.
+ */
+static int
+config_secret_trim(char *buf, size_t *len)
+{
+	if (*len > 0 && buf[*len - 1] == '\n')
+		buf[--*len] = '\0';
+	if (*len > 0 && buf[*len - 1] == '\r')
+		buf[--*len] = '\0';
+	return *len == 0 || strlen(buf) != *len ? -1 : 0;
+}
+
+/*
  * Read a secret file into *out; one trailing newline is not part of it.
  * Its path, resolved, goes to *pathp when that is not NULL.
  */
@@ -1322,11 +1336,7 @@ config_read_secret(struct account_parse *ap, enum file_key fk,
 		free(path);
 		return;
 	}
-	if (len > 0 && buf[len - 1] == '\n')
-		buf[--len] = '\0';
-	if (len > 0 && buf[len - 1] == '\r')
-		buf[--len] = '\0';
-	if (len == 0 || strlen(buf) != len) {
+	if (config_secret_trim(buf, &len) != 0) {
 		diag_error(ap->diag, ap->file, ap->file_line[fk], "%s: %s is "
 		    "empty or holds a NUL byte", key, path);
 		freezero_str(buf);
@@ -2374,11 +2384,7 @@ config_fleet_finish(struct global_parse *gp)
 	}
 	if (fc->password_path != NULL && config_fleet_read(gp,
 	    "password_file", fc->password_path, &buf, &len) == 0) {
-		if (len > 0 && buf[len - 1] == '\n')
-			buf[--len] = '\0';
-		if (len > 0 && buf[len - 1] == '\r')
-			buf[--len] = '\0';
-		if (len == 0 || strlen(buf) != len) {
+		if (config_secret_trim(buf, &len) != 0) {
 			diag_error(gp->diag, gp->file, config_fleet_line(gp,
 			    "password_file"), "password_file: %s is empty or "
 			    "holds a NUL byte", fc->password_path);
