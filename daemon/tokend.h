@@ -376,6 +376,7 @@ char		*oauth_form_encode(const char *);
 char		*oauth_basic_encode(const char *);
 int		 oauth_basic_safe(const char *);
 char		*oauth_base64(const unsigned char *, size_t);
+char		*oauth_base64url(const unsigned char *, size_t);
 int		 oauth_request_build(const struct account_conf *, enum grant,
 		    const char *, struct oauth_request *, char **);
 void		 oauth_revoke_build(const struct account_conf *, const char *,
@@ -792,7 +793,6 @@ struct login_env {
 };
 /* one NDJSON line (with its newline); last: the outcome, the end */
 typedef void	(*login_line_cb)(const char *, int, void *);
-char		*login_base64url(const unsigned char *, size_t);
 int		 login_random(size_t, char **);
 char		*login_pkce_challenge(const char *);
 int		 login_device_parse(const char *, size_t, struct login_device *,
