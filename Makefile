@@ -77,8 +77,8 @@ CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
 DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \
-		   sink seal discovery revoke account registry hooks control login \
-		   redirect api fleet
+		   sink seal jws discovery revoke account registry hooks control \
+		   login redirect api fleet
 DAEMON_OBJS	:= $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) tokend))
 # tokenctl starts as fast as cat: libc and json-c, nothing else; prompt.c
 # loads libqrencode (built against libqrencode-dev's header) only to show
@@ -89,11 +89,11 @@ QR_CFLAGS	= $(shell pkg-config --cflags libqrencode)
 CTL_LIBS	= $(shell pkg-config --libs json-c)
 HEADERS		:= daemon/tokend.h
 
-UNIT_TESTS	:= config schedule oauth sink timer discovery seal fleet
+UNIT_TESTS	:= config schedule oauth sink timer discovery seal jws fleet
 UNIT_BINS	:= $(addprefix $(BUILD)/test_,$(UNIT_TESTS))
 UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
 		   schedule.o oauth.o sink.o file.o store.o timer.o discovery.o \
-		   revoke.o http.o seal.o fleet.o)
+		   revoke.o http.o seal.o jws.o fleet.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan
 FUZZ_TARGETS	:= config response retry_after socket jwt state discovery device
@@ -159,7 +159,7 @@ $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(UNIT_OBJS) $(HEADERS)
 # and link-time stand-ins for http, timers, hooks and the clock
 ACCOUNT_TEST_OBJS := $(addprefix $(BUILD)/,account.o util.o log.o ini.o \
 		   config.o schedule.o oauth.o sink.o file.o store.o discovery.o \
-		   revoke.o seal.o fleet.o)
+		   revoke.o seal.o jws.o fleet.o)
 
 $(BUILD)/test_account: tests/unit/test_account.c tests/unit/unit.h \
     $(ACCOUNT_TEST_OBJS) $(HEADERS)

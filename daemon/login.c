@@ -40,25 +40,6 @@
 
 /* ---- pure parts ---- */
 
-/* base64url without padding (RFC 4648 5; RFC 7636 appendix A). */
-char *
-login_base64url(const unsigned char *in, size_t len)
-{
-	char	*s = oauth_base64(in, len), *p;
-
-	for (p = s; *p != '\0'; p++) {
-		if (*p == '+')
-			*p = '-';
-		else if (*p == '/')
-			*p = '_';
-		else if (*p == '=') {
-			*p = '\0';
-			break;
-		}
-	}
-	return s;
-}
-
 /* nbytes random bytes, base64url: a PKCE verifier or a state. */
 int
 login_random(size_t nbytes, char **out)
@@ -77,7 +58,7 @@ login_random(size_t nbytes, char **out)
 		}
 		got += (size_t)n;
 	}
-	*out = login_base64url(buf, nbytes);
+	*out = oauth_base64url(buf, nbytes);
 	explicit_bzero(buf, sizeof buf);
 	return 0;
 }
@@ -89,7 +70,7 @@ login_pkce_challenge(const char *verifier)
 	unsigned char	 md[32];
 
 	sha256(verifier, strlen(verifier), md);
-	return login_base64url(md, sizeof md);
+	return oauth_base64url(md, sizeof md);
 }
 
 void

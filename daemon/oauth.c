@@ -117,6 +117,25 @@ oauth_base64(const unsigned char *in, size_t len)
 	return out;
 }
 
+/* base64url without padding (RFC 4648 5): PKCE (RFC 7636 appendix A), JWS. */
+char *
+oauth_base64url(const unsigned char *in, size_t len)
+{
+	char	*s = oauth_base64(in, len), *p;
+
+	for (p = s; *p != '\0'; p++) {
+		if (*p == '+')
+			*p = '-';
+		else if (*p == '/')
+			*p = '_';
+		else if (*p == '=') {
+			*p = '\0';
+			break;
+		}
+	}
+	return s;
+}
+
 /* base64url without padding (JWT), into a NUL-terminated buffer. */
 static int
 oauth_base64url_decode(const char *in, size_t len, char **out, size_t *outlen)

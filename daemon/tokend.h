@@ -376,6 +376,7 @@ char		*oauth_form_encode(const char *);
 char		*oauth_basic_encode(const char *);
 int		 oauth_basic_safe(const char *);
 char		*oauth_base64(const unsigned char *, size_t);
+char		*oauth_base64url(const unsigned char *, size_t);
 int		 oauth_request_build(const struct account_conf *, enum grant,
 		    const char *, struct oauth_request *, char **);
 void		 oauth_revoke_build(const struct account_conf *, const char *,
@@ -553,6 +554,28 @@ int		 seal_decrypt(const unsigned char[FLEET_KEY_LEN], const char *,
 char		*seal_record_encode(const struct fleet_record *);
 int		 seal_record_decode(const char *, size_t, struct fleet_record *);
 void		 seal_record_clear(struct fleet_record *);
+
+/* jws.c: PEM private keys and compact JWS for client assertions (pure:
+ * no I/O) */
+enum jws_alg {
+	JWS_RS256,		/* RSASSA-PKCS1-v1_5, SHA-256 */
+	JWS_PS256,		/* RSASSA-PSS, SHA-256, MGF1 SHA-256, salt 32 */
+	JWS_ES256,		/* ECDSA P-256, SHA-256, raw r || s */
+	JWS_EDDSA,		/* Ed25519 (RFC 8037) */
+	JWS_HS256,		/* HMAC SHA-256: client_secret_jwt */
+};
+struct jws_key;
+const char	*jws_alg_name(enum jws_alg);
+int		 jws_alg_parse(const char *, enum jws_alg *);
+int		 jws_key_load(const char *, size_t, struct jws_key **, char **);
+void		 jws_key_free(struct jws_key *);
+enum jws_alg	 jws_key_default_alg(const struct jws_key *);
+int		 jws_key_alg_ok(const struct jws_key *, enum jws_alg, char **);
+char		*jws_key_fingerprint(const struct jws_key *);
+char		*jws_sign(const struct jws_key *, enum jws_alg, const char *,
+		    const char *);
+char		*jws_sign_hmac(const void *, size_t, const char *,
+		    const char *);
 
 /* fleet.c: instances on many hosts share accounts through Redis */
 struct fleet;
@@ -791,7 +814,6 @@ struct login_env {
 };
 /* one NDJSON line (with its newline); last: the outcome, the end */
 typedef void	(*login_line_cb)(const char *, int, void *);
-char		*login_base64url(const unsigned char *, size_t);
 int		 login_random(size_t, char **);
 char		*login_pkce_challenge(const char *);
 int		 login_device_parse(const char *, size_t, struct login_device *,

@@ -30,7 +30,7 @@ test_pkce_rfc7636_vector(void **state)
 	char	*v, *c;
 
 	(void)state;
-	v = login_base64url(octets, sizeof octets);
+	v = oauth_base64url(octets, sizeof octets);
 	CHECK_STR("verifier", v, "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
 	c = login_pkce_challenge(v);
 	CHECK_STR("challenge", c, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
@@ -52,7 +52,7 @@ test_base64url_padding(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		s = login_base64url((const unsigned char *)cases[i].in,
+		s = oauth_base64url((const unsigned char *)cases[i].in,
 		    strlen(cases[i].in));
 		CHECK_STR(cases[i].in, s, cases[i].out);
 		free(s);
