@@ -50,6 +50,27 @@ Configuration (the --config file, and POST /_ctl/settings at run time):
     authorize        what GET /authorize does: "approve" (default), "deny"
                      (error=access_denied), "wrong_state" (a code, with
                      another state)
+  Signed assertions (verified with the openssl command, not with tokend's
+  code; the JWT goes into /_ctl/secrets, its header and claims into the log):
+    service_accounts {"EMAIL": {"key": PUBLIC_PEM_PATH, "kid": KID,
+                     "alg": "RS256" (default; also PS256, ES256, EdDSA),
+                     "scope": "what the claim must say" (optional)}}: who
+                     may use /google/token.  The assertion must carry alg,
+                     kid, iss = EMAIL, a non-empty scope, aud = the URL of
+                     /google/token, iat not ahead of the server's clock by
+                     more than "clock_leeway", exp after now and exp - iat
+                     <= 3600.  Refusals: 400 invalid_grant.
+    github_apps      {"APP_ID": {"key": PUBLIC_PEM_PATH, "client_id": ID}}:
+                     RS256 only; iss = APP_ID or the client id; iat not
+                     ahead by more than "clock_leeway"; exp after now and
+                     at most 600 s ahead.  Refusals: 401 {"message",
+                     "documentation_url"}, as GitHub says them.
+    github_lifetime  seconds an installation token lives (3600)
+    clock_skew       seconds added to the server's clock for the assertion
+                     checks and the Date header of every answer (0): a
+                     server whose clock is off, with the machine's clock
+                     untouched
+    clock_leeway     seconds an iat may be ahead of the server's clock (10)
 
 Token endpoints (application/x-www-form-urlencoded POSTs):
     POST /token              RFC 6749: client_credentials | password | refresh_token
@@ -62,6 +83,15 @@ Token endpoints (application/x-www-form-urlencoded POSTs):
     POST /spotinst/refresh   refresh_token grant only, Spotinst envelope
     POST /revoke             RFC 7009 revocation (client auth as at /token);
                              recorded in GET /_ctl/revocations
+    POST /google/token       Google-style service-account token endpoint:
+                             grant_type=urn:ietf:params:oauth:grant-type:
+                             jwt-bearer&assertion=JWT (RFC 7523 2.1), see
+                             "service_accounts" below
+    POST /app/installations/ID/access_tokens
+                             GitHub-style App installation token: the app's
+                             JWT as "Authorization: Bearer JWT", an empty
+                             body; answers 201 {"token": "ghs_...",
+                             "expires_at": RFC 3339 UTC}; see "github_apps"
     GET  .../.well-known/openid-configuration, /.well-known/oauth-
          authorization-server[/PATH]: metadata naming the endpoints above
          (faults queue under the path "/.well-known")
@@ -114,10 +144,14 @@ import http.server
 import json
 import os
 import secrets as rnd
+import re
+import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -128,6 +162,13 @@ DRAIN_MAX = 16 * 1024 * 1024  # an oversized body up to this is read first
 TOKEN_PATHS = ("/token", "/spotinst/token", "/spotinst/refresh",
                "/device_authorization")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GOOGLE_PATH = "/google/token"
+GITHUB_PATH = re.compile(r"^/app/installations/([0-9]+)/access_tokens$")
+GITHUB_DOCS = "https://docs.github.com/rest/apps/apps" \
+    "#create-an-installation-access-token-for-an-app"
+MAX_GITHUB_JWT = 600          # seconds an app JWT may reach into the future
+MAX_GOOGLE_JWT = 3600
 
 DEFAULT_SETTINGS = {
     "clients": None,
@@ -151,8 +192,14 @@ DEFAULT_SETTINGS = {
     "discovery_oidc": True,
     "discovery_auth_methods": None,
     "discovery_extra": {},
+    "service_accounts": {},
+    "github_apps": {},
+    "github_lifetime": 3600,
+    "clock_skew": 0,
+    "clock_leeway": 10,
 }
-DICT_SETTINGS = ("clients", "users", "client_lifetimes", "discovery_extra")
+DICT_SETTINGS = ("clients", "users", "client_lifetimes", "discovery_extra",
+                 "service_accounts", "github_apps")
 OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
 RFC8414_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 
@@ -284,6 +331,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
     @property
     def state(self):
         return self.server.state
+
+    def now(self):
+        """The server's clock: the machine's, plus the clock_skew setting
+        (read without the lock: send_response may run under it)."""
+        return time.time() + float(self.state.settings["clock_skew"])
+
+    def date_time_string(self, timestamp=None):
+        # the Date header tells the server's (maybe skewed) clock
+        return formatdate(self.now() if timestamp is None else timestamp,
+                          usegmt=True)
 
     def send_body(self, status, body, content_type="application/json",
                   headers=None, close=False):
@@ -450,6 +507,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.revoke(body)
         elif path in TOKEN_PATHS:
             self.token_request(path, body)
+        elif path == GOOGLE_PATH:
+            self.google_token(body)
+        elif GITHUB_PATH.match(path):
+            self.github_token(path, body)
         else:
             self.send_json(404, {"error": "not_found"})
 
@@ -595,6 +656,157 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_json(500, {"error": "server_error",
                                  "error_description": "unknown fault %r" % fault})
+
+    # -- signed assertions: Google- and GitHub-style ---------------------
+
+    def assertion_entry(self, path, grant, jwt):
+        """A log entry for a signed-assertion request; the JWT itself is a
+        secret.  Caller holds the lock."""
+        if jwt and len(jwt) >= 6:
+            self.state.extra_secrets.append(jwt)
+        entry = {"t": time.time(), "server_now": self.now(),
+                 "path": path, "grant_type": grant, "client_id": None,
+                 "auth": "assertion", "refresh_token_used": None,
+                 "params": {}, "status": None, "fault": None, "error": None,
+                 "header": None, "claims": None,
+                 "issued_access_token": None, "issued_refresh_token": None}
+        self.state.log.append(entry)
+        return entry
+
+    def google_token(self, body):
+        st = self.state
+        form, form_error = parse_form(self.headers.get("Content-Type", ""),
+                                      body)
+        aud = "https://%s:%d%s" % (self.server.server_address[0],
+                                   self.server.server_address[1], GOOGLE_PATH)
+        with st.lock:
+            entry = self.assertion_entry(GOOGLE_PATH, form.get("grant_type"),
+                                         form.get("assertion"))
+            entry["params"] = {k: v for k, v in form.items()
+                               if k != "assertion"}
+            queue = st.faults.get(GOOGLE_PATH)
+            fault = queue.popleft() if queue else None
+            entry["fault"] = fault
+            cfg = dict(st.settings)
+            now = self.now()
+        if fault is not None:
+            entry["status"] = int(fault.get("status", 500))
+            self.send_queued_fault(fault)
+            return
+        try:
+            if form_error:
+                raise OAuthError(400, "invalid_request", form_error)
+            if form.get("grant_type") != JWT_BEARER_GRANT:
+                raise OAuthError(400, "unsupported_grant_type",
+                                 "want %s" % JWT_BEARER_GRANT)
+            header, claims = jwt_parts(form.get("assertion"))
+            entry["header"], entry["claims"] = header, claims
+            entry["client_id"] = claims.get("iss")
+            account = (cfg["service_accounts"] or {}).get(claims.get("iss"))
+            if not isinstance(account, dict):
+                raise OAuthError(400, "invalid_grant", "unknown iss")
+            if header.get("alg") != account.get("alg", "RS256"):
+                raise OAuthError(400, "invalid_grant", "alg must be %s" %
+                                 account.get("alg", "RS256"))
+            if account.get("kid") and header.get("kid") != account["kid"]:
+                raise OAuthError(400, "invalid_grant",
+                                 "kid is not the key's private_key_id")
+            if not openssl_verify(header["alg"], account["key"],
+                                  form["assertion"]):
+                raise OAuthError(400, "invalid_grant", "Invalid JWT "
+                                 "Signature.")
+            scope = claims.get("scope")
+            if not isinstance(scope, str) or not scope.strip():
+                raise OAuthError(400, "invalid_scope", "no scope claim")
+            if account.get("scope") and scope != account["scope"]:
+                raise OAuthError(400, "invalid_scope", "scope claim %r, want "
+                                 "%r" % (scope, account["scope"]))
+            if claims.get("aud") != aud:
+                raise OAuthError(400, "invalid_grant", "aud must be %s" % aud)
+            check_times(claims, now, float(cfg["clock_leeway"]),
+                        MAX_GOOGLE_JWT, lambda why: OAuthError(
+                            400, "invalid_grant", "Invalid JWT: " + why))
+        except OAuthError as e:
+            with st.lock:
+                entry["status"], entry["error"] = e.status, e.error
+                entry["error_description"] = e.description
+            self.send_json(e.status, error_body(GOOGLE_PATH, e))
+            return
+        lifetime = int(cfg["lifetime"])
+        with st.lock:
+            access = "ya29." + st.next_token("sa")
+            st.issued_access.append(access)
+            entry["status"] = 200
+            entry["issued_access_token"] = access
+        self.send_json(200, {"access_token": access, "expires_in": lifetime,
+                             "token_type": "Bearer"})
+
+    def github_token(self, path, body):
+        st = self.state
+        auth = self.headers.get("Authorization") or ""
+        scheme, _, jwt = auth.strip().partition(" ")
+        jwt = jwt.strip()
+        with st.lock:
+            entry = self.assertion_entry(path, None, jwt)
+            entry["params"] = {"content_length": len(body)}
+            queue = st.faults.get("/app/installations")
+            fault = queue.popleft() if queue else None
+            entry["fault"] = fault
+            cfg = dict(st.settings)
+            now = self.now()
+        if fault is not None:
+            entry["status"] = int(fault.get("status", 500))
+            self.send_queued_fault(fault)
+            return
+
+        class Refusal(Exception):
+            pass
+        try:
+            if scheme.lower() != "bearer" or not jwt:
+                raise Refusal("A JSON web token could not be decoded")
+            if body:
+                raise Refusal("the body must be empty")
+            try:
+                header, claims = jwt_parts(jwt)
+            except OAuthError:
+                raise Refusal("A JSON web token could not be decoded")
+            entry["header"], entry["claims"] = header, claims
+            iss = claims.get("iss")
+            entry["client_id"] = iss
+            app = None
+            for app_id, info in (cfg["github_apps"] or {}).items():
+                if str(iss) in (app_id, info.get("client_id")):
+                    app = info
+            if app is None:
+                raise Refusal("Integration not found")
+            if header.get("alg") != "RS256":
+                raise Refusal("'alg' must be RS256")
+            if not openssl_verify("RS256", app["key"], jwt):
+                raise Refusal("A JSON web token could not be decoded")
+            check_times(claims, now, float(cfg["clock_leeway"]),
+                        None, Refusal)
+            if claims["exp"] > now + MAX_GITHUB_JWT:
+                raise Refusal("'Expiration time' claim ('exp') is too far "
+                              "in the future")
+        except Refusal as e:
+            with st.lock:
+                entry["status"], entry["error"] = 401, str(e)
+            self.send_json(401, {"message": str(e),
+                                 "documentation_url": GITHUB_DOCS})
+            return
+        lifetime = int(cfg["github_lifetime"])
+        with st.lock:
+            token = "ghs_" + rnd.token_hex(18)
+            st.issued_access.append(token)
+            entry["status"] = 201
+            entry["issued_access_token"] = token
+            entry["expires_at"] = now + lifetime
+        self.send_json(201, {
+            "token": token,
+            "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                        time.gmtime(now + lifetime)),
+            "permissions": {"contents": "read"},
+            "repository_selection": "all"})
 
     # -- discovery and revocation ----------------------------------------
 
@@ -905,6 +1117,106 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if scope:
             answer["scope"] = scope
         return 200, answer
+
+
+def b64url_decode(text):
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jwt_parts(jwt):
+    """(header, claims) of a compact JWS; OAuthError invalid_grant when it
+    is not one.  The signature is checked elsewhere (openssl_verify)."""
+    try:
+        h, p, _ = jwt.split(".")
+        header = json.loads(b64url_decode(h))
+        claims = json.loads(b64url_decode(p))
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise ValueError("not objects")
+    except (AttributeError, ValueError, TypeError) as e:
+        raise OAuthError(400, "invalid_grant", "not a JWT (%s)" % e)
+    return header, claims
+
+
+def check_times(claims, now, leeway, max_lifetime, refuse):
+    """iat and exp as a strict server checks them against its clock `now`;
+    raises refuse(why)."""
+    iat, exp = claims.get("iat"), claims.get("exp")
+    for name, value in (("iat", iat), ("exp", exp)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise refuse("%s must be an integer" % name)
+    if iat > now + leeway:
+        raise refuse("iat %d is %.0fs in the future" % (iat, iat - now))
+    if exp <= now:
+        raise refuse("exp %d is %.0fs in the past" % (exp, now - exp))
+    if exp <= iat:
+        raise refuse("exp is not after iat")
+    if max_lifetime is not None and exp - iat > max_lifetime:
+        raise refuse("exp - iat is %ds, over %ds" % (exp - iat, max_lifetime))
+
+
+def der_length(n):
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def der_integer(raw):
+    """An ASN.1 DER INTEGER from big-endian unsigned bytes."""
+    raw = raw.lstrip(b"\0") or b"\0"
+    if raw[0] & 0x80:
+        raw = b"\0" + raw
+    return b"\x02" + der_length(len(raw)) + raw
+
+
+def ecdsa_raw_to_der(sig, size=32):
+    """JWS ES256 signatures are r||s, 32 bytes each (RFC 7518 3.4); openssl
+    wants an ECDSA-Sig-Value, SEQUENCE { INTEGER r, INTEGER s }."""
+    if len(sig) != 2 * size:
+        raise ValueError("an ES256 signature is %d bytes, not %d" %
+                         (2 * size, len(sig)))
+    body = der_integer(sig[:size]) + der_integer(sig[size:])
+    return b"\x30" + der_length(len(body)) + body
+
+
+def openssl_verify(alg, pub_path, jwt):
+    """Does the openssl command say that jwt's signature is good for the
+    public key in pub_path (PEM) under alg?"""
+    try:
+        h, p, s = jwt.split(".")
+        sig = b64url_decode(s)
+        if alg == "ES256":
+            sig = ecdsa_raw_to_der(sig)
+    except ValueError:
+        return False
+    signing_input = ("%s.%s" % (h, p)).encode("ascii")
+    work = tempfile.mkdtemp(prefix="issuer-verify-")
+    try:
+        data, sig_file = os.path.join(work, "data"), os.path.join(work, "sig")
+        with open(data, "wb") as f:
+            f.write(signing_input)
+        with open(sig_file, "wb") as f:
+            f.write(sig)
+        if alg in ("RS256", "ES256"):
+            cmd = ["openssl", "dgst", "-sha256", "-verify", pub_path,
+                   "-signature", sig_file, data]
+        elif alg == "PS256":
+            cmd = ["openssl", "dgst", "-sha256", "-verify", pub_path,
+                   "-sigopt", "rsa_padding_mode:pss",
+                   "-sigopt", "rsa_pss_saltlen:32",
+                   "-signature", sig_file, data]
+        elif alg == "EdDSA":
+            cmd = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey",
+                   pub_path, "-rawin", "-in", data, "-sigfile", sig_file]
+        else:
+            return False
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL,
+                             capture_output=True, timeout=20)
+        return res.returncode == 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def delayed(fault):

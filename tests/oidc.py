@@ -8,6 +8,9 @@ the test's issuers: the harness stops it, prints its request log when a
 test fails, and scans every daemon log for every token, code and secret it
 issued.  browser_login(t, url) is a human at Debian's chromium (headless,
 driven by tests/oidc/browser.js) who signs in and consents, or declines.
+key_provider(t, ...) starts it with the machine clients of key-based
+client authentication (private_key_jwt, client_secret_jwt, mutual TLS;
+tests/integration_keys.py), which need no browser.
 
 Needs node >= 20.12, tests/oidc/node_modules (`npm ci --prefix tests/oidc`,
 which `make check` runs) and /usr/bin/chromium; without them each test is
@@ -37,10 +40,21 @@ DEVICE_CLIENT = "tokend-device"              # public, device_code
 NATIVE_CLIENT = "tokend-native"              # public, authorization_code
 CONFIDENTIAL_CLIENT = "tokend-confidential"  # client_secret_basic, both
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# client_credentials clients of key_provider()
+PKJWT_CLIENT = "tokend-pkjwt"                # private_key_jwt, any --jwks key
+CSJWT_CLIENT = "tokend-csjwt"                # client_secret_jwt (HS256)
+TLS_CLIENT = "tokend-tls"                    # tls_client_auth (subject DN)
+SELF_SIGNED_CLIENT = "tokend-selfsigned"     # self_signed_tls_client_auth
 
 
-def missing():
-    """What the login tests need that this machine lacks, or None."""
+def pkjwt_client(alg):
+    """The private_key_jwt client that takes only alg (its --jwks key)."""
+    return "%s-%s" % (PKJWT_CLIENT, alg.lower())
+
+
+def missing(browser=True):
+    """What the login tests need that this machine lacks, or None
+    (browser=False: all but chromium and playwright-core)."""
     node = shutil.which("node")
     if not node:
         return "no node (Node.js >= 20.12)"
@@ -50,16 +64,16 @@ def missing():
                     if x.isdigit())
     if version < (20, 12):
         return "node %s is older than 20.12" % out.stdout.strip()
-    for pkg in ("oidc-provider", "playwright-core"):
+    for pkg in ("oidc-provider", "playwright-core")[:2 if browser else 1]:
         if not os.path.isdir(os.path.join(OIDC_DIR, "node_modules", pkg)):
             return "no %s: run npm ci --prefix tests/oidc" % pkg
-    if not os.access(CHROMIUM, os.X_OK):
+    if browser and not os.access(CHROMIUM, os.X_OK):
         return "no %s (apt-get install chromium)" % CHROMIUM
     return None
 
 
-def require_oidc():
-    why = missing()
+def require_oidc(browser=True):
+    why = missing(browser)
     if why:
         raise TestSkipped(why)
 
@@ -71,8 +85,11 @@ class Provider(Issuer):
 
     def __init__(self, ctx, name="oidc", access_ttl=4, device_ttl=None,
                  interval=None, slow_down=0, issuer_claim=None,
-                 cert="server"):
+                 cert="server", jwks=None, jwt_secret=None, ca=None,
+                 tls_subject_dn=None, self_signed_jwks=None,
+                 mtls_alias=False):
         super().__init__(ctx, cert=cert, name=name)
+        self.mtls_port = None
         self.options = ["--access-ttl", str(access_ttl)]
         if device_ttl is not None:
             self.options += ["--device-ttl", str(device_ttl)]
@@ -82,6 +99,13 @@ class Provider(Issuer):
             self.options += ["--slow-down", str(slow_down)]
         if issuer_claim:
             self.options += ["--issuer-claim", issuer_claim]
+        for flag, value in (("--jwks", jwks), ("--jwt-secret", jwt_secret),
+                            ("--ca", ca), ("--tls-subject-dn", tls_subject_dn),
+                            ("--self-signed-jwks", self_signed_jwks)):
+            if value is not None:
+                self.options += [flag, value]
+        if mtls_alias:
+            self.options.append("--mtls-alias")
 
     def start(self):
         ctx = self.ctx
@@ -101,9 +125,13 @@ class Provider(Issuer):
                 raise TestFailure("provider.js exited with %d: %s" % (
                     self.proc.returncode, read_text(self.log_path)))
             text = read_text(port_path) or ""
-            return int(text.split()[0]) if text.endswith("\n") else None
+            return [int(x) for x in text.split()] if text.endswith("\n") \
+                else None
         # node and oidc-provider take a moment to load on a busy machine
-        self.port = wait_for(port, 30, "the test provider to listen")
+        ports = wait_for(port, 30, "the test provider to listen")
+        self.port = ports[0]
+        if len(ports) > 1:          # --mtls-alias: the mutual-TLS server's
+            self.mtls_port = ports[1]
         return self
 
     @property
@@ -161,6 +189,24 @@ def provider(t, **options):
     p = Provider(t, name="oidc%s" % (len(t.issuers) or ""), **options)
     t.issuers.append(p)
     return p.start()
+
+
+def key_provider(t, **options):
+    """Start a test provider with key-based machine clients (options: see
+    Provider: jwks, jwt_secret, ca, tls_subject_dn, self_signed_jwks,
+    mtls_alias); needs node and oidc-provider, not the browser."""
+    require_oidc(browser=False)
+    p = Provider(t, name="oidc%s" % (len(t.issuers) or ""), **options)
+    t.issuers.append(p)
+    return p.start()
+
+
+def token_entries(op, client_id=None):
+    """The provider's token requests (of one client): the log entries with
+    client_auth_method, listener, client_cert, assertion {header, claims},
+    status, error, error_description."""
+    return [e for e in op.requests(route="token")
+            if client_id is None or e["client_id"] == client_id]
 
 
 def browser_login(t, url, deny=False, user="alice", user_code=None,

@@ -5,6 +5,8 @@
 //   node tests/oidc/provider.js --cert server.pem --key server.key
 //        [--port 0] [--access-ttl 4] [--device-ttl 600] [--interval N]
 //        [--slow-down N] [--issuer-claim URL] [--secret S]
+//        [--jwks FILE] [--jwt-secret S] [--ca FILE --tls-subject-dn DN]
+//        [--self-signed-jwks FILE] [--mtls-alias]
 //
 // Prints the port it listens on (one line, on stdout) once it is ready.
 // Features: device flow (RFC 8628), revocation (RFC 7009), introspection
@@ -19,6 +21,26 @@
 //                        loopback redirects on any port (native app)
 //   tokend-confidential  client_secret_basic or _post (secret: --secret),
 //                        both grants; also the one that introspects
+// and, for key-based client authentication (tests/integration_keys.py), all
+// with the client_credentials grant only:
+//   tokend-pkjwt         private_key_jwt with every key of --jwks (a JWKS
+//                        file of public keys, made by the test)
+//   tokend-pkjwt-ALG     private_key_jwt with the one key of --jwks whose
+//                        "alg" is ALG (rs256, ps256, es256, eddsa), and
+//                        token_endpoint_auth_signing_alg = ALG
+//   tokend-csjwt         client_secret_jwt (HS256) with --jwt-secret
+//   tokend-tls           tls_client_auth: a client certificate that the CA
+//                        of --ca issued, with the subject --tls-subject-dn
+//                        (RFC 4514, e.g. "CN=client,O=tokend tests")
+//   tokend-selfsigned    self_signed_tls_client_auth: a certificate whose
+//                        x5c is in --self-signed-jwks
+// --ca turns on oidc-provider's mTLS feature (tlsClientAuth and
+// selfSignedTlsClientAuth): the HTTPS server asks for a client certificate
+// (requestCert, rejectUnauthorized: false; oidc-provider decides).  With
+// --mtls-alias, a second HTTPS server (same provider) asks for it instead
+// of the first, and discovery names its token endpoint in
+// mtls_endpoint_aliases (RFC 8705 5), which oidc-provider does not publish
+// on its own; the port line is then "PORT MTLS_PORT".
 //
 // What the real OP does not do on its own, scripted for the tests:
 //   --interval N       put "interval": N in the device authorization answer
@@ -31,9 +53,14 @@
 // lists the token, device and revocation requests (no token values);
 // GET /_ctl/secrets lists every token, code and secret it issued or knows,
 // for the harness's scan of the daemon's logs; GET /_ctl/refresh_tokens
-// the refresh tokens it issued, oldest first.
+// the refresh tokens it issued, oldest first.  Each token request's log
+// entry names the client's auth method (client_auth_method), which server
+// took it (listener: "main" or "mtls"), whether a client certificate came
+// with it (client_cert: its subject, or null), the error_description, and
+// a signed client assertion's header and claims (assertion; the JWT itself
+// goes into the secrets).
 
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { parseArgs } from 'node:util';
@@ -54,6 +81,12 @@ const { values: opt } = parseArgs({
     'slow-down': { type: 'string', default: '0' },
     'issuer-claim': { type: 'string' },
     secret: { type: 'string' },
+    jwks: { type: 'string' },
+    'jwt-secret': { type: 'string' },
+    ca: { type: 'string' },
+    'tls-subject-dn': { type: 'string' },
+    'self-signed-jwks': { type: 'string' },
+    'mtls-alias': { type: 'boolean', default: false },
   },
 });
 
@@ -78,9 +111,22 @@ const settings = {
 const accessTTL = seconds('access-ttl');
 const deviceTTL = seconds('device-ttl');
 const clientSecret = opt.secret || `confidential-${randomBytes(16).toString('hex')}`;
+const jwtSecret = opt['jwt-secret'] || null;
+if (opt['mtls-alias'] && !opt.ca) die('--mtls-alias needs --ca');
+
+function readJWKS(path) {
+  try {
+    const jwks = JSON.parse(readFileSync(path, 'utf8'));
+    if (!Array.isArray(jwks.keys)) throw new Error('no "keys" array');
+    return jwks;
+  } catch (err) {
+    return die(`${path}: ${err.message}`);
+  }
+}
 
 // Everything the harness must never find in a tokend log.
 const secrets = new Set([clientSecret]);
+if (jwtSecret) secrets.add(jwtSecret);
 const refreshTokens = [];     // in the order issued
 const log = [];
 const started = Date.now() / 1000;
@@ -115,19 +161,86 @@ const CLIENTS = [
   },
 ];
 
+const MACHINE = {
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+};
+const authMethods = ['client_secret_basic', 'client_secret_post', 'none'];
+if (opt.jwks) {
+  const jwks = readJWKS(opt.jwks);
+  authMethods.push('private_key_jwt');
+  CLIENTS.push({ client_id: 'tokend-pkjwt', token_endpoint_auth_method: 'private_key_jwt',
+    jwks, ...MACHINE });
+  for (const key of jwks.keys) {
+    if (!key.alg) continue;
+    CLIENTS.push({
+      client_id: `tokend-pkjwt-${key.alg.toLowerCase()}`,
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: key.alg,
+      jwks: { keys: [key] },
+      ...MACHINE,
+    });
+  }
+}
+if (jwtSecret) {
+  authMethods.push('client_secret_jwt');
+  CLIENTS.push({ client_id: 'tokend-csjwt', client_secret: jwtSecret,
+    token_endpoint_auth_method: 'client_secret_jwt',
+    token_endpoint_auth_signing_alg: 'HS256', ...MACHINE });
+}
+const caPEM = opt.ca ? readFileSync(opt.ca) : null;
+if (caPEM) {
+  authMethods.push('tls_client_auth', 'self_signed_tls_client_auth');
+  if (opt['tls-subject-dn']) {
+    CLIENTS.push({ client_id: 'tokend-tls', token_endpoint_auth_method: 'tls_client_auth',
+      tls_client_auth_subject_dn: opt['tls-subject-dn'], ...MACHINE });
+  }
+  if (opt['self-signed-jwks']) {
+    CLIENTS.push({ client_id: 'tokend-selfsigned',
+      token_endpoint_auth_method: 'self_signed_tls_client_auth',
+      jwks: readJWKS(opt['self-signed-jwks']), ...MACHINE });
+  }
+}
+
+// The peer's certificate as oidc-provider wants it (PEM), or undefined.
+function peerCertificate(ctx) {
+  const cert = ctx.socket.getPeerCertificate?.();
+  if (!cert || !cert.raw) return undefined;
+  const b64 = cert.raw.toString('base64').match(/.{1,64}/g).join('\n');
+  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
+}
+
+// RFC 4514 string of a subject: Node lists the RDNs most significant first,
+// one a line; RFC 4514 writes them the other way round, with commas.
+function subjectDN(pem) {
+  return new X509Certificate(pem).subject.split('\n').reverse().join(',');
+}
+
+const tlsOptions = { cert: readFileSync(opt.cert), key: readFileSync(opt.key) };
+const askForCert = caPEM ? { requestCert: true, rejectUnauthorized: false, ca: caPEM } : {};
+
 // The port is only known once we listen; the issuer must name it.
-const server = createServer({
-  cert: readFileSync(opt.cert),
-  key: readFileSync(opt.key),
+const server = createServer({ ...tlsOptions, ...(opt['mtls-alias'] ? {} : askForCert) });
+const mtlsServer = opt['mtls-alias'] ? createServer({ ...tlsOptions, ...askForCert }) : null;
+server.listen(Number(opt.port), '127.0.0.1', () => {
+  if (mtlsServer) mtlsServer.listen(0, '127.0.0.1', start);
+  else start();
 });
-server.listen(Number(opt.port), '127.0.0.1', start);
 
 function start() {
   const { port } = server.address();
   const issuer = `https://127.0.0.1:${port}`;
+  const discovery = {};
+  if (mtlsServer) {
+    discovery.mtls_endpoint_aliases = {
+      token_endpoint: `https://127.0.0.1:${mtlsServer.address().port}/token`,
+    };
+  }
   const provider = new Provider(issuer, {
     clients: CLIENTS,
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+    clientAuthMethods: authMethods,
+    discovery,
     async findAccount(ctx, id) {
       return { accountId: id, async claims() { return { sub: id }; } };
     },
@@ -137,6 +250,19 @@ function start() {
       deviceFlow: { enabled: true },
       revocation: { enabled: true },
       introspection: { enabled: true },
+      clientCredentials: { enabled: true },
+      mTLS: {
+        enabled: Boolean(caPEM),
+        tlsClientAuth: Boolean(caPEM),
+        selfSignedTlsClientAuth: Boolean(caPEM),
+        getCertificate: peerCertificate,
+        // verified against --ca by the TLS layer (expiry included)
+        certificateAuthorized: (ctx) => ctx.socket.authorized === true,
+        certificateSubjectMatches(ctx, property, expected) {
+          if (property !== 'tls_client_auth_subject_dn') return false;
+          return subjectDN(peerCertificate(ctx)) === expected;
+        },
+      },
     },
     pkce: { required: () => true },
     rotateRefreshToken: true,
@@ -159,7 +285,12 @@ function start() {
   provider.use(control);
   provider.use(script);
   server.on('request', provider.callback());
-  process.stdout.write(`${port}\n`);
+  if (mtlsServer) {
+    mtlsServer.on('request', provider.callback());
+    process.stdout.write(`${port} ${mtlsServer.address().port}\n`);
+  } else {
+    process.stdout.write(`${port}\n`);
+  }
 }
 
 function body(ctx) {
@@ -207,7 +338,9 @@ async function control(ctx, next) {
         settings[k] = v;
       }
     }
-    ctx.body = { ...settings, clients: { 'tokend-confidential': clientSecret } };
+    const clients = { 'tokend-confidential': clientSecret };
+    if (jwtSecret) clients['tokend-csjwt'] = jwtSecret;
+    ctx.body = { ...settings, clients };
   } else {
     ctx.status = 404;
     ctx.body = { error: 'no such control call' };
@@ -246,6 +379,7 @@ async function script(ctx, next) {
     keep(answer.id_token);
     keep(ctx.oidc.params?.code);
     keep(ctx.oidc.params?.code_verifier);
+    keep(ctx.oidc.params?.client_assertion);
     record(ctx, route, answer, {
       grant_type: grant || null,
       refresh_token_issued: typeof answer.refresh_token === 'string',
@@ -264,8 +398,26 @@ function record(ctx, route, answer, extra) {
   let auth = 'none';
   if (ctx.get('authorization')) auth = 'basic';
   else if (ctx.oidc?.params?.client_secret) auth = 'post';
+  let assertion = null;
+  const jwt = ctx.oidc?.params?.client_assertion;
+  if (typeof jwt === 'string') {
+    try {
+      const [h, p] = jwt.split('.').slice(0, 2)
+        .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')));
+      assertion = { header: h, claims: p };
+    } catch {
+      assertion = { malformed: true };
+    }
+  }
+  const cert = peerCertificate(ctx);
   log.push({
     t: Date.now() / 1000 - started,
+    now: Date.now() / 1000,
+    listener: mtlsServer && ctx.socket.localPort === mtlsServer.address().port ? 'mtls' : 'main',
+    client_auth_method: ctx.oidc?.client?.clientAuthMethod || null,
+    client_cert: cert ? subjectDN(cert) : null,
+    error_description: answer?.error_description || null,
+    assertion,
     route,
     path: error ? `${ctx.path} ${error}` : ctx.path,
     client_id: ctx.oidc?.client?.clientId || null,
