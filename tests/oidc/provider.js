@@ -56,7 +56,9 @@
 // the refresh tokens it issued, oldest first.  Each token request's log
 // entry names the client's auth method (client_auth_method), which server
 // took it (listener: "main" or "mtls"), whether a client certificate came
-// with it (client_cert: its subject, or null), the error_description, and
+// with it (client_cert: its subject, or null), the error_description and
+// oidc-provider's reason behind it (error_detail, e.g. "client assertion
+// tokens must only be used once"), and
 // a signed client assertion's header and claims (assertion; the JWT itself
 // goes into the secrets).
 
@@ -278,6 +280,10 @@ function start() {
       Session: 3600,
     },
   });
+  // why a client was refused (its answer only says invalid_client), for the log
+  provider.on('grant.error', (ctx, err) => {
+    ctx.state.errorDetail = err.error_detail || err.message || null;
+  });
   provider.on('server_error', (ctx, err) => {
     process.stderr.write(`provider.js: server_error: ${err.stack}\n`);
   });
@@ -417,6 +423,7 @@ function record(ctx, route, answer, extra) {
     client_auth_method: ctx.oidc?.client?.clientAuthMethod || null,
     client_cert: cert ? subjectDN(cert) : null,
     error_description: answer?.error_description || null,
+    error_detail: ctx.state?.errorDetail || null,
     assertion,
     route,
     path: error ? `${ctx.path} ${error}` : ctx.path,
