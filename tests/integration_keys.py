@@ -670,6 +670,38 @@ def test_selftest_mtls_alias_and_replay_proxy(t):
     t.add_secret(body["access_token"])
 
 
+RFC7638_JWK = {   # RFC 7638 3.1's example key and its thumbprint
+    "kty": "RSA", "e": "AQAB", "alg": "RS256",
+    "kid": "2011-04-29",
+    "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zw"
+         "u1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4"
+         "Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSq"
+         "zs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI"
+         "4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8"
+         "awapJzKnqDKgw"}
+RFC7638_THUMBPRINT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_selftest_jwk_and_thumbprint(t):
+    """Harness self-test, no tokend: jwk_thumbprint gives RFC 7638's own
+    example answer, and public_jwk (openssl -text_pub, parsed here) gives
+    the JWK node's crypto exports for an RSA, EC and Ed25519 key."""
+    check(jwk_thumbprint(RFC7638_JWK) == RFC7638_THUMBPRINT,
+          "RFC 7638 example: %s" % jwk_thumbprint(RFC7638_JWK))
+    for kind in ("RSA", "EC", "Ed25519"):
+        key = Key(t, kind.lower(), kind)
+        res = subprocess.run(["node", "-e", (
+            "const c = require('crypto'), fs = require('fs');"
+            "process.stdout.write(JSON.stringify(c.createPublicKey("
+            "fs.readFileSync(process.argv[1])).export({format: 'jwk'})))"),
+            key.pub_path], capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            raise TestSkipped("node cannot export a JWK: %s" % res.stderr)
+        theirs = json.loads(res.stdout)
+        check(theirs == key.jwk, "%s: node says %s, we say %s" % (
+            kind, theirs, key.jwk))
+
+
 # -- tokend's accounts --------------------------------------------------------
 
 def install_key(d, key, name=None, mode=0o600, text=None):
