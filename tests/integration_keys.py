@@ -1257,7 +1257,8 @@ def check_reported(err, name, lines, words=()):
     """stderr names NAME.conf:LINE (any of lines) as an error."""
     hits = [x for x in err.splitlines()
             if any("%s.conf:%d:" % (name, n) in x for n in lines)
-            and ": warning:" not in x]
+            and ": warning:" not in x and "unknown key" not in x
+            and "unknown client_auth" not in x]
     ok = hits and all(any(w in h for h in hits) for w in words)
     return None if ok else "%s.conf:%s %s" % (name, "|".join(
         str(n) for n in lines), " ".join(words))
@@ -1265,7 +1266,7 @@ def check_reported(err, name, lines, words=()):
 
 def raw_account(d, name, lines):
     """Write an account from (key, value) pairs; returns {key: line}."""
-    text, where = ["[account]"], {}
+    text, where = ["[account]"], {"[account]": 1}
     for k, v in lines:
         text.append("%s = %s" % (k, v))
         where[k] = len(text)
@@ -1309,11 +1310,12 @@ def test_check_key_problems(t):
         ("client_key_file", "folder.key")]), ("client_key_file",))
     cases["fifo"] = (raw_account(d, "fifo", pk + [
         ("client_key_file", "fifo.key")]), ("client_key_file",))
-    cases["nokey"] = (raw_account(d, "nokey", pk), ("client_auth",))
+    cases["nokey"] = (raw_account(d, "nokey", pk), ("[account]",
+                                                    "client_auth"))
     cases["nocert"] = (raw_account(d, "nocert", base + [
         ("client_auth", "tls_client_auth"),
         ("client_key_file", install_key(d, ec, "ec3.key"))]),
-        ("client_auth", "client_key_file"))
+        ("[account]", "client_auth", "client_key_file"))
     sa = {"type": "service_account", "client_email": "sa@p.iam",
           "private_key_id": "k1", "private_key": ec.pem,
           "token_uri": "https://127.0.0.1:1/token"}
