@@ -99,6 +99,12 @@ struct account {
 	enum grant		 req_grant;
 	char			*req_refresh_token;	/* secret */
 	int			 unknown_retried;
+	int			 req_assertion;	/* it carries a signed JWT */
+	int			 assertion_retried;	/* a refused one was
+						   made anew once */
+	int64_t			 clock_offset;	/* s: the endpoint's Date
+						   minus our clock; what
+						   assertions are dated by */
 
 	int			 failures;	/* in a row */
 	int			 failed;	/* permanent until reload */
@@ -163,6 +169,8 @@ account_grant_name(enum grant g)
 		return "device_code";
 	case GRANT_AUTHORIZATION_CODE:
 		return "authorization_code";
+	case GRANT_JWT_BEARER:
+		return "jwt_bearer";
 	}
 	return "?";
 }
@@ -699,6 +707,34 @@ account_refresh_spent(struct account *a, const char *used)
 	    "is used next", account_grant_name(a->conf->grant));
 }
 
+/*
+ * The endpoint's clock, from its answer's Date: assertions are dated by
+ * it (their iat and exp must fit the server's window, RFC 7523 3). Date
+ * has whole seconds and the answer took a while: a few seconds apart is
+ * taken as agreement.
+ */
+#define ACCOUNT_SKEW_MIN_S	5
+
+static void
+account_clock_offset(struct account *a, const struct http_result *res,
+    int64_t now)
+{
+	int64_t	 off;
+
+	if (res->date == 0)
+		return;
+	off = res->date - now / MSEC_PER_SEC;
+	if (off > -ACCOUNT_SKEW_MIN_S && off < ACCOUNT_SKEW_MIN_S)
+		off = 0;
+	if (off != 0 && (a->clock_offset - off > ACCOUNT_SKEW_MIN_S ||
+	    off - a->clock_offset > ACCOUNT_SKEW_MIN_S))
+		log_account(LOG_LEVEL_WARNING, a->conf->name, "the token "
+		    "endpoint's clock is %lld s %s this machine's; assertions "
+		    "are dated by the endpoint's", (long long)(off < 0 ? -off :
+		    off), off < 0 ? "behind" : "ahead of");
+	a->clock_offset = off;
+}
+
 static void
 account_http_done_cb(const struct http_result *res, void *arg)
 {
@@ -739,13 +775,35 @@ account_http_done_cb(const struct http_result *res, void *arg)
 		return;
 	}
 	a->unknown_retried = 0;	/* an answer came: the outcome is known */
+	if (a->req_assertion)
+		account_clock_offset(a, res, now);
 
 	if (oauth_response_parse(a->conf, grant, used, res->status, res->body,
 	    res->len, now, &t, &or) == 0) {
+		a->assertion_retried = 0;
 		account_success(a, &t);
 		freezero_str(used);
 		return;
 	}
+
+	/*
+	 * A refused assertion may be one the provider thinks replayed, or
+	 * dated by a clock it disagrees with: one more, new, made at its
+	 * time, before the refusal counts.
+	 */
+	if (a->req_assertion && !a->assertion_retried &&
+	    (or.outcome == OAUTH_PERMANENT || (or.outcome ==
+	    OAUTH_INVALID_GRANT && grant == GRANT_JWT_BEARER))) {
+		a->assertion_retried = 1;
+		log_account(LOG_LEVEL_WARNING, a->conf->name, "the signed "
+		    "assertion was refused (%s); retrying once with a new one%s",
+		    or.error, a->clock_offset != 0 ? ", dated by the "
+		    "endpoint's clock" : "");
+		freezero_str(used);
+		account_request(a);
+		return;
+	}
+	a->assertion_retried = 0;
 
 	switch (or.outcome) {
 	case OAUTH_INVALID_GRANT:
@@ -1022,7 +1080,16 @@ account_request(struct account *a)
 		c.client_auth = ep.client_auth;
 		a->req_discovered = a->conf->token_url == NULL;
 	}
-	if (oauth_request_build(&c, grant, a->refresh_token, &or,
+	/* RFC 8705 5: mutual TLS goes to the mTLS alias, if one is known */
+	if (a->conf->issuer != NULL && CLIENT_AUTH_IS_TLS(c.client_auth) &&
+	    ep.mtls_token_url != NULL) {
+		c.token_url = (char *)ep.mtls_token_url;
+		if (a->conf->refresh_url == NULL ||
+		    a->conf->token_url == NULL)
+			c.refresh_url = (char *)ep.mtls_token_url;
+	}
+	if (oauth_request_build(&c, grant, a->refresh_token,
+	    clock_wall_ms() / MSEC_PER_SEC + a->clock_offset, &or,
 	    &cause) != 0) {
 		account_failed(a, cause);
 		free(cause);
@@ -1036,6 +1103,11 @@ account_request(struct account *a)
 	p.proxy = a->conf->proxy;
 	p.timeout_ms = a->conf->timeout;
 	p.allow_http = a->conf->allow_http;
+	p.client_cert = a->conf->client_cert;
+	p.client_cert_len = a->conf->client_cert_len;
+	p.client_key = a->conf->client_key_pem;
+	p.client_key_len = a->conf->client_key_pem_len;
+	a->req_assertion = oauth_uses_assertion(&c, grant);
 	/*
 	 * A refresh token is sent at most twice (once more when the outcome
 	 * is unknown): a fresh connection each time, since libcurl re-sends
@@ -1373,6 +1445,17 @@ account_view(const struct account *a, int64_t now, struct account_view *v)
 	v->shared = a->member != NULL;
 	v->leading = a->member != NULL && fleet_leading(a->member);
 	v->leader = a->member != NULL ? fleet_leader(a->member) : NULL;
+	v->grant = config_grant_name(a->conf->grant);
+	v->client_auth = config_client_auth_name(a->conf->issuer != NULL &&
+	    a->endpoints.token_url != NULL ? a->endpoints.client_auth :
+	    a->conf->client_auth);
+	if (a->conf->client_key != NULL) {
+		v->key_alg = jws_alg_name((enum jws_alg)a->conf->client_key_alg);
+		v->key_thumbprint = a->conf->client_key_thumbprint;
+	} else if (a->conf->client_auth == CLIENT_AUTH_CLIENT_SECRET_JWT)
+		v->key_alg = "HS256";
+	v->cert_not_after = a->conf->client_cert != NULL ?
+	    a->conf->client_cert_not_after : 0;
 	/*
 	 * An account that needs a login serves no token, even one still
 	 * in its life: its refresh token was refused or logged out, so the
@@ -1564,6 +1647,7 @@ account_fill_endpoints(struct account *a, const struct discovery_doc *doc)
 	e->revocation_url = c->revocation_url != NULL ? c->revocation_url :
 	    doc != NULL ? doc->revocation_endpoint : NULL;
 	e->client_auth = discovery_client_auth(c, doc);
+	e->mtls_token_url = doc != NULL ? doc->mtls_token_endpoint : NULL;
 	e->s256_unlisted = doc != NULL && doc->pkce_listed && !doc->s256;
 }
 

@@ -288,7 +288,7 @@ static void
 api_status_one(struct evbuffer *b, const struct account_view *v)
 {
 	char	 exp[40], next[40], last[40], in[24], *qerr, *qname, *qfile;
-	char	*qleader;
+	char	*qleader, *qalg, *qthumb, cert[40];
 
 	api_format_time(v->token != NULL ? v->token->expires_at : 0, exp,
 	    sizeof exp);
@@ -317,6 +317,16 @@ api_status_one(struct evbuffer *b, const struct account_view *v)
 		    qleader, v->leading ? "true" : "false");
 		free(qleader);
 	}
+	/* how it proves who it is: never the key, only its thumbprint */
+	qalg = api_quote_or_null(v->key_alg != NULL ? v->key_alg : "");
+	qthumb = api_quote_or_null(v->key_thumbprint != NULL ?
+	    v->key_thumbprint : "");
+	api_format_time(v->cert_not_after, cert, sizeof cert);
+	evbuffer_add_printf(b, ",\"grant\":\"%s\",\"client_auth\":\"%s\","
+	    "\"key_alg\":%s,\"key_thumbprint\":%s,\"cert_expires_at\":%s",
+	    v->grant, v->client_auth, qalg, qthumb, cert);
+	free(qalg);
+	free(qthumb);
 	evbuffer_add(b, "}", 1);
 	free(qname);
 	free(qerr);

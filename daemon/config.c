@@ -27,6 +27,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -390,6 +391,9 @@ enum file_key {
 	F_REFRESH_TOKEN,
 	F_TOKEN,
 	F_CA,
+	F_CLIENT_KEY,
+	F_CLIENT_CERT,
+	F_SERVICE_ACCOUNT,
 	F_COUNT
 };
 
@@ -414,10 +418,14 @@ struct config_key {
 /* The index of each name is its enum value. */
 static const char *const config_grant_names[] = {
 	"client_credentials", "password", "refresh_token", "static",
-	"device_code", "authorization_code", NULL
+	"device_code", "authorization_code", "jwt_bearer", NULL
 };
 static const char *const config_client_auth_names[] = {
-	"basic", "post", "none", NULL
+	"basic", "post", "none", "private_key_jwt", "client_secret_jwt",
+	"tls_client_auth", "self_signed_tls_client_auth", NULL
+};
+static const char *const config_assertion_in_names[] = {
+	"form", "bearer", NULL
 };
 static const char *const config_basic_encoding_names[] = {
 	"rfc6749", "raw", NULL
@@ -429,10 +437,12 @@ static const char *const config_log_level_names[] = {
 	"error", "warning", "info", "debug", NULL
 };
 
-_Static_assert(nitems(config_grant_names) == GRANT_AUTHORIZATION_CODE + 2,
+_Static_assert(nitems(config_grant_names) == GRANT_JWT_BEARER + 2,
     "a name for each enum grant");
-_Static_assert(nitems(config_client_auth_names) == CLIENT_AUTH_NONE + 2,
-    "a name for each enum client_auth");
+_Static_assert(nitems(config_client_auth_names) ==
+    CLIENT_AUTH_SELF_SIGNED_TLS + 2, "a name for each enum client_auth");
+_Static_assert(nitems(config_assertion_in_names) == ASSERTION_IN_BEARER + 2,
+    "a name for each enum assertion_in");
 _Static_assert(nitems(config_basic_encoding_names) ==
     BASIC_ENCODING_RAW + 2, "a name for each enum basic_encoding");
 _Static_assert(nitems(config_format_names) == SINK_HEADER + 2,
@@ -443,8 +453,23 @@ _Static_assert(nitems(config_log_level_names) == LOG_LEVEL_DEBUG + 2,
 _Static_assert(sizeof (enum grant) == sizeof (int) &&
     sizeof (enum client_auth) == sizeof (int) &&
     sizeof (enum basic_encoding) == sizeof (int) &&
+    sizeof (enum assertion_in) == sizeof (int) &&
     sizeof (enum sink_format) == sizeof (int) &&
     sizeof (enum log_level) == sizeof (int), "enums are ints");
+
+const char *
+config_grant_name(enum grant g)
+{
+	return (size_t)g < nitems(config_grant_names) - 1 ?
+	    config_grant_names[g] : "?";
+}
+
+const char *
+config_client_auth_name(enum client_auth a)
+{
+	return (size_t)a < nitems(config_client_auth_names) - 1 ?
+	    config_client_auth_names[a] : "?";
+}
 
 #define AC(f)	offsetof(struct account_conf, f)
 #define SC(f)	offsetof(struct sink_conf, f)
@@ -480,6 +505,23 @@ static const struct config_key config_keys[] = {
 	/* unset: basic with a client secret, else none, after the parse */
 	{ S_ACCOUNT, "client_auth", KEY_CHOICE, AC(client_auth),
 	    .choices = config_client_auth_names, .default_str = "none" },
+	{ S_ACCOUNT, "client_key_file", KEY_FILE, 0,
+	    .file = F_CLIENT_KEY, .default_str = NULL },
+	{ S_ACCOUNT, "client_key_id", KEY_STRING, AC(client_key_id),
+	    .default_str = NULL },
+	/* unset: from the key's type, after the parse */
+	{ S_ACCOUNT, "client_key_alg", KEY_STRING, AC(client_key_alg_name),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "client_cert_file", KEY_FILE, 0,
+	    .file = F_CLIENT_CERT, .default_str = NULL },
+	{ S_ACCOUNT, "service_account_file", KEY_FILE, 0,
+	    .file = F_SERVICE_ACCOUNT, .default_str = NULL },
+	{ S_ACCOUNT, "assertion_audience", KEY_STRING, AC(assertion_audience),
+	    .default_str = NULL },
+	{ S_ACCOUNT, "assertion_lifetime", KEY_DURATION,
+	    AC(assertion_lifetime), .default_str = "5m" },
+	{ S_ACCOUNT, "assertion_in", KEY_CHOICE, AC(assertion_in),
+	    .choices = config_assertion_in_names, .default_str = "form" },
 	{ S_ACCOUNT, "basic_encoding", KEY_CHOICE, AC(basic_encoding),
 	    .choices = config_basic_encoding_names, .default_str = "rfc6749" },
 	{ S_ACCOUNT, "username", KEY_STRING, AC(username),
@@ -876,7 +918,13 @@ config_key_defaults(enum config_section section, void *base)
 /* Form parameters the request builder sets itself. */
 static const char *const reserved_params[] = {
 	"grant_type", "client_id", "client_secret", "username", "password",
-	"refresh_token", "scope", "audience", "resource", NULL
+	"refresh_token", "scope", "audience", "resource", "assertion",
+	"client_assertion", "client_assertion_type", NULL
+};
+
+/* Claims every assertion gets from tokend alone. */
+static const char *const reserved_claims[] = {
+	"jti", "iat", "exp", "nbf", NULL
 };
 
 /* Authorization request parameters the login sets itself. */
@@ -914,6 +962,9 @@ struct account_parse {
 
 	int			 on_machine;	/* hold it to this machine */
 	int			 authorize_param_line;	/* the last one */
+	int			 claim_line;	/* the last assertion.CLAIM */
+	int			 sa_failed;	/* service_account_file said
+						   what is wrong with it */
 };
 
 static void
@@ -1047,8 +1098,9 @@ config_add_ids(struct account_parse *ap, const char *value, int line,
 }
 
 /*
- * param.NAME (token requests) or authorize_param.NAME (the authorization
- * request of a login): prefix is the key's own, up to and with the dot.
+ * param.NAME (token requests), authorize_param.NAME (the authorization
+ * request of a login) or assertion.CLAIM (a signed assertion's claims):
+ * prefix is the key's own, up to and with the dot.
  */
 static int
 config_account_param(struct account_parse *ap, const char *key,
@@ -1057,12 +1109,15 @@ config_account_param(struct account_parse *ap, const char *key,
 	struct account_conf	*ac = ap->ac;
 	int			 authorize = !strncmp(key, "authorize_param.",
 				    strlen("authorize_param."));
+	int			 claim = !strncmp(key, "assertion.",
+				    strlen("assertion."));
 	const char *const	*reserved = authorize ?
-				    reserved_authorize_params : reserved_params;
+				    reserved_authorize_params : claim ?
+				    reserved_claims : reserved_params;
 	struct form_param     **params = authorize ? &ac->authorize_params :
-				    &ac->params;
+				    claim ? &ac->claims : &ac->params;
 	size_t			*n = authorize ? &ac->nauthorize_params :
-				    &ac->nparams;
+				    claim ? &ac->nclaims : &ac->nparams;
 	const char		*name = strchr(key, '.') + 1;
 	size_t			 i;
 
@@ -1073,7 +1128,9 @@ config_account_param(struct account_parse *ap, const char *key,
 	for (i = 0; reserved[i] != NULL; i++)
 		if (!strcmp(name, reserved[i])) {
 			diag_error(ap->diag, ap->file, line, "%s is set by "
-			    "tokend itself; use its own key", key);
+			    "tokend itself%s", key, claim ? " at each request "
+			    "(assertion_lifetime sets exp)" : "; use its own "
+			    "key");
 			return 0;
 		}
 	/* a repeated key was refused by config_account_seen */
@@ -1083,6 +1140,8 @@ config_account_param(struct account_parse *ap, const char *key,
 	(*n)++;
 	if (authorize)
 		ap->authorize_param_line = line;
+	if (claim)
+		ap->claim_line = line;
 	return 0;
 }
 
@@ -1192,7 +1251,8 @@ config_account_value_cb(void *arg, const char *section, const char *key,
 	if (config_account_seen(ap, key, line) != 0)
 		return 0;
 	if (ap->section == S_ACCOUNT && (!strncmp(key, "param.", 6) ||
-	    !strncmp(key, "authorize_param.", strlen("authorize_param."))))
+	    !strncmp(key, "authorize_param.", strlen("authorize_param.")) ||
+	    !strncmp(key, "assertion.", strlen("assertion."))))
 		return config_account_param(ap, key, value, line);
 	if ((i = config_key_find(ap->section, key)) == -1) {
 		diag_error(ap->diag, ap->file, line, "unknown key '%s' in "
@@ -1305,20 +1365,21 @@ config_secret_trim(char *buf, size_t *len)
 }
 
 /*
- * Read a secret file into *out; one trailing newline is not part of it.
- * Its path, resolved, goes to *pathp when that is not NULL.
+ * Read a credential file (a secret, a key, a certificate) whole into
+ * *bufp and *lenp, its path resolved into *pathp: 0, or -1 once said.
+ * Group- or world-readable is a warning; what it holds joins the
+ * account's identity, so a reload sees a changed key.
  */
-static void
-config_read_secret(struct account_parse *ap, enum file_key fk,
-    const char *key, char **out, char **pathp)
+static int
+config_read_credential(struct account_parse *ap, enum file_key fk,
+    const char *key, char **bufp, size_t *lenp, char **pathp)
 {
 	struct stat	 st;
-	char		*path, *buf;
-	size_t		 len;
+	char		*path;
 	int		 rc;
 
 	path = config_resolve_path(ap, ap->file_value[fk], 1);
-	rc = read_file_capped(path, SECRET_FILE_MAX, &buf, &len);
+	rc = read_file_capped(path, SECRET_FILE_MAX, bufp, lenp);
 	if (rc != 0) {
 		/*
 		 * systemd 252 loads LoadCredential= files when the service
@@ -1327,15 +1388,38 @@ config_read_secret(struct account_parse *ap, enum file_key fk,
 		 */
 		diag_error(ap->diag, ap->file, ap->file_line[fk], "%s: cannot "
 		    "read %s: %s%s", key, path, rc == -EFBIG ? "larger than 64 "
-		    "KiB" : rc == -EINVAL ? "not a regular file" :
-		    strerror(-rc), rc == -ENOENT &&
-		    config_path_is_credential(ap->file_value[fk]) ? " (systemd "
-		    "loads LoadCredential= files only when tokend starts: run "
-		    "systemctl restart tokend; tokens and refresh tokens "
-		    "survive a restart)" : "");
+		    "KiB" : rc == -EINVAL ? "not a regular file" : rc ==
+		    -EISDIR ? "a folder, not a file" : strerror(-rc), rc ==
+		    -ENOENT && config_path_is_credential(ap->file_value[fk]) ?
+		    " (systemd loads LoadCredential= files only when tokend "
+		    "starts: run systemctl restart tokend; tokens and refresh "
+		    "tokens survive a restart)" : "");
 		free(path);
-		return;
+		return -1;
 	}
+	/* a certificate is public */
+	if (fk != F_CLIENT_CERT && stat(path, &st) == 0 && (st.st_mode & 077))
+		diag_warning(ap->diag, ap->file, ap->file_line[fk], "%s: %s is "
+		    "readable by group or others (mode %04o)", key, path,
+		    (unsigned)(st.st_mode & 07777));
+	config_identity_add(ap, *bufp, *lenp);
+	*pathp = path;
+	return 0;
+}
+
+/*
+ * Read a secret file into *out; one trailing newline is not part of it.
+ * Its path, resolved, goes to *pathp when that is not NULL.
+ */
+static void
+config_read_secret(struct account_parse *ap, enum file_key fk,
+    const char *key, char **out, char **pathp)
+{
+	char		*path, *buf;
+	size_t		 len;
+
+	if (config_read_credential(ap, fk, key, &buf, &len, &path) != 0)
+		return;
 	if (config_secret_trim(buf, &len) != 0) {
 		diag_error(ap->diag, ap->file, ap->file_line[fk], "%s: %s is "
 		    "empty or holds a NUL byte", key, path);
@@ -1343,11 +1427,6 @@ config_read_secret(struct account_parse *ap, enum file_key fk,
 		free(path);
 		return;
 	}
-	if (stat(path, &st) == 0 && (st.st_mode & 077))
-		diag_warning(ap->diag, ap->file, ap->file_line[fk], "%s: %s is "
-		    "readable by group or others (mode %04o)", key, path,
-		    (unsigned)(st.st_mode & 07777));
-	config_identity_add(ap, buf, len);
 	*out = buf;
 	if (pathp != NULL) {
 		free(*pathp);
@@ -1357,6 +1436,186 @@ config_read_secret(struct account_parse *ap, enum file_key fk,
 			free(path);
 	} else
 		free(path);
+}
+
+/* The PEM private key pem[0..len) of `key` (at path) becomes the key. */
+static void
+config_load_key(struct account_parse *ap, enum file_key fk, const char *key,
+    const char *path, const char *pem, size_t len)
+{
+	struct account_conf	*ac = ap->ac;
+	char			*cause = NULL;
+
+	if (jws_key_load(pem, len, &ac->client_key, &cause) != 0) {
+		diag_error(ap->diag, ap->file, ap->file_line[fk], "%s: %s %s",
+		    key, path, cause);
+		free(cause);
+		return;
+	}
+	ac->client_key_thumbprint = jws_key_fingerprint(ac->client_key);
+	/* libcurl wants the PEM itself for mutual TLS */
+	if (ap->file_value[F_CLIENT_CERT] != NULL) {
+		ac->client_key_pem = xcalloc(1, len + 1);
+		memcpy(ac->client_key_pem, pem, len);
+		ac->client_key_pem_len = len;
+	}
+}
+
+/*
+ * service_account_file: a Google-style JSON key fills the assertion's
+ * issuer, kid, key and token endpoint, and makes the grant jwt_bearer.
+ */
+static void
+config_read_service_account(struct account_parse *ap)
+{
+	struct account_conf	*ac = ap->ac;
+	struct service_account	 sa;
+	char			*buf, *path, *cause = NULL;
+	size_t			 len;
+	int			 line = ap->file_line[F_SERVICE_ACCOUNT];
+
+	ap->sa_failed = 1;	/* until it is read */
+	if (config_key_given(ap, "grant") && ac->grant != GRANT_JWT_BEARER) {
+		diag_error(ap->diag, ap->file, line, "service_account_file is "
+		    "for grant = jwt_bearer (the grant it implies)");
+		return;
+	}
+	ac->grant = GRANT_JWT_BEARER;
+	if (ap->file_value[F_CLIENT_KEY] != NULL) {
+		diag_error(ap->diag, ap->file, line, "set client_key_file or "
+		    "service_account_file, not both");
+		return;
+	}
+	if (config_read_credential(ap, F_SERVICE_ACCOUNT,
+	    "service_account_file", &buf, &len, &path) != 0)
+		return;
+	if (jws_service_account_parse(buf, len, &sa, &cause) != 0) {
+		diag_error(ap->diag, ap->file, line, "service_account_file: %s "
+		    "%s", path, cause);
+		free(cause);
+	} else {
+		config_load_key(ap, F_SERVICE_ACCOUNT, "service_account_file: "
+		    "its private_key in", path, sa.private_key,
+		    strlen(sa.private_key));
+		ac->assertion_iss = sa.client_email;
+		sa.client_email = NULL;
+		if (ac->client_key_id == NULL) {
+			ac->client_key_id = sa.private_key_id;
+			sa.private_key_id = NULL;
+		}
+		if (ac->token_url == NULL) {
+			ac->token_url = sa.token_uri;
+			sa.token_uri = NULL;
+		}
+		ac->scope_in_assertion = 1;
+		ap->sa_failed = 0;
+		jws_service_account_clear(&sa);
+	}
+	explicit_bzero(buf, len);
+	free(buf);
+	free(path);
+}
+
+/*
+ * The certificate's "x5t" (SHA-1) and "x5t#S256" thumbprints (RFC 7515
+ * 4.1.7, 4.1.8), base64url of its DER: how Microsoft Entra ID finds the
+ * certificate credential a private_key_jwt assertion is signed with.
+ */
+static void
+config_cert_thumbprints(struct account_conf *ac, X509 *x)
+{
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 n;
+
+	if (X509_digest(x, EVP_sha1(), md, &n) == 1)
+		ac->client_cert_x5t = oauth_base64url(md, n);
+	if (X509_digest(x, EVP_sha256(), md, &n) == 1)
+		ac->client_cert_x5t256 = oauth_base64url(md, n);
+}
+
+/*
+ * client_cert_file: PEM, the first certificate the client's (a chain may
+ * follow). It must match the key; an expired one is a warning: the
+ * server says no, and its CA may be lenient.
+ */
+static void
+config_read_cert(struct account_parse *ap)
+{
+	struct account_conf	*ac = ap->ac;
+	const ASN1_TIME		*na;
+	struct tm		 tm;
+	X509			*x;
+	BIO			*bio;
+	char			*buf, *path;
+	size_t			 len;
+	int			 line = ap->file_line[F_CLIENT_CERT];
+
+	if (config_read_credential(ap, F_CLIENT_CERT, "client_cert_file", &buf,
+	    &len, &path) != 0)
+		return;
+	x = NULL;
+	if (len <= INT_MAX && (bio = BIO_new_mem_buf(buf, (int)len)) != NULL) {
+		x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+		BIO_free(bio);
+	}
+	ERR_clear_error();
+	if (x == NULL) {
+		diag_error(ap->diag, ap->file, line, "client_cert_file: %s "
+		    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+		    path);
+		goto out;
+	}
+	if (ac->client_key == NULL) {
+		if (ap->file_value[F_CLIENT_KEY] == NULL)
+			diag_error(ap->diag, ap->file, line, "client_cert_file "
+			    "needs client_key_file, the certificate's private "
+			    "key");
+	} else if (X509_check_private_key(x, jws_key_pkey(ac->client_key)) !=
+	    1) {
+		ERR_clear_error();
+		diag_error(ap->diag, ap->file, line, "client_cert_file: %s is "
+		    "not the certificate of the key in client_key_file", path);
+		goto out;
+	}
+	if ((na = X509_get0_notAfter(x)) != NULL && ASN1_TIME_to_tm(na, &tm)) {
+		ac->client_cert_not_after = (int64_t)timegm(&tm) *
+		    MSEC_PER_SEC;
+		if (ac->client_cert_not_after <= clock_wall_ms())
+			diag_warning(ap->diag, ap->file, line, "client_cert_file: "
+			    "%s expired on %04d-%02d-%02d %02d:%02d UTC; the "
+			    "server will refuse it", path, tm.tm_year + 1900,
+			    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+	}
+	config_cert_thumbprints(ac, x);
+	ac->client_cert = buf;
+	ac->client_cert_len = len;
+	buf = NULL;
+out:
+	X509_free(x);
+	free(buf);
+	free(path);
+}
+
+/* The keys: client_key_file or service_account_file, client_cert_file. */
+static void
+config_read_keys(struct account_parse *ap)
+{
+	char		*buf, *path;
+	size_t		 len;
+
+	if (ap->file_value[F_SERVICE_ACCOUNT] != NULL)
+		config_read_service_account(ap);
+	else if (ap->file_value[F_CLIENT_KEY] != NULL &&
+	    config_read_credential(ap, F_CLIENT_KEY, "client_key_file", &buf,
+	    &len, &path) == 0) {
+		config_load_key(ap, F_CLIENT_KEY, "client_key_file", path, buf,
+		    len);
+		explicit_bzero(buf, len);
+		free(buf);
+		free(path);
+	}
+	if (ap->file_value[F_CLIENT_CERT] != NULL)
+		config_read_cert(ap);
 }
 
 /*
@@ -1511,6 +1770,7 @@ config_account_read_files(struct account_parse *ap)
 		ac->ca_file = config_resolve_path(ap, ap->file_value[F_CA], 0);
 		config_check_ca(ap, ac->ca_file);
 	}
+	config_read_keys(ap);
 	if ((ac->client_secret != NULL && ap->file_value[F_CLIENT_SECRET] ==
 	    NULL) || (ac->password != NULL && ap->file_value[F_PASSWORD] ==
 	    NULL)) {
@@ -1542,7 +1802,8 @@ config_account_check_urls(struct account_parse *ap)
 			    "spaces");
 	} else {
 		/* a login grant's own check says what it lacks */
-		if (ac->token_url == NULL && !GRANT_IS_LOGIN(ac->grant))
+		if (ac->token_url == NULL && ac->issuer == NULL &&
+		    !GRANT_IS_LOGIN(ac->grant) && !ap->sa_failed)
 			diag_error(ap->diag, ap->file, ap->account_line,
 			    "token_url is missing");
 		else if (ac->token_url != NULL)
@@ -1609,33 +1870,175 @@ config_account_check_basic(struct account_parse *ap)
 	    "one does, set basic_encoding = raw or client_auth = post", what);
 }
 
-/* client_auth: its default depends on the secret; what it needs. */
+/* client_auth: its default depends on the credentials; what it needs. */
 static void
 config_account_check_auth(struct account_parse *ap)
 {
 	struct account_conf	*ac = ap->ac;
-	int			 has_secret;
+	const char		*name;
+	int			 has_secret, has_key, has_cert, line;
 
 	has_secret = ac->client_secret != NULL ||
 	    ap->file_value[F_CLIENT_SECRET] != NULL;
+	/* a service account's key signs its grant, not the client */
+	has_key = ap->file_value[F_CLIENT_KEY] != NULL;
+	has_cert = ap->file_value[F_CLIENT_CERT] != NULL;
 	ac->client_auth_given = config_key_given(ap, "client_auth");
+	line = config_key_line(ap, "client_auth");
+	name = config_client_auth_names[ac->client_auth];
 	if (!ac->client_auth_given)
-		ac->client_auth = has_secret ? CLIENT_AUTH_BASIC :
-		    CLIENT_AUTH_NONE;
-	else if (ac->client_auth != CLIENT_AUTH_NONE && !has_secret)
-		diag_error(ap->diag, ap->file, config_key_line(ap,
-		    "client_auth"), "client_auth = %s needs client_secret or "
-		    "client_secret_file",
-		    config_client_auth_names[ac->client_auth]);
+		ac->client_auth = has_secret ? CLIENT_AUTH_BASIC : has_cert ?
+		    CLIENT_AUTH_TLS : has_key && ac->grant != GRANT_JWT_BEARER ?
+		    CLIENT_AUTH_PRIVATE_KEY_JWT : CLIENT_AUTH_NONE;
+	else switch (ac->client_auth) {
+	case CLIENT_AUTH_BASIC:
+	case CLIENT_AUTH_POST:
+	case CLIENT_AUTH_CLIENT_SECRET_JWT:
+		if (!has_secret)
+			diag_error(ap->diag, ap->file, line, "client_auth = %s "
+			    "needs client_secret or client_secret_file", name);
+		break;
+	case CLIENT_AUTH_PRIVATE_KEY_JWT:
+		if (!has_key)
+			diag_error(ap->diag, ap->file, line, "client_auth = "
+			    "private_key_jwt needs client_key_file");
+		break;
+	case CLIENT_AUTH_TLS:
+	case CLIENT_AUTH_SELF_SIGNED_TLS:
+		if (!has_cert || ap->file_value[F_CLIENT_KEY] == NULL)
+			diag_error(ap->diag, ap->file, line, "client_auth = %s "
+			    "needs client_cert_file and client_key_file", name);
+		break;
+	case CLIENT_AUTH_NONE:
+		break;
+	}
 	if (ac->client_auth != CLIENT_AUTH_NONE && ac->client_id == NULL)
-		diag_error(ap->diag, ap->file, config_key_line(ap,
-		    "client_auth"), "client authentication needs client_id");
+		diag_error(ap->diag, ap->file, line, "client authentication "
+		    "needs client_id");
+	/* RFC 7518 3.2: an HS256 key of at least 256 bits */
+	if (ac->client_auth == CLIENT_AUTH_CLIENT_SECRET_JWT &&
+	    ac->client_secret != NULL && strlen(ac->client_secret) < 32)
+		diag_warning(ap->diag, ap->file, line, "client_secret_jwt signs "
+		    "with the client secret, which is shorter than the 32 "
+		    "bytes RFC 7518 asks of an HS256 key");
 	if (ac->client_auth == CLIENT_AUTH_BASIC)
 		config_account_check_basic(ap);
 	else if (config_key_given(ap, "basic_encoding"))
 		diag_warning(ap->diag, ap->file, config_key_line(ap,
 		    "basic_encoding"), "basic_encoding is for client_auth = "
 		    "basic only");
+}
+
+/*
+ * The signing key's algorithm, and what the assertion keys need: a key
+ * the algorithm fits, an issuer, a lifetime providers take, and (for
+ * assertion_in = bearer) nothing in the body.
+ */
+static void
+config_account_check_assertion(struct account_parse *ap)
+{
+	static const char *const keys[] = { "assertion_audience",
+	    "assertion_lifetime", "assertion_in", "client_key_id" };
+	struct account_conf	*ac = ap->ac;
+	enum jws_alg		 alg;
+	char			*cause = NULL;
+	size_t			 i;
+	int			 uses, line, has_iss = 0;
+
+	uses = ac->grant == GRANT_JWT_BEARER ||
+	    CLIENT_AUTH_IS_JWT(ac->client_auth);
+	line = config_key_line(ap, "client_key_alg");
+	if (ac->client_key_alg_name != NULL) {
+		if (jws_alg_parse(ac->client_key_alg_name, &alg) != 0)
+			diag_error(ap->diag, ap->file, line, "client_key_alg: "
+			    "expected RS256, PS256, ES256 or EdDSA");
+		else if (alg == JWS_HS256)
+			diag_error(ap->diag, ap->file, line, "client_key_alg: "
+			    "HS256 signs with the client secret: that is "
+			    "client_auth = client_secret_jwt");
+		else if (ac->client_key != NULL &&
+		    jws_key_alg_ok(ac->client_key, alg, &cause) != 0) {
+			diag_error(ap->diag, ap->file, line, "client_key_alg: "
+			    "%s", cause);
+			free(cause);
+		} else
+			ac->client_key_alg = (int)alg;
+		if (ac->client_auth == CLIENT_AUTH_CLIENT_SECRET_JWT &&
+		    ac->grant != GRANT_JWT_BEARER)
+			diag_warning(ap->diag, ap->file, line, "client_key_alg "
+			    "is unused: client_secret_jwt signs with HS256");
+	} else if (ac->client_key != NULL)
+		ac->client_key_alg = (int)jws_key_default_alg(ac->client_key);
+	if (ac->client_key_id != NULL && !str_is_printable(ac->client_key_id))
+		diag_error(ap->diag, ap->file, config_key_line(ap,
+		    "client_key_id"), "client_key_id: visible ASCII without "
+		    "spaces");
+
+	if (!uses) {
+		for (i = 0; i < nitems(keys); i++)
+			if (config_key_given(ap, keys[i]) && (i < 3 ||
+			    !CLIENT_AUTH_IS_TLS(ac->client_auth)))
+				diag_warning(ap->diag, ap->file,
+				    config_key_line(ap, keys[i]), "%s is for "
+				    "signed assertions (client_auth = "
+				    "private_key_jwt or client_secret_jwt, grant "
+				    "= jwt_bearer)", keys[i]);
+		if (ac->nclaims > 0)
+			diag_warning(ap->diag, ap->file, ap->claim_line,
+			    "assertion.* is for signed assertions (client_auth "
+			    "= private_key_jwt or client_secret_jwt, grant = "
+			    "jwt_bearer)");
+		if (ap->file_value[F_CLIENT_KEY] != NULL &&
+		    ap->file_value[F_CLIENT_CERT] == NULL)
+			diag_warning(ap->diag, ap->file,
+			    ap->file_line[F_CLIENT_KEY], "client_key_file is "
+			    "unused with client_auth = %s",
+			    config_client_auth_names[ac->client_auth]);
+		return;
+	}
+	for (i = 0; i < ac->nclaims; i++)
+		if (!strcmp(ac->claims[i].name, "iss"))
+			has_iss = 1;
+	if (ac->grant == GRANT_JWT_BEARER) {
+		line = config_key_line(ap, "grant");
+		if (ap->file_value[F_CLIENT_KEY] == NULL &&
+		    ap->file_value[F_SERVICE_ACCOUNT] == NULL)
+			diag_error(ap->diag, ap->file, line, "grant = jwt_bearer "
+			    "needs client_key_file or service_account_file");
+		else if (ac->client_id == NULL && ac->assertion_iss == NULL &&
+		    !has_iss && !ap->sa_failed)
+			diag_error(ap->diag, ap->file, line, "grant = jwt_bearer "
+			    "needs client_id (the assertion's iss) or "
+			    "assertion.iss");
+	}
+	line = config_key_line(ap, "assertion_lifetime");
+	if (ac->assertion_lifetime < 10 * MSEC_PER_SEC ||
+	    ac->assertion_lifetime > 3600 * MSEC_PER_SEC)
+		diag_error(ap->diag, ap->file, line, "assertion_lifetime: "
+		    "expected 10s to 1h (providers refuse longer-lived "
+		    "assertions; a few minutes is usual)");
+	if (ac->assertion_in != ASSERTION_IN_BEARER)
+		return;
+	if (ac->grant != GRANT_JWT_BEARER) {
+		diag_error(ap->diag, ap->file, config_key_line(ap,
+		    "assertion_in"), "assertion_in = bearer is for grant = "
+		    "jwt_bearer");
+		return;
+	}
+	if (ac->assertion_lifetime > ASSERTION_BEARER_MAX_MS)
+		diag_error(ap->diag, ap->file, line, "assertion_lifetime: at "
+		    "most 10m with assertion_in = bearer (GitHub refuses an "
+		    "app JWT that expires later)");
+	if (ac->client_auth != CLIENT_AUTH_NONE)
+		diag_error(ap->diag, ap->file, config_key_line(ap,
+		    "client_auth"), "assertion_in = bearer sends the JWT alone: "
+		    "client_auth must be none");
+	if (ac->nparams > 0 || ac->scope != NULL || ac->audience != NULL ||
+	    ac->resource != NULL)
+		diag_error(ap->diag, ap->file, config_key_line(ap,
+		    "assertion_in"), "assertion_in = bearer sends an empty "
+		    "body: scope, audience, resource and param.* cannot be "
+		    "sent (put what the JWT needs in assertion.*)");
 }
 
 /*
@@ -1736,8 +2139,13 @@ config_account_check_login_keys(struct account_parse *ap)
 			diag_error(ap->diag, ap->file, config_key_line(ap,
 			    keys[i]), "issuer: no query or fragment allowed "
 			    "(RFC 8414 2)");
+		/* discovery finds any grant's token endpoint */
+		if (i == 0 && ac->grant == GRANT_STATIC)
+			diag_error(ap->diag, ap->file, config_key_line(ap,
+			    keys[i]), "issuer is not for grant = static");
 		/* logout works for refresh_token accounts too */
-		if (!login && !(i == 3 && ac->grant == GRANT_REFRESH_TOKEN))
+		else if (i != 0 && !login && !(i == 3 &&
+		    ac->grant == GRANT_REFRESH_TOKEN))
 			diag_error(ap->diag, ap->file, config_key_line(ap,
 			    keys[i]), "%s is for grant = device_code or "
 			    "authorization_code%s", keys[i], i == 3 ?
@@ -1790,6 +2198,9 @@ config_account_check_grant(struct account_parse *ap)
 	case GRANT_DEVICE_CODE:
 	case GRANT_AUTHORIZATION_CODE:
 		config_account_check_login(ap, line);
+		break;
+	case GRANT_JWT_BEARER:
+		/* config_account_check_assertion says what it needs */
 		break;
 	default:
 		break;
@@ -1899,6 +2310,7 @@ config_account_finish(struct account_parse *ap)
 	ap->ac->shared_line = config_key_line(ap, "shared");
 	config_account_check_auth(ap);
 	config_account_check_grant(ap);
+	config_account_check_assertion(ap);
 	config_account_check_values(ap);
 	config_account_check_margin(ap);
 	if (ap->on_machine)
@@ -1936,6 +2348,24 @@ config_account_free(struct account_conf *ac)
 		free(ac->authorize_params[i].value);
 	}
 	free(ac->authorize_params);
+	for (i = 0; i < ac->nclaims; i++) {
+		free(ac->claims[i].name);
+		free(ac->claims[i].value);
+	}
+	free(ac->claims);
+	jws_key_free(ac->client_key);
+	if (ac->client_key_pem != NULL) {
+		explicit_bzero(ac->client_key_pem, ac->client_key_pem_len);
+		free(ac->client_key_pem);
+	}
+	free(ac->client_key_id);
+	free(ac->client_key_alg_name);
+	free(ac->client_key_thumbprint);
+	free(ac->client_cert);
+	free(ac->client_cert_x5t);
+	free(ac->client_cert_x5t256);
+	free(ac->assertion_iss);
+	free(ac->assertion_audience);
 	free(ac->ca_file);
 	freezero_str(ac->proxy);
 	free(ac->response.access_token);

@@ -62,6 +62,7 @@ discovery_doc_clear(struct discovery_doc *d)
 {
 	free(d->issuer);
 	free(d->token_endpoint);
+	free(d->mtls_token_endpoint);
 	free(d->authorization_endpoint);
 	free(d->device_authorization_endpoint);
 	free(d->revocation_endpoint);
@@ -156,7 +157,9 @@ discovery_parse(const char *issuer, const char *body, size_t len,
     struct discovery_doc *doc, char **cause)
 {
 	static const char *const auths[] = { "client_secret_basic",
-	    "client_secret_post", "none", NULL };
+	    "client_secret_post", "none", "private_key_jwt",
+	    "client_secret_jwt", "tls_client_auth",
+	    "self_signed_tls_client_auth", NULL };
 	static const char *const pkce[] = { "S256", NULL };
 	struct json_tokener	*tok;
 	struct json_object	*o, *v;
@@ -205,6 +208,12 @@ discovery_parse(const char *issuer, const char *body, size_t len,
 	    discovery_endpoint(o, "revocation_endpoint", 0,
 	    &d.revocation_endpoint, cause) != 0)
 		goto fail;
+	/* RFC 8705 5: where mutual TLS goes, when elsewhere */
+	if (json_object_object_get_ex(o, "mtls_endpoint_aliases", &v) &&
+	    json_object_get_type(v) == json_type_object &&
+	    discovery_endpoint(v, "token_endpoint", 0, &d.mtls_token_endpoint,
+	    cause) != 0)
+		goto fail;
 	if (discovery_list(o, "token_endpoint_auth_methods_supported", auths,
 	    &bits, &present, cause) != 0)
 		goto fail;
@@ -224,10 +233,11 @@ fail:
 }
 
 /*
- * client_auth when the file leaves it to discovery: the first of
- * client_secret_basic, client_secret_post and none that the server lists
- * and the account can do (basic and post need a secret). The file's
- * default when the server lists none of them.
+ * client_auth when the file leaves it to discovery: the first the server
+ * lists and the account can do. A certificate: tls_client_auth, then
+ * self_signed_tls_client_auth; a key: private_key_jwt; a secret:
+ * client_secret_basic, client_secret_post, client_secret_jwt; else none.
+ * The file's default when the server lists none of them.
  */
 enum client_auth
 discovery_client_auth(const struct account_conf *ac,
@@ -237,10 +247,23 @@ discovery_client_auth(const struct account_conf *ac,
 
 	if (ac->client_auth_given || doc == NULL)
 		return ac->client_auth;
+	if (ac->client_cert != NULL) {
+		if (doc->auth_methods & DISCOVERY_AUTH_TLS)
+			return CLIENT_AUTH_TLS;
+		if (doc->auth_methods & DISCOVERY_AUTH_SELF_SIGNED_TLS)
+			return CLIENT_AUTH_SELF_SIGNED_TLS;
+	}
+	if (ac->client_key != NULL && ac->grant != GRANT_JWT_BEARER) {
+		if (doc->auth_methods & DISCOVERY_AUTH_PRIVATE_KEY_JWT)
+			return CLIENT_AUTH_PRIVATE_KEY_JWT;
+		return ac->client_auth;	/* a key is not traded for less */
+	}
 	if (secret && (doc->auth_methods & DISCOVERY_AUTH_BASIC))
 		return CLIENT_AUTH_BASIC;
 	if (secret && (doc->auth_methods & DISCOVERY_AUTH_POST))
 		return CLIENT_AUTH_POST;
+	if (secret && (doc->auth_methods & DISCOVERY_AUTH_CLIENT_SECRET_JWT))
+		return CLIENT_AUTH_CLIENT_SECRET_JWT;
 	if (doc->auth_methods & DISCOVERY_AUTH_NONE)
 		return CLIENT_AUTH_NONE;
 	return ac->client_auth;

@@ -64,6 +64,10 @@ struct http_request {
 	int			 allow_http;
 	int			 fresh_connect;
 	int			 get;
+	char			*client_cert;	/* PEM; NULL: none */
+	size_t			 client_cert_len;
+	char			*client_key;	/* secret */
+	size_t			 client_key_len;
 	struct http_host	*host;
 	enum http_request_state	 state;
 
@@ -280,6 +284,11 @@ http_request_free(struct http_request *req)
 	freezero_str(req->authorization);
 	free(req->ca_file);
 	freezero_str(req->proxy);
+	free(req->client_cert);
+	if (req->client_key != NULL) {
+		explicit_bzero(req->client_key, req->client_key_len);
+		free(req->client_key);
+	}
 	if (req->buf != NULL) {
 		explicit_bzero(req->buf, req->len);
 		free(req->buf);
@@ -394,6 +403,23 @@ http_setopts(struct http_request *req)
 		return -1;
 	if (req->fresh_connect && !HTTP_OPT(CURLOPT_FRESH_CONNECT, 1L))
 		return -1;
+	/*
+	 * Mutual TLS: the certificate and key from memory, not copied
+	 * (libcurl would free its copy of the key without wiping it); they
+	 * live as long as the request and are wiped at its end.
+	 */
+	if (req->client_cert != NULL) {
+		struct curl_blob cert = { req->client_cert,
+		    req->client_cert_len, CURL_BLOB_NOCOPY };
+		struct curl_blob key = { req->client_key, req->client_key_len,
+		    CURL_BLOB_NOCOPY };
+
+		if (!(HTTP_OPT(CURLOPT_SSLCERT_BLOB, &cert) &&
+		    HTTP_OPT(CURLOPT_SSLCERTTYPE, "PEM") &&
+		    HTTP_OPT(CURLOPT_SSLKEY_BLOB, &key) &&
+		    HTTP_OPT(CURLOPT_SSLKEYTYPE, "PEM")))
+			return -1;
+	}
 	/* nice to have: a failure here changes neither safety nor outcome */
 	(void)curl_easy_setopt(e, CURLOPT_USERAGENT, "tokend/" TOKEND_VERSION);
 	(void)curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -518,6 +544,12 @@ http_finish(struct http *http, struct http_request *req, CURLcode code)
 	if (curl_easy_header(req->easy, "Retry-After", 0, CURLH_HEADER, -1,
 	    &h) == CURLHE_OK && h != NULL && h->value != NULL)
 		res.retry_after_raw = h->value;
+	if (curl_easy_header(req->easy, "Date", 0, CURLH_HEADER, -1,
+	    &h) == CURLHE_OK && h != NULL && h->value != NULL) {
+		time_t	 t = curl_getdate(h->value, NULL);
+
+		res.date = t > 0 ? (int64_t)t : 0;
+	}
 	/* the whole request left us: its outcome is unknown if no answer */
 	res.sent = reqsize > 0 && up >= (curl_off_t)req->body_len;
 	if (req->truncated)
@@ -576,6 +608,14 @@ http_post(struct http *http, const struct http_post *p, http_done_cb cb,
 	req->timeout_ms = p->timeout_ms;
 	req->allow_http = p->allow_http;
 	req->fresh_connect = p->fresh_connect;
+	if (p->client_cert != NULL && p->client_key != NULL) {
+		req->client_cert = xcalloc(1, p->client_cert_len);
+		memcpy(req->client_cert, p->client_cert, p->client_cert_len);
+		req->client_cert_len = p->client_cert_len;
+		req->client_key = xcalloc(1, p->client_key_len);
+		memcpy(req->client_key, p->client_key, p->client_key_len);
+		req->client_key_len = p->client_key_len;
+	}
 	req->host = http_host_get(http, p->url);
 	req->cb = cb;
 	req->arg = arg;

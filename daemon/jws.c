@@ -1,8 +1,9 @@
 /*
  * Signed client assertions: PEM private keys loaded through libcrypto,
  * and compact JWS (RFC 7515) signed with RS256, PS256, ES256, EdDSA or
- * HS256 (RFC 7518, RFC 8037). Pure: no I/O, no clock; the caller reads
- * the key file and builds the claims.
+ * HS256 (RFC 7518, RFC 8037), and Google-style service-account key files.
+ * Pure: no I/O, no clock; the caller reads the files and builds the
+ * claims.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -177,6 +179,13 @@ jws_key_load(const char *pem, size_t len, struct jws_key **out, char **cause)
 	key->pkey = pkey;
 	*out = key;
 	return 0;
+}
+
+/* The EVP_PKEY, for a caller that matches it to a certificate. */
+void *
+jws_key_pkey(const struct jws_key *key)
+{
+	return key->pkey;
 }
 
 /* OpenSSL clears a private key's numbers as it frees them. */
@@ -477,4 +486,116 @@ jws_sign_hmac(const void *secret, size_t len, const char *header,
 	out = jws_finish(input, md, mdlen);
 	explicit_bzero(md, sizeof md);
 	return out;
+}
+
+/* ---- service-account key files ---- */
+
+/* json-c frees without wiping: clear the private key's text first. */
+static void
+jws_sa_wipe(struct json_object *obj)
+{
+	struct json_object	*v;
+
+	if (json_object_is_type(obj, json_type_object) &&
+	    json_object_object_get_ex(obj, "private_key", &v) &&
+	    json_object_is_type(v, json_type_string))
+		explicit_bzero((char *)json_object_get_string(v),
+		    (size_t)json_object_get_string_len(v));
+}
+
+/* A string member of obj, copied; NULL if absent. -1 if not a string. */
+static int
+jws_sa_member(struct json_object *obj, const char *name, char **out)
+{
+	struct json_object	*v;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(obj, name, &v) ||
+	    json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	*out = xstrdup(json_object_get_string(v));
+	return 0;
+}
+
+/*
+ * A Google-style service-account key (the JSON a console downloads):
+ * "type": "service_account", client_email, private_key (PEM), and
+ * private_key_id and token_uri when present. The private key is only
+ * copied here; jws_key_load judges it. Causes never quote a value.
+ */
+int
+jws_service_account_parse(const char *buf, size_t len,
+    struct service_account *sa, char **cause)
+{
+	static const char *const members[] = { "client_email",
+	    "private_key_id", "private_key", "token_uri" };
+	struct json_object	*obj, *v;
+	const char		*why, *type;
+	char		       **out[4];
+	size_t			 i;
+
+	memset(sa, 0, sizeof *sa);
+	out[0] = &sa->client_email;
+	out[1] = &sa->private_key_id;
+	out[2] = &sa->private_key;
+	out[3] = &sa->token_uri;
+	if ((obj = oauth_parse_json(buf, len, &why)) == NULL) {
+		xasprintf(cause, "is not a service-account key: %s", why);
+		return -1;
+	}
+	if (!json_object_is_type(obj, json_type_object)) {
+		json_object_put(obj);
+		xasprintf(cause, "is not a service-account key: not a JSON "
+		    "object");
+		return -1;
+	}
+	type = json_object_object_get_ex(obj, "type", &v) &&
+	    json_object_is_type(v, json_type_string) ?
+	    json_object_get_string(v) : NULL;
+	if (type == NULL || strcmp(type, "service_account") != 0) {
+		xasprintf(cause, "is not a service-account key (its \"type\" "
+		    "is %s, not \"service_account\")", type == NULL ?
+		    "missing" : !strcmp(type, "authorized_user") ? "a user's "
+		    "\"authorized_user\"" : "another");
+		goto fail;
+	}
+	for (i = 0; i < sizeof members / sizeof members[0]; i++)
+		if (jws_sa_member(obj, members[i], out[i]) != 0) {
+			xasprintf(cause, "has a \"%s\" that is not a string",
+			    members[i]);
+			goto fail;
+		}
+	if (sa->client_email == NULL || *sa->client_email == '\0' ||
+	    sa->private_key == NULL || *sa->private_key == '\0') {
+		xasprintf(cause, "lacks \"%s\"", sa->client_email == NULL ||
+		    *sa->client_email == '\0' ? "client_email" : "private_key");
+		goto fail;
+	}
+	if (!str_is_printable(sa->client_email) || (sa->private_key_id !=
+	    NULL && !str_is_printable(sa->private_key_id)) ||
+	    (sa->token_uri != NULL && !str_is_printable(sa->token_uri))) {
+		xasprintf(cause, "has a client_email, private_key_id or "
+		    "token_uri with spaces or control characters");
+		goto fail;
+	}
+	jws_sa_wipe(obj);
+	json_object_put(obj);
+	return 0;
+fail:
+	jws_sa_wipe(obj);
+	json_object_put(obj);
+	jws_service_account_clear(sa);
+	return -1;
+}
+
+void
+jws_service_account_clear(struct service_account *sa)
+{
+	free(sa->client_email);
+	free(sa->private_key_id);
+	freezero_str(sa->private_key);
+	free(sa->token_uri);
+	memset(sa, 0, sizeof *sa);
 }

@@ -485,11 +485,18 @@ login_post(struct login *l, const char *url, const struct form_param *fp,
 	struct oauth_request	 or;
 	struct http_post	 p;
 	struct account		*a;
+	char			*cause = NULL;
 
 	if ((a = login_account(l)) == NULL)
 		return -1;
 	ac = account_conf(a);
-	oauth_login_request_build(ac, l->client_auth, url, fp, n, &or);
+	if (oauth_login_request_build(ac, l->client_auth, url, fp, n,
+	    clock_wall_ms() / MSEC_PER_SEC, &or, &cause) != 0) {
+		log_account(LOG_LEVEL_ERROR, ac->name, "login request: %s",
+		    cause);
+		free(cause);
+		return -1;
+	}
 	memset(&p, 0, sizeof p);
 	p.url = or.url;
 	p.body = or.body;
@@ -498,6 +505,10 @@ login_post(struct login *l, const char *url, const struct form_param *fp,
 	p.proxy = ac->proxy;
 	p.timeout_ms = ac->timeout;
 	p.allow_http = ac->allow_http;
+	p.client_cert = ac->client_cert;
+	p.client_cert_len = ac->client_cert_len;
+	p.client_key = ac->client_key_pem;
+	p.client_key_len = ac->client_key_pem_len;
 	/* a code is good for one use: never re-sent on a reused connection */
 	p.fresh_connect = 1;
 	l->req = http_post(login_env.http, &p, cb, l);

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include <json-c/json.h>
+#include <openssl/rand.h>
 
 #include "tokend.h"
 
@@ -200,12 +201,124 @@ oauth_form_add(struct form *f, const char *name, const char *value)
 	f->buf = next;
 }
 
-/* The client's credentials, in the form or an Authorization header. */
-static void
-oauth_client_auth(const struct account_conf *ac, enum client_auth auth,
-    struct form *f, struct oauth_request *out)
+/* ---- signed assertions (RFC 7523) ---- */
+
+/* Whether a request of `grant` carries a freshly signed assertion. */
+int
+oauth_uses_assertion(const struct account_conf *ac, enum grant grant)
 {
-	char	*id, *secret, *pair;
+	return grant == GRANT_JWT_BEARER || CLIENT_AUTH_IS_JWT(ac->client_auth);
+}
+
+static void
+oauth_claim_str(struct json_object *o, const char *name, const char *value)
+{
+	json_object_object_add(o, name, json_object_new_string(value));
+}
+
+/*
+ * A signed JWT for a request to url at wall second now: the grant itself
+ * (grant = jwt_bearer, RFC 7523 2.1) or the client's authentication
+ * (private_key_jwt and client_secret_jwt, RFC 7523 2.2 and OIDC Core 9).
+ * jti is ASSERTION_JTI_BYTES random bytes, drawn here when NULL. NULL
+ * with a cause when it cannot be made; the cause holds no key material.
+ */
+char *
+oauth_assertion(const struct account_conf *ac, enum grant grant,
+    const char *url, int64_t now, const unsigned char *jti, char **cause)
+{
+	struct json_object	*hdr, *cl;
+	unsigned char		 rnd[ASSERTION_JTI_BYTES];
+	const char		*iss, *h, *p;
+	char			*id, *jwt;
+	int64_t			 life = ac->assertion_lifetime / MSEC_PER_SEC;
+	int			 bearer, hmac;
+	size_t			 i;
+
+	bearer = grant == GRANT_JWT_BEARER &&
+	    ac->assertion_in == ASSERTION_IN_BEARER;
+	hmac = grant != GRANT_JWT_BEARER &&
+	    ac->client_auth == CLIENT_AUTH_CLIENT_SECRET_JWT;
+	iss = grant == GRANT_JWT_BEARER && ac->assertion_iss != NULL ?
+	    ac->assertion_iss : ac->client_id;
+	if (hmac ? ac->client_secret == NULL : ac->client_key == NULL) {
+		*cause = xstrdup(hmac ? "client_secret_jwt needs the client "
+		    "secret" : "a signed assertion needs client_key_file");
+		return NULL;
+	}
+	if (jti == NULL) {
+		if (RAND_bytes(rnd, sizeof rnd) != 1) {
+			*cause = xstrdup("no random bytes for the jti");
+			return NULL;
+		}
+		jti = rnd;
+	}
+
+	hdr = json_object_new_object();
+	oauth_claim_str(hdr, "alg", hmac ? "HS256" :
+	    jws_alg_name((enum jws_alg)ac->client_key_alg));
+	oauth_claim_str(hdr, "typ", "JWT");
+	if (ac->client_key_id != NULL)
+		oauth_claim_str(hdr, "kid", ac->client_key_id);
+	/* the certificate a key is registered as (Entra ID) */
+	if (!hmac && ac->client_cert_x5t != NULL)
+		oauth_claim_str(hdr, "x5t", ac->client_cert_x5t);
+	if (!hmac && ac->client_cert_x5t256 != NULL)
+		oauth_claim_str(hdr, "x5t#S256", ac->client_cert_x5t256);
+
+	cl = json_object_new_object();
+	if (iss != NULL)
+		oauth_claim_str(cl, "iss", iss);
+	if (bearer) {
+		/* GitHub: iat a minute back for drift, exp within 10 min */
+		json_object_object_add(cl, "iat",
+		    json_object_new_int64(now - ASSERTION_BACKDATE_S));
+		json_object_object_add(cl, "exp",
+		    json_object_new_int64(now + life));
+	} else {
+		/* a service account's sub would name a user to act as */
+		if (iss != NULL && !ac->scope_in_assertion)
+			oauth_claim_str(cl, "sub", iss);
+		oauth_claim_str(cl, "aud", ac->assertion_audience != NULL ?
+		    ac->assertion_audience : url);
+		id = oauth_base64url(jti, ASSERTION_JTI_BYTES);
+		oauth_claim_str(cl, "jti", id);
+		free(id);
+		json_object_object_add(cl, "iat", json_object_new_int64(now));
+		json_object_object_add(cl, "exp",
+		    json_object_new_int64(now + life));
+		if (grant == GRANT_JWT_BEARER && ac->scope_in_assertion &&
+		    ac->scope != NULL)
+			oauth_claim_str(cl, "scope", ac->scope);
+	}
+	/* assertion.CLAIM: added last, so iss, sub or aud may be replaced */
+	for (i = 0; i < ac->nclaims; i++)
+		oauth_claim_str(cl, ac->claims[i].name, ac->claims[i].value);
+
+	h = json_object_to_json_string_ext(hdr, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	p = json_object_to_json_string_ext(cl, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	jwt = hmac ? jws_sign_hmac(ac->client_secret, strlen(ac->client_secret),
+	    h, p) : jws_sign(ac->client_key, (enum jws_alg)ac->client_key_alg,
+	    h, p);
+	json_object_put(hdr);
+	json_object_put(cl);
+	if (jwt == NULL)
+		*cause = xstrdup("signing the assertion failed");
+	return jwt;
+}
+
+/*
+ * The client's credentials, in the form or an Authorization header;
+ * url and now are what a signed client assertion names.
+ */
+static int
+oauth_client_auth(const struct account_conf *ac, enum client_auth auth,
+    const char *url, int64_t now, struct form *f, struct oauth_request *out,
+    char **cause)
+{
+	char	*id, *secret, *pair, *jwt;
 
 	switch (auth) {
 	case CLIENT_AUTH_BASIC:
@@ -231,25 +344,46 @@ oauth_client_auth(const struct account_conf *ac, enum client_auth auth,
 		oauth_form_add(f, "client_id", ac->client_id);
 		oauth_form_add(f, "client_secret", ac->client_secret);
 		break;
+	case CLIENT_AUTH_PRIVATE_KEY_JWT:
+	case CLIENT_AUTH_CLIENT_SECRET_JWT:
+		/* a fresh jti at every request, retries included */
+		if ((jwt = oauth_assertion(ac, GRANT_CLIENT_CREDENTIALS, url,
+		    now, NULL, cause)) == NULL)
+			return -1;
+		oauth_form_add(f, "client_id", ac->client_id);
+		oauth_form_add(f, "client_assertion_type",
+		    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+		oauth_form_add(f, "client_assertion", jwt);
+		freezero_str(jwt);
+		break;
 	case CLIENT_AUTH_NONE:
+	case CLIENT_AUTH_TLS:
+	case CLIENT_AUTH_SELF_SIGNED_TLS:
+		/* mutual TLS: the certificate is the credential (http.c) */
 		oauth_form_add(f, "client_id", ac->client_id);
 		break;
 	}
+	return 0;
 }
 
 /*
  * Build the request for `grant` (GRANT_REFRESH_TOKEN uses refresh_token,
- * which must then be set). The body and the Authorization header hold
- * secrets: oauth_request_clear wipes them.
+ * which must then be set) at wall second now (what assertions are dated
+ * by). The body and the Authorization header hold secrets:
+ * oauth_request_clear wipes them.
  */
 int
 oauth_request_build(const struct account_conf *ac, enum grant grant,
-    const char *refresh_token, struct oauth_request *out, char **cause)
+    const char *refresh_token, int64_t now, struct oauth_request *out,
+    char **cause)
 {
 	struct form	 f = { NULL, 0 };
+	char		*jwt;
 	size_t		 i;
 
 	memset(out, 0, sizeof *out);
+	out->url = grant == GRANT_REFRESH_TOKEN ? ac->refresh_url :
+	    ac->token_url;
 	switch (grant) {
 	case GRANT_CLIENT_CREDENTIALS:
 		oauth_form_add(&f, "grant_type", "client_credentials");
@@ -267,6 +401,22 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 		oauth_form_add(&f, "grant_type", "refresh_token");
 		oauth_form_add(&f, "refresh_token", refresh_token);
 		break;
+	case GRANT_JWT_BEARER:
+		if ((jwt = oauth_assertion(ac, grant, out->url, now, NULL,
+		    cause)) == NULL)
+			return -1;
+		if (ac->assertion_in == ASSERTION_IN_BEARER) {
+			/* the JWT is the whole request: nothing in the body */
+			xasprintf(&out->authorization, "Bearer %s", jwt);
+			freezero_str(jwt);
+			out->body = xstrdup("");
+			return 0;
+		}
+		oauth_form_add(&f, "grant_type",
+		    "urn:ietf:params:oauth:grant-type:jwt-bearer");
+		oauth_form_add(&f, "assertion", jwt);
+		freezero_str(jwt);
+		break;
 	case GRANT_STATIC:
 		*cause = xstrdup("a static token is never requested");
 		return -1;
@@ -277,18 +427,24 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
 		return -1;
 	}
 
-	oauth_client_auth(ac, ac->client_auth, &f, out);
+	/* the assertion names the client: client_id only if asked for */
+	if ((grant != GRANT_JWT_BEARER || ac->client_auth != CLIENT_AUTH_NONE) &&
+	    oauth_client_auth(ac, ac->client_auth, out->url, now, &f, out,
+	    cause) != 0) {
+		freezero_str(f.buf);
+		freezero_str(out->authorization);
+		out->authorization = NULL;
+		return -1;
+	}
 
 	/* a refresh keeps the scope it was granted (RFC 6749 section 6) */
-	if (grant != GRANT_REFRESH_TOKEN)
+	if (grant != GRANT_REFRESH_TOKEN && !ac->scope_in_assertion)
 		oauth_form_add(&f, "scope", ac->scope);
 	oauth_form_add(&f, "audience", ac->audience);
 	oauth_form_add(&f, "resource", ac->resource);
 	for (i = 0; i < ac->nparams; i++)
 		oauth_form_add(&f, ac->params[i].name, ac->params[i].value);
 
-	out->url = grant == GRANT_REFRESH_TOKEN ? ac->refresh_url :
-	    ac->token_url;
 	out->body = f.buf != NULL ? f.buf : xstrdup("");
 	return 0;
 }
@@ -299,10 +455,10 @@ oauth_request_build(const struct account_conf *ac, enum grant grant,
  * client's credentials, and the account's audience, resource and
  * param.NAME. Secrets as for oauth_request_build.
  */
-void
+int
 oauth_login_request_build(const struct account_conf *ac,
     enum client_auth auth, const char *url, const struct form_param *params,
-    size_t nparams, struct oauth_request *out)
+    size_t nparams, int64_t now, struct oauth_request *out, char **cause)
 {
 	struct form	 f = { NULL, 0 };
 	size_t		 i;
@@ -310,13 +466,17 @@ oauth_login_request_build(const struct account_conf *ac,
 	memset(out, 0, sizeof *out);
 	for (i = 0; i < nparams; i++)
 		oauth_form_add(&f, params[i].name, params[i].value);
-	oauth_client_auth(ac, auth, &f, out);
+	if (oauth_client_auth(ac, auth, url, now, &f, out, cause) != 0) {
+		freezero_str(f.buf);
+		return -1;
+	}
 	oauth_form_add(&f, "audience", ac->audience);
 	oauth_form_add(&f, "resource", ac->resource);
 	for (i = 0; i < ac->nparams; i++)
 		oauth_form_add(&f, ac->params[i].name, ac->params[i].value);
 	out->url = (char *)url;
 	out->body = f.buf != NULL ? f.buf : xstrdup("");
+	return 0;
 }
 
 /*
@@ -324,18 +484,24 @@ oauth_login_request_build(const struct account_conf *ac,
  * "refresh_token" or "access_token", with the client's authentication as
  * at the token endpoint. The body and header hold secrets.
  */
-void
+int
 oauth_revoke_build(const struct account_conf *ac, const char *url,
-    const char *token, const char *hint, struct oauth_request *out)
+    const char *token, const char *hint, int64_t now,
+    struct oauth_request *out, char **cause)
 {
 	struct form	 f = { NULL, 0 };
 
 	memset(out, 0, sizeof *out);
 	oauth_form_add(&f, "token", token);
 	oauth_form_add(&f, "token_type_hint", hint);
-	oauth_client_auth(ac, ac->client_auth, &f, out);
+	if (oauth_client_auth(ac, ac->client_auth, url, now, &f, out,
+	    cause) != 0) {
+		freezero_str(f.buf);
+		return -1;
+	}
 	out->url = (char *)url;
 	out->body = f.buf != NULL ? f.buf : xstrdup("");
+	return 0;
 }
 
 void

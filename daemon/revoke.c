@@ -28,6 +28,10 @@ struct revoke {
 	char			*proxy;
 	int64_t			 timeout_ms;
 	int			 allow_http;
+	char			*client_cert;	/* mutual TLS; NULL: none */
+	size_t			 client_cert_len;
+	char			*client_key;	/* secret */
+	size_t			 client_key_len;
 	char			*url;
 	int			 next;		/* index into reqs */
 	int			 ok;
@@ -53,6 +57,11 @@ revoke_cancel(struct revoke *r)
 	oauth_request_clear(&r->reqs[1]);
 	free(r->ca_file);
 	freezero_str(r->proxy);
+	free(r->client_cert);
+	if (r->client_key != NULL) {
+		explicit_bzero(r->client_key, r->client_key_len);
+		free(r->client_key);
+	}
 	free(r->url);
 	free(r);
 }
@@ -135,6 +144,10 @@ revoke_next(struct revoke *r)
 	p.proxy = r->proxy;
 	p.timeout_ms = r->timeout_ms;
 	p.allow_http = r->allow_http;
+	p.client_cert = r->client_cert;
+	p.client_cert_len = r->client_cert_len;
+	p.client_key = r->client_key;
+	p.client_key_len = r->client_key_len;
 	/* the callback runs from the event loop, never in here */
 	r->req = http_post(r->http, &p, revoke_http_done_cb, r);
 }
@@ -155,6 +168,7 @@ revoke_start(struct http *http, const struct account_conf *conf,
 	struct account_conf	 c = *conf;
 	struct revoke		*r;
 	const char		*tokens[2] = { refresh_token, access_token };
+	char			*cause = NULL;
 	int			 i;
 
 	if (refresh_token == NULL && access_token == NULL)
@@ -163,11 +177,20 @@ revoke_start(struct http *http, const struct account_conf *conf,
 	r->http = http;
 	c.client_auth = client_auth;
 	r->url = xstrdup(url);
+	r->ok = 1;
 	for (i = 0; i < 2; i++) {
 		if (tokens[i] == NULL)
 			continue;
-		oauth_revoke_build(&c, r->url, tokens[i], revoke_hints[i],
-		    &r->reqs[i]);
+		if (oauth_revoke_build(&c, r->url, tokens[i], revoke_hints[i],
+		    clock_wall_ms() / MSEC_PER_SEC, &r->reqs[i], &cause) != 0) {
+			/* the token stays unrevoked: say so, try the other */
+			if (r->ok)
+				snprintf(r->error, sizeof r->error, "%s", cause);
+			r->ok = 0;
+			free(cause);
+			cause = NULL;
+			continue;
+		}
 		/* the URL is borrowed: r->url outlives the request */
 		r->reqs[i].url = r->url;
 	}
@@ -175,7 +198,15 @@ revoke_start(struct http *http, const struct account_conf *conf,
 	r->proxy = conf->proxy != NULL ? xstrdup(conf->proxy) : NULL;
 	r->timeout_ms = conf->timeout;
 	r->allow_http = conf->allow_http;
-	r->ok = 1;
+	if (conf->client_cert != NULL && conf->client_key_pem != NULL) {
+		r->client_cert = xcalloc(1, conf->client_cert_len);
+		memcpy(r->client_cert, conf->client_cert, conf->client_cert_len);
+		r->client_cert_len = conf->client_cert_len;
+		r->client_key = xcalloc(1, conf->client_key_pem_len);
+		memcpy(r->client_key, conf->client_key_pem,
+		    conf->client_key_pem_len);
+		r->client_key_len = conf->client_key_pem_len;
+	}
 	r->cb = cb;
 	r->arg = arg;
 	revoke_next(r);

@@ -47,6 +47,7 @@ struct tokenctl_row {
 	char		 expires[96];
 	char		 next[96];
 	char		*error;		/* in full */
+	struct json_object *obj;	/* its status, borrowed */
 };
 
 /* What a login's answer has brought so far. */
@@ -460,6 +461,39 @@ tokenctl_print_table(struct tokenctl_row *rows, size_t n, const char *zone,
 	}
 }
 
+/*
+ * Below one account's row: how it proves who it is, and the key's RFC
+ * 7638 thumbprint (what a provider's console shows beside the key),
+ * never the key. An older tokend says none of it: nothing is printed.
+ */
+static void
+tokenctl_print_auth(struct json_object *o, const char *zone)
+{
+	const char	*grant = tokenctl_field(o, "grant");
+	const char	*auth = tokenctl_field(o, "client_auth");
+	const char	*alg = tokenctl_field(o, "key_alg");
+	const char	*thumb = tokenctl_field(o, "key_thumbprint");
+	char		 cert[96];
+
+	if (grant == NULL || auth == NULL)
+		return;
+	if (!strcmp(grant, "jwt_bearer"))
+		printf("auth: a signed assertion as the grant (jwt_bearer)%s%s\n",
+		    strcmp(auth, "none") ? ", client_auth " : "",
+		    strcmp(auth, "none") ? auth : "");
+	else
+		printf("auth: %s\n", auth);
+	if (alg != NULL && thumb != NULL)
+		printf("key: %s, thumbprint %s (RFC 7638, SHA-256)\n", alg,
+		    thumb);
+	else if (alg != NULL)
+		printf("key: %s with the client secret\n", alg);
+	if (tokenctl_field(o, "cert_expires_at") != NULL) {
+		tokenctl_when(o, "cert_expires_at", zone, cert, sizeof cert);
+		printf("client certificate: expires %s\n", cert);
+	}
+}
+
 static void
 tokenctl_no_accounts_hint(void)
 {
@@ -599,8 +633,10 @@ tokenctl_status(const char *account)
 		if (json_out && account != NULL)
 			printf("%s\n", json_object_to_json_string_ext(o,
 			    JSON_C_TO_STRING_PLAIN));
-		else if (!json_out)
+		else if (!json_out) {
 			tokenctl_row_fill(&rows[shown], o, zone);
+			rows[shown].obj = o;
+		}
 		shown++;
 	}
 	if (json_out && account == NULL)
@@ -615,6 +651,8 @@ tokenctl_status(const char *account)
 	} else if (!json_out)
 		tokenctl_print_table(rows, shown, zone, account != NULL,
 		    fleet);
+	if (!json_out && account != NULL && shown > 0)
+		tokenctl_print_auth(rows[0].obj, zone);
 	for (i = 0; i < shown; i++)
 		free(rows[i].error);
 	free(rows);

@@ -49,6 +49,7 @@ enum grant {
 	/* login grants: a human consents once (tokenctl login) */
 	GRANT_DEVICE_CODE,		/* RFC 8628 */
 	GRANT_AUTHORIZATION_CODE,	/* RFC 6749 4.1 + PKCE S256 */
+	GRANT_JWT_BEARER,		/* RFC 7523 2.1: a signed assertion */
 };
 #define GRANT_IS_LOGIN(g)	((g) == GRANT_DEVICE_CODE || \
 				 (g) == GRANT_AUTHORIZATION_CODE)
@@ -57,6 +58,21 @@ enum client_auth {
 	CLIENT_AUTH_BASIC,
 	CLIENT_AUTH_POST,
 	CLIENT_AUTH_NONE,
+	CLIENT_AUTH_PRIVATE_KEY_JWT,	/* RFC 7523 2.2, signed by a key */
+	CLIENT_AUTH_CLIENT_SECRET_JWT,	/* ... HS256 with the secret */
+	CLIENT_AUTH_TLS,		/* RFC 8705 2.1: a CA-issued cert */
+	CLIENT_AUTH_SELF_SIGNED_TLS,	/* RFC 8705 2.2: a registered cert */
+};
+#define CLIENT_AUTH_IS_JWT(a)	((a) == CLIENT_AUTH_PRIVATE_KEY_JWT || \
+				 (a) == CLIENT_AUTH_CLIENT_SECRET_JWT)
+#define CLIENT_AUTH_IS_TLS(a)	((a) == CLIENT_AUTH_TLS || \
+				 (a) == CLIENT_AUTH_SELF_SIGNED_TLS)
+
+/* Where grant = jwt_bearer's assertion goes. */
+enum assertion_in {
+	ASSERTION_IN_FORM,	/* assertion=JWT (RFC 7523 2.1) */
+	ASSERTION_IN_BEARER,	/* Authorization: Bearer JWT, empty body
+				   (GitHub App installation tokens) */
 };
 
 /* How client_auth = basic spells the id and secret before base64. */
@@ -105,6 +121,8 @@ struct refresh_conf {
 	int64_t			 min_interval;	/* ms; asked-for refreshes */
 };
 
+struct jws_key;
+
 struct response_conf {
 	char			*access_token;	/* RFC 6901 pointers; NULL: unused */
 	char			*refresh_token;
@@ -143,6 +161,8 @@ struct account_conf {
 						   resolved; NULL: none */
 	int			 refresh_token_line;
 	char			*scope;
+	int			 scope_in_assertion;	/* a service account:
+						   scope is a claim */
 	char			*audience;
 	char			*resource;
 	struct form_param	*params;
@@ -151,6 +171,30 @@ struct account_conf {
 						   the login's authorization
 						   request */
 	size_t			 nauthorize_params;
+	/* keys: signed assertions and mutual TLS */
+	struct jws_key		*client_key;	/* secret; NULL: none */
+	char			*client_key_pem;	/* secret: for libcurl's
+						   mutual TLS; NULL unless
+						   client_cert */
+	size_t			 client_key_pem_len;
+	char			*client_key_id;	/* the JWS kid; NULL: none */
+	int			 client_key_alg;	/* enum jws_alg */
+	char			*client_key_alg_name;	/* as set; NULL:
+						   the key's default */
+	char			*client_key_thumbprint;	/* RFC 7638 */
+	char			*client_cert;	/* PEM; NULL: no mutual TLS */
+	size_t			 client_cert_len;
+	int64_t			 client_cert_not_after;	/* wall ms */
+	char			*client_cert_x5t;	/* SHA-1, base64url */
+	char			*client_cert_x5t256;	/* SHA-256 */
+	char			*assertion_iss;	/* service account's
+						   client_email; NULL:
+						   client_id */
+	char			*assertion_audience;	/* NULL: the URL */
+	int64_t			 assertion_lifetime;	/* ms */
+	enum assertion_in	 assertion_in;
+	struct form_param	*claims;	/* assertion.CLAIM */
+	size_t			 nclaims;
 	char			*ca_file;
 	char			*proxy;		/* NULL: none, whatever the
 						   environment says */
@@ -340,6 +384,9 @@ void		 diag_warning(struct diag *, const char *, int, const char *,
 		    ...) __attribute__((format(printf, 4, 5)));
 void		 diag_clear(struct diag *);
 
+const char	*config_grant_name(enum grant);
+const char	*config_client_auth_name(enum client_auth);
+
 /* schedule.c */
 int64_t		 schedule_refresh_at(const struct refresh_conf *, int64_t,
 		    int64_t, double);
@@ -377,14 +424,21 @@ char		*oauth_basic_encode(const char *);
 int		 oauth_basic_safe(const char *);
 char		*oauth_base64(const unsigned char *, size_t);
 char		*oauth_base64url(const unsigned char *, size_t);
+#define ASSERTION_JTI_BYTES	16	/* 128 random bits */
+#define ASSERTION_BACKDATE_S	60	/* a Bearer app JWT's iat */
+#define ASSERTION_BEARER_MAX_MS	(10 * 60 * MSEC_PER_SEC)	/* GitHub */
 int		 oauth_request_build(const struct account_conf *, enum grant,
-		    const char *, struct oauth_request *, char **);
-void		 oauth_revoke_build(const struct account_conf *, const char *,
-		    const char *, const char *, struct oauth_request *);
+		    const char *, int64_t, struct oauth_request *, char **);
+char		*oauth_assertion(const struct account_conf *, enum grant,
+		    const char *, int64_t, const unsigned char *, char **);
+int		 oauth_uses_assertion(const struct account_conf *, enum grant);
+int		 oauth_revoke_build(const struct account_conf *, const char *,
+		    const char *, const char *, int64_t, struct oauth_request *,
+		    char **);
 void		 oauth_request_clear(struct oauth_request *);
-void		 oauth_login_request_build(const struct account_conf *,
+int		 oauth_login_request_build(const struct account_conf *,
 		    enum client_auth, const char *, const struct form_param *,
-		    size_t, struct oauth_request *);
+		    size_t, int64_t, struct oauth_request *, char **);
 int		 oauth_error_of(const struct account_conf *, const char *,
 		    const char *, size_t, char *, size_t, char *, size_t);
 struct json_object;
@@ -419,12 +473,18 @@ int		 timer_pending(const struct timer *);
 #define DISCOVERY_AUTH_BASIC	0x1	/* token_endpoint_auth_methods_ */
 #define DISCOVERY_AUTH_POST	0x2	/* supported: the ones tokend */
 #define DISCOVERY_AUTH_NONE	0x4	/* speaks */
+#define DISCOVERY_AUTH_PRIVATE_KEY_JWT		0x8
+#define DISCOVERY_AUTH_CLIENT_SECRET_JWT	0x10
+#define DISCOVERY_AUTH_TLS			0x20
+#define DISCOVERY_AUTH_SELF_SIGNED_TLS		0x40
 struct discovery_doc {
 	char			*issuer;
 	char			*token_endpoint;	/* never NULL */
 	char			*authorization_endpoint;	/* NULL: none */
 	char			*device_authorization_endpoint;
 	char			*revocation_endpoint;
+	char			*mtls_token_endpoint;	/* RFC 8705 5; NULL:
+						   none */
 	int			 auth_methods;	/* DISCOVERY_AUTH_*; absent:
 						   basic (RFC 8414 2) */
 	int			 pkce_listed;	/* code_challenge_methods_
@@ -439,6 +499,7 @@ struct endpoints {
 	const char		*authorization_url;	/* NULL: none known */
 	const char		*device_authorization_url;
 	const char		*revocation_url;
+	const char		*mtls_token_url;	/* NULL: token_url */
 	enum client_auth	 client_auth;	/* at the token endpoint */
 	int			 s256_unlisted;	/* the document lists PKCE
 						   methods, S256 not among them */
@@ -480,6 +541,8 @@ struct http_result {
 	size_t			 len;
 	int			 truncated;	/* hit RESPONSE_MAX */
 	const char		*retry_after_raw;	/* the header as sent; NULL: none */
+	int64_t			 date;		/* the answer's Date, wall
+						   seconds; 0: none */
 	int			 sent;		/* the whole request left us */
 	const char		*error;		/* safe to log */
 };
@@ -497,6 +560,11 @@ struct http_post {
 						   that closes unanswered) */
 	int			 get;		/* a GET of url (body is
 						   NULL): for discovery */
+	/* mutual TLS (RFC 8705): PEM certificate and its key; NULL: none */
+	const char		*client_cert;
+	size_t			 client_cert_len;
+	const char		*client_key;	/* secret */
+	size_t			 client_key_len;
 };
 typedef void	(*http_done_cb)(const struct http_result *, void *);
 struct http	*http_new(struct event_base *, int, int);
@@ -569,6 +637,7 @@ const char	*jws_alg_name(enum jws_alg);
 int		 jws_alg_parse(const char *, enum jws_alg *);
 int		 jws_key_load(const char *, size_t, struct jws_key **, char **);
 void		 jws_key_free(struct jws_key *);
+void		*jws_key_pkey(const struct jws_key *);	/* EVP_PKEY */
 enum jws_alg	 jws_key_default_alg(const struct jws_key *);
 int		 jws_key_alg_ok(const struct jws_key *, enum jws_alg, char **);
 char		*jws_key_fingerprint(const struct jws_key *);
@@ -576,6 +645,16 @@ char		*jws_sign(const struct jws_key *, enum jws_alg, const char *,
 		    const char *);
 char		*jws_sign_hmac(const void *, size_t, const char *,
 		    const char *);
+/* A Google-style service-account key file (JSON) */
+struct service_account {
+	char			*client_email;
+	char			*private_key_id;	/* NULL: none */
+	char			*private_key;	/* secret: PEM */
+	char			*token_uri;	/* NULL: none */
+};
+int		 jws_service_account_parse(const char *, size_t,
+		    struct service_account *, char **);
+void		 jws_service_account_clear(struct service_account *);
 
 /* fleet.c: instances on many hosts share accounts through Redis */
 struct fleet;
@@ -689,6 +768,12 @@ struct account_view {
 	int			 leading;	/* ... and this instance leads */
 	const char		*leader;	/* the node that leads it, as
 						   last seen; NULL: unknown */
+	const char		*grant;
+	const char		*client_auth;	/* the method in use */
+	const char		*key_alg;	/* NULL: no key */
+	const char		*key_thumbprint;	/* RFC 7638; NULL */
+	int64_t			 cert_not_after;	/* wall ms; 0: no
+						   client certificate */
 };
 typedef void	(*account_wait_cb)(struct account *, int, const char *, void *);
 struct account	*account_new(const struct account_env *, struct account_conf *);

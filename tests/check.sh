@@ -257,6 +257,29 @@ examples_check() {
 	    conf/accounts.d/*.conf.example | sort -u); do
 		echo "placeholder-secret-$n" > "$dir/credentials/$n"
 	done
+	# keys and certificates are made for real: --check reads them
+	for f in conf/accounts.d/*.conf.example; do
+		key=$(sed -n 's/^client_key_file *= *\([^ ;#]*\).*/\1/p' "$f")
+		crt=$(sed -n 's/^client_cert_file *= *\([^ ;#]*\).*/\1/p' "$f")
+		sa=$(sed -n 's/^service_account_file *= *\([^ ;#]*\).*/\1/p' \
+		    "$f")
+		if [ -n "$key" ]; then
+			openssl genrsa -out "$dir/credentials/$key" 2048 \
+			    2>/dev/null || return 1
+			[ -z "$crt" ] || openssl req -x509 -new -days 2 \
+			    -subj /CN=example -key "$dir/credentials/$key" \
+			    -out "$dir/credentials/$crt" || return 1
+		fi
+		if [ -n "$sa" ]; then
+			openssl genrsa 2048 2>/dev/null | python3 -c '
+import json, sys
+print(json.dumps({"type": "service_account", "client_email":
+    "sa@example.iam.gserviceaccount.com", "private_key_id": "k1",
+    "private_key": sys.stdin.read(),
+    "token_uri": "https://oauth2.googleapis.com/token"}))' \
+			    > "$dir/credentials/$sa" || return 1
+		fi
+	done
 	chmod 0600 "$dir/credentials"/*
 	printf '[tokend]\nstate_dir = %s/state\nsocket = %s/tokend.sock\n' \
 	    "$dir" "$dir" > "$dir/tokend.conf"

@@ -32,6 +32,12 @@
 #define CODE_ISSUER	"[account]\ngrant = authorization_code\nclient_id = c\n" \
 			"issuer = https://op.example\n"
 #define DEVICE		"[account]\ngrant = device_code\nclient_id = c\n"
+/* a P-256 key made for these tests alone */
+#define EC_KEY		"-----BEGIN PRIVATE KEY-----\n" \
+	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgRGHDogod2yIT4b6A\n" \
+	"sadT/HQSDy6YTXZx4V/JGK+GLCyhRANCAATqwWd0z485CMc7MhLLnk3eFzcVHCas\n" \
+	"qT9S8PFxC+gKLzm+shofd/CWWwOkzEmrfDVkDCJZiOa6X5jPc49Q6b3p\n" \
+	"-----END PRIVATE KEY-----\n"
 #define DEVICE_ISSUER	DEVICE "issuer = https://op.example\n"
 
 /* ---- temp folders and files ---- */
@@ -1250,10 +1256,85 @@ static const struct error_case error_cases[] = {
 	{ "issuer with a query",
 	    DEVICE "issuer = https://op.example/?x=1\n",
 	    4, "issuer: no query or fragment allowed", NULL, NULL },
-	{ "issuer for client_credentials",
-	    "[account]\n" URL_ID "issuer = https://op.example\n",
-	    4, "issuer is for grant = device_code or authorization_code",
-	    NULL, NULL },
+	{ "issuer for a static token",
+	    "[account]\ngrant = static\ntoken_file = t\n"
+	    "issuer = https://op.example\n",
+	    4, "issuer is not for grant = static", "t", "tok\n" },
+	/* keys: a test-only EC P-256 key, made for these tests */
+	{ "an EC key with client_key_alg = RS256",
+	    "[account]\n" URL_ID "client_key_file = k\nclient_key_alg = RS256\n",
+	    5, "client_key_alg: RS256 needs an RSA key", "k", EC_KEY },
+	{ "client_key_alg unknown",
+	    "[account]\n" URL_ID "client_key_file = k\nclient_key_alg = rs256\n",
+	    5, "client_key_alg: expected RS256, PS256, ES256 or EdDSA", "k",
+	    EC_KEY },
+	{ "client_key_alg = HS256",
+	    "[account]\n" URL_ID "client_key_file = k\nclient_key_alg = HS256\n",
+	    5, "client_key_alg: HS256 signs with the client secret", "k",
+	    EC_KEY },
+	{ "a key file without a key",
+	    "[account]\n" URL_ID "client_key_file = k\n",
+	    4, "client_key_file: ", "k", "not a key\n" },
+	{ "private_key_jwt without a key",
+	    "[account]\n" URL_ID "client_auth = private_key_jwt\n",
+	    4, "client_auth = private_key_jwt needs client_key_file", NULL,
+	    NULL },
+	{ "tls_client_auth without a certificate",
+	    "[account]\n" URL_ID "client_auth = tls_client_auth\n"
+	    "client_key_file = k\n",
+	    4, "client_auth = tls_client_auth needs client_cert_file", "k",
+	    EC_KEY },
+	{ "client_cert_file without a certificate",
+	    "[account]\n" URL_ID "client_key_file = k\nclient_cert_file = k\n",
+	    5, "client_cert_file: ", "k", EC_KEY },
+	{ "client_secret_jwt without a secret",
+	    "[account]\n" URL_ID "client_auth = client_secret_jwt\n",
+	    4, "client_auth = client_secret_jwt needs client_secret", NULL,
+	    NULL },
+	{ "assertion.jti",
+	    "[account]\n" URL_ID "client_key_file = k\nassertion.jti = x\n",
+	    5, "assertion.jti is set by tokend itself", "k", EC_KEY },
+	{ "jwt_bearer without a key",
+	    "[account]\n" URL_ID "grant = jwt_bearer\n",
+	    4, "grant = jwt_bearer needs client_key_file or "
+	    "service_account_file", NULL, NULL },
+	{ "jwt_bearer without an issuer",
+	    "[account]\n" URL "grant = jwt_bearer\nclient_key_file = k\n",
+	    3, "grant = jwt_bearer needs client_id", "k", EC_KEY },
+	{ "assertion_lifetime too long",
+	    "[account]\n" URL_ID "client_key_file = k\n"
+	    "assertion_lifetime = 2h\n",
+	    5, "assertion_lifetime: expected 10s to 1h", "k", EC_KEY },
+	{ "assertion_in = bearer over 10 minutes",
+	    "[account]\n" URL_ID "grant = jwt_bearer\nassertion_in = bearer\n"
+	    "client_key_file = k\nassertion_lifetime = 11m\n",
+	    7, "assertion_lifetime: at most 10m with assertion_in = bearer",
+	    "k", EC_KEY },
+	{ "assertion_in = bearer with a scope",
+	    "[account]\n" URL_ID "grant = jwt_bearer\nassertion_in = bearer\n"
+	    "client_key_file = k\nscope = a\n",
+	    5, "assertion_in = bearer sends an empty body", "k", EC_KEY },
+	{ "assertion_in = bearer without jwt_bearer",
+	    "[account]\n" URL_ID "client_key_file = k\nassertion_in = bearer\n",
+	    5, "assertion_in = bearer is for grant = jwt_bearer", "k",
+	    EC_KEY },
+	{ "a user's credentials as a service account",
+	    "[account]\nservice_account_file = sa.json\n",
+	    2, "service_account_file: ", "sa.json",
+	    "{\"type\":\"authorized_user\",\"client_id\":\"x\"}" },
+	{ "a service account without client_email",
+	    "[account]\nservice_account_file = sa.json\n",
+	    2, "service_account_file: ", "sa.json",
+	    "{\"type\":\"service_account\",\"private_key\":\"x\"}" },
+	{ "a service account and a key",
+	    "[account]\n" URL "client_key_file = k\n"
+	    "service_account_file = sa.json\n",
+	    4, "set client_key_file or service_account_file, not both", "k",
+	    EC_KEY },
+	{ "a service account with another grant",
+	    "[account]\n" URL "grant = password\nusername = u\npassword = p\n"
+	    "service_account_file = sa.json\n",
+	    6, "service_account_file is for grant = jwt_bearer", NULL, NULL },
 	{ "redirect_uri for device_code",
 	    DEVICE_ISSUER "redirect_uri = http://127.0.0.1:0/cb\n",
 	    5, "redirect_uri is for grant = authorization_code", NULL, NULL },
@@ -2369,13 +2450,17 @@ test_table_bad_choices(void **state)
 	} cases[] = {
 		{ "[account]\n" URL_ID "grant = implicit\n", 4,
 		    "unknown grant 'implicit' (client_credentials, password, "
-		    "refresh_token, static, device_code or authorization_code)" },
+		    "refresh_token, static, device_code, authorization_code or "
+		    "jwt_bearer)" },
 		{ "[account]\n" URL_ID "grant = Static\n", 4,
 		    "unknown grant 'Static' (client_credentials, password, "
-		    "refresh_token, static, device_code or authorization_code)" },
+		    "refresh_token, static, device_code, authorization_code or "
+		    "jwt_bearer)" },
 		{ "[account]\n" URL "client_id = a\nclient_secret_file = t\n"
 		    "client_auth = jwt\n", 5,
-		    "unknown client_auth 'jwt' (basic, post or none)" },
+		    "unknown client_auth 'jwt' (basic, post, none, "
+		    "private_key_jwt, client_secret_jwt, tls_client_auth or "
+		    "self_signed_tls_client_auth)" },
 		{ "[account]\n" URL_ID "[file]\npath = /x\nformat = yaml\n",
 		    6,
 		    "unknown format 'yaml' (raw, json, env or header)" },

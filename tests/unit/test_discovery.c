@@ -68,6 +68,8 @@ test_discovery_parse(void **state)
 	    "\"authorization_endpoint\":\"https://op.example/auth\","
 	    "\"device_authorization_endpoint\":\"https://op.example/dev\","
 	    "\"revocation_endpoint\":\"https://op.example/revoke\","
+	    "\"mtls_endpoint_aliases\":{\"token_endpoint\":"
+	    "\"https://mtls.op.example/token\"},"
 	    "\"token_endpoint_auth_methods_supported\":[\"private_key_jwt\","
 	    "\"client_secret_post\",\"none\"],"
 	    "\"code_challenge_methods_supported\":[\"plain\",\"S256\"]}\n";
@@ -81,8 +83,10 @@ test_discovery_parse(void **state)
 	CHECK_STR("device", d.device_authorization_endpoint,
 	    "https://op.example/dev");
 	CHECK_STR("revoke", d.revocation_endpoint, "https://op.example/revoke");
-	CHECK_I64("auth methods", d.auth_methods,
-	    DISCOVERY_AUTH_POST | DISCOVERY_AUTH_NONE);
+	CHECK_STR("mtls token", d.mtls_token_endpoint,
+	    "https://mtls.op.example/token");
+	CHECK_I64("auth methods", d.auth_methods, DISCOVERY_AUTH_POST |
+	    DISCOVERY_AUTH_NONE | DISCOVERY_AUTH_PRIVATE_KEY_JWT);
 	assert_true(d.pkce_listed);
 	assert_true(d.s256);
 	discovery_doc_clear(&d);

@@ -293,7 +293,7 @@ test_request_build_table(void **state)
 			ac.params = extra_params;
 			ac.nparams = 2;
 		}
-		if (oauth_request_build(&ac, c->grant, c->refresh_token, &req,
+		if (oauth_request_build(&ac, c->grant, c->refresh_token, 0, &req,
 		    &cause) != 0)
 			fail_msg("%s: failed: %s", c->name, cause);
 		snprintf(what, sizeof what, "%s: body", c->name);
@@ -339,7 +339,7 @@ test_request_build_errors(void **state)
 	(void)state;
 	account_init(&ac);
 	ac.grant = GRANT_REFRESH_TOKEN;
-	assert_int_equal(oauth_request_build(&ac, GRANT_REFRESH_TOKEN, NULL,
+	assert_int_equal(oauth_request_build(&ac, GRANT_REFRESH_TOKEN, NULL, 0,
 	    &req, &cause), -1);
 	assert_non_null(cause);
 	assert_null(req.body);
@@ -349,7 +349,7 @@ test_request_build_errors(void **state)
 
 	ac.grant = GRANT_STATIC;
 	ac.static_token = (char *)"tok";
-	assert_int_equal(oauth_request_build(&ac, GRANT_STATIC, NULL, &req,
+	assert_int_equal(oauth_request_build(&ac, GRANT_STATIC, NULL, 0, &req,
 	    &cause), -1);
 	assert_non_null(cause);
 	assert_null(req.body);
