@@ -1217,14 +1217,17 @@ def test_expired_client_certificate(t):
               "client_auth": "tls_client_auth",
               "client_cert_file": install_file(d, good, "good.crt"),
               "client_key_file": install_key(d, key)}
-    token_file = key_account(t, d, "tls", values)
+    # min_interval 0: tokenctl refresh may replace a token just issued
+    refresh = fast_refresh(min_interval="0s", min_backoff="30s",
+                           max_backoff="60s")
+    token_file = key_account(t, d, "tls", values, refresh=refresh)
     d.start()
     wait_log(d, lambda: token_entries(op, TLS_CLIENT), ok_status, 1, 20,
              "a first token")
     token = d.wait_for(lambda: read_raw(token_file), 10, "the token file")
     d.stop()
     values["client_cert_file"] = install_file(d, old, "old.crt")
-    token_file = key_account(t, d, "tls", values)
+    token_file = key_account(t, d, "tls", values, refresh=refresh)
     rc, err = d.check_config()
     check(rc == 0, "--check failed on an expired certificate (a warning "
           "only): %d\n%s" % (rc, err))
@@ -1279,8 +1282,9 @@ def test_check_key_problems(t):
     client_key_alg = RS256, an RSA key of 1024 bits, an encrypted key, a
     missing key file, a key file that is a folder, one that is a FIFO
     (without hanging), private_key_jwt without client_key_file,
-    tls_client_auth without client_cert_file, a service_account_file of the
-    wrong type or without its fields; a good account is not reported."""
+    tls_client_auth without client_cert_file, an assertion.jti, .iat, .exp
+    or .nbf, a service_account_file of the wrong type or without its
+    fields; a good account is not reported."""
     d = t.daemon()
     ec = Key(t, "ec", "EC")
     small = Key(t, "small", "RSA", bits=1024)
@@ -1293,29 +1297,41 @@ def test_check_key_problems(t):
     base = [("grant", "client_credentials"),
             ("token_url", "https://127.0.0.1:1/token"), ("client_id", "c")]
     pk = base + [("client_auth", "private_key_jwt")]
-    cases = {}
+    cases = {}      # name -> ({key: line}, keys whose line may be named, words)
     raw_account(d, "good", pk + [("client_key_file", install_key(d, ec))])
     cases["mismatch"] = (raw_account(d, "mismatch", pk + [
         ("client_key_file", install_key(d, ec, "ec2.key")),
-        ("client_key_alg", "RS256")]), ("client_key_alg", "client_key_file"))
+        ("client_key_alg", "RS256")]), ("client_key_alg", "client_key_file"),
+        ("RS256",))
     cases["small"] = (raw_account(d, "small", pk + [
-        ("client_key_file", install_key(d, small))]), ("client_key_file",))
+        ("client_key_file", install_key(d, small))]), ("client_key_file",),
+        ("1024",))
     cases["encrypted"] = (raw_account(d, "encrypted", pk + [
         ("client_key_file", install_key(d, None, "enc.key",
                                         text=read_text(enc)))]),
-        ("client_key_file",))
+        ("client_key_file",), ("encrypted",))
     cases["missing"] = (raw_account(d, "missing", pk + [
-        ("client_key_file", "no-such.key")]), ("client_key_file",))
+        ("client_key_file", "no-such.key")]), ("client_key_file",),
+        ("no-such.key",))
     cases["folder"] = (raw_account(d, "folder", pk + [
-        ("client_key_file", "folder.key")]), ("client_key_file",))
+        ("client_key_file", "folder.key")]), ("client_key_file",),
+        ("folder.key",))
     cases["fifo"] = (raw_account(d, "fifo", pk + [
-        ("client_key_file", "fifo.key")]), ("client_key_file",))
+        ("client_key_file", "fifo.key")]), ("client_key_file",),
+        ("fifo.key",))
     cases["nokey"] = (raw_account(d, "nokey", pk), ("[account]",
-                                                    "client_auth"))
+                                                    "client_auth"),
+                      ("client_key_file",))
     cases["nocert"] = (raw_account(d, "nocert", base + [
         ("client_auth", "tls_client_auth"),
         ("client_key_file", install_key(d, ec, "ec3.key"))]),
-        ("[account]", "client_auth", "client_key_file"))
+        ("[account]", "client_auth", "client_key_file"),
+        ("client_cert_file",))
+    for claim in ("jti", "iat", "exp", "nbf"):
+        cases["claim_" + claim] = (raw_account(d, "claim_" + claim, pk + [
+            ("client_key_file", install_key(d, ec, "ec-%s.key" % claim)),
+            ("assertion." + claim, "1234567890")]), ("assertion." + claim,),
+            (claim,))
     sa = {"type": "service_account", "client_email": "sa@p.iam",
           "private_key_id": "k1", "private_key": ec.pem,
           "token_uri": "https://127.0.0.1:1/token"}
@@ -1327,19 +1343,20 @@ def test_check_key_problems(t):
     write_file(os.path.join(d.accounts_dir, "noemail.json"),
                json.dumps({k: v for k, v in sa.items()
                            if k != "client_email"}), 0o600)
-    for name in ("user", "nokey", "noemail"):
+    for name, word in (("user", "type"), ("nokey", "private_key"),
+                       ("noemail", "client_email")):
         cases["sa_" + name] = (raw_account(d, "sa_" + name, [
             ("service_account_file", name + ".json"), ("scope", "s")]),
-            ("service_account_file",))
+            ("service_account_file",), (word,))
     try:
         rc, err = d.check_config()
     except subprocess.TimeoutExpired:
         raise TestFailure("tokend --check hangs (on the FIFO key file?)")
     check(rc == 1, "tokend --check exited %d, want 1:\n%s" % (rc, err))
     missing = []
-    for name, (where, keys) in cases.items():
+    for name, (where, keys, words) in cases.items():
         lines = [where[k] for k in keys if k in where]
-        miss = check_reported(err, name, lines)
+        miss = check_reported(err, name, lines, words)
         if miss:
             missing.append(miss)
     check(not missing, "not reported as FILE:LINE errors: %s\nstderr:\n%s" % (
@@ -1592,6 +1609,72 @@ for _kind in ("google", "github", "authlib"):
     for _skew in (SKEW, -SKEW):
         _fn = skew_case(_kind, _skew)
         globals()[_fn.__name__] = _fn
+
+
+# -- keys from $CREDENTIALS_DIRECTORY, a new key at a reload ----------------------
+
+def test_key_from_credentials_directory(t):
+    """A relative client_key_file found only in $CREDENTIALS_DIRECTORY (as
+    systemd's LoadCredential= leaves it, mode 0400) signs the assertions."""
+    key = Key(t, "cred", "EC")
+    op = pkjwt_setup(t, {"ES256": key})
+    d = t.daemon()
+    creds = t.path("credentials")
+    os.makedirs(creds, mode=0o700)
+    write_file(os.path.join(creds, "client.key"), key.pem, 0o400)
+    base = d.env
+
+    def with_creds():
+        e = base()
+        e["CREDENTIALS_DIRECTORY"] = creds
+        return e
+    d.env = with_creds
+    token_file = key_account(t, d, "cred", {
+        "token_url": op.issuer + "/token", "client_id": pkjwt_client("ES256"),
+        "client_auth": "private_key_jwt", "client_key_file": "client.key",
+        "client_key_id": "kid-es256"})
+    rc, err = d.check_config()
+    check(rc == 0, "--check with the key in $CREDENTIALS_DIRECTORY: %d\n%s"
+          % (rc, err))
+    d.start()
+    wait_log(d, lambda: token_entries(op, pkjwt_client("ES256")), ok_status,
+             1, 20, "a token")
+    check_fresh_token(d, "cred", token_file, op.secrets())
+    check_key_status(d, "cred", "private_key_jwt", "ES256", key)
+
+
+def test_new_key_at_reload(t):
+    """The key is read once: a new key in the same file counts only after
+    SIGHUP, and then signs (the any-key client knows both), and the status
+    shows the new thumbprint."""
+    old, new = Key(t, "old", "EC"), Key(t, "new", "EC")
+    jwks = write_jwks(t, "clients", [(old, "ES256", "old"),
+                                     (new, "ES256", "new")])
+    op = key_provider(t, jwks=jwks)
+    d = t.daemon()
+    values = {"token_url": op.issuer + "/token", "client_id": PKJWT_CLIENT,
+              "client_auth": "private_key_jwt",
+              "client_key_file": install_key(d, old, "client.key"),
+              "client_key_id": "old"}
+    key_account(t, d, "rot", values)
+    d.start()
+    wait_log(d, lambda: token_entries(op, PKJWT_CLIENT), ok_status, 1, 20,
+             "a token with the old key")
+    check_key_status(d, "rot", "private_key_jwt", "ES256", old)
+    install_key(d, new, "client.key")
+    values["client_key_id"] = "new"
+    key_account(t, d, "rot", values)
+    n = len(token_entries(op, PKJWT_CLIENT))
+    d.sighup()
+    d.wait_for(lambda: (status_of(d, "rot") or {}).get("key_thumbprint") ==
+               new.thumbprint(), 15, "the new key's thumbprint after SIGHUP")
+    wait_log(d, lambda: token_entries(op, PKJWT_CLIENT)[n:],
+             lambda e: ok_status(e) and e["assertion"]["header"].get("kid")
+             == "new", 1, 20, "a token signed with the new key")
+    later = token_entries(op, PKJWT_CLIENT)[n:]
+    check(all(ok_status(e) for e in later), "refused after the reload: %s" %
+          [(e["error"], e["error_detail"]) for e in later])
+    check_key_status(d, "rot", "private_key_jwt", "ES256", new)
 
 
 # -- logs and the status of other accounts ----------------------------------------

@@ -11,7 +11,8 @@
 // Prints the port it listens on (one line, on stdout) once it is ready.
 // Features: device flow (RFC 8628), revocation (RFC 7009), introspection
 // (RFC 7662), PKCE required with S256 for every client, rotating refresh
-// tokens, short-lived access tokens (--access-ttl seconds).  The login and
+// tokens, short-lived access tokens (--access-ttl seconds, also for
+// client_credentials).  The login and
 // consent pages are oidc-provider's devInteractions (any login, any
 // password); tests/oidc/browser.js fills them in.
 //
@@ -25,7 +26,7 @@
 // with the client_credentials grant only:
 //   tokend-pkjwt         private_key_jwt with every key of --jwks (a JWKS
 //                        file of public keys, made by the test)
-//   tokend-pkjwt-ALG     private_key_jwt with the one key of --jwks whose
+//   tokend-pkjwt-ALG     private_key_jwt with the first key of --jwks whose
 //                        "alg" is ALG (rs256, ps256, es256, eddsa), and
 //                        token_endpoint_auth_signing_alg = ALG
 //   tokend-csjwt         client_secret_jwt (HS256) with --jwt-secret
@@ -174,8 +175,11 @@ if (opt.jwks) {
   authMethods.push('private_key_jwt');
   CLIENTS.push({ client_id: 'tokend-pkjwt', token_endpoint_auth_method: 'private_key_jwt',
     jwks, ...MACHINE });
+  const perAlg = new Set();
   for (const key of jwks.keys) {
-    if (!key.alg) continue;
+    // the first key of each alg makes that alg's client
+    if (!key.alg || perAlg.has(key.alg)) continue;
+    perAlg.add(key.alg);
     CLIENTS.push({
       client_id: `tokend-pkjwt-${key.alg.toLowerCase()}`,
       token_endpoint_auth_method: 'private_key_jwt',
@@ -271,6 +275,7 @@ function start() {
     cookies: { keys: [randomBytes(32).toString('hex')] },
     ttl: {
       AccessToken: accessTTL,
+      ClientCredentials: accessTTL,
       AuthorizationCode: 60,
       DeviceCode: deviceTTL,
       Grant: 86400,
