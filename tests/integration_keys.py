@@ -960,10 +960,10 @@ def test_tls_client_auth(t):
               e["auth"] == "none" for e in entries),
           "not a client certificate alone: %s" % entries[0])
     check_fresh_token(d, "tls", token_file, op.secrets())
-    check_mtls_status(d, "tls", "tls_client_auth", key)
+    check_mtls_status(d, "tls", "tls_client_auth", key, cert)
 
 
-def check_mtls_status(d, name, method, key):
+def check_mtls_status(d, name, method, key, cert=None):
     """Mutual TLS signs nothing: key_alg may be null or the key's default
     alg; the thumbprint is the key's."""
     st = listed(d, name)
@@ -974,6 +974,13 @@ def check_mtls_status(d, name, method, key):
                                                  key.thumbprint()))
     check(st.get("key_alg") in (None, key.default_alg), "key_alg %r" %
           st.get("key_alg"))
+    if cert:
+        end = openssl("x509", "-in", cert, "-noout", "-enddate").decode()
+        want = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(
+            end.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y GMT"))
+        check(st.get("cert_expires_at") == want, "status cert_expires_at "
+              "%r, the certificate's notAfter %s" % (
+                  st.get("cert_expires_at"), want))
     check_key_status(d, name, method, st.get("key_alg"), key)
 
 
@@ -997,7 +1004,7 @@ def test_self_signed_tls_client_auth(t):
     check(all(ok_status(e) for e in entries), "refused: %s" % [
         (e["error"], e["error_detail"]) for e in entries])
     check_fresh_token(d, "self", token_file, op.secrets())
-    check_mtls_status(d, "self", "self_signed_tls_client_auth", key)
+    check_mtls_status(d, "self", "self_signed_tls_client_auth", key, cert)
 
 
 def test_mtls_endpoint_aliases_from_discovery(t):
@@ -1244,14 +1251,16 @@ def test_expired_client_certificate(t):
     refused = token_entries(op, TLS_CLIENT)[n:]
     check(refused and all(e["status"] == 401 for e in refused),
           "the provider took an expired certificate: %s" % refused)
-    err = st["last_error"]
-    check("certificate" in err and "expire" in err, "last_error does not "
-          "say the certificate expired: %r (tokenctl refresh: %s %s)" % (
-              err, res.stdout, res.stderr))
     check(read_raw(token_file) == token, "the good token file was touched")
     status, _, body = d.http("GET", "/v1/token/tls")
     check(status == 200 and body.decode() == token,
           "the good token is not served any more: %d" % status)
+    check(st.get("cert_expires_at") == "2020-02-01T00:00:00Z",
+          "status cert_expires_at %r" % st.get("cert_expires_at"))
+    err = st["last_error"]
+    check("certificate" in err and "expire" in err, "last_error does not "
+          "say the certificate expired: %r (tokenctl refresh: %s %s)" % (
+              err, res.stdout, res.stderr))
 
 
 # -- tokend --check on bad keys --------------------------------------------------
@@ -1455,6 +1464,21 @@ def test_google_service_account_file(t):
     check_sa_status(d, "google", key)
 
 
+def test_service_account_token_url_wins(t):
+    """token_url, when set, is used instead of the key's token_uri, and is
+    the assertion's aud."""
+    key, kid, iss, sa = google_setup(t, lifetime=3600)
+    sa["token_uri"] = "https://127.0.0.1:1/never-used"
+    d = t.daemon()
+    token_file = google_account(t, d, sa, {"token_url":
+                                           iss.url("/google/token")})
+    d.start()
+    got = wait_log(d, iss.log, ok_status, 1, 20, "a token at token_url")
+    check(got[0]["claims"]["aud"] == iss.url("/google/token"), "aud %r" %
+          got[0]["claims"]["aud"])
+    check_fresh_token(d, "google", token_file, iss.secrets())
+
+
 def check_sa_status(d, name, key):
     st = listed(d, name)
     check(st.get("key_alg") == "RS256", "key_alg %r" % st.get("key_alg"))
@@ -1519,6 +1543,30 @@ def test_github_app_installation_token(t):
     check_sa_status(d, "github", key)
 
 
+def test_github_app_jwt_lifetime_capped(t):
+    """assertion_in = bearer with assertion_lifetime = 15m: either --check
+    refuses it (FILE:LINE) or the app JWT still ends within 10 minutes,
+    which the GitHub-style endpoint insists on."""
+    key, iss = github_setup(t, lifetime=3600)
+    d = t.daemon()
+    token_file = github_account(t, d, iss, key, {
+        "assertion_lifetime": "15m"})
+    rc, err = d.check_config()
+    if rc != 0:
+        check(re.search(r"github\.conf:\d+:.*assertion_lifetime", err),
+              "--check refused it without naming assertion_lifetime at "
+              "FILE:LINE:\n%s" % err)
+        return
+    d.start()
+    got = wait_log(d, iss.log, lambda e: e["claims"], 1, 20, "an app JWT")
+    c = got[0]["claims"]
+    check(c["exp"] <= got[0]["server_now"] + 600, "the app JWT lives %ds "
+          "from now, over GitHub's 10 minutes" % (c["exp"] -
+                                                  got[0]["server_now"]))
+    check(ok_status(got[0]), "refused: %s" % got[0].get("error"))
+    check_fresh_token(d, "github", token_file, iss.secrets())
+
+
 def test_jwt_bearer_authlib(t):
     """grant = jwt_bearer against Debian's authlib (RFC 7523 2.1): the
     scope in the form, an EdDSA key, assertion.sub; authlib's server
@@ -1567,7 +1615,7 @@ def skew_case(kind, skew):
     def test(t):
         d = t.daemon()
         if kind == "google":
-            key, kid, srv, sa = google_setup(t, skew=skew, lifetime=3600)
+            key, kid, srv, sa = google_setup(t, skew=skew, lifetime=4)
             token_file = google_account(t, d, sa, {
                 "assertion_lifetime": life})
         elif kind == "github":
@@ -1576,7 +1624,8 @@ def skew_case(kind, skew):
                 "assertion_lifetime": life})
         else:
             key = Key(t, "jb", "EC")
-            srv = jwtbearer_server(t, {"tokend-jb": key}, skew=skew)
+            srv = jwtbearer_server(t, {"tokend-jb": key}, skew=skew,
+                                   lifetime=4)
             token_file = key_account(t, d, "jb", {
                 "grant": "jwt_bearer", "token_url": srv.url("/token"),
                 "client_id": "tokend-jb", "assertion_lifetime": life,
@@ -1598,10 +1647,21 @@ def skew_case(kind, skew):
         name = {"google": "google", "github": "github", "authlib": "jb"}[kind]
         st = check_fresh_token(d, name, token_file, srv.secrets())
         check(st["state"] == "fresh", "state %s" % st["state"])
+        if kind == "github":
+            return     # its tokens live an hour: expires_at is absolute
+        # the next refreshes (4 s tokens) keep to the server's clock: no
+        # refusal each time
+        wait_log(d, srv.log, ok_status, 3, 20, "two more tokens")
+        refused = [e for e in srv.log() if not ok_status(e)]
+        check(len(refused) == 1, "each refresh is refused first: the "
+              "server's clock is not kept: %s" % [
+                  (e["status"], e.get("error_description")) for e in
+                  srv.log()])
     test.__name__ = "test_clock_skew_%s_%s" % (kind, "ahead" if ahead
                                                 else "behind")
     test.__doc__ = ("%s-style server %+d s off the machine's clock: one "
-                    "refusal, then recovered" % (kind, skew))
+                    "refusal, then recovered, and (but GitHub's hour-long "
+                    "tokens) the next refreshes are not refused" % (kind, skew))
     return test
 
 
