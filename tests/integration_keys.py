@@ -783,7 +783,7 @@ def check_key_status(d, name, method, alg, key):
     if want:
         check(len(st["key_thumbprint"]) == 43, "thumbprint length")
     _, _, body = d.http("GET", "/v1/status")
-    check(b"PRIVATE KEY" not in body, "the status API shows a private key")
+    check(b"-----BEGIN" not in body, "the status API shows a private key")
     res = d.tokenctl("status", name)
     out = res.stdout + res.stderr
     check(res.returncode in (0, 1), "tokenctl status %s: exit %d: %s" % (
@@ -793,7 +793,7 @@ def check_key_status(d, name, method, alg, key):
     if want:
         check(want in out, "tokenctl status %s does not show the key's "
               "thumbprint %s:\n%s" % (name, want, out))
-    check("PRIVATE KEY" not in out, "tokenctl status shows a private key")
+    check("-----BEGIN" not in out, "tokenctl status shows a private key")
     return st
 
 
@@ -1208,7 +1208,7 @@ def test_wrong_key_fails_clearly(t):
     time.sleep(0.5)
     d.alive()
     text = d.log_text()
-    check("PRIVATE KEY" not in text, "the log shows a private key")
+    check("-----BEGIN" not in text, "the log shows a private key")
 
 
 def test_expired_client_certificate(t):
@@ -1293,7 +1293,8 @@ def test_check_key_problems(t):
     (without hanging), private_key_jwt without client_key_file,
     tls_client_auth without client_cert_file, an assertion.jti, .iat, .exp
     or .nbf, a service_account_file of the wrong type or without its
-    fields; a good account is not reported."""
+    fields, a key file that is not PEM (its text not shown), a PEM key
+    with a damaged body; a good account is not reported."""
     d = t.daemon()
     ec = Key(t, "ec", "EC")
     small = Key(t, "small", "RSA", bits=1024)
@@ -1336,6 +1337,17 @@ def test_check_key_problems(t):
         ("client_key_file", install_key(d, ec, "ec3.key"))]),
         ("[account]", "client_auth", "client_key_file"),
         ("client_cert_file",))
+    junk = "not-a-key-but-a-secret-" + secrets.token_hex(8)
+    t.add_secret(junk)
+    cases["notpem"] = (raw_account(d, "notpem", pk + [
+        ("client_key_file", install_key(d, None, "notpem.key",
+                                        text=junk + "\n"))]),
+        ("client_key_file",), ("notpem.key",))
+    broken = ec.pem.replace(ec.pem.splitlines()[2], "A" * 64)
+    cases["broken"] = (raw_account(d, "broken", pk + [
+        ("client_key_file", install_key(d, None, "broken.key",
+                                        text=broken))]),
+        ("client_key_file",), ("broken.key",))
     for claim in ("jti", "iat", "exp", "nbf"):
         cases["claim_" + claim] = (raw_account(d, "claim_" + claim, pk + [
             ("client_key_file", install_key(d, ec, "ec-%s.key" % claim)),
@@ -1372,7 +1384,7 @@ def test_check_key_problems(t):
         missing, err))
     check("good.conf:" not in err.replace("good.conf: warning", ""),
           "good.conf was reported:\n%s" % err)
-    check("hunter22" not in err and "PRIVATE KEY" not in err,
+    check("hunter22" not in err and "-----BEGIN" not in err,
           "--check shows key material:\n%s" % err)
     # the daemon itself refuses to start on them, and does not hang either
     d.start()
@@ -1487,7 +1499,7 @@ def check_sa_status(d, name, key):
     res = d.tokenctl("status", name)
     check(key.thumbprint() in res.stdout, "tokenctl status %s: no "
           "thumbprint:\n%s" % (name, res.stdout))
-    check("PRIVATE KEY" not in res.stdout + res.stderr, "a key in tokenctl")
+    check("-----BEGIN" not in res.stdout + res.stderr, "a key in tokenctl")
 
 
 def github_setup(t, skew=0, lifetime=5):
@@ -1737,6 +1749,64 @@ def test_new_key_at_reload(t):
     check_key_status(d, "rot", "private_key_jwt", "ES256", new)
 
 
+def test_fifo_key_at_reload_does_not_hang(t):
+    """The key file becomes a FIFO (nobody writing) and tokend is told to
+    reload: the reload is refused, the daemon keeps answering at once and
+    keeps signing with the key it has."""
+    key = Key(t, "es", "EC")
+    op = pkjwt_setup(t, {"ES256": key})
+    d = t.daemon()
+    key_account(t, d, "pk", {
+        "token_url": op.issuer + "/token", "client_id": pkjwt_client("ES256"),
+        "client_auth": "private_key_jwt", "client_key_id": "kid-es256",
+        "client_key_file": install_key(d, key, "client.key")})
+    d.start()
+    wait_log(d, lambda: token_entries(op, pkjwt_client("ES256")), ok_status,
+             1, 20, "a first token")
+    path = os.path.join(d.accounts_dir, "client.key")
+    os.unlink(path)
+    os.mkfifo(path, 0o600)
+    d.sighup()
+    time.sleep(0.5)                     # the reload's moment
+    for _ in range(5):
+        started = time.monotonic()
+        status, _, _ = d.http("GET", "/v1/status", timeout=3)
+        check(status == 200 and time.monotonic() - started < 2,
+              "the daemon is stuck after a reload with a FIFO key")
+    n = len(token_entries(op, pkjwt_client("ES256")))
+    wait_log(d, lambda: token_entries(op, pkjwt_client("ES256"))[n:],
+             ok_status, 1, 20, "a token after the refused reload")
+    check_key_status(d, "pk", "private_key_jwt", "ES256", key)
+
+
+def test_certificate_not_matching_key(t):
+    """tls_client_auth with a certificate for another key: --check says so
+    (FILE:LINE), or at run time the account fails with an error naming the
+    certificate or key; tokend never crashes."""
+    key, other = Key(t, "tls", "EC"), Key(t, "other", "EC")
+    cert = make_cert(t, "tls", other, TLS_DN)
+    op = key_provider(t, ca=t.ca, tls_subject_dn=TLS_DN)
+    d = t.daemon()
+    key_account(t, d, "tls", {
+        "token_url": op.issuer + "/token", "client_id": TLS_CLIENT,
+        "client_auth": "tls_client_auth",
+        "client_cert_file": install_file(d, cert, "tls.crt"),
+        "client_key_file": install_key(d, key)},
+        refresh=fast_refresh(min_backoff="30s", max_backoff="60s"))
+    rc, err = d.check_config()
+    if rc != 0:
+        check(re.search(r"tls\.conf:\d+:", err), "--check refused it "
+              "without FILE:LINE:\n%s" % err)
+        return
+    d.start()
+    st = d.wait_for(lambda: (status_of(d, "tls") or {}).get("last_error")
+                    and status_of(d, "tls"), 20, "an error")
+    err = st["last_error"].lower()
+    check("certificate" in err or "key" in err, "the error names neither "
+          "the certificate nor the key: %r" % st["last_error"])
+    d.alive()
+
+
 # -- logs and the status of other accounts ----------------------------------------
 
 def test_status_without_key_and_no_secrets_in_logs(t):
@@ -1769,7 +1839,7 @@ def test_status_without_key_and_no_secrets_in_logs(t):
               "client_auth", "key_alg", "key_thumbprint")})
     check_key_status(d, "pk", "private_key_jwt", "ES256", key)
     text = d.log_text()
-    check("PRIVATE KEY" not in text and "eyJ" not in text,
+    check("-----BEGIN" not in text and "eyJ" not in text,
           "the log shows a key or a JWT")
 
 
