@@ -40,7 +40,8 @@ for suite in integration integration_socket integration_systemd \
     integration_security integration_hostile integration_files \
     integration_check integration_lifecycle integration_tokenctl \
     integration_tokenctl_login integration_recovery integration_discovery \
-    integration_flows integration_login integration_fleet integration_keys; do
+    integration_flows integration_login integration_fleet \
+    integration_keys; do
 	echo "== $suite tests"
 	run_suite "$suite" python3 "tests/$suite.py" --tokend "$BUILD/tokend" \
 	    --tokenctl "$BUILD/tokenctl"
