@@ -1294,7 +1294,8 @@ def test_check_key_problems(t):
     tls_client_auth without client_cert_file, an assertion.jti, .iat, .exp
     or .nbf, a service_account_file of the wrong type or without its
     fields, a key file that is not PEM (its text not shown), a PEM key
-    with a damaged body; a good account is not reported."""
+    with a damaged body, a P-384 or Ed448 key, a 2.6 MB key file; a good
+    account is not reported."""
     d = t.daemon()
     ec = Key(t, "ec", "EC")
     small = Key(t, "small", "RSA", bits=1024)
@@ -1348,6 +1349,19 @@ def test_check_key_problems(t):
         ("client_key_file", install_key(d, None, "broken.key",
                                         text=broken))]),
         ("client_key_file",), ("broken.key",))
+    for name, args in (("p384", ["-algorithm", "EC", "-pkeyopt",
+                                 "ec_paramgen_curve:P-384"]),
+                       ("ed448", ["-algorithm", "ED448"])):
+        path = t.path("keys", name + ".key")
+        openssl("genpkey", *args, "-out", path)
+        cases[name] = (raw_account(d, name, pk + [
+            ("client_key_file", install_key(d, None, name + ".key",
+                                            text=read_text(path)))]),
+            ("client_key_file",), ())
+    cases["huge"] = (raw_account(d, "huge", pk + [
+        ("client_key_file", install_key(d, None, "huge.key", text=(
+            ec.pem.splitlines()[0] + "\n" + ("A" * 64 + "\n") * 40000 +
+            ec.pem.splitlines()[-1] + "\n")))]), ("client_key_file",), ())
     for claim in ("jti", "iat", "exp", "nbf"):
         cases["claim_" + claim] = (raw_account(d, "claim_" + claim, pk + [
             ("client_key_file", install_key(d, ec, "ec-%s.key" % claim)),
@@ -1777,6 +1791,44 @@ def test_fifo_key_at_reload_does_not_hang(t):
     wait_log(d, lambda: token_entries(op, pkjwt_client("ES256"))[n:],
              ok_status, 1, 20, "a token after the refused reload")
     check_key_status(d, "pk", "private_key_jwt", "ES256", key)
+
+
+def test_rsa_pss_key(t):
+    """An RSA-PSS key (openssl genpkey -algorithm RSA-PSS) with
+    client_key_alg = PS256: either --check refuses it at FILE:LINE, or
+    oidc-provider takes its PS256 assertions; never a crash."""
+    os.makedirs(t.path("keys"), exist_ok=True)
+    path = t.path("keys", "pss.key")
+    openssl("genpkey", "-algorithm", "RSA-PSS", "-pkeyopt",
+            "rsa_keygen_bits:2048", "-out", path)
+    text = openssl("pkey", "-in", path, "-text_pub", "-noout").decode()
+    n = hex_block(text, "Modulus").lstrip(b"\0")
+    jwk = {"kty": "RSA", "n": b64url(n), "e": "AQAB", "alg": "PS256",
+           "kid": "pss"}
+    op = key_provider(t, jwks=write_jwks(t, "clients", [jwk]))
+    d = t.daemon()
+    key_account(t, d, "pss", {
+        "token_url": op.issuer + "/token", "client_id": pkjwt_client("PS256"),
+        "client_auth": "private_key_jwt", "client_key_alg": "PS256",
+        "client_key_id": "pss",
+        "client_key_file": install_key(d, None, "pss.key",
+                                       text=read_text(path))},
+        refresh=fast_refresh(min_backoff="30s", max_backoff="60s"))
+    rc, err = d.check_config()
+    if rc != 0:
+        check(re.search(r"pss\.conf:\d+:", err), "--check refused it "
+              "without FILE:LINE:\n%s" % err)
+        return
+    d.start()
+    wait_log(d, lambda: token_entries(op), lambda e: True, 1, 20,
+             "a request")
+    d.wait_for(lambda: (status_of(d, "pss") or {}).get("state") in
+               ("fresh", "failed"), 20, "an outcome")
+    entries = token_entries(op)
+    check(all(ok_status(e) for e in entries), "PS256 with an RSA-PSS key "
+          "passed --check but was refused: %s" % [
+              (e["error"], e["error_detail"]) for e in entries])
+    d.alive()
 
 
 def test_certificate_not_matching_key(t):
