@@ -843,6 +843,7 @@ enum api_metric {
 	API_METRIC_LAST_SUCCESS,
 	API_METRIC_FILE_FAILURES,
 	API_METRIC_EXPIRES_IN,
+	API_METRIC_CERT_EXPIRY,
 };
 
 static void
@@ -865,6 +866,8 @@ api_metric(struct evbuffer *b, const struct control_peer *p,
 		    "Token file writes that failed." },
 		{ "tokend_token_expires_in_seconds", "gauge",
 		    "Seconds of the current token's life left (0: over)." },
+		{ "tokend_client_cert_expiry_timestamp_seconds", "gauge",
+		    "When the account's client certificate expires." },
 	};
 	struct account_view	 v;
 	const char		*name = defs[m].name;
@@ -903,6 +906,13 @@ api_metric(struct evbuffer *b, const struct control_peer *p,
 				    "%lld\n", name, v.name,
 				    (long long)api_expires_in_s(&v));
 			break;
+		case API_METRIC_CERT_EXPIRY:
+			/* only accounts with a client_cert_file */
+			if (v.cert_not_after != 0)
+				evbuffer_add_printf(b, "%s{account=\"%s\"} "
+				    "%lld\n", name, v.name,
+				    (long long)(v.cert_not_after / 1000));
+			break;
 		case API_METRIC_STATE:
 			for (s = 0; s < ACCOUNT_STATE_COUNT; s++)
 				evbuffer_add_printf(b, "%s{account=\"%s\","
@@ -935,6 +945,7 @@ api_metrics(struct evhttp_request *req, const struct control_peer *p,
 	api_metric(b, p, API_METRIC_LAST_SUCCESS, now);
 	api_metric(b, p, API_METRIC_FILE_FAILURES, now);
 	api_metric(b, p, API_METRIC_EXPIRES_IN, now);
+	api_metric(b, p, API_METRIC_CERT_EXPIRY, now);
 	evbuffer_add_printf(b,
 	    "# HELP tokend_token_requests_in_flight Token requests running.\n"
 	    "# TYPE tokend_token_requests_in_flight gauge\n"

@@ -148,6 +148,29 @@ def test_discovered_endpoints_refresh_a_login_account(t):
           "state %r" % status_of(d, "a")["state"])
 
 
+def test_client_credentials_account_found_by_discovery(t):
+    """issuer = for a client_credentials account: no token_url, the token
+    endpoint and client_secret_post found in the document, the token
+    obtained there."""
+    iss = login_issuer(t, discovery_auth_methods=["client_secret_post"])
+    d = t.daemon()
+    d.write_account("cc", [("account", {
+        "grant": "client_credentials", "issuer": base(iss),
+        "client_id": CONF[0], "ca_file": t.ca,
+        "client_secret_file": d.write_secret("conf.secret", CONF[1])}),
+        ("file", {"path": t.out("cc.token")})])
+    d.start()
+    d.wait_for(lambda: os.path.exists(t.out("cc.token")), 20, "the token")
+    grants = [e for e in iss.log() if e.get("path") == "/token"]
+    check(grants and grants[0]["grant_type"] == "client_credentials" and
+          grants[0]["auth"] == "post" and grants[0]["status"] == 200,
+          "the token request: %r" % grants)
+    st = status_of(d, "cc")
+    check(st["grant"] == "client_credentials" and st["client_auth"] ==
+          "post" and st["key_alg"] is None and st["key_thumbprint"] is None,
+          "status: %r" % st)
+
+
 def test_rfc8414_metadata_for_an_issuer_with_a_path(t):
     """No OpenID configuration: RFC 8414 metadata, its well-known path
     inserted before the issuer's path; client_secret_post picked from

@@ -496,8 +496,18 @@ def test_alert_rules_use_what_metrics_export(t):
           "the rules read as %s" % rules)
     iss = rfc_issuer(t, lifetime=3600)
     d = t.daemon()
-    d.write_account("acct", rfc_account(t, d, iss, grant="client_credentials",
-                                        files=[{"path": t.out("a.token")}]))
+    # a client certificate too (presented if asked: this issuer does not),
+    # for the certificate's expiry
+    key, crt = t.out("client.key"), t.out("client.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+                    "-subj", "/CN=client", "-keyout", key, "-out", crt],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    d.write_account("acct", rfc_account(
+        t, d, iss, grant="client_credentials",
+        files=[{"path": t.out("a.token")}],
+        extra={"client_key_file": key, "client_cert_file": crt}))
     d.start()
     d.wait_for(lambda: read_raw(t.out("a.token")), 10, "the token file")
     samples = parse_metrics(metrics(d))

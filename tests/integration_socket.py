@@ -48,7 +48,9 @@ STATES = {"fresh", "refreshing", "backoff", "expired", "failed"}
 STATUS_KEYS = {"account", "state", "expires_at", "next_refresh_at",
                "last_error", "refreshes", "failures", "last_success_at",
                "expires_in", "file_error", "file_failures", "in_flight",
-               "shared"}   # shared ones also have leader, leading (fleet)
+               "shared",   # shared ones also have leader, leading (fleet)
+               "grant", "client_auth", "key_alg", "key_thumbprint",
+               "cert_expires_at"}
 JSON_TOKEN_KEYS = {"access_token", "token_type", "expires_at", "expires_in"}
 RFC_ID, RFC_SECRET = "rfc-client", "rfc-client-secret-4711"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -1214,8 +1216,10 @@ def test_tokenctl_commands(t):
 
     res = ctl("status", "gamma")
     lines = res.stdout.splitlines()
-    check(res.returncode == 0 and len(lines) == 2 and lines[0].startswith("ACCOUNT")
-          and lines[1].split()[:2] == ["gamma", "fresh"],
+    # the row, then how the account proves who it is (a secret: no key)
+    check(res.returncode == 0 and len(lines) == 3 and lines[0].startswith("ACCOUNT")
+          and lines[1].split()[:2] == ["gamma", "fresh"] and
+          lines[2] in ("auth: basic", "auth: post", "auth: none"),
           "tokenctl status gamma: exit %d\n%s" % (res.returncode, res.stdout))
     res = ctl("status", "nosuch")
     # (the header row may come before tokenctl knows there is no such row)

@@ -835,6 +835,79 @@ test_alg_mismatch(void **state)
 	}
 }
 
+/* ---- service-account key files ---- */
+
+static void
+test_service_account(void **state)
+{
+	static const struct {
+		const char	*json;
+		const char	*cause;		/* NULL: parsed */
+	} cases[] = {
+		{ "{\"type\":\"service_account\",\"project_id\":\"p\","
+		  "\"private_key_id\":\"abc123\",\"private_key\":\"-----BEGIN "
+		  "PRIVATE KEY-----\\nMII\\n-----END PRIVATE KEY-----\\n\","
+		  "\"client_email\":\"sa@p.iam.gserviceaccount.com\","
+		  "\"token_uri\":\"https://oauth2.googleapis.com/token\"}", NULL },
+		{ "{\"type\":\"service_account\",\"private_key\":\"k\","
+		  "\"client_email\":\"e@x\"}", NULL },
+		{ "{\"type\":\"authorized_user\",\"client_id\":\"x\"}",
+		  "is not a service-account key (its \"type\" is a user's" },
+		{ "{\"private_key\":\"k\",\"client_email\":\"e\"}",
+		  "is not a service-account key (its \"type\" is missing" },
+		{ "{\"type\":\"service_account\",\"private_key\":\"k\"}",
+		  "lacks \"client_email\"" },
+		{ "{\"type\":\"service_account\",\"client_email\":\"e\"}",
+		  "lacks \"private_key\"" },
+		{ "{\"type\":\"service_account\",\"client_email\":7,"
+		  "\"private_key\":\"k\"}",
+		  "has a \"client_email\" that is not a string" },
+		{ "{\"type\":\"service_account\",\"client_email\":\"a b\","
+		  "\"private_key\":\"k\"}", "has a client_email, private_key_id" },
+		{ "[1]", "is not a service-account key: not a JSON object" },
+		{ "{\"type\":", "is not a service-account key: not valid JSON" },
+	};
+	struct service_account	 sa;
+	char			*cause;
+	size_t			 i;
+	int			 rc;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		cause = NULL;
+		rc = jws_service_account_parse(cases[i].json,
+		    strlen(cases[i].json), &sa, &cause);
+		if (cases[i].cause == NULL) {
+			if (rc != 0)
+				fail_msg("case %zu: %s", i, cause);
+			assert_non_null(sa.client_email);
+			assert_non_null(sa.private_key);
+			jws_service_account_clear(&sa);
+			continue;
+		}
+		if (rc == 0)
+			fail_msg("case %zu: parsed, expected '%s'", i,
+			    cases[i].cause);
+		if (strncmp(cause, cases[i].cause, strlen(cases[i].cause)))
+			fail_msg("case %zu: '%s', expected '%s...'", i, cause,
+			    cases[i].cause);
+		/* the causes never quote a value */
+		assert_null(strstr(cause, "sa@"));
+		assert_null(sa.client_email);
+		free(cause);
+	}
+	/* the members of the full one */
+	assert_int_equal(jws_service_account_parse(cases[0].json,
+	    strlen(cases[0].json), &sa, &cause), 0);
+	CHECK_STR("email", sa.client_email, "sa@p.iam.gserviceaccount.com");
+	CHECK_STR("kid", sa.private_key_id, "abc123");
+	CHECK_STR("token_uri", sa.token_uri,
+	    "https://oauth2.googleapis.com/token");
+	assert_true(!strncmp(sa.private_key, "-----BEGIN PRIVATE KEY-----\n",
+	    28));
+	jws_service_account_clear(&sa);
+}
+
 int
 main(void)
 {
@@ -849,6 +922,7 @@ main(void)
 		cmocka_unit_test(test_key_load_forms),
 		cmocka_unit_test(test_key_load_refused),
 		cmocka_unit_test(test_alg_mismatch),
+		cmocka_unit_test(test_service_account),
 	};
 
 	return cmocka_run_group_tests(tests, keys_setup, keys_teardown);

@@ -16,6 +16,13 @@
 #include <string.h>
 
 #include <json-c/json.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include "tokend.h"
 #include "unit.h"
@@ -24,6 +31,7 @@
 #define T0		1700000000000LL		/* 2023-11-14T22:13:20Z */
 #define T0S		1700000000LL
 #define LIFETIME_MAX_MS	(10LL * 366 * 86400 * 1000)
+#define nitems(a)	(sizeof (a) / sizeof (a)[0])
 
 static const char *const outcome_names[] = {
 	"OAUTH_OK", "OAUTH_RETRY", "OAUTH_RATE_LIMITED", "OAUTH_INVALID_GRANT",
@@ -354,6 +362,394 @@ test_request_build_errors(void **state)
 	assert_non_null(cause);
 	assert_null(req.body);
 	free(cause);
+}
+
+/* ---- signed assertions (RFC 7523) ---- */
+
+/* A key of `type` ("EC", "RSA", "ED25519") made now, loaded by jws.c. */
+static struct jws_key *
+assertion_key(const char *type, EVP_PKEY **pub)
+{
+	struct jws_key	*key = NULL;
+	EVP_PKEY	*pkey;
+	BIO		*bio;
+	char		*pem, *cause = NULL;
+	long		 len;
+
+	if (!strcmp(type, "EC"))
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	else if (!strcmp(type, "RSA"))
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	else
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	assert_non_null(pkey);
+	assert_non_null(bio = BIO_new(BIO_s_mem()));
+	assert_int_equal(PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0,
+	    NULL, NULL), 1);
+	len = BIO_get_mem_data(bio, &pem);
+	if (jws_key_load(pem, (size_t)len, &key, &cause) != 0)
+		fail_msg("jws_key_load: %s", cause);
+	BIO_free(bio);
+	*pub = pkey;
+	return key;
+}
+
+/* base64url to bytes, NUL-terminated (no padding, as JWS has it). */
+static unsigned char *
+b64url_decode(const char *in, size_t n, size_t *outlen)
+{
+	char		*std = calloc(1, n + 4);
+	unsigned char	*out = calloc(1, n + 4);
+	size_t		 i, m;
+	int		 r;
+
+	assert_non_null(std);
+	assert_non_null(out);
+	for (i = 0; i < n; i++)
+		std[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+	for (m = n; m % 4 != 0; m++)
+		std[m] = '=';
+	r = EVP_DecodeBlock(out, (unsigned char *)std, (int)m);
+	assert_true(r >= 0);
+	*outlen = (size_t)r - (m - n);
+	out[*outlen] = '\0';
+	free(std);
+	return out;
+}
+
+/* The JWT's header and payload as JSON text, and its signature. */
+struct jwt_parts {
+	char		*header;
+	char		*payload;
+	unsigned char	*sig;
+	size_t		 siglen;
+	char		*input;		/* what was signed */
+};
+
+static void
+jwt_split(const char *jwt, struct jwt_parts *p)
+{
+	const char	*d1, *d2;
+	size_t		 n;
+
+	assert_non_null(d1 = strchr(jwt, '.'));
+	assert_non_null(d2 = strchr(d1 + 1, '.'));
+	assert_null(strchr(d2 + 1, '.'));
+	p->header = (char *)b64url_decode(jwt, (size_t)(d1 - jwt), &n);
+	p->payload = (char *)b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), &n);
+	p->sig = b64url_decode(d2 + 1, strlen(d2 + 1), &p->siglen);
+	p->input = strndup(jwt, (size_t)(d2 - jwt));
+}
+
+static void
+jwt_parts_free(struct jwt_parts *p)
+{
+	free(p->header);
+	free(p->payload);
+	free(p->sig);
+	free(p->input);
+}
+
+/* Verify p's signature with OpenSSL's EVP directly, not through jws.c. */
+static int
+jwt_verify(const struct jwt_parts *p, EVP_PKEY *pub, const char *alg)
+{
+	EVP_MD_CTX	*ctx = EVP_MD_CTX_new();
+	EVP_PKEY_CTX	*pctx = NULL;
+	ECDSA_SIG	*es;
+	unsigned char	*der = NULL;
+	const unsigned char *sig = p->sig;
+	size_t		 siglen = p->siglen;
+	int		 derlen, ok;
+
+	if (!strcmp(alg, "ES256")) {
+		/* JWS's r || s back to the DER that EVP checks */
+		assert_int_equal(p->siglen, 64);
+		es = ECDSA_SIG_new();
+		ECDSA_SIG_set0(es, BN_bin2bn(p->sig, 32, NULL),
+		    BN_bin2bn(p->sig + 32, 32, NULL));
+		derlen = i2d_ECDSA_SIG(es, &der);
+		ECDSA_SIG_free(es);
+		sig = der;
+		siglen = (size_t)derlen;
+	}
+	ok = EVP_DigestVerifyInit(ctx, &pctx, !strcmp(alg, "EdDSA") ? NULL :
+	    EVP_sha256(), NULL, pub) == 1;
+	if (ok && !strcmp(alg, "PS256"))
+		ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) ==
+		    1 && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) == 1;
+	if (ok)
+		ok = EVP_DigestVerify(ctx, sig, siglen,
+		    (unsigned char *)p->input, strlen(p->input)) == 1;
+	EVP_MD_CTX_free(ctx);
+	OPENSSL_free(der);
+	return ok;
+}
+
+static const unsigned char test_jti[ASSERTION_JTI_BYTES] = {
+	0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+};
+#define TEST_JTI	"AAECAwQFBgcICQoLDA0ODw"
+
+static void
+assertion_conf(struct account_conf *ac, struct jws_key *key, enum jws_alg alg)
+{
+	account_init(ac);
+	ac->client_id = (char *)"cid";
+	ac->client_auth = CLIENT_AUTH_PRIVATE_KEY_JWT;
+	ac->client_key = key;
+	ac->client_key_alg = (int)alg;
+	ac->assertion_lifetime = 300 * SEC;
+}
+
+/* Each algorithm: the exact header and claims, and a signature OpenSSL
+ * verifies with the public key. */
+static void
+test_assertion_client(void **state)
+{
+	static const struct {
+		const char	*type, *alg;
+		enum jws_alg	 jalg;
+	} cases[] = {
+		{ "EC", "ES256", JWS_ES256 },
+		{ "RSA", "RS256", JWS_RS256 },
+		{ "RSA", "PS256", JWS_PS256 },
+		{ "ED25519", "EdDSA", JWS_EDDSA },
+	};
+	struct account_conf	 ac;
+	struct jwt_parts	 p;
+	struct jws_key		*key;
+	EVP_PKEY		*pub;
+	char			*jwt, *cause = NULL, want[256];
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		key = assertion_key(cases[i].type, &pub);
+		assertion_conf(&ac, key, cases[i].jalg);
+		ac.client_key_id = (char *)"k1";
+		jwt = oauth_assertion(&ac, GRANT_CLIENT_CREDENTIALS,
+		    "https://op.example/token", T0S, test_jti, &cause);
+		if (jwt == NULL)
+			fail_msg("%s: %s", cases[i].alg, cause);
+		jwt_split(jwt, &p);
+		snprintf(want, sizeof want, "{\"alg\":\"%s\",\"typ\":\"JWT\","
+		    "\"kid\":\"k1\"}", cases[i].alg);
+		CHECK_STR(cases[i].alg, p.header, want);
+		CHECK_STR(cases[i].alg, p.payload, "{\"iss\":\"cid\","
+		    "\"sub\":\"cid\",\"aud\":\"https://op.example/token\","
+		    "\"jti\":\"" TEST_JTI "\",\"iat\":1700000000,"
+		    "\"exp\":1700000300}");
+		if (!jwt_verify(&p, pub, cases[i].alg))
+			fail_msg("%s: the signature does not verify",
+			    cases[i].alg);
+		/* one bit off: no longer verifies (the check can fail) */
+		p.input[strlen(p.input) - 1] ^= 1;
+		assert_false(jwt_verify(&p, pub, cases[i].alg));
+		jwt_parts_free(&p);
+		free(jwt);
+		jws_key_free(key);
+		EVP_PKEY_free(pub);
+	}
+}
+
+/* client_secret_jwt: HS256 with the secret, checked by OpenSSL's HMAC. */
+static void
+test_assertion_hmac(void **state)
+{
+	struct account_conf	 ac;
+	struct jwt_parts	 p;
+	unsigned char		 mac[32];
+	unsigned int		 maclen = sizeof mac;
+	char			*jwt, *cause = NULL;
+	const char		*secret = "0123456789abcdef0123456789abcdef";
+
+	(void)state;
+	assertion_conf(&ac, NULL, JWS_RS256);
+	ac.client_auth = CLIENT_AUTH_CLIENT_SECRET_JWT;
+	ac.client_secret = (char *)secret;
+	assert_non_null(jwt = oauth_assertion(&ac, GRANT_CLIENT_CREDENTIALS,
+	    "https://op.example/token", T0S, test_jti, &cause));
+	jwt_split(jwt, &p);
+	CHECK_STR("hs256 header", p.header, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}");
+	assert_non_null(HMAC(EVP_sha256(), secret, (int)strlen(secret),
+	    (unsigned char *)p.input, strlen(p.input), mac, &maclen));
+	assert_int_equal(p.siglen, 32);
+	assert_memory_equal(p.sig, mac, 32);
+	jwt_parts_free(&p);
+	free(jwt);
+
+	/* no secret, no key: a cause, no JWT */
+	ac.client_secret = NULL;
+	assert_null(oauth_assertion(&ac, GRANT_CLIENT_CREDENTIALS, "u", T0S,
+	    test_jti, &cause));
+	assert_non_null(cause);
+	free(cause);
+}
+
+/* The grant's assertions: a service account's, a GitHub App's Bearer JWT,
+ * claims from assertion.*, the certificate's thumbprints. */
+static void
+test_assertion_grant(void **state)
+{
+	static struct form_param claims[] = {
+		{ (char *)"aud", (char *)"https://login.example" },
+		{ (char *)"sub", (char *)"robot@example.com" },
+	};
+	struct account_conf	 ac;
+	struct jwt_parts	 p;
+	struct jws_key		*key;
+	EVP_PKEY		*pub;
+	char			*jwt, *cause = NULL;
+
+	(void)state;
+	key = assertion_key("RSA", &pub);
+
+	/* Google: iss the client_email, scope a claim, no sub of its own */
+	assertion_conf(&ac, key, JWS_RS256);
+	ac.grant = GRANT_JWT_BEARER;
+	ac.client_auth = CLIENT_AUTH_NONE;
+	ac.client_id = NULL;
+	ac.assertion_iss = (char *)"sa@p.iam.gserviceaccount.com";
+	ac.scope_in_assertion = 1;
+	ac.scope = (char *)"https://www.googleapis.com/auth/cloud-platform";
+	assert_non_null(jwt = oauth_assertion(&ac, GRANT_JWT_BEARER,
+	    "https://oauth2.googleapis.com/token", T0S, test_jti, &cause));
+	jwt_split(jwt, &p);
+	CHECK_STR("google", p.payload, "{\"iss\":\"sa@p.iam.gserviceaccount."
+	    "com\",\"aud\":\"https://oauth2.googleapis.com/token\",\"jti\":\""
+	    TEST_JTI "\",\"iat\":1700000000,\"exp\":1700000300,\"scope\":"
+	    "\"https://www.googleapis.com/auth/cloud-platform\"}");
+	assert_true(jwt_verify(&p, pub, "RS256"));
+	jwt_parts_free(&p);
+	free(jwt);
+
+	/* assertion.*: aud replaced in place, sub added */
+	ac.claims = claims;
+	ac.nclaims = nitems(claims);
+	assert_non_null(jwt = oauth_assertion(&ac, GRANT_JWT_BEARER,
+	    "https://oauth2.googleapis.com/token", T0S, test_jti, &cause));
+	jwt_split(jwt, &p);
+	CHECK_STR("claims", p.payload, "{\"iss\":\"sa@p.iam.gserviceaccount."
+	    "com\",\"aud\":\"https://login.example\",\"jti\":\"" TEST_JTI
+	    "\",\"iat\":1700000000,\"exp\":1700000300,\"scope\":"
+	    "\"https://www.googleapis.com/auth/cloud-platform\",\"sub\":"
+	    "\"robot@example.com\"}");
+	jwt_parts_free(&p);
+	free(jwt);
+
+	/* GitHub: iss, iat a minute back, exp; nothing else */
+	assertion_conf(&ac, key, JWS_RS256);
+	ac.grant = GRANT_JWT_BEARER;
+	ac.client_auth = CLIENT_AUTH_NONE;
+	ac.client_id = (char *)"Iv1.abc";
+	ac.assertion_in = ASSERTION_IN_BEARER;
+	ac.assertion_lifetime = 540 * SEC;
+	assert_non_null(jwt = oauth_assertion(&ac, GRANT_JWT_BEARER,
+	    "https://api.github.com/app/installations/1/access_tokens", T0S,
+	    test_jti, &cause));
+	jwt_split(jwt, &p);
+	CHECK_STR("github header", p.header, "{\"alg\":\"RS256\",\"typ\":"
+	    "\"JWT\"}");
+	CHECK_STR("github", p.payload, "{\"iss\":\"Iv1.abc\",\"iat\":"
+	    "1699999940,\"exp\":1700000540}");
+	jwt_parts_free(&p);
+	free(jwt);
+
+	/* Entra ID: the certificate named by its thumbprints */
+	assertion_conf(&ac, key, JWS_RS256);
+	ac.client_cert_x5t = (char *)"x5t-sha1";
+	ac.client_cert_x5t256 = (char *)"x5t-sha256";
+	assert_non_null(jwt = oauth_assertion(&ac, GRANT_CLIENT_CREDENTIALS,
+	    "https://login.example/token", T0S, test_jti, &cause));
+	jwt_split(jwt, &p);
+	CHECK_STR("x5t", p.header, "{\"alg\":\"RS256\",\"typ\":\"JWT\","
+	    "\"x5t\":\"x5t-sha1\",\"x5t#S256\":\"x5t-sha256\"}");
+	jwt_parts_free(&p);
+	free(jwt);
+
+	jws_key_free(key);
+	EVP_PKEY_free(pub);
+}
+
+/* The requests that carry them: the form, the Bearer header, a new jti
+ * at each build. */
+static void
+test_assertion_requests(void **state)
+{
+	struct account_conf	 ac;
+	struct oauth_request	 r1, r2;
+	struct jws_key		*key;
+	EVP_PKEY		*pub;
+	char			*cause = NULL;
+	const char		*pfx;
+
+	(void)state;
+	key = assertion_key("EC", &pub);
+	assertion_conf(&ac, key, JWS_ES256);
+	ac.scope = (char *)"read";
+	assert_int_equal(oauth_request_build(&ac, GRANT_CLIENT_CREDENTIALS,
+	    NULL, T0S, &r1, &cause), 0);
+	assert_int_equal(oauth_request_build(&ac, GRANT_CLIENT_CREDENTIALS,
+	    NULL, T0S, &r2, &cause), 0);
+	pfx = "grant_type=client_credentials&client_id=cid&"
+	    "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3A"
+	    "client-assertion-type%3Ajwt-bearer&client_assertion=eyJ";
+	assert_true(!strncmp(r1.body, pfx, strlen(pfx)));
+	assert_non_null(strstr(r1.body, "&scope=read"));
+	assert_null(r1.authorization);
+	/* the same second, yet a new jti: the bodies differ */
+	assert_string_not_equal(r1.body, r2.body);
+	oauth_request_clear(&r1);
+	oauth_request_clear(&r2);
+
+	/* a refresh authenticates the same way, with aud its own URL */
+	assert_int_equal(oauth_request_build(&ac, GRANT_REFRESH_TOKEN, "rt",
+	    T0S, &r1, &cause), 0);
+	assert_true(!strncmp(r1.body, "grant_type=refresh_token&"
+	    "refresh_token=rt&client_id=cid&client_assertion_type=", 52));
+	oauth_request_clear(&r1);
+
+	/* grant = jwt_bearer: the assertion in the form, no client_id */
+	ac.grant = GRANT_JWT_BEARER;
+	ac.client_auth = CLIENT_AUTH_NONE;
+	assert_int_equal(oauth_request_build(&ac, GRANT_JWT_BEARER, NULL, T0S,
+	    &r1, &cause), 0);
+	pfx = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3A"
+	    "jwt-bearer&assertion=eyJ";
+	assert_true(!strncmp(r1.body, pfx, strlen(pfx)));
+	assert_null(strstr(r1.body, "client_id"));
+	assert_non_null(strstr(r1.body, "&scope=read"));
+	oauth_request_clear(&r1);
+
+	/* ... a service account's scope is in the assertion, not the form */
+	ac.scope_in_assertion = 1;
+	assert_int_equal(oauth_request_build(&ac, GRANT_JWT_BEARER, NULL, T0S,
+	    &r1, &cause), 0);
+	assert_null(strstr(r1.body, "scope="));
+	oauth_request_clear(&r1);
+	ac.scope_in_assertion = 0;
+
+	/* ... and as a Bearer header: an empty body */
+	ac.scope = NULL;
+	ac.assertion_in = ASSERTION_IN_BEARER;
+	assert_int_equal(oauth_request_build(&ac, GRANT_JWT_BEARER, NULL, T0S,
+	    &r1, &cause), 0);
+	CHECK_STR("bearer body", r1.body, "");
+	assert_non_null(r1.authorization);
+	assert_true(!strncmp(r1.authorization, "Bearer eyJ", 10));
+	oauth_request_clear(&r1);
+
+	/* no key: an error with a cause, nothing half-built */
+	ac.client_key = NULL;
+	assert_int_equal(oauth_request_build(&ac, GRANT_JWT_BEARER, NULL, T0S,
+	    &r1, &cause), -1);
+	assert_non_null(cause);
+	assert_null(r1.body);
+	assert_null(r1.authorization);
+	free(cause);
+	jws_key_free(key);
+	EVP_PKEY_free(pub);
 }
 
 /* ---- oauth_json_pointer ---- */
@@ -1441,6 +1837,10 @@ main(void)
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_request_build_table),
 		cmocka_unit_test(test_request_build_errors),
+		cmocka_unit_test(test_assertion_client),
+		cmocka_unit_test(test_assertion_hmac),
+		cmocka_unit_test(test_assertion_grant),
+		cmocka_unit_test(test_assertion_requests),
 		cmocka_unit_test(test_json_pointer),
 		cmocka_unit_test(test_response_ok_table),
 		cmocka_unit_test(test_response_2xx),
