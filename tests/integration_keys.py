@@ -735,13 +735,18 @@ def key_account(t, d, name, values, refresh=None, response=None):
     return token_file
 
 
+def status_now(d, name):
+    """status_of, or None while the socket is there but not yet listening
+    (bind comes before listen)."""
+    try:
+        return status_of(d, name)
+    except TestFailure:
+        return None
+
+
 def listed(d, name):
-    def one():
-        try:
-            return status_of(d, name)
-        except TestFailure:
-            return None
-    return d.wait_for(one, 20, "%s to be listed" % name)
+    return d.wait_for(lambda: status_now(d, name), 20, "%s to be listed" %
+                      name)
 
 
 def wait_log(d, fetch, pred, n, timeout, what):
@@ -761,8 +766,8 @@ def check_fresh_token(d, name, token_file, tokens):
     """The account is fresh and its token file holds one of tokens."""
     d.wait_for(lambda: read_raw(token_file) in tokens, 10,
                "%s's token file to hold a token the server issued" % name)
-    st = d.wait_for(lambda: (status_of(d, name) or {}).get("state") == "fresh"
-                    and status_of(d, name), 10, "%s to be fresh" % name)
+    st = d.wait_for(lambda: (status_now(d, name) or {}).get("state") == "fresh"
+                    and status_now(d, name), 10, "%s to be fresh" % name)
     return st
 
 
@@ -1191,8 +1196,8 @@ def test_wrong_key_fails_clearly(t):
         "client_key_file": install_key(d, wrong)},
         refresh=fast_refresh(min_backoff="30s", max_backoff="60s"))
     d.start()
-    st = d.wait_for(lambda: (status_of(d, "wrong") or {}).get("state") ==
-                    "failed" and status_of(d, "wrong"), 20,
+    st = d.wait_for(lambda: (status_now(d, "wrong") or {}).get("state") ==
+                    "failed" and status_now(d, "wrong"), 20,
                     "the account to fail")
     entries = token_entries(op, pkjwt_client("ES256"))
     check(len(entries) == 2 and all(e["status"] == 401 for e in entries),
@@ -1246,8 +1251,8 @@ def test_expired_client_certificate(t):
     n = len(token_entries(op, TLS_CLIENT))
     res = d.tokenctl("refresh", "tls")
     st = d.wait_for(lambda: len(token_entries(op, TLS_CLIENT)) > n and
-                    (status_of(d, "tls") or {}).get("last_error") and
-                    status_of(d, "tls"), 20, "the refused refresh")
+                    (status_now(d, "tls") or {}).get("last_error") and
+                    status_now(d, "tls"), 20, "the refused refresh")
     refused = token_entries(op, TLS_CLIENT)[n:]
     check(refused and all(e["status"] == 401 for e in refused),
           "the provider took an expired certificate: %s" % refused)
@@ -1752,7 +1757,7 @@ def test_new_key_at_reload(t):
     key_account(t, d, "rot", values)
     n = len(token_entries(op, PKJWT_CLIENT))
     d.sighup()
-    d.wait_for(lambda: (status_of(d, "rot") or {}).get("key_thumbprint") ==
+    d.wait_for(lambda: (status_now(d, "rot") or {}).get("key_thumbprint") ==
                new.thumbprint(), 15, "the new key's thumbprint after SIGHUP")
     wait_log(d, lambda: token_entries(op, PKJWT_CLIENT)[n:],
              lambda e: ok_status(e) and e["assertion"]["header"].get("kid")
@@ -1822,7 +1827,7 @@ def test_rsa_pss_key(t):
     d.start()
     wait_log(d, lambda: token_entries(op), lambda e: True, 1, 20,
              "a request")
-    d.wait_for(lambda: (status_of(d, "pss") or {}).get("state") in
+    d.wait_for(lambda: (status_now(d, "pss") or {}).get("state") in
                ("fresh", "failed"), 20, "an outcome")
     entries = token_entries(op)
     check(all(ok_status(e) for e in entries), "PS256 with an RSA-PSS key "
@@ -1851,12 +1856,56 @@ def test_certificate_not_matching_key(t):
               "without FILE:LINE:\n%s" % err)
         return
     d.start()
-    st = d.wait_for(lambda: (status_of(d, "tls") or {}).get("last_error")
-                    and status_of(d, "tls"), 20, "an error")
+    st = d.wait_for(lambda: (status_now(d, "tls") or {}).get("last_error")
+                    and status_now(d, "tls"), 20, "an error")
     err = st["last_error"].lower()
     check("certificate" in err or "key" in err, "the error names neither "
           "the certificate nor the key: %r" % st["last_error"])
     d.alive()
+
+
+# -- a refusal whose Date header cannot be trusted --------------------------------
+
+def bad_date_case(label, date):
+    """A test: the first assertion is refused (scripted) with this Date
+    header; tokend retries once, at once, and ends fresh or failed, never
+    crashing (a wild Date must not break its time arithmetic)."""
+    def test(t):
+        key, kid, iss, sa = google_setup(t, lifetime=3600)
+        iss.settings(date_header=date)
+        iss.faults("/google/token", [{"status": 400, "json": {
+            "error": "invalid_grant",
+            "error_description": "refused by the test"}}])
+        d = t.daemon()
+        google_account(t, d, sa)
+        d.start()
+        st = d.wait_for(lambda: (status_now(d, "google") or {}).get("state")
+                        in ("fresh", "failed") and len(iss.log()) >= 2 and
+                        status_now(d, "google"), 20, "an outcome")
+        log = iss.log()
+        check(len(log) == 2, "want the refusal and one retry: %s" % [
+            (e["status"], e.get("error_description")) for e in log])
+        check(log[1]["t"] - log[0]["t"] < 3, "the retry was not at once")
+        c = log[1]["claims"] or {}
+        if st["state"] == "fresh":
+            check(abs(c.get("iat", 0) - time.time()) < 30, "iat %r" %
+                  c.get("iat"))
+        time.sleep(0.5)
+        d.alive()
+        status, _, _ = d.http("GET", "/v1/status")
+        check(status == 200, "the socket after a wild Date: %d" % status)
+    test.__name__ = "test_refusal_with_%s_date" % label
+    test.__doc__ = bad_date_case.__doc__.replace("this Date header",
+                                                 "Date: %r" % date)
+    return test
+
+
+for _label, _date in (("no", ""), ("garbage", "yesterday, around noon"),
+                      ("year_9999", "Fri, 31 Dec 9999 23:59:59 GMT"),
+                      ("epoch", "Thu, 01 Jan 1970 00:00:00 GMT"),
+                      ("overflowing", "Mon, 01 Jan 99999999999 00:00:00 GMT")):
+    _fn = bad_date_case(_label, _date)
+    globals()[_fn.__name__] = _fn
 
 
 # -- logs and the status of other accounts ----------------------------------------

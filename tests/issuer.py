@@ -71,6 +71,8 @@ Configuration (the --config file, and POST /_ctl/settings at run time):
                      server whose clock is off, with the machine's clock
                      untouched
     clock_leeway     seconds an iat may be ahead of the server's clock (10)
+    date_header      the Date header of every answer, verbatim (null: the
+                     server's clock; "": no Date header at all)
 
 Token endpoints (application/x-www-form-urlencoded POSTs):
     POST /token              RFC 6749: client_credentials | password | refresh_token
@@ -197,6 +199,7 @@ DEFAULT_SETTINGS = {
     "github_lifetime": 3600,
     "clock_skew": 0,
     "clock_leeway": 10,
+    "date_header": None,
 }
 DICT_SETTINGS = ("clients", "users", "client_lifetimes", "discovery_extra",
                  "service_accounts", "github_apps")
@@ -341,6 +344,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # the Date header tells the server's (maybe skewed) clock
         return formatdate(self.now() if timestamp is None else timestamp,
                           usegmt=True)
+
+    def send_response(self, code, message=None):
+        # BaseHTTPRequestHandler's, with the Date header as date_header says
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
+        date = self.state.settings.get("date_header")
+        if date is None:
+            date = self.date_time_string()
+        if date != "":
+            self.send_header("Date", date)
 
     def send_body(self, status, body, content_type="application/json",
                   headers=None, close=False):
