@@ -30,6 +30,7 @@ authlib those tests are skipped).
 """
 
 import base64
+import calendar
 import hashlib
 import hmac
 import http.client
@@ -50,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from integration import (  # noqa: E402  (the harness lives next door)
     Issuer, TestFailure, TestSkipped, check, fast_refresh, main,
     parse_rfc3339_utc, read_raw, read_text, status_of, wait_for, write_file)
+from integration_socket import get_metrics, metric  # noqa: E402
 from oidc import (  # noqa: E402
     CSJWT_CLIENT, PKJWT_CLIENT, SELF_SIGNED_CLIENT, TLS_CLIENT, key_provider,
     pkjwt_client, token_entries)
@@ -986,6 +988,13 @@ def check_mtls_status(d, name, method, key, cert=None):
         check(st.get("cert_expires_at") == want, "status cert_expires_at "
               "%r, the certificate's notAfter %s" % (
                   st.get("cert_expires_at"), want))
+        _, ms = get_metrics(d)
+        value = metric(ms, "tokend_client_cert_expiry_timestamp_seconds",
+                       account=name)
+        check(value == calendar.timegm(time.strptime(want,
+                                                     "%Y-%m-%dT%H:%M:%SZ")),
+              "tokend_client_cert_expiry_timestamp_seconds{account=%r} is "
+              "%r, want the notAfter %s" % (name, value, want))
     check_key_status(d, name, method, st.get("key_alg"), key)
 
 
