@@ -942,6 +942,31 @@ def test_client_secret_jwt_hs256(t):
     check_key_status(d, "hs", "client_secret_jwt", "HS256", None)
 
 
+def test_client_secret_jwt_wrong_secret(t):
+    """client_secret_jwt with a wrong secret: refused, one retry with a
+    new assertion, refused: failed, and neither secret in any log."""
+    op = key_provider(t, jwt_secret="csjwt-right-" + secrets.token_hex(16))
+    wrong = "csjwt-wrong-" + secrets.token_hex(16)
+    d = t.daemon()
+    key_account(t, d, "hs", {
+        "token_url": op.issuer + "/token", "client_id": CSJWT_CLIENT,
+        "client_auth": "client_secret_jwt",
+        "client_secret_file": d.write_secret("hs.secret", wrong)},
+        refresh=fast_refresh(min_backoff="30s", max_backoff="60s"))
+    d.start()
+    st = d.wait_for(lambda: (status_now(d, "hs") or {}).get("state") ==
+                    "failed" and status_now(d, "hs"), 20, "the account to "
+                    "fail")
+    entries = token_entries(op, CSJWT_CLIENT)
+    check(len(entries) == 2 and all(e["status"] == 401 for e in entries),
+          "want two refused requests: %s" % [(e["status"], e["error"])
+                                             for e in entries])
+    check(entries[0]["assertion"]["claims"]["jti"] !=
+          entries[1]["assertion"]["claims"]["jti"], "the retry reused it")
+    check("invalid_client" in (st["last_error"] or ""), "last_error %r" %
+          st["last_error"])
+
+
 # -- mutual TLS -----------------------------------------------------------------
 
 def test_tls_client_auth(t):
@@ -1605,6 +1630,42 @@ def test_github_app_jwt_lifetime_capped(t):
                                                   got[0]["server_now"]))
     check(ok_status(got[0]), "refused: %s" % got[0].get("error"))
     check_fresh_token(d, "github", token_file, iss.secrets())
+
+
+def test_github_app_iss_from_assertion_claim(t):
+    """No client_id: assertion.iss = the numeric app id makes the JWT's iss
+    (a string, which GitHub takes), and still only iat, exp and iss."""
+    key, iss = github_setup(t, lifetime=3600)
+    d = t.daemon()
+    token_file = github_account(t, d, iss, key, {"client_id": None,
+                                                 "assertion.iss": APP_ID})
+    d.start()
+    got = wait_log(d, iss.log, ok_status, 1, 20, "a token")
+    c = got[0]["claims"]
+    check(c["iss"] == APP_ID and set(c) == {"iat", "exp", "iss"},
+          "claims %s" % c)
+    check_fresh_token(d, "github", token_file, iss.secrets())
+
+
+def test_jwt_bearer_other_refusal_not_retried(t):
+    """A refusal that is not about the assertion (invalid_scope) gets no
+    immediate second try: one request, then the usual backoff."""
+    key = Key(t, "jb", "EC")
+    srv = jwtbearer_server(t, {"tokend-jb": key}, scope="read")
+    d = t.daemon()
+    key_account(t, d, "jb", {
+        "grant": "jwt_bearer", "token_url": srv.url("/token"),
+        "client_id": "tokend-jb", "client_key_file": install_key(d, key),
+        "scope": "write"},
+        refresh=fast_refresh(min_backoff="30s", max_backoff="60s"))
+    d.start()
+    d.wait_for(lambda: (status_now(d, "jb") or {}).get("last_error"), 20,
+               "the refusal")
+    time.sleep(2)
+    log = srv.log()
+    check(len(log) == 1 and log[0]["error"] == "invalid_scope",
+          "want one invalid_scope answer, no second try: %s" % [
+              (e["status"], e["error"]) for e in log])
 
 
 def test_jwt_bearer_authlib(t):
