@@ -1332,7 +1332,8 @@ def test_check_key_problems(t):
     (without hanging), private_key_jwt without client_key_file,
     tls_client_auth without client_cert_file, an assertion.jti, .iat, .exp
     or .nbf, a service_account_file of the wrong type or without its
-    fields, a key file that is not PEM (its text not shown), a PEM key
+    fields or not JSON (the key in it never quoted), a key file that is
+    not PEM (its text not shown), a PEM key
     with a damaged body, a P-384 or Ed448 key, a 2.6 MB key file; a good
     account is not reported."""
     d = t.daemon()
@@ -1417,8 +1418,11 @@ def test_check_key_problems(t):
     write_file(os.path.join(d.accounts_dir, "noemail.json"),
                json.dumps({k: v for k, v in sa.items()
                            if k != "client_email"}), 0o600)
+    # a syntax error after the key: the error must not quote the JSON
+    write_file(os.path.join(d.accounts_dir, "syntax.json"),
+               json.dumps(sa)[:-1] + ', "oops": }', 0o600)
     for name, word in (("user", "type"), ("nokey", "private_key"),
-                       ("noemail", "client_email")):
+                       ("noemail", "client_email"), ("syntax", "syntax")):
         cases["sa_" + name] = (raw_account(d, "sa_" + name, [
             ("service_account_file", name + ".json"), ("scope", "s")]),
             ("service_account_file",), (word,))
@@ -2009,6 +2013,16 @@ def test_status_without_key_and_no_secrets_in_logs(t):
           "a basic account's status: %s" % {k: st.get(k) for k in (
               "client_auth", "key_alg", "key_thumbprint")})
     check_key_status(d, "pk", "private_key_jwt", "ES256", key)
+    # nor in the state folder or the token files
+    assertions = [x for x in op.secrets() if x.count(".") == 2]
+    check(assertions, "the provider kept no assertions")
+    for folder in (d.state_dir, t.out()):
+        for f in os.listdir(folder):
+            text = read_text(os.path.join(folder, f)) or ""
+            check("-----BEGIN" not in text and not any(
+                line in text for line in t.secrets if len(line) >= 40) and
+                not any(a in text for a in assertions),
+                "%s holds a key or an assertion" % f)
     text = d.log_text()
     check("-----BEGIN" not in text and "eyJ" not in text,
           "the log shows a key or a JWT")
