@@ -70,10 +70,12 @@ BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev libssl-dev \
 		   libevent-dev libjson-c-dev libsystemd-dev libqrencode-dev \
 		   libhiredis-dev ca-certificates
 DEMO_PKGS	:= $(BUILD_PKGS) openssl python3 curl
-# chromium: the browser the login tests drive (tests/oidc/browser.js)
+# chromium: the browser the login tests drive (tests/oidc/browser.js);
+# python3-authlib: the JWT-bearer grant server, run with Debian's
+# /usr/bin/python3
 CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
 		   clang libclang-rt-dev prometheus chromium redis-server \
-		   redis-sentinel
+		   redis-sentinel python3-authlib
 DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \
