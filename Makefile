@@ -300,7 +300,8 @@ bench: deps
 
 check: deps deps-oidc
 	@$(MAKE) --no-print-directory all unit shims SANITIZE=$(SANITIZE)
-	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/check.sh
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+	    sh tests/check.sh
 
 demo: deps-demo
 	@$(MAKE) --no-print-directory all SANITIZE=$(SANITIZE)
