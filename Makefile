@@ -98,7 +98,8 @@ UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
 		   revoke.o http.o seal.o jws.o fleet.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan
-FUZZ_TARGETS	:= config response retry_after socket jwt state discovery device
+FUZZ_TARGETS	:= config response retry_after socket jwt state discovery device \
+		   key
 FUZZ_BUILD	:= build-fuzz
 FUZZ_SECONDS	?= 60
 FUZZ_CC		?= clang
