@@ -282,7 +282,17 @@ $(BUILD)/sockread: bench/sockread.c | $(BUILD)
 	@echo "  CC/LD   $@"
 	$(Q)$(CC) -std=gnu11 -O2 $(WARNFLAGS) -o $@ $<
 
+# the signed assertion a refresh makes, on the daemon's own objects
+ASSERTION_BENCH_OBJS := $(addprefix $(BUILD)/,jws.o oauth.o util.o clock.o \
+		   log.o)
+
+$(BUILD)/assertion: bench/assertion.c $(ASSERTION_BENCH_OBJS) $(HEADERS)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(ASSERTION_BENCH_OBJS) \
+	    $(ALL_LDFLAGS) $(PKG_LIBS)
+
 # BENCH_ONLY=tokenctl: only tokenctl against cat (seconds, no nginx)
+# BENCH_ONLY=assertion: only the cost of a signed assertion (seconds)
 # BENCH_ONLY=fleet: only fleet mode, 1 against 10 instances (minutes)
 # BENCH_RESULTS=bench/RESULTS.md: put the fleet figures in its section
 BENCH_ONLY	?=
