@@ -7,7 +7,8 @@
 #   make demo-login a device login against the local test provider, with
 #                   the QR code (installs node's packages and chromium)
 #   make bench      benchmarks at 10,000 accounts against nginx (minutes),
-#                   and tokenctl against cat (BENCH_ONLY=tokenctl: that alone)
+#                   tokenctl against cat (BENCH_ONLY=tokenctl: that alone)
+#                   and a signed assertion's cost (BENCH_ONLY=assertion)
 #   make install    PREFIX=/usr/local DESTDIR=  (also make uninstall)
 #   make deb        the Debian package, in build/ (debian/)
 #   make check-system   (root) the package under a real systemd in a
@@ -303,9 +304,10 @@ bench: deps
 	    DEB_PKGS="$(BENCH_PKGS)")
 	$(if $(filter fleet,$(BENCH_ONLY)),@$(MAKE) --no-print-directory deps \
 	    DEB_PKGS="$(FLEET_PKGS)")
-	@$(MAKE) --no-print-directory all $(BUILD)/sockread
+	@$(MAKE) --no-print-directory all $(BUILD)/sockread $(BUILD)/assertion
 	python3 bench/bench.py --tokend $(BUILD)/tokend \
 	    --sockread $(BUILD)/sockread --tokenctl $(BUILD)/tokenctl \
+	    --assertion $(BUILD)/assertion \
 	    $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) --out bench/last-run.md \
 	    $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
 
