@@ -7,7 +7,8 @@
 #   make demo-login a device login against the local test provider, with
 #                   the QR code (installs node's packages and chromium)
 #   make bench      benchmarks at 10,000 accounts against nginx (minutes),
-#                   and tokenctl against cat (BENCH_ONLY=tokenctl: that alone)
+#                   tokenctl against cat (BENCH_ONLY=tokenctl: that alone)
+#                   and a signed assertion's cost (BENCH_ONLY=assertion)
 #   make install    PREFIX=/usr/local DESTDIR=  (also make uninstall)
 #   make deb        the Debian package, in build/ (debian/)
 #   make check-system   (root) the package under a real systemd in a
@@ -70,10 +71,12 @@ BUILD_PKGS	:= gcc make pkg-config libc6-dev libcurl4-openssl-dev libssl-dev \
 		   libevent-dev libjson-c-dev libsystemd-dev libqrencode-dev \
 		   libhiredis-dev ca-certificates
 DEMO_PKGS	:= $(BUILD_PKGS) openssl python3 curl
-# chromium: the browser the login tests drive (tests/oidc/browser.js)
+# chromium: the browser the login tests drive (tests/oidc/browser.js);
+# python3-authlib: the JWT-bearer grant server, run with Debian's
+# /usr/bin/python3
 CHECK_PKGS	:= $(DEMO_PKGS) libcmocka-dev mandoc systemd valgrind \
 		   clang libclang-rt-dev prometheus chromium redis-server \
-		   redis-sentinel
+		   redis-sentinel python3-authlib
 DEB_PKGS	:= $(CHECK_PKGS)
 
 CORE		:= util clock log ini config schedule oauth timer http file store \
@@ -96,7 +99,8 @@ UNIT_OBJS	:= $(addprefix $(BUILD)/,util.o clock.o log.o ini.o config.o \
 		   revoke.o http.o seal.o jws.o fleet.o)
 
 # libFuzzer targets (clang): every daemon file but main, ASan + UBSan
-FUZZ_TARGETS	:= config response retry_after socket jwt state discovery device
+FUZZ_TARGETS	:= config response retry_after socket jwt state discovery device \
+		   key
 FUZZ_BUILD	:= build-fuzz
 FUZZ_SECONDS	?= 60
 FUZZ_CC		?= clang
@@ -279,7 +283,17 @@ $(BUILD)/sockread: bench/sockread.c | $(BUILD)
 	@echo "  CC/LD   $@"
 	$(Q)$(CC) -std=gnu11 -O2 $(WARNFLAGS) -o $@ $<
 
+# the signed assertion a refresh makes, on the daemon's own objects
+ASSERTION_BENCH_OBJS := $(addprefix $(BUILD)/,jws.o oauth.o util.o clock.o \
+		   log.o)
+
+$(BUILD)/assertion: bench/assertion.c $(ASSERTION_BENCH_OBJS) $(HEADERS)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Idaemon -o $@ $< $(ASSERTION_BENCH_OBJS) \
+	    $(ALL_LDFLAGS) $(PKG_LIBS)
+
 # BENCH_ONLY=tokenctl: only tokenctl against cat (seconds, no nginx)
+# BENCH_ONLY=assertion: only the cost of a signed assertion (seconds)
 # BENCH_ONLY=fleet: only fleet mode, 1 against 10 instances (minutes)
 # BENCH_RESULTS=bench/RESULTS.md: put the fleet figures in its section
 BENCH_ONLY	?=
@@ -290,15 +304,17 @@ bench: deps
 	    DEB_PKGS="$(BENCH_PKGS)")
 	$(if $(filter fleet,$(BENCH_ONLY)),@$(MAKE) --no-print-directory deps \
 	    DEB_PKGS="$(FLEET_PKGS)")
-	@$(MAKE) --no-print-directory all $(BUILD)/sockread
+	@$(MAKE) --no-print-directory all $(BUILD)/sockread $(BUILD)/assertion
 	python3 bench/bench.py --tokend $(BUILD)/tokend \
 	    --sockread $(BUILD)/sockread --tokenctl $(BUILD)/tokenctl \
+	    --assertion $(BUILD)/assertion \
 	    $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) --out bench/last-run.md \
 	    $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
 
 check: deps deps-oidc
 	@$(MAKE) --no-print-directory all unit shims SANITIZE=$(SANITIZE)
-	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/check.sh
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+	    sh tests/check.sh
 
 demo: deps-demo
 	@$(MAKE) --no-print-directory all SANITIZE=$(SANITIZE)

@@ -24,12 +24,21 @@ side with what it is compared to in the same run:
             TOKEN=$(tokenctl token NAME)), CTL_ITERATIONS (default 2000)
             of each alternated: the medians and their ratio. A static
             token, so no issuer is needed (`--only tokenctl` runs just this)
+  assertion the CPU of one signed client assertion (bench/assertion.c:
+            oauth_assertion with a private_key_jwt key, RS256 and PS256 on
+            RSA 2048, ES256, EdDSA, and HS256 for client_secret_jwt), all
+            interleaved in one process, ASSERTION_ROUNDS rounds (default 9)
+            of about ASSERTION_MS ms (default 200) each: medians, ratios to
+            ES256 within each round, and the share of a refresh's CPU (the
+            wave's in a full run; REFRESH_CPU_US with `--only assertion`,
+            which runs just this, in seconds)
   fleet     fleet mode: one tokend against 10 sharing 1,000 accounts
             through one redis-server, side by side (bench/fleet.py; some
             5 minutes, last; `--only fleet` runs just this)
 
 Usage: bench.py --tokend build/tokend --sockread build/sockread
-                --tokenctl build/tokenctl [--only tokenctl|fleet]
+                --tokenctl build/tokenctl --assertion build/assertion
+                [--only tokenctl|assertion|fleet]
                 [--out FILE] [--results RESULTS.md]
 Loopback only; everything it starts it stops; a run takes some minutes.
 """
@@ -54,6 +63,14 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 IDLE_SECONDS = int(os.environ.get("IDLE_SECONDS", "60"))
 CTL_ITERATIONS = int(os.environ.get("CTL_ITERATIONS", "2000"))
 CTL_SECONDS_MAX = 300   # the tokenctl figure stops early rather than run on
+ASSERTION_ROUNDS = int(os.environ.get("ASSERTION_ROUNDS", "9"))
+ASSERTION_MS = int(os.environ.get("ASSERTION_MS", "200"))
+# CPU per refresh in bench/RESULTS.md (2026-11-23, the refresh wave): what
+# `--only assertion` compares with, having no wave of its own
+REFRESH_CPU_US = 276
+ASSERTION_KEYS = {"RS256": "RSA 2048", "PS256": "RSA 2048",
+                  "ES256": "EC P-256", "EdDSA": "Ed25519",
+                  "HS256": "client secret"}
 IN_FLIGHT = 64          # max_requests and max_requests_per_host here
 TOKEN_BYTES = 32        # nginx's $request_id
 
@@ -430,6 +447,48 @@ def tokenctl_lines(rows):
     ]
 
 
+def run_assertion(args):
+    """bench/assertion.c's figures: {ALG: (cpu_us, wall_us, n, [cpu_us
+    of each round])}, in the order it printed them."""
+    out = subprocess.run([args.assertion, str(ASSERTION_ROUNDS),
+                          str(ASSERTION_MS)], capture_output=True, text=True,
+                         timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError("assertion: " + out.stderr)
+    res = {}
+    for line in out.stdout.split("\n"):
+        if line:
+            alg, cpu, wall, n, *rounds = line.split()
+            res[alg] = (float(cpu), float(wall), int(n),
+                        [float(v) for v in rounds])
+    if "ES256" not in res or len(res) != len(ASSERTION_KEYS):
+        raise RuntimeError("assertion printed:\n" + out.stdout)
+    return res
+
+
+def assertion_lines(res, refresh_us, refresh_from):
+    es = res["ES256"][3]
+    lines = []
+    for alg, (cpu, wall, n, rounds) in res.items():
+        lines.append(
+            "| %s (%s) signed assertion, CPU (wall) each; %d rounds of %d "
+            "| %.1f us (%.1f us) | %s | - |"
+            % (alg, ASSERTION_KEYS[alg], len(rounds), n, cpu, wall,
+               " ".join("%.1f" % v for v in rounds)))
+    for alg, (_, _, _, rounds) in res.items():
+        if alg != "ES256":
+            ratios = [a / b for a, b in zip(rounds, es)]
+            lines.append("| %s / ES256, per assertion (ratios within each "
+                         "round) | %.2f | %s | - |"
+                         % (alg, med(ratios),
+                            " ".join("%.2f" % v for v in ratios)))
+    for alg, (cpu, _, _, _) in res.items():
+        lines.append("| %s assertion / CPU per refresh (%.0f us, %s) | %.3f "
+                     "| | - |" % (alg, refresh_us, refresh_from,
+                                  cpu / refresh_us))
+    return lines
+
+
 def write_table(args, lines):
     table = "\n".join(["| figure | median | runs | target |",
                         "|---|---|---|---|"] + lines)
@@ -444,14 +503,22 @@ def main():
     ap.add_argument("--tokend", default=os.path.join(ROOT, "build/tokend"))
     ap.add_argument("--sockread", default=os.path.join(ROOT, "build/sockread"))
     ap.add_argument("--tokenctl", default=os.path.join(ROOT, "build/tokenctl"))
-    ap.add_argument("--only", choices=["tokenctl", "fleet"],
-                    help="run only this figure (tokenctl: no nginx needed)")
+    ap.add_argument("--assertion",
+                    default=os.path.join(ROOT, "build/assertion"))
+    ap.add_argument("--only", choices=["tokenctl", "assertion", "fleet"],
+                    help="run only this figure (tokenctl, assertion: no "
+                    "nginx needed)")
     ap.add_argument("--out", default="")
     ap.add_argument("--results", default="",
                     help="fleet: replace the Fleet mode section of this file")
     args = ap.parse_args()
     if args.only == "fleet":
         return run_fleet(args, [])
+    if args.only == "assertion":
+        log("signed assertions, %d rounds" % ASSERTION_ROUNDS)
+        write_table(args, assertion_lines(run_assertion(args), REFRESH_CPU_US,
+                                          "bench/RESULTS.md"))
+        return 0
     work = tempfile.mkdtemp(prefix="tokend-bench-")
     if args.only == "tokenctl":
         rows = {}
@@ -500,6 +567,9 @@ def main():
             log("run %d/%d: tokenctl against cat" % (run + 1, RUNS))
             for k, v in run_tokenctl(args, work).items():
                 rows.setdefault(k, []).append(v)
+        # nginx idle, no tokend: the machine as quiet as this run has it
+        log("signed assertions, %d rounds" % ASSERTION_ROUNDS)
+        assertions = run_assertion(args)
     finally:
         n3600.stop()
         n60.stop()
@@ -536,7 +606,8 @@ def main():
         % (100 * med(rows["reads_ratio"]), " ".join("%.0f%%" % (100 * v) for v in rows["reads_ratio"])),
         "| socket reads/s, a connection per read | %.0f | %s | - |"
         % (med(rows["reads_connect"]), " ".join("%.0f" % v for v in rows["reads_connect"])),
-    ] + tokenctl_lines(rows)
+    ] + tokenctl_lines(rows) + assertion_lines(
+        assertions, med(rows["cpu_us_per_refresh"]), "this run's wave")
     write_table(args, lines)
     return run_fleet(args, lines)
 

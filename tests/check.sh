@@ -3,10 +3,12 @@
 #   unit tests (cmocka), integration tests (the real daemon against the
 #   test issuer over HTTPS: tests/integration.py, then the socket API and
 #   tokenctl in tests/integration_socket.py), and the project's static checks.
-# Called by the Makefile with BUILD (build or build-san) and SANITIZE set.
+# Called by the Makefile with BUILD (build or build-san), SANITIZE and
+# FUZZ_TARGETS (the Makefile's list) set.
 set -u
 BUILD=${BUILD:-build}
 SANITIZE=${SANITIZE:-0}
+: "${FUZZ_TARGETS:?the Makefile's list of fuzz targets}"
 cd "$(dirname "$0")/.." || exit 1
 
 . tests/tally.sh
@@ -73,7 +75,7 @@ fi
 # A short run of every fuzz target (clang's libFuzzer); make fuzz runs
 # them longer.
 if [ "$SANITIZE" != 1 ] && command -v clang >/dev/null 2>&1; then
-	for t in config response retry_after socket jwt state discovery device; do
+	for t in $FUZZ_TARGETS; do
 		if make --no-print-directory -s fuzz FUZZ_TARGETS=$t \
 		    FUZZ_SECONDS="${FUZZ_SECONDS:-10}"; then
 			count "fuzz_$t" 1 0

@@ -1505,8 +1505,8 @@ def test_reload_broken_configs(t):
         ("a secret file that is a folder",
          lambda: (write_file(d.account_path("a"), original),
                   os.unlink(secret), os.mkdir(secret)),
-         r"a\.conf:\d+: client_secret_file: cannot read .*a\.secret: Is a "
-         r"directory"),
+         r"a\.conf:\d+: client_secret_file: cannot read .*a\.secret: a "
+         r"folder, not a file"),
         ("a secret file that is a FIFO",
          lambda: (os.rmdir(secret), os.mkfifo(secret, 0o600)),
          r"a\.conf:\d+: client_secret_file: cannot read .*a\.secret: not a "
