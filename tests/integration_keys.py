@@ -17,10 +17,16 @@ with code not written here:
 - Debian's python3-authlib as a JWT-bearer grant server
   (tests/jwtbearer_server.py under /usr/bin/python3), also skewed.
 Also `tokend --check` on bad keys (a folder, a FIFO, a mismatched alg, a
-short RSA key, an encrypted one, ...), the status API and tokenctl showing
-the method and the key's RFC 7638 thumbprint (computed here with the
-openssl command and hashlib) and never the key, and no key, secret,
-assertion or token in tokend's logs.  The test's keys and certificates are
+short RSA key, an encrypted one, P-384, Ed448, RSA-PSS, not PEM, ...) and
+bad service-account files; keys from $CREDENTIALS_DIRECTORY; a new key or
+certificate at SIGHUP, a FIFO key at SIGHUP (no hang); a refusal whose
+Date header is missing or wild; the status API, /metrics and tokenctl
+showing the method, the key's RFC 7638 thumbprint (computed here with the
+openssl command and hashlib) and the certificate's expiry, never the key;
+and no key, secret, assertion or token in tokend's logs, state or token
+files.  The test_selftest_* cases run no tokend: they prove with the
+test's own openssl-made assertions that each server takes a good one and
+refuses bad ones.  The test's keys and certificates are
 made at test time with the openssl command.
 
 The harness, its options and its output are those of tests/integration.py;
@@ -1535,16 +1541,21 @@ def test_google_service_account_file(t):
 
 def test_service_account_token_url_wins(t):
     """token_url, when set, is used instead of the key's token_uri, and is
-    the assertion's aud."""
+    the assertion's aud; assertion.sub (Google's domain-wide delegation)
+    goes into the claims."""
     key, kid, iss, sa = google_setup(t, lifetime=3600)
     sa["token_uri"] = "https://127.0.0.1:1/never-used"
     d = t.daemon()
-    token_file = google_account(t, d, sa, {"token_url":
-                                           iss.url("/google/token")})
+    token_file = google_account(t, d, sa, {
+        "token_url": iss.url("/google/token"),
+        "assertion.sub": "someone@example.com"})
     d.start()
     got = wait_log(d, iss.log, ok_status, 1, 20, "a token at token_url")
     check(got[0]["claims"]["aud"] == iss.url("/google/token"), "aud %r" %
           got[0]["claims"]["aud"])
+    check(got[0]["claims"].get("sub") == "someone@example.com",
+          "assertion.sub (domain-wide delegation) not in the claims: %s" %
+          got[0]["claims"])
     check_fresh_token(d, "google", token_file, iss.secrets())
 
 
@@ -1840,6 +1851,42 @@ def test_new_key_at_reload(t):
     check(all(ok_status(e) for e in later), "refused after the reload: %s" %
           [(e["error"], e["error_detail"]) for e in later])
     check_key_status(d, "rot", "private_key_jwt", "ES256", new)
+
+
+def test_new_certificate_at_reload(t):
+    """self_signed_tls_client_auth with certificate A, then B (another key
+    and subject) in the same files and SIGHUP: every request after the
+    reload presents B, none goes over a connection that A opened."""
+    key_a, key_b = Key(t, "a", "EC"), Key(t, "b", "EC")
+    cert_a = make_cert(t, "a", key_a, "CN=self-a", ca=False)
+    cert_b = make_cert(t, "b", key_b, "CN=self-b", ca=False)
+    jwks = write_jwks(t, "self", [dict(key_a.jwk, x5c=[cert_x5c(cert_a)]),
+                                  dict(key_b.jwk, x5c=[cert_x5c(cert_b)])])
+    op = key_provider(t, ca=t.ca, self_signed_jwks=jwks)
+    d = t.daemon()
+    key_account(t, d, "self", {
+        "token_url": op.issuer + "/token", "client_id": SELF_SIGNED_CLIENT,
+        "client_auth": "self_signed_tls_client_auth",
+        "client_cert_file": install_file(d, cert_a, "client.crt"),
+        "client_key_file": install_key(d, key_a, "client.key")})
+    d.start()
+    wait_log(d, lambda: token_entries(op, SELF_SIGNED_CLIENT), ok_status, 2,
+             20, "two tokens with certificate A")
+    install_file(d, cert_b, "client.crt")
+    install_key(d, key_b, "client.key")
+    n = len(token_entries(op, SELF_SIGNED_CLIENT))
+    d.sighup()
+    d.wait_for(lambda: (status_now(d, "self") or {}).get("key_thumbprint")
+               == key_b.thumbprint(), 15, "key B's thumbprint after SIGHUP")
+    m = len(token_entries(op, SELF_SIGNED_CLIENT))
+    wait_log(d, lambda: token_entries(op, SELF_SIGNED_CLIENT)[m:], ok_status,
+             2, 20, "two tokens after the reload")
+    after = token_entries(op, SELF_SIGNED_CLIENT)[m:]
+    check(all(e["client_cert"] == "CN=self-b" for e in after),
+          "after the reload, requests still present %s" % sorted(
+              {e["client_cert"] for e in after}))
+    check(all(ok_status(e) for e in token_entries(op, SELF_SIGNED_CLIENT)[
+        n:]), "refused around the reload")
 
 
 def test_fifo_key_at_reload_does_not_hang(t):
