@@ -1647,6 +1647,25 @@ def test_github_app_jwt_lifetime_capped(t):
     check_fresh_token(d, "github", token_file, iss.secrets())
 
 
+def test_github_app_wrong_key(t):
+    """A GitHub-style 401 (a JSON "message", no OAuth error) to a JWT made
+    with the wrong key: one retry, then failed, with GitHub's message in
+    last_error; no token file."""
+    key, iss = github_setup(t, lifetime=3600)
+    wrong = Key(t, "wrong", "RSA")
+    d = t.daemon()
+    token_file = github_account(t, d, iss, wrong)
+    d.start()
+    st = d.wait_for(lambda: (status_now(d, "github") or {}).get("state") ==
+                    "failed" and status_now(d, "github"), 20, "failed")
+    log = iss.log()
+    check(len(log) == 2 and all(e["status"] == 401 for e in log),
+          "want two refusals: %s" % [(e["status"], e["error"]) for e in log])
+    check("could not be decoded" in (st["last_error"] or ""),
+          "last_error does not carry GitHub's message: %r" % st["last_error"])
+    check(read_raw(token_file) is None, "a token file was written")
+
+
 def test_github_app_iss_from_assertion_claim(t):
     """No client_id: assertion.iss = the numeric app id makes the JWT's iss
     (a string, which GitHub takes), and still only iat, exp and iss."""
