@@ -2004,6 +2004,33 @@ def test_certificate_not_matching_key(t):
     d.alive()
 
 
+def test_clock_skew_heals(t):
+    """A server 2 minutes ahead, then its clock is put right: the
+    assertions tokend dated by the old offset are refused once, the retry
+    (dated by the new Date) is taken; the account never fails."""
+    key, kid, srv, sa = google_setup(t, skew=SKEW, lifetime=4)
+    d = t.daemon()
+    token_file = google_account(t, d, sa, {"assertion_lifetime": "60s"})
+    d.start()
+    wait_log(d, srv.log, ok_status, 2, 20, "two tokens from the server "
+             "ahead")
+    srv.settings(clock_skew=0)
+    n = len(srv.log())
+    wait_log(d, lambda: srv.log()[n:], ok_status, 2, 20, "two tokens after "
+             "the server's clock was put right")
+    later = srv.log()[n:]
+    refused = [e for e in later if not ok_status(e)]
+    check(len(refused) <= 1, "refused more than once after the clock was "
+          "put right: %s" % [(e["status"], e.get("error_description"))
+                             for e in later])
+    ok = [e for e in later if ok_status(e)]
+    check(abs(ok[-1]["claims"]["iat"] - time.time()) < 10, "still dated by "
+          "the old offset: iat %d" % ok[-1]["claims"]["iat"])
+    st = check_fresh_token(d, "google", token_file, srv.secrets())
+    check(st["failures"] == 0 or st["state"] == "fresh", "state %s" %
+          st["state"])
+
+
 # -- a refusal whose Date header cannot be trusted --------------------------------
 
 def bad_date_case(label, date):
