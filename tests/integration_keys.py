@@ -893,6 +893,31 @@ def test_private_key_jwt_each_alg(t):
         check(got, "no tokens")
 
 
+def test_es256_signatures_at_scale(t):
+    """200 ES256 accounts, one assertion each, at once: oidc-provider
+    takes every one the first time.  About half of such runs have an r or
+    s with a leading zero byte, which must still be 32 bytes of r||s (a
+    refusal would be hidden by the retry, so the provider's log counts)."""
+    key = Key(t, "es", "EC")
+    op = pkjwt_setup(t, {"ES256": key})
+    d = t.daemon()
+    name = install_key(d, key)
+    n = 200
+    for i in range(n):
+        key_account(t, d, "es%03d" % i, {
+            "token_url": op.issuer + "/token",
+            "client_id": pkjwt_client("ES256"),
+            "client_auth": "private_key_jwt", "client_key_file": name,
+            "client_key_id": "kid-es256"},
+            refresh=fast_refresh(min_backoff="30s", max_backoff="60s"))
+    d.start()
+    wait_log(d, lambda: token_entries(op), ok_status, n, 45,
+             "%d tokens" % n)
+    bad = [e for e in token_entries(op) if not ok_status(e)]
+    check(not bad, "%d ES256 assertions refused: %s" % (len(bad), [
+        (e["error"], e["error_detail"]) for e in bad[:5]]))
+
+
 def test_private_key_jwt_traditional_pem_and_discovery(t):
     """Keys in traditional PEM ("BEGIN RSA/EC PRIVATE KEY"), the endpoint
     found by discovery (issuer =), the any-key client picking the key by
