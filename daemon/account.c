@@ -714,6 +714,26 @@ account_refresh_spent(struct account *a, const char *used)
  * taken as agreement.
  */
 #define ACCOUNT_SKEW_MIN_S	5
+#define ACCOUNT_SKEW_MAX_S	86400
+
+/*
+ * A refusal or a failed handshake of an account whose client certificate
+ * has expired: say so, since the server rarely does.
+ */
+static void
+account_cert_context(const struct account *a, char *buf, size_t len,
+    int64_t now)
+{
+	char	 when[40];
+	size_t	 n = strlen(buf);
+
+	if (a->conf->client_cert == NULL || a->conf->client_cert_not_after == 0 ||
+	    a->conf->client_cert_not_after > now || n >= len)
+		return;
+	format_rfc3339(a->conf->client_cert_not_after, when, sizeof when);
+	snprintf(buf + n, len - n, " (the client certificate in "
+	    "client_cert_file expired at %s)", when);
+}
 
 static void
 account_clock_offset(struct account *a, const struct http_result *res,
@@ -724,6 +744,9 @@ account_clock_offset(struct account *a, const struct http_result *res,
 	if (res->date == 0)
 		return;
 	off = res->date - now / MSEC_PER_SEC;
+	/* a Date a day off is the server's mistake, not a clock to follow */
+	if (off <= -ACCOUNT_SKEW_MAX_S || off >= ACCOUNT_SKEW_MAX_S)
+		return;
 	if (off > -ACCOUNT_SKEW_MIN_S && off < ACCOUNT_SKEW_MIN_S)
 		off = 0;
 	if (off != 0 && (a->clock_offset - off > ACCOUNT_SKEW_MIN_S ||
@@ -757,6 +780,7 @@ account_http_done_cb(const struct http_result *res, void *arg)
 	if (res->curl_code != 0 || res->truncated) {
 		snprintf(why, sizeof why, "%s", res->error != NULL ?
 		    res->error : "request failed");
+		account_cert_context(a, why, sizeof why, now);
 		if (res->sent && !res->truncated &&
 		    grant == GRANT_REFRESH_TOKEN && !a->unknown_retried) {
 			/* the server may have rotated it: ask once more */
@@ -791,9 +815,7 @@ account_http_done_cb(const struct http_result *res, void *arg)
 	 * dated by a clock it disagrees with: one more, new, made at its
 	 * time, before the refusal counts.
 	 */
-	if (a->req_assertion && !a->assertion_retried &&
-	    (or.outcome == OAUTH_PERMANENT || (or.outcome ==
-	    OAUTH_INVALID_GRANT && grant == GRANT_JWT_BEARER))) {
+	if (a->req_assertion && !a->assertion_retried && or.client_refused) {
 		a->assertion_retried = 1;
 		log_account(LOG_LEVEL_WARNING, a->conf->name, "the signed "
 		    "assertion was refused (%s); retrying once with a new one%s",
@@ -804,6 +826,7 @@ account_http_done_cb(const struct http_result *res, void *arg)
 		return;
 	}
 	a->assertion_retried = 0;
+	account_cert_context(a, or.error, sizeof or.error, now);
 
 	switch (or.outcome) {
 	case OAUTH_INVALID_GRANT:

@@ -1988,8 +1988,10 @@ config_account_check_assertion(struct account_parse *ap)
 			    "assertion.* is for signed assertions (client_auth "
 			    "= private_key_jwt or client_secret_jwt, grant = "
 			    "jwt_bearer)");
+		/* mutual TLS without a certificate said so already */
 		if (ap->file_value[F_CLIENT_KEY] != NULL &&
-		    ap->file_value[F_CLIENT_CERT] == NULL)
+		    ap->file_value[F_CLIENT_CERT] == NULL &&
+		    !CLIENT_AUTH_IS_TLS(ac->client_auth))
 			diag_warning(ap->diag, ap->file,
 			    ap->file_line[F_CLIENT_KEY], "client_key_file is "
 			    "unused with client_auth = %s",

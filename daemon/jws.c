@@ -166,6 +166,11 @@ jws_key_load(const char *pem, size_t len, struct jws_key **out, char **cause)
 		    "secret by its file's mode or systemd's credentials");
 		return -1;
 	}
+	if (pkey == NULL && memmem(pem, len, "PRIVATE KEY-----", 16) != NULL) {
+		xasprintf(cause, "holds a PEM private key that cannot be "
+		    "read: its text is damaged");
+		return -1;
+	}
 	if (pkey == NULL) {
 		xasprintf(cause, "holds no PEM private key (\"PRIVATE KEY\", "
 		    "\"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\")");

@@ -984,7 +984,7 @@ oauth_holds_secret(const char *s, const char *const *secrets)
  * password or the refresh token into tokend's log).
  */
 static void
-oauth_sanitize_description(struct json_object *obj,
+oauth_sanitize_description(struct json_object *obj, const char *member,
     const char *const *secrets, char *out, size_t size)
 {
 	struct json_object	*v;
@@ -992,7 +992,7 @@ oauth_sanitize_description(struct json_object *obj,
 	size_t			 i;
 
 	out[0] = '\0';
-	if (!json_object_object_get_ex(obj, "error_description", &v) ||
+	if (!json_object_object_get_ex(obj, member, &v) ||
 	    !json_object_is_type(v, json_type_string))
 		return;
 	s = json_object_get_string(v);
@@ -1019,18 +1019,24 @@ oauth_error_code(const char *body, size_t len, const struct account_conf *ac,
 	struct json_object	*obj, *err;
 	const char		*why, *secrets[OAUTH_SENT_SECRETS];
 
+	desc[0] = '\0';
 	if ((obj = oauth_parse_json(body, len, &why)) == NULL)
 		return -1;
+	oauth_sent_secrets(ac, refresh_token, secrets);
 	if (!json_object_is_type(obj, json_type_object) ||
 	    !json_object_object_get_ex(obj, "error", &err) ||
 	    !json_object_is_type(err, json_type_string)) {
+		/* no OAuth error, but GitHub's and kin's {"message": ...} */
+		if (json_object_is_type(obj, json_type_object))
+			oauth_sanitize_description(obj, "message", secrets,
+			    desc, desc_size);
 		json_object_put(obj);
 		return -1;
 	}
-	oauth_sent_secrets(ac, refresh_token, secrets);
 	oauth_sanitize_code(json_object_get_string(err), code, size);
 	*withheld = oauth_holds_secret(json_object_get_string(err), secrets);
-	oauth_sanitize_description(obj, secrets, desc, desc_size);
+	oauth_sanitize_description(obj, "error_description", secrets, desc,
+	    desc_size);
 	json_object_put(obj);
 	return 0;
 }
@@ -1099,16 +1105,23 @@ oauth_parse_error(const struct account_conf *ac, enum grant grant,
 	if (oauth_error_code(body, len, ac, refresh_token, code, sizeof code,
 	    &withheld, desc, sizeof desc) != 0) {
 		if (refresh && refused)
-			return oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
+			rc = oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
 			    "without an OAuth error, taken as a refused "
 			    "refresh token", status);
-		if (status == 401 || status == 403)
-			return oauth_fail(res, OAUTH_PERMANENT, "HTTP %ld "
+		else if (status == 401 || status == 403) {
+			rc = oauth_fail(res, OAUTH_PERMANENT, "HTTP %ld "
 			    "without an OAuth error, taken as refused "
 			    "credentials", status);
-		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld without an OAuth "
-		    "error", status);
+			res->client_refused = 1;
+		} else
+			rc = oauth_fail(res, OAUTH_RETRY, "HTTP %ld without an "
+			    "OAuth error", status);
+		oauth_add_description(res, desc);
+		return rc;
 	}
+	/* what a refused client, or assertion, is told (RFC 6749 5.2) */
+	res->client_refused = !strcmp(code, "invalid_client") ||
+	    (grant == GRANT_JWT_BEARER && !strcmp(code, "invalid_grant"));
 	if (!strcmp(code, "invalid_grant"))
 		rc = oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
 		    "invalid_grant", status);

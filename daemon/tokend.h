@@ -416,6 +416,10 @@ struct oauth_request {
 
 struct oauth_result {
 	enum oauth_outcome	 outcome;
+	int			 client_refused;	/* invalid_client, a
+						   401/403 without an OAuth
+						   error, or (jwt_bearer)
+						   invalid_grant */
 	char			 error[320];	/* safe to log: no secrets */
 };
 

@@ -63,7 +63,9 @@ if [ "$SANITIZE" != 1 ] && command -v valgrind >/dev/null 2>&1; then
 	vg="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect"
 	vg="$vg --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
 	for sel in integration:rotating integration:sighup \
-	    integration_socket:tokenctl_commands; do
+	    integration_socket:tokenctl_commands \
+	    integration_keys:private_key_jwt_each_alg \
+	    integration_keys:tls_client_auth integration_keys:new_key_at_reload; do
 		suite=${sel%%:*}
 		echo "== valgrind: $suite -k ${sel#*:}"
 		run_suite "valgrind-${sel#*:}" python3 "tests/$suite.py" \

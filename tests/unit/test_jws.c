@@ -780,7 +780,7 @@ test_key_load_refused(void **state)
 	check_refused("empty", "", 0, "no PEM private key");
 	check_refused("garbage", "hello, world\n", 13, "no PEM private key");
 	check_refused("a damaged key", fake, sizeof fake - 1,
-	    "no PEM private key");
+	    "a PEM private key that cannot be read: its text is damaged");
 	big = calloc(1, 65 * 1024);
 	assert_non_null(big);
 	memset(big, 'A', 65 * 1024);

@@ -752,6 +752,57 @@ test_assertion_requests(void **state)
 	EVP_PKEY_free(pub);
 }
 
+/* Which refusals say the client (or its assertion) was refused: those an
+ * assertion is made anew for; GitHub's "message" kept in the error. */
+static void
+test_response_client_refused(void **state)
+{
+	static const struct {
+		enum grant	 grant;
+		long		 status;
+		const char	*body;
+		int		 refused;
+		const char	*error;
+	} cases[] = {
+		{ GRANT_CLIENT_CREDENTIALS, 401, "{\"error\":\"invalid_client\"}",
+		  1, "HTTP 401 invalid_client" },
+		{ GRANT_CLIENT_CREDENTIALS, 400, "{\"error\":\"invalid_scope\"}",
+		  0, "HTTP 400 invalid_scope" },
+		{ GRANT_CLIENT_CREDENTIALS, 400, "{\"error\":\"invalid_grant\"}",
+		  0, "HTTP 400 invalid_grant" },
+		{ GRANT_JWT_BEARER, 400, "{\"error\":\"invalid_grant\","
+		  "\"error_description\":\"iat in the future\"}",
+		  1, "HTTP 400 invalid_grant: iat in the future" },
+		{ GRANT_JWT_BEARER, 400, "{\"error\":\"unauthorized_client\"}",
+		  0, "HTTP 400 unauthorized_client" },
+		{ GRANT_JWT_BEARER, 401, "{\"message\":\"A JSON web token could "
+		  "not be decoded\",\"documentation_url\":\"https://docs.github."
+		  "com/rest\"}", 1, "HTTP 401 without an OAuth error, taken as "
+		  "refused credentials: A JSON web token could not be decoded" },
+		{ GRANT_JWT_BEARER, 500, "{\"message\":\"boom\"}", 0,
+		  "HTTP 500" },
+		{ GRANT_JWT_BEARER, 404, "{\"message\":\"Not Found\"}", 0,
+		  "HTTP 404 without an OAuth error: Not Found" },
+	};
+	struct account_conf	 ac;
+	struct oauth_result	 res;
+	struct token		 tok;
+	size_t			 i;
+
+	(void)state;
+	account_init(&ac);
+	for (i = 0; i < nitems(cases); i++) {
+		ac.grant = cases[i].grant;
+		assert_int_equal(oauth_response_parse(&ac, cases[i].grant, NULL,
+		    cases[i].status, cases[i].body, strlen(cases[i].body), T0,
+		    &tok, &res), -1);
+		CHECK_STR(cases[i].body, res.error, cases[i].error);
+		if (res.client_refused != cases[i].refused)
+			fail_msg("%s: client_refused %d", cases[i].body,
+			    res.client_refused);
+	}
+}
+
 /* ---- oauth_json_pointer ---- */
 
 /* RFC 6901 section 5, plus an array of objects and a "~1" key */
@@ -1841,6 +1892,7 @@ main(void)
 		cmocka_unit_test(test_assertion_hmac),
 		cmocka_unit_test(test_assertion_grant),
 		cmocka_unit_test(test_assertion_requests),
+		cmocka_unit_test(test_response_client_refused),
 		cmocka_unit_test(test_json_pointer),
 		cmocka_unit_test(test_response_ok_table),
 		cmocka_unit_test(test_response_2xx),
