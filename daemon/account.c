@@ -102,6 +102,7 @@ struct account {
 	int			 req_assertion;	/* it carries a signed JWT */
 	int			 assertion_retried;	/* a refused one was
 						   made anew once */
+	int			 skew_ignored_said;
 	int64_t			 clock_offset;	/* s: the endpoint's Date
 						   minus our clock; what
 						   assertions are dated by */
@@ -714,7 +715,7 @@ account_refresh_spent(struct account *a, const char *used)
  * taken as agreement.
  */
 #define ACCOUNT_SKEW_MIN_S	5
-#define ACCOUNT_SKEW_MAX_S	86400
+#define ACCOUNT_SKEW_MAX_S	(15 * 60)
 
 /*
  * A refusal or a failed handshake of an account whose client certificate
@@ -744,9 +745,21 @@ account_clock_offset(struct account *a, const struct http_result *res,
 	if (res->date == 0)
 		return;
 	off = res->date - now / MSEC_PER_SEC;
-	/* a Date a day off is the server's mistake, not a clock to follow */
-	if (off <= -ACCOUNT_SKEW_MAX_S || off >= ACCOUNT_SKEW_MAX_S)
+	/*
+	 * Providers allow minutes of skew, not hours: a Date further off is
+	 * the server's mistake (or a way to get assertions good tomorrow),
+	 * not a clock to follow.
+	 */
+	if (off <= -ACCOUNT_SKEW_MAX_S || off >= ACCOUNT_SKEW_MAX_S) {
+		if (!a->skew_ignored_said)
+			log_account(LOG_LEVEL_WARNING, a->conf->name, "the token "
+			    "endpoint's Date is %lld s from this machine's "
+			    "clock, more than the 15 minutes followed: "
+			    "ignored; check both clocks", (long long)(off < 0 ?
+			    -off : off));
+		a->skew_ignored_said = 1;
 		return;
+	}
 	if (off > -ACCOUNT_SKEW_MIN_S && off < ACCOUNT_SKEW_MIN_S)
 		off = 0;
 	if (off != 0 && (a->clock_offset - off > ACCOUNT_SKEW_MIN_S ||
@@ -781,6 +794,7 @@ account_http_done_cb(const struct http_result *res, void *arg)
 		snprintf(why, sizeof why, "%s", res->error != NULL ?
 		    res->error : "request failed");
 		account_cert_context(a, why, sizeof why, now);
+		a->assertion_retried = 0;	/* the retry's outcome: unknown */
 		if (res->sent && !res->truncated &&
 		    grant == GRANT_REFRESH_TOKEN && !a->unknown_retried) {
 			/* the server may have rotated it: ask once more */
@@ -808,6 +822,16 @@ account_http_done_cb(const struct http_result *res, void *arg)
 		account_success(a, &t);
 		freezero_str(used);
 		return;
+	}
+
+	/*
+	 * A 401 or 403 that says when to come back is a rate limit (GitHub's
+	 * secondary and primary ones), not refused credentials.
+	 */
+	if ((res->status == 401 || res->status == 403) &&
+	    (res->retry_after_raw != NULL || res->ratelimit_reset != 0)) {
+		or.outcome = OAUTH_RATE_LIMITED;
+		or.client_refused = 0;
 	}
 
 	/*
@@ -840,6 +864,10 @@ account_http_done_cb(const struct http_result *res, void *arg)
 		break;
 	case OAUTH_RATE_LIMITED:
 		ra_ms = schedule_retry_after(res->retry_after_raw, now);
+		/* X-RateLimit-Reset: the later of the two */
+		if (res->ratelimit_reset != 0 && res->ratelimit_reset * 1000 >
+		    now + (ra_ms > 0 ? ra_ms : 0))
+			ra_ms = res->ratelimit_reset * 1000 - now;
 		account_backoff(a, or.error, ra_ms);
 		break;
 	default:
@@ -1105,15 +1133,14 @@ account_request(struct account *a)
 	}
 	/* RFC 8705 5: mutual TLS goes to the mTLS alias, if one is known */
 	if (a->conf->issuer != NULL && CLIENT_AUTH_IS_TLS(c.client_auth) &&
-	    ep.mtls_token_url != NULL) {
+	    ep.mtls_token_url != NULL && a->conf->token_url == NULL) {
+		/* only what discovery gave: a URL the file sets stands */
 		c.token_url = (char *)ep.mtls_token_url;
-		if (a->conf->refresh_url == NULL ||
-		    a->conf->token_url == NULL)
+		if (a->conf->refresh_url == NULL)
 			c.refresh_url = (char *)ep.mtls_token_url;
 	}
 	if (oauth_request_build(&c, grant, a->refresh_token,
-	    clock_wall_ms() / MSEC_PER_SEC + a->clock_offset, &or,
-	    &cause) != 0) {
+	    account_assertion_now(a), &or, &cause) != 0) {
 		account_failed(a, cause);
 		free(cause);
 		return;
@@ -1421,6 +1448,13 @@ account_conf(const struct account *a)
 	return a->conf;
 }
 
+/* Wall seconds by the token endpoint's clock: what assertions are dated by. */
+int64_t
+account_assertion_now(const struct account *a)
+{
+	return clock_wall_ms() / MSEC_PER_SEC + a->clock_offset;
+}
+
 static enum account_state
 account_state_at(const struct account *a, int64_t now)
 {
@@ -1473,7 +1507,12 @@ account_view(const struct account *a, int64_t now, struct account_view *v)
 	    a->endpoints.token_url != NULL ? a->endpoints.client_auth :
 	    a->conf->client_auth);
 	if (a->conf->client_key != NULL) {
-		v->key_alg = jws_alg_name((enum jws_alg)a->conf->client_key_alg);
+		/* an algorithm only where the key signs (not mutual TLS) */
+		if (a->conf->grant == GRANT_JWT_BEARER ||
+		    a->conf->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT ||
+		    !strcmp(v->client_auth, "private_key_jwt"))
+			v->key_alg = jws_alg_name((enum jws_alg)
+			    a->conf->client_key_alg);
 		v->key_thumbprint = a->conf->client_key_thumbprint;
 	} else if (a->conf->client_auth == CLIENT_AUTH_CLIENT_SECRET_JWT)
 		v->key_alg = "HS256";
@@ -1929,6 +1968,7 @@ static void
 account_logout_revoke(struct account *a, const struct endpoints *ep)
 {
 	struct logout	*l = a->logout;
+	char		*why = NULL;
 
 	if (ep->revocation_url == NULL) {
 		account_logout_later(a, 0, "no revocation endpoint is known "
@@ -1938,7 +1978,11 @@ account_logout_revoke(struct account *a, const struct endpoints *ep)
 	}
 	l->revoke = revoke_start(a->env->http, a->conf, ep->client_auth,
 	    ep->revocation_url, l->refresh_token, l->access_token,
-	    account_revoked_cb, a);
+	    account_assertion_now(a), account_revoked_cb, a, &why);
+	if (l->revoke == NULL && why != NULL) {
+		account_logout_later(a, 0, why);
+		free(why);
+	}
 }
 
 static void

@@ -1375,6 +1375,7 @@ config_read_credential(struct account_parse *ap, enum file_key fk,
     const char *key, char **bufp, size_t *lenp, char **pathp)
 {
 	struct stat	 st;
+	unsigned char	 hash[32];
 	char		*path;
 	int		 rc;
 
@@ -1402,7 +1403,13 @@ config_read_credential(struct account_parse *ap, enum file_key fk,
 		diag_warning(ap->diag, ap->file, ap->file_line[fk], "%s: %s is "
 		    "readable by group or others (mode %04o)", key, path,
 		    (unsigned)(st.st_mode & 07777));
-	config_identity_add(ap, *bufp, *lenp);
+	/*
+	 * A hash, not the bytes: the identity is kept as long as the
+	 * account, and grown by realloc, which would leave copies of a key
+	 * behind unwiped.
+	 */
+	sha256(*bufp, *lenp, hash);
+	config_identity_add(ap, (const char *)hash, sizeof hash);
 	*pathp = path;
 	return 0;
 }
@@ -1509,6 +1516,10 @@ config_read_service_account(struct account_parse *ap)
 		}
 		ac->scope_in_assertion = 1;
 		ap->sa_failed = 0;
+		if (ac->scope == NULL)
+			diag_warning(ap->diag, ap->file, line, "service_account_"
+			    "file without scope: Google gives an access token "
+			    "only for the scopes asked for");
 		jws_service_account_clear(&sa);
 	}
 	explicit_bzero(buf, len);
@@ -1886,11 +1897,32 @@ config_account_check_auth(struct account_parse *ap)
 	ac->client_auth_given = config_key_given(ap, "client_auth");
 	line = config_key_line(ap, "client_auth");
 	name = config_client_auth_names[ac->client_auth];
-	if (!ac->client_auth_given)
-		ac->client_auth = has_secret ? CLIENT_AUTH_BASIC : has_cert ?
-		    CLIENT_AUTH_TLS : has_key && ac->grant != GRANT_JWT_BEARER ?
-		    CLIENT_AUTH_PRIVATE_KEY_JWT : CLIENT_AUTH_NONE;
-	else switch (ac->client_auth) {
+	/*
+	 * Unset: the strongest credential the file has, as discovery
+	 * picks (a certificate, a key, a secret); a static token and a
+	 * GitHub-style Bearer JWT authenticate no client.
+	 */
+	if (!ac->client_auth_given) {
+		if (ac->grant == GRANT_STATIC || (ac->grant ==
+		    GRANT_JWT_BEARER && ac->assertion_in == ASSERTION_IN_BEARER))
+			ac->client_auth = CLIENT_AUTH_NONE;
+		else if (has_cert)
+			ac->client_auth = CLIENT_AUTH_TLS;
+		else if (has_key && ac->grant != GRANT_JWT_BEARER)
+			ac->client_auth = CLIENT_AUTH_PRIVATE_KEY_JWT;
+		else
+			ac->client_auth = has_secret ? CLIENT_AUTH_BASIC :
+			    CLIENT_AUTH_NONE;
+		if (has_secret && ac->client_auth != CLIENT_AUTH_BASIC &&
+		    ac->grant != GRANT_STATIC)
+			diag_warning(ap->diag, ap->file, config_key_line(ap,
+			    ap->file_value[F_CLIENT_SECRET] != NULL ?
+			    "client_secret_file" : "client_secret"), "the client "
+			    "secret is unused: with %s, client_auth is %s (set "
+			    "client_auth to choose)", has_cert ?
+			    "client_cert_file" : "client_key_file",
+			    config_client_auth_names[ac->client_auth]);
+	} else switch (ac->client_auth) {
 	case CLIENT_AUTH_BASIC:
 	case CLIENT_AUTH_POST:
 	case CLIENT_AUTH_CLIENT_SECRET_JWT:
@@ -1905,16 +1937,27 @@ config_account_check_auth(struct account_parse *ap)
 		break;
 	case CLIENT_AUTH_TLS:
 	case CLIENT_AUTH_SELF_SIGNED_TLS:
-		if (!has_cert || ap->file_value[F_CLIENT_KEY] == NULL)
+		/* a certificate without its key: client_cert_file's error */
+		if (!has_cert)
 			diag_error(ap->diag, ap->file, line, "client_auth = %s "
-			    "needs client_cert_file and client_key_file", name);
+			    "needs client_cert_file (and its key in "
+			    "client_key_file)", name);
 		break;
 	case CLIENT_AUTH_NONE:
 		break;
 	}
-	if (ac->client_auth != CLIENT_AUTH_NONE && ac->client_id == NULL)
-		diag_error(ap->diag, ap->file, line, "client authentication "
-		    "needs client_id");
+	if (ac->client_auth != CLIENT_AUTH_NONE && ac->client_id == NULL) {
+		if (ac->client_auth_given)
+			diag_error(ap->diag, ap->file, line, "client "
+			    "authentication needs client_id");
+		else
+			diag_error(ap->diag, ap->file, ap->account_line,
+			    "client_auth = %s (as %s implies) needs client_id",
+			    config_client_auth_names[ac->client_auth],
+			    ac->client_auth == CLIENT_AUTH_BASIC ? "a client "
+			    "secret" : CLIENT_AUTH_IS_TLS(ac->client_auth) ?
+			    "client_cert_file" : "client_key_file");
+	}
 	/* RFC 7518 3.2: an HS256 key of at least 256 bits */
 	if (ac->client_auth == CLIENT_AUTH_CLIENT_SECRET_JWT &&
 	    ac->client_secret != NULL && strlen(ac->client_secret) < 32)
@@ -2029,8 +2072,9 @@ config_account_check_assertion(struct account_parse *ap)
 	}
 	if (ac->assertion_lifetime > ASSERTION_BEARER_MAX_MS)
 		diag_error(ap->diag, ap->file, line, "assertion_lifetime: at "
-		    "most 10m with assertion_in = bearer (GitHub refuses an "
-		    "app JWT that expires later)");
+		    "most 9m with assertion_in = bearer (GitHub refuses an "
+		    "app JWT that expires more than 10 minutes on; the rest is "
+		    "for clocks that differ)");
 	if (ac->client_auth != CLIENT_AUTH_NONE)
 		diag_error(ap->diag, ap->file, config_key_line(ap,
 		    "client_auth"), "assertion_in = bearer sends the JWT alone: "
@@ -2179,8 +2223,10 @@ config_account_check_grant(struct account_parse *ap)
 		return;		/* a bad grant, already reported */
 	switch (ac->grant) {
 	case GRANT_CLIENT_CREDENTIALS:
-		/* client_auth's own check said so already */
-		if (ac->client_id == NULL && ac->client_auth == CLIENT_AUTH_NONE)
+		/* client_auth's own check said so already, or the
+		   service account's that it needs jwt_bearer */
+		if (ac->client_id == NULL && ac->client_auth ==
+		    CLIENT_AUTH_NONE && ap->file_value[F_SERVICE_ACCOUNT] == NULL)
 			diag_error(ap->diag, ap->file, line, "grant = "
 			    "client_credentials needs client_id");
 		break;

@@ -544,6 +544,20 @@ http_finish(struct http *http, struct http_request *req, CURLcode code)
 	if (curl_easy_header(req->easy, "Retry-After", 0, CURLH_HEADER, -1,
 	    &h) == CURLHE_OK && h != NULL && h->value != NULL)
 		res.retry_after_raw = h->value;
+	/* GitHub's primary rate limit: none left until the reset */
+	if (curl_easy_header(req->easy, "X-RateLimit-Remaining", 0,
+	    CURLH_HEADER, -1, &h) == CURLHE_OK && h != NULL &&
+	    h->value != NULL && !strcmp(h->value, "0") &&
+	    curl_easy_header(req->easy, "X-RateLimit-Reset", 0, CURLH_HEADER,
+	    -1, &h) == CURLHE_OK && h != NULL && h->value != NULL) {
+		char	*end;
+		long long v;
+
+		errno = 0;
+		v = strtoll(h->value, &end, 10);
+		res.ratelimit_reset = errno == 0 && *end == '\0' && v > 0 ?
+		    (int64_t)v : 0;
+	}
 	if (curl_easy_header(req->easy, "Date", 0, CURLH_HEADER, -1,
 	    &h) == CURLHE_OK && h != NULL && h->value != NULL) {
 		time_t	 t = curl_getdate(h->value, NULL);

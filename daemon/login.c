@@ -476,27 +476,28 @@ login_deadline_cb(void *arg)
 	    "redirect URI");
 }
 
-/* POST to the account's endpoint; the callback gets l. */
+/*
+ * POST to the account's endpoint; the callback gets l. -1 with *cause
+ * when it cannot be sent (the account went, or no assertion was made).
+ */
 static int
 login_post(struct login *l, const char *url, const struct form_param *fp,
-    size_t n, http_done_cb cb)
+    size_t n, http_done_cb cb, char **cause)
 {
 	const struct account_conf *ac;
 	struct oauth_request	 or;
 	struct http_post	 p;
 	struct account		*a;
-	char			*cause = NULL;
 
-	if ((a = login_account(l)) == NULL)
-		return -1;
-	ac = account_conf(a);
-	if (oauth_login_request_build(ac, l->client_auth, url, fp, n,
-	    clock_wall_ms() / MSEC_PER_SEC, &or, &cause) != 0) {
-		log_account(LOG_LEVEL_ERROR, ac->name, "login request: %s",
-		    cause);
-		free(cause);
+	if ((a = login_account(l)) == NULL) {
+		*cause = xstrdup("the account was removed or changed its "
+		    "grant");
 		return -1;
 	}
+	ac = account_conf(a);
+	if (oauth_login_request_build(ac, l->client_auth, url, fp, n,
+	    account_assertion_now(a), &or, cause) != 0)
+		return -1;
 	memset(&p, 0, sizeof p);
 	p.url = or.url;
 	p.body = or.body;
@@ -649,10 +650,13 @@ login_poll_cb(void *arg)
 		{ "grant_type", "urn:ietf:params:oauth:grant-type:device_code" },
 		{ "device_code", l->dev.device_code },
 	};
+	char			*cause = NULL;
 
-
-	if (login_post(l, l->token_url, fp, 2, login_poll_done_cb) != 0)
-		login_end(l, "the account was removed or changed its grant");
+	if (login_post(l, l->token_url, fp, 2, login_poll_done_cb,
+	    &cause) != 0) {
+		login_end(l, cause);
+		free(cause);
+	}
 }
 
 /* RFC 8628 3.2: the device authorization answer. */
@@ -739,7 +743,7 @@ login_redirect_cb(const char *query, void *arg)
 	enum login_redirect_verdict verdict;
 	struct form_param	 fp[5];
 	struct account		*a;
-	char			 why[400];
+	char			 why[400], *cause;
 
 	if (l->code != NULL)
 		return -1;	/* a code is being exchanged already */
@@ -774,15 +778,18 @@ login_redirect_cb(const char *query, void *arg)
 	fp[2] = (struct form_param){ "redirect_uri", l->redirect_uri };
 	fp[3] = (struct form_param){ "code_verifier", l->verifier };
 	fp[4] = (struct form_param){ "client_id", NULL };
+	cause = NULL;
 	if ((a = login_account(l)) == NULL)
 		login_end(l, "the account was removed or changed its grant");
 	else {
 		/* client_id goes in once: client auth none and post add it */
 		if (l->client_auth == CLIENT_AUTH_BASIC)
 			fp[4].value = account_conf(a)->client_id;
-		if (login_post(l, l->token_url, fp, 5,
-		    login_code_done_cb) != 0)
-			login_end(l, "the account was removed");
+		if (login_post(l, l->token_url, fp, 5, login_code_done_cb,
+		    &cause) != 0) {
+			login_end(l, cause);
+			free(cause);
+		}
 	}
 	return 0;
 }
@@ -923,10 +930,8 @@ login_start_device(struct login *l, const struct account_conf *ac,
 	if (l->client_auth == CLIENT_AUTH_BASIC)
 		fp[1].value = ac->client_id;
 	if (login_post(l, e->device_authorization_url, fp, 2,
-	    login_device_done_cb) != 0) {
-		*cause = xstrdup("the account was removed");
+	    login_device_done_cb, cause) != 0)
 		return -1;
-	}
 	return 0;
 }
 

@@ -260,10 +260,11 @@ oauth_assertion(const struct account_conf *ac, enum grant grant,
 	oauth_claim_str(hdr, "typ", "JWT");
 	if (ac->client_key_id != NULL)
 		oauth_claim_str(hdr, "kid", ac->client_key_id);
-	/* the certificate a key is registered as (Entra ID) */
-	if (!hmac && ac->client_cert_x5t != NULL)
+	/* the certificate a client's key is registered as (Entra ID) */
+	if (!hmac && grant != GRANT_JWT_BEARER && ac->client_cert_x5t != NULL)
 		oauth_claim_str(hdr, "x5t", ac->client_cert_x5t);
-	if (!hmac && ac->client_cert_x5t256 != NULL)
+	if (!hmac && grant != GRANT_JWT_BEARER &&
+	    ac->client_cert_x5t256 != NULL)
 		oauth_claim_str(hdr, "x5t#S256", ac->client_cert_x5t256);
 
 	cl = json_object_new_object();
@@ -1104,10 +1105,15 @@ oauth_parse_error(const struct account_conf *ac, enum grant grant,
 		return oauth_fail(res, OAUTH_RETRY, "HTTP %ld", status);
 	if (oauth_error_code(body, len, ac, refresh_token, code, sizeof code,
 	    &withheld, desc, sizeof desc) != 0) {
-		if (refresh && refused)
+		if (refresh && refused) {
 			rc = oauth_fail(res, OAUTH_INVALID_GRANT, "HTTP %ld "
 			    "without an OAuth error, taken as a refused "
 			    "refresh token", status);
+			/* ... or its assertion: made anew before the token
+			   is given up */
+			res->client_refused = status != 400 &&
+			    CLIENT_AUTH_IS_JWT(ac->client_auth);
+		}
 		else if (status == 401 || status == 403) {
 			rc = oauth_fail(res, OAUTH_PERMANENT, "HTTP %ld "
 			    "without an OAuth error, taken as refused "

@@ -153,17 +153,20 @@ revoke_next(struct revoke *r)
 }
 
 /*
- * Revoke refresh_token, then access_token (either may be NULL) at url.
+ * Revoke refresh_token, then access_token (either may be NULL) at url,
+ * assertions dated at wall second now.
  * What is needed of conf is copied (a reload may free it meanwhile);
  * cb runs once, from the event loop, with 1 when every token was
  * revoked, else 0 and the first error, and whether the endpoint itself
  * failed (a network error, a 5xx, a 404). The tokens are copied.
- * NULL, and no callback, when both are NULL.
+ * NULL, and no callback, when both are NULL, or (with *errp) when no
+ * request could be made.
  */
 struct revoke *
 revoke_start(struct http *http, const struct account_conf *conf,
     enum client_auth client_auth, const char *url, const char *refresh_token,
-    const char *access_token, revoke_done_cb cb, void *arg)
+    const char *access_token, int64_t now, revoke_done_cb cb, void *arg,
+    char **errp)
 {
 	struct account_conf	 c = *conf;
 	struct revoke		*r;
@@ -178,11 +181,12 @@ revoke_start(struct http *http, const struct account_conf *conf,
 	c.client_auth = client_auth;
 	r->url = xstrdup(url);
 	r->ok = 1;
+	*errp = NULL;
 	for (i = 0; i < 2; i++) {
 		if (tokens[i] == NULL)
 			continue;
 		if (oauth_revoke_build(&c, r->url, tokens[i], revoke_hints[i],
-		    clock_wall_ms() / MSEC_PER_SEC, &r->reqs[i], &cause) != 0) {
+		    now, &r->reqs[i], &cause) != 0) {
 			/* the token stays unrevoked: say so, try the other */
 			if (r->ok)
 				snprintf(r->error, sizeof r->error, "%s", cause);
@@ -209,6 +213,12 @@ revoke_start(struct http *http, const struct account_conf *conf,
 	}
 	r->cb = cb;
 	r->arg = arg;
+	/* nothing could be built: say so to the caller, never from here */
+	if (r->reqs[0].body == NULL && r->reqs[1].body == NULL) {
+		*errp = xstrdup(r->error);
+		revoke_cancel(r);
+		return NULL;
+	}
 	revoke_next(r);
 	return r;
 }

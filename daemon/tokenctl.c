@@ -488,6 +488,9 @@ tokenctl_print_auth(struct json_object *o, const char *zone)
 		    thumb);
 	else if (alg != NULL)
 		printf("key: %s with the client secret\n", alg);
+	else if (thumb != NULL)
+		printf("key: the certificate's, thumbprint %s (RFC 7638, "
+		    "SHA-256)\n", thumb);
 	if (tokenctl_field(o, "cert_expires_at") != NULL) {
 		tokenctl_when(o, "cert_expires_at", zone, cert, sizeof cert);
 		printf("client certificate: expires %s\n", cert);

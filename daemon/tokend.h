@@ -430,7 +430,7 @@ char		*oauth_base64(const unsigned char *, size_t);
 char		*oauth_base64url(const unsigned char *, size_t);
 #define ASSERTION_JTI_BYTES	16	/* 128 random bits */
 #define ASSERTION_BACKDATE_S	60	/* a Bearer app JWT's iat */
-#define ASSERTION_BEARER_MAX_MS	(10 * 60 * MSEC_PER_SEC)	/* GitHub */
+#define ASSERTION_BEARER_MAX_MS	(9 * 60 * MSEC_PER_SEC)	/* GitHub: 10 */
 int		 oauth_request_build(const struct account_conf *, enum grant,
 		    const char *, int64_t, struct oauth_request *, char **);
 char		*oauth_assertion(const struct account_conf *, enum grant,
@@ -532,7 +532,7 @@ struct revoke;
 typedef void	(*revoke_done_cb)(int, const char *, int, void *);
 struct revoke	*revoke_start(struct http *, const struct account_conf *,
 		    enum client_auth, const char *, const char *, const char *,
-		    revoke_done_cb, void *);
+		    int64_t, revoke_done_cb, void *, char **);
 void		 revoke_cancel(struct revoke *);
 
 /* http.c: libcurl multi <-> libevent */
@@ -547,6 +547,10 @@ struct http_result {
 	const char		*retry_after_raw;	/* the header as sent; NULL: none */
 	int64_t			 date;		/* the answer's Date, wall
 						   seconds; 0: none */
+	int64_t			 ratelimit_reset;	/* X-RateLimit-Reset
+						   (wall s) of an answer whose
+						   X-RateLimit-Remaining is 0
+						   (GitHub); 0: none */
 	int			 sent;		/* the whole request left us */
 	const char		*error;		/* safe to log */
 };
@@ -787,6 +791,7 @@ void		 account_replace_conf(struct account *, struct account_conf *);
 void		 account_reloaded(struct account *);
 const char	*account_name(const struct account *);
 const struct account_conf *account_conf(const struct account *);
+int64_t		 account_assertion_now(const struct account *);
 void		 account_view(const struct account *, int64_t,
 		    struct account_view *);
 const char	*account_state_name(enum account_state);

@@ -1027,16 +1027,16 @@ def test_tls_client_auth(t):
 
 
 def check_mtls_status(d, name, method, key, cert=None):
-    """Mutual TLS signs nothing: key_alg may be null or the key's default
-    alg; the thumbprint is the key's."""
+    """Mutual TLS signs nothing: key_alg is null; the thumbprint is the
+    key's (the certificate's)."""
     st = listed(d, name)
     check(st.get("client_auth") == method, "status client_auth %r" %
           st.get("client_auth"))
     check(st.get("key_thumbprint") == key.thumbprint(),
           "status key_thumbprint %r, want %r" % (st.get("key_thumbprint"),
                                                  key.thumbprint()))
-    check(st.get("key_alg") in (None, key.default_alg), "key_alg %r" %
-          st.get("key_alg"))
+    check(st.get("key_alg") is None, "key_alg %r for mutual TLS, which "
+          "signs nothing" % st.get("key_alg"))
     if cert:
         end = openssl("x509", "-in", cert, "-noout", "-enddate").decode()
         want = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(
@@ -1116,6 +1116,28 @@ def test_mtls_endpoint_aliases_from_discovery(t):
               "a private_key_jwt request at the mutual-TLS alias: %s" % e)
     check_assertions(token_entries(op, PKJWT_CLIENT), PKJWT_CLIENT,
                      op.issuer + "/token", "ES256", kid="k1")
+
+
+def test_mtls_alias_never_overrides_a_pinned_token_url(t):
+    """issuer = with a token_url the file sets: the discovered
+    mtls_endpoint_aliases does not move a mutual-TLS account's requests
+    off the URL the operator pinned (here the plain endpoint, which asks
+    for no certificate, so the provider refuses them)."""
+    key = Key(t, "tls", "EC")
+    cert = make_cert(t, "tls", key, TLS_DN)
+    op = key_provider(t, ca=t.ca, tls_subject_dn=TLS_DN, mtls_alias=True)
+    check(op.discovery().get("mtls_endpoint_aliases"), "no alias published")
+    d = t.daemon()
+    key_account(t, d, "tls", {
+        "issuer": op.issuer, "token_url": op.issuer + "/token",
+        "client_id": TLS_CLIENT, "client_auth": "tls_client_auth",
+        "client_cert_file": install_file(d, cert, "tls.crt"),
+        "client_key_file": install_key(d, key)})
+    d.start()
+    got = d.wait_for(lambda: token_entries(op, TLS_CLIENT), 30,
+                     "a token request")
+    check(all(e["listener"] == "main" for e in got),
+          "a request left the pinned token_url for the alias: %s" % got)
 
 
 # -- refusals: a replayed jti, a wrong key, an expired certificate -------------
@@ -1649,19 +1671,20 @@ def test_github_app_installation_token(t):
 
 
 def test_github_app_jwt_lifetime_capped(t):
-    """assertion_in = bearer with assertion_lifetime = 15m: either --check
-    refuses it (FILE:LINE) or the app JWT still ends within 10 minutes,
-    which the GitHub-style endpoint insists on."""
+    """assertion_in = bearer with assertion_lifetime = 10m: --check refuses
+    it (FILE:LINE: 9m at most, for clocks that differ); with 9m the app
+    JWT ends within the 10 minutes the GitHub-style endpoint insists on."""
     key, iss = github_setup(t, lifetime=3600)
     d = t.daemon()
-    token_file = github_account(t, d, iss, key, {
-        "assertion_lifetime": "15m"})
+    github_account(t, d, iss, key, {"assertion_lifetime": "10m"})
     rc, err = d.check_config()
-    if rc != 0:
-        check(re.search(r"github\.conf:\d+:.*assertion_lifetime", err),
-              "--check refused it without naming assertion_lifetime at "
-              "FILE:LINE:\n%s" % err)
-        return
+    check(rc != 0 and re.search(r"github\.conf:\d+:.*assertion_lifetime: "
+                                r"at most 9m", err),
+          "--check took a 10-minute app JWT, or did not name "
+          "assertion_lifetime at FILE:LINE: %d\n%s" % (rc, err))
+    token_file = github_account(t, d, iss, key, {"assertion_lifetime": "9m"})
+    rc, err = d.check_config()
+    check(rc == 0, "--check refused 9m: %s" % err)
     d.start()
     got = wait_log(d, iss.log, lambda e: e["claims"], 1, 20, "an app JWT")
     c = got[0]["claims"]
@@ -1689,6 +1712,38 @@ def test_github_app_wrong_key(t):
     check("could not be decoded" in (st["last_error"] or ""),
           "last_error does not carry GitHub's message: %r" % st["last_error"])
     check(read_raw(token_file) is None, "a token file was written")
+
+
+def test_github_rate_limit_403_is_not_a_refusal(t):
+    """GitHub's secondary rate limit (403, Retry-After, a "message") and
+    its primary one (403, X-RateLimit-Remaining: 0, X-RateLimit-Reset):
+    one request each, no at-once retry with a new JWT, the account backs
+    off until then (not failed), then gets its token."""
+    key, iss = github_setup(t, lifetime=3600)
+    d = t.daemon()
+    reset = int(time.time()) + 4
+    iss.faults("/app/installations", [
+        {"status": 403, "retry_after": "3",
+         "json": {"message": "You have exceeded a secondary rate limit."}},
+        {"status": 403, "headers": {"X-RateLimit-Remaining": "0",
+                                    "X-RateLimit-Reset": str(reset)},
+         "json": {"message": "API rate limit exceeded."}}])
+    token_file = github_account(t, d, iss, key, {
+        "assertion_lifetime": "5m"})
+    d.start()
+    d.wait_for(lambda: read_raw(token_file), 30, "the token after the limits")
+    log = iss.log()
+    check([e["status"] for e in log] == [403, 403, 201],
+          "requests: %s (want one per limit, then the token)" %
+          [(e["status"], round(e["t"] - log[0]["t"], 1)) for e in log])
+    check(log[1]["t"] - log[0]["t"] >= 2.5, "the Retry-After of 3 s was "
+          "not waited for: %.1f s" % (log[1]["t"] - log[0]["t"]))
+    check(log[2]["t"] >= reset - 1, "X-RateLimit-Reset was not waited for: "
+          "%.1f s early" % (reset - log[2]["t"]))
+    st = listed(d, "github")
+    check(st["failures"] == 2 and st["state"] == "fresh", "status: %s" % st)
+    check("assertion was refused" not in d.log_text(), "a rate limit was "
+          "taken for a refused assertion:\n%s" % d.log_text()[-2000:])
 
 
 def test_github_app_iss_from_assertion_claim(t):
@@ -2054,6 +2109,29 @@ def test_clock_skew_heals(t):
     st = check_fresh_token(d, "google", token_file, srv.secrets())
     check(st["failures"] == 0 or st["state"] == "fresh", "state %s" %
           st["state"])
+
+
+def test_clock_an_hour_off_is_not_followed(t):
+    """A server whose Date is an hour ahead: more than the 15 minutes
+    tokend follows, so its assertions stay dated by this machine's clock
+    (never an hour ahead: an assertion good only later is not handed
+    out); the refusals make the account fail, and the log says why."""
+    key, kid, srv, sa = google_setup(t, skew=3600, lifetime=3600)
+    d = t.daemon()
+    google_account(t, d, sa)
+    d.start()
+    st = d.wait_for(lambda: (status_now(d, "google") or {}).get("state") ==
+                    "failed" and status_now(d, "google"), 20, "failed")
+    log = srv.log()
+    check(len(log) == 2 and not any(ok_status(e) for e in log),
+          "want two refused requests: %s" % [e["status"] for e in log])
+    for e in log:
+        check(abs(e["claims"]["iat"] - time.time()) < 60, "an assertion "
+              "dated by the far-off Date: iat %d" % e["claims"]["iat"])
+    check("more than the 15 minutes followed" in d.log_text(),
+          "the log does not say the Date was ignored:\n%s" %
+          d.log_text()[-1500:])
+    check(st["last_error"], "no last_error")
 
 
 # -- a refusal whose Date header cannot be trusted --------------------------------

@@ -119,8 +119,10 @@ Control API (JSON in and out):
 
 A fault F is one of:
     {"status": N, "retry_after": "5", "body": "raw", "json": {...},
-     "content_type": "..."}  answer with that status (body and Retry-After
-                             optional); the request is not processed
+     "content_type": "...", "headers": {"Name": "value"}}
+                             answer with that status (body, Retry-After and
+                             other headers optional); the request is not
+                             processed
     {"hang": SECONDS}        read the request, answer nothing, close after SECONDS
     {"close_after_request": true}
                              process the request normally (a refresh token
@@ -916,7 +918,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def send_fault(self, fault):
         status = int(fault["status"])
-        headers = {}
+        headers = dict(fault.get("headers") or {})
         if "retry_after" in fault:
             headers["Retry-After"] = str(fault["retry_after"])
         if "json" in fault:

@@ -38,6 +38,17 @@
 	"sadT/HQSDy6YTXZx4V/JGK+GLCyhRANCAATqwWd0z485CMc7MhLLnk3eFzcVHCas\n" \
 	"qT9S8PFxC+gKLzm+shofd/CWWwOkzEmrfDVkDCJZiOa6X5jPc49Q6b3p\n" \
 	"-----END PRIVATE KEY-----\n"
+/* ... and its self-signed certificate, good until 2126 */
+#define EC_CERT	"-----BEGIN CERTIFICATE-----\n" \
+	"MIIBdTCCARugAwIBAgIUaOArk0Zc6nP9yRIjCVzRBNr5aMswCgYIKoZIzj0EAwIw\n" \
+	"DzENMAsGA1UEAwwEdW5pdDAgFw0yNjEyMDMxMDA4MzVaGA8yMTI2MTEwOTEwMDgz\n" \
+	"NVowDzENMAsGA1UEAwwEdW5pdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABOrB\n" \
+	"Z3TPjzkIxzsyEsueTd4XNxUcJqypP1Lw8XEL6AovOb6yGh938JZbA6TMSat8NWQM\n" \
+	"IlmI5rpfmM9zj1DpvemjUzBRMB0GA1UdDgQWBBTlBzq1NmbWn3smWDUs9+6v38x0\n" \
+	"DDAfBgNVHSMEGDAWgBTlBzq1NmbWn3smWDUs9+6v38x0DDAPBgNVHRMBAf8EBTAD\n" \
+	"AQH/MAoGCCqGSM49BAMCA0gAMEUCIFLt/hfsre0wlRHlGG2ryiTM5aggbqM/FTJ5\n" \
+	"ur+fWOwmAiEAqKatDyLxUdMeoswA45UtWx+gp9Sad+VfzRzQFjLMpO4=\n" \
+	"-----END CERTIFICATE-----\n"
 #define DEVICE_ISSUER	DEVICE "issuer = https://op.example\n"
 
 /* ---- temp folders and files ---- */
@@ -1305,10 +1316,10 @@ static const struct error_case error_cases[] = {
 	    "[account]\n" URL_ID "client_key_file = k\n"
 	    "assertion_lifetime = 2h\n",
 	    5, "assertion_lifetime: expected 10s to 1h", "k", EC_KEY },
-	{ "assertion_in = bearer over 10 minutes",
+	{ "assertion_in = bearer over 9 minutes",
 	    "[account]\n" URL_ID "grant = jwt_bearer\nassertion_in = bearer\n"
-	    "client_key_file = k\nassertion_lifetime = 11m\n",
-	    7, "assertion_lifetime: at most 10m with assertion_in = bearer",
+	    "client_key_file = k\nassertion_lifetime = 10m\n",
+	    7, "assertion_lifetime: at most 9m with assertion_in = bearer",
 	    "k", EC_KEY },
 	{ "assertion_in = bearer with a scope",
 	    "[account]\n" URL_ID "grant = jwt_bearer\nassertion_in = bearer\n"
@@ -1331,6 +1342,18 @@ static const struct error_case error_cases[] = {
 	    "service_account_file = sa.json\n",
 	    4, "set client_key_file or service_account_file, not both", "k",
 	    EC_KEY },
+	{ "a certificate without its key",
+	    "[account]\n" URL_ID "client_auth = tls_client_auth\n"
+	    "client_cert_file = k\n",
+	    5, "client_cert_file needs client_key_file", "k", EC_CERT },
+	{ "a key without client_id",
+	    "[account]\n" URL "client_key_file = k\n",
+	    1, "client_auth = private_key_jwt (as client_key_file implies) "
+	    "needs client_id", "k", EC_KEY },
+	{ "a service account with client_credentials",
+	    "[account]\n" URL "grant = client_credentials\n"
+	    "service_account_file = sa.json\n",
+	    4, "service_account_file is for grant = jwt_bearer", NULL, NULL },
 	{ "a service account with another grant",
 	    "[account]\n" URL "grant = password\nusername = u\npassword = p\n"
 	    "service_account_file = sa.json\n",

@@ -783,6 +783,12 @@ test_response_client_refused(void **state)
 		  "HTTP 500" },
 		{ GRANT_JWT_BEARER, 404, "{\"message\":\"Not Found\"}", 0,
 		  "HTTP 404 without an OAuth error: Not Found" },
+		/* a refresh whose client assertion was refused: made anew
+		   before the refresh token is given up (client_auth below) */
+		{ GRANT_REFRESH_TOKEN, 401, "", 1, "HTTP 401 without an OAuth "
+		  "error, taken as a refused refresh token" },
+		{ GRANT_REFRESH_TOKEN, 400, "", 0, "HTTP 400 without an OAuth "
+		  "error, taken as a refused refresh token" },
 	};
 	struct account_conf	 ac;
 	struct oauth_result	 res;
@@ -791,6 +797,7 @@ test_response_client_refused(void **state)
 
 	(void)state;
 	account_init(&ac);
+	ac.client_auth = CLIENT_AUTH_PRIVATE_KEY_JWT;
 	for (i = 0; i < nitems(cases); i++) {
 		ac.grant = cases[i].grant;
 		assert_int_equal(oauth_response_parse(&ac, cases[i].grant, NULL,
