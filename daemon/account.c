@@ -1145,18 +1145,7 @@ account_request(struct account *a)
 		free(cause);
 		return;
 	}
-	memset(&p, 0, sizeof p);
-	p.url = or.url;
-	p.body = or.body;
-	p.authorization = or.authorization;
-	p.ca_file = a->conf->ca_file;
-	p.proxy = a->conf->proxy;
-	p.timeout_ms = a->conf->timeout;
-	p.allow_http = a->conf->allow_http;
-	p.client_cert = a->conf->client_cert;
-	p.client_cert_len = a->conf->client_cert_len;
-	p.client_key = a->conf->client_key_pem;
-	p.client_key_len = a->conf->client_key_pem_len;
+	oauth_http_post(a->conf, &or, &p);
 	a->req_assertion = oauth_uses_assertion(&c, grant);
 	/*
 	 * A refresh token is sent at most twice (once more when the outcome

@@ -498,18 +498,7 @@ login_post(struct login *l, const char *url, const struct form_param *fp,
 	if (oauth_login_request_build(ac, l->client_auth, url, fp, n,
 	    account_assertion_now(a), &or, cause) != 0)
 		return -1;
-	memset(&p, 0, sizeof p);
-	p.url = or.url;
-	p.body = or.body;
-	p.authorization = or.authorization;
-	p.ca_file = ac->ca_file;
-	p.proxy = ac->proxy;
-	p.timeout_ms = ac->timeout;
-	p.allow_http = ac->allow_http;
-	p.client_cert = ac->client_cert;
-	p.client_cert_len = ac->client_cert_len;
-	p.client_key = ac->client_key_pem;
-	p.client_key_len = ac->client_key_pem_len;
+	oauth_http_post(ac, &or, &p);
 	/* a code is good for one use: never re-sent on a reused connection */
 	p.fresh_connect = 1;
 	l->req = http_post(login_env.http, &p, cb, l);

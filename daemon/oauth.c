@@ -505,6 +505,29 @@ oauth_revoke_build(const struct account_conf *ac, const char *url,
 	return 0;
 }
 
+/*
+ * The POST of request r as the account sends it: its trust anchor,
+ * proxy, timeout and client certificate. Everything is borrowed from r
+ * and ac; the caller sets what is its own (fresh_connect).
+ */
+void
+oauth_http_post(const struct account_conf *ac, const struct oauth_request *r,
+    struct http_post *p)
+{
+	memset(p, 0, sizeof *p);
+	p->url = r->url;
+	p->body = r->body;
+	p->authorization = r->authorization;
+	p->ca_file = ac->ca_file;
+	p->proxy = ac->proxy;
+	p->timeout_ms = ac->timeout;
+	p->allow_http = ac->allow_http;
+	p->client_cert = ac->client_cert;
+	p->client_cert_len = ac->client_cert_len;
+	p->client_key = ac->client_key_pem;
+	p->client_key_len = ac->client_key_pem_len;
+}
+
 void
 oauth_request_clear(struct oauth_request *r)
 {

@@ -439,6 +439,9 @@ int		 oauth_uses_assertion(const struct account_conf *, enum grant);
 int		 oauth_revoke_build(const struct account_conf *, const char *,
 		    const char *, const char *, int64_t, struct oauth_request *,
 		    char **);
+struct http_post;
+void		 oauth_http_post(const struct account_conf *,
+		    const struct oauth_request *, struct http_post *);
 void		 oauth_request_clear(struct oauth_request *);
 int		 oauth_login_request_build(const struct account_conf *,
 		    enum client_auth, const char *, const struct form_param *,
